@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up everything (runtime, training extras, test tools) and run lint, type check and the tests.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh full
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,3 @@
+from wirewatch.cli.app import main
+
+main()

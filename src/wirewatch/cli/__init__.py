@@ -1,0 +1,1 @@
+"""The ``wirewatch`` command line. Nothing else in the package imports this."""

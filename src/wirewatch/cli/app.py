@@ -1,0 +1,71 @@
+"""The one ``wirewatch`` command and its sub-commands.
+
+Each sub-command lives in its own module under ``wirewatch.cli`` and is
+registered explicitly below. Command modules import heavy libraries (torch,
+matplotlib, onnxruntime) inside the command function, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from wirewatch import __version__
+from wirewatch.errors import WirewatchError
+
+app = typer.Typer(
+    name="wirewatch",
+    help="Segment nanowires in streamed microscope frames, measure them, detect change points, raise alerts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks: speed figures of each part on this machine.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wirewatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    # One line per sub-command; keep this list explicit (no discovery).
+    pass
+
+
+_register()
+if bench_app.registered_commands:
+    app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Entry point: WirewatchError becomes a one-line message and exit code 2, not a traceback."""
+    try:
+        app(standalone_mode=False)
+    except WirewatchError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
