@@ -42,6 +42,7 @@ def _root(
 
 def _register() -> None:
     # One line per sub-command; keep this list explicit (no discovery).
+    from wirewatch.cli import synth as synth_cli; app.command("synth")(synth_cli.synth)  # noqa: E702, I001
     pass
 
 

@@ -1,0 +1,220 @@
+"""Write a synthetic COCO dataset folder (layout in docs/CONTRACTS.md), deterministically and safely.
+
+``DIR/images/000000.png ...``, optional ``DIR/od/000000.tif``, ``DIR/train.json`` + ``DIR/val.json``
+(or ``DIR/all.json`` without a split), optional ``DIR/preview.png``, and ``DIR/manifest.json`` last.
+Every file goes to a temporary name first and is renamed into place, and the manifest is
+written last, so an interrupted run never looks complete. Image ``i`` is rendered from a seed
+derived from (seed, i) only, so the files do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wirewatch import __version__, coco
+from wirewatch.errors import ConfigError, InputError
+from wirewatch.synth.config import SynthConfig
+from wirewatch.synth.generate import Sample, generate
+
+MANIFEST = "manifest.json"
+FORMAT = "wirewatch-synth/1"
+_OWNED = ("images", "od", "train.json", "val.json", "all.json", "preview.png")
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` in a dataset made with ``seed`` (independent of workers)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def image_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def split_counts(count: int, split: float | None) -> tuple[int, int]:
+    """(train, val) sizes: the first ``round(count * split)`` images are train, the rest val."""
+    if split is None:
+        return count, 0
+    n_train = round(count * split)
+    if count > 1:
+        n_train = min(max(n_train, 1), count - 1)  # both parts non-empty when there is anything to split
+    return n_train, count - n_train
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - cv2 fails only on unsupported dtypes
+        raise InputError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_tiff(od: np.ndarray) -> bytes:
+    import io
+
+    import tifffile
+
+    buf = io.BytesIO()
+    # No datetime, no software tag: identical arrays give identical bytes.
+    tifffile.imwrite(buf, od.astype(np.float32), photometric="minisblack", software=None, datetime=None,
+                     metadata=None)
+    return buf.getvalue()
+
+
+def wire_extras(sample: Sample, i: int) -> dict[str, Any]:
+    """Per-wire ground truth stored next to each annotation (extra COCO keys)."""
+    w = sample.wires[i]
+    return {"wire": {
+        "length_px": round(w.length, 4), "projected_length_px": round(w.projected_length, 4),
+        "width_px": round(w.width, 4), "thickness_px": round(w.thickness, 4),
+        "angle_deg": round(w.angle_deg, 4), "cross_section": w.cross_section, "tilt_deg": round(w.tilt_deg, 4),
+        "centre_x": round(w.centre[0], 4), "centre_y": round(w.centre[1], 4),
+    }}
+
+
+def sample_annotations(sample: Sample, image_id: int, first_ann_id: int) -> list[dict[str, Any]]:
+    return [coco.annotation(first_ann_id + i, image_id, sample.masks[i], **wire_extras(sample, i))
+            for i in range(len(sample.wires))]
+
+
+# Worker state: set once per process (fork or spawn) by _init.
+_JOB: dict[str, Any] = {}
+
+
+def _init(out_dir: str, config_json: str, seed: int, tiff: bool) -> None:
+    _JOB.update(out=Path(out_dir), config=SynthConfig.model_validate_json(config_json), seed=seed, tiff=tiff)
+
+
+def _render_one(index: int) -> tuple[int, list[dict[str, Any]], int]:
+    """Render image ``index``, write its files, return its annotations (ids filled in later)."""
+    out: Path = _JOB["out"]
+    cfg: SynthConfig = _JOB["config"]
+    sample = generate(cfg, sample_seed(_JOB["seed"], index))
+    atomic_write_bytes(out / "images" / image_name(index), encode_png(sample.image))
+    if _JOB["tiff"]:
+        atomic_write_bytes(out / "od" / f"{index:06d}.tif", encode_tiff(sample.od))
+    anns = sample_annotations(sample, index + 1, 0)
+    return index, anns, len(sample.wires)
+
+
+def _imap(workers: int, out_dir: Path, config: SynthConfig, seed: int, tiff: bool,
+          count: int) -> Iterator[tuple[int, list[dict[str, Any]], int]]:
+    args = (str(out_dir), config.model_dump_json(), seed, tiff)
+    if workers <= 1:
+        _init(*args)
+        yield from map(_render_one, range(count))
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_init, initargs=args) as pool:
+        yield from pool.imap(_render_one, range(count), chunksize=max(1, min(16, count // (workers * 8) or 1)))
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """An existing non-empty folder is refused unless ``overwrite``; then our own files are removed."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise InputError(f"--out {out_dir} is not empty; pass --overwrite to replace a dataset there")
+        (out_dir / MANIFEST).unlink(missing_ok=True)  # first: the folder stops looking complete
+        for name in _OWNED:
+            p = out_dir / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+
+def write_dataset(out_dir: str | Path, config: SynthConfig, count: int, seed: int, workers: int = 1,
+                  split: float | None = 0.8, *, tiff: bool = False, preview: str | Path | None = None,
+                  overwrite: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Render ``count`` images into ``out_dir``; returns the manifest dict.
+
+    ``split`` is the train fraction (None: one ``all.json``). ``preview``: also write a contact
+    sheet there (a relative path is inside ``out_dir``). ``progress(done, count)`` is called as
+    images finish.
+    """
+    if count < 1:
+        raise ConfigError(f"--count must be at least 1, got {count}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if split is not None and not 0.0 < split < 1.0:
+        raise ConfigError(f"--split must be between 0 and 1 (exclusive), got {split}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    out = Path(out_dir)
+    check_out_dir(out, overwrite)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if tiff:
+        (out / "od").mkdir(exist_ok=True)
+    n = config.size
+    images: list[dict[str, Any]] = []
+    per_image: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    for done, (index, anns, _) in enumerate(_imap(min(workers, count), out, config, seed, tiff, count), 1):
+        per_image[index] = anns
+        if progress is not None:
+            progress(done, count)
+    for index in range(count):
+        images.append({"id": index + 1, "file_name": image_name(index), "width": n, "height": n})
+    n_train, n_val = split_counts(count, split)
+    info = {"description": f"wirewatch synthetic nanowires, preset {config.name}", "version": __version__,
+            "seed": seed}
+    parts = {"train": range(0, n_train), "val": range(n_train, count)} if split is not None else \
+        {"all": range(count)}
+    ann_id = 1
+    for name, idx in parts.items():
+        anns_out = []
+        for i in idx:
+            for a in per_image[i]:
+                anns_out.append({**a, "id": ann_id})
+                ann_id += 1
+        data = coco.dataset([images[i] for i in idx], anns_out, info={**info, "split": name})
+        atomic_write_bytes(out / f"{name}.json", json.dumps(data, separators=(",", ":")).encode())
+    if preview is not None:
+        from wirewatch.synth.preview import write_preview
+
+        ppath = Path(preview)
+        write_preview(ppath if ppath.is_absolute() else out / ppath, config, seed)
+    manifest = {
+        "format": FORMAT,
+        "package": "wirewatch",
+        "package_version": __version__,
+        "seed": seed,
+        "count": count,
+        "size": n,
+        "split": split,
+        "counts": {"train": n_train, "val": n_val} if split is not None else {"all": count},
+        "annotations": ann_id - 1,
+        "files": {"images": "images", "od": "od" if tiff else None,
+                  "coco": [f"{name}.json" for name in parts]},
+        "config": config.model_dump(mode="json"),
+    }
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a complete dataset folder (InputError when absent: incomplete or not a dataset)."""
+    p = Path(out_dir) / MANIFEST
+    if not p.is_file():
+        raise InputError(f"{out_dir} holds no {MANIFEST}: not a complete synthetic dataset")
+    return dict(json.loads(p.read_text()))
+
+
+def wire_table(sample: Sample) -> list[dict[str, Any]]:
+    return [asdict(w) for w in sample.wires]
