@@ -1,0 +1,162 @@
+"""Run a segmenter on frames larger than it should see: resize, or tile and merge.
+
+``FitSegmenter`` wraps any ``Segmenter`` and is itself one. Frames whose longer side is at
+most ``max_side`` pass through unchanged. Larger frames are either resized down (one pass,
+masks scaled back up) or cut into overlapping tiles whose detections are pasted into frame
+coordinates and merged where a wire was seen by two tiles.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from wirewatch.segment.base import Segmenter
+from wirewatch.types import Detections
+
+
+class FitSegmenter:
+    """A ``Segmenter`` that resizes or tiles large frames for the wrapped one."""
+
+    def __init__(self, inner: Segmenter, *, max_side: int | None, mode: Literal["resize", "tile"] = "resize",
+                 tile_size: int = 512, tile_overlap: int = 64, merge_overlap: float = 0.5) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_side = max_side
+        self.mode = mode
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.merge_overlap = merge_overlap
+
+    def segment(self, image: np.ndarray) -> Detections:
+        h, w = image.shape
+        if self.max_side is None or max(h, w) <= self.max_side:
+            return self.inner.segment(image)
+        if self.mode == "tile":
+            return self._tiled(image)
+        return self._resized(image)
+
+    def _resized(self, image: np.ndarray) -> Detections:
+        h, w = image.shape
+        assert self.max_side is not None
+        s = self.max_side / max(h, w)
+        small_w, small_h = max(1, round(w * s)), max(1, round(h * s))
+        small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        det = self.inner.segment(small)
+        if len(det) == 0:
+            return Detections.empty((h, w))
+        masks = np.zeros((len(det), h, w), bool)
+        for i, m in enumerate(det.masks):
+            masks[i] = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        factors = np.asarray([w / small_w, h / small_h, w / small_w, h / small_h], np.float32)
+        boxes = det.boxes.astype(np.float32) * factors
+        return Detections(boxes=boxes, scores=det.scores.astype(np.float32), masks=masks, image_shape=(h, w))
+
+    def _tiled(self, image: np.ndarray) -> Detections:
+        h, w = image.shape
+        candidates: list[TilePiece] = []
+        for y0, x0 in tile_origins((h, w), self.tile_size, self.tile_overlap):
+            y1, x1 = min(y0 + self.tile_size, h), min(x0 + self.tile_size, w)
+            det = self.inner.segment(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            for score, m in zip(det.scores, det.masks, strict=True):
+                if not m.any():
+                    continue
+                full = np.zeros((h, w), bool)
+                full[y0:y1, x0:x1] = m
+                cut = ((y0 > 0 and m[0].any()) or (y1 < h and m[-1].any())
+                       or (x0 > 0 and m[:, 0].any()) or (x1 < w and m[:, -1].any()))
+                candidates.append(TilePiece(float(score), full, bool(cut), (y0, y1, x0, x1)))
+        return merge_tile_detections(candidates, (h, w), self.merge_overlap)
+
+
+Window = tuple[int, int, int, int]  # y0, y1, x0, x1
+
+
+class TilePiece:
+    """One detection from one tile, pasted into frame coordinates."""
+
+    __slots__ = ("cut", "mask", "score", "windows")
+
+    def __init__(self, score: float, mask: np.ndarray, cut: bool, window: Window) -> None:
+        self.score = score
+        self.mask = mask
+        self.cut = cut  # touches a tile edge that is not the frame edge
+        self.windows = [window]
+
+
+def tile_origins(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Top-left corners of tiles covering ``shape`` with at least ``overlap`` pixels shared."""
+    def starts(n: int) -> list[int]:
+        if n <= tile:
+            return [0]
+        stride = tile - overlap
+        out = list(range(0, n - tile, stride))
+        out.append(n - tile)
+        return out
+
+    return [(y, x) for y in starts(shape[0]) for x in starts(shape[1])]
+
+
+def _agreement(a: TilePiece, b: TilePiece) -> float:
+    """IoU of two pieces inside the region both of their tiles saw (0 when they share nothing).
+
+    Where two tiles overlap, both saw the same pixels: one wire gives the same mask there, two
+    different wires do not. Comparing only there lets pieces of a wire cut by tile edges be joined."""
+    best = 0.0
+    for ay0, ay1, ax0, ax1 in a.windows:
+        for by0, by1, bx0, bx1 in b.windows:
+            y0, y1, x0, x1 = max(ay0, by0), min(ay1, by1), max(ax0, bx0), min(ax1, bx1)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            ma, mb = a.mask[y0:y1, x0:x1], b.mask[y0:y1, x0:x1]
+            union = int(np.logical_or(ma, mb).sum())
+            if union:
+                best = max(best, int(np.logical_and(ma, mb).sum()) / union)
+    return best
+
+
+def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
+                          merge_overlap: float) -> Detections:
+    """Greedy merge by score: a piece agreeing with a kept detection inside their shared tile region
+    (IoU above ``merge_overlap``) is the same wire seen twice: joined to it (union of masks; pieces
+    of a wire cut by tile edges become one) and not reported again."""
+    kept: list[TilePiece] = []
+    for piece in sorted(candidates, key=lambda c: -c.score):
+        for k in kept:
+            if _agreement(k, piece) > merge_overlap:
+                k.mask = np.logical_or(k.mask, piece.mask)
+                k.windows.extend(piece.windows)
+                k.cut = k.cut and piece.cut
+                break
+        else:
+            kept.append(piece)
+    if not kept:
+        return Detections.empty(shape)
+    masks = np.stack([k.mask for k in kept])
+    return Detections(boxes=boxes_of(masks), scores=np.asarray([k.score for k in kept], np.float32),
+                      masks=masks, image_shape=shape)
+
+
+def boxes_of(masks: np.ndarray) -> np.ndarray:
+    """x0, y0, x1, y1 (exclusive ends) of each non-empty mask; zeros for an empty one."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys = np.flatnonzero(m.any(axis=1))
+        xs = np.flatnonzero(m.any(axis=0))
+        if len(ys):
+            boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes
+
+
+def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:
+    """Clear NODATA pixels from every mask and drop detections left empty."""
+    if valid is None or len(det) == 0:
+        return det
+    masks = det.masks & valid[None]
+    keep = masks.reshape(len(masks), -1).any(axis=1)
+    if keep.all() and np.array_equal(masks, det.masks):
+        return det
+    masks = masks[keep]
+    return Detections(boxes=boxes_of(masks), scores=det.scores[keep], masks=masks, image_shape=det.image_shape)
