@@ -1,1 +1,26 @@
-"""wirewatch.stats"""
+"""Particle statistics: per-particle descriptors and per-frame aggregates (``measure``).
+
+Names of every column and aggregate are fixed in docs/CONTRACTS.md ("Statistic names").
+"""
+
+from wirewatch.stats.aggregates import aggregate_names, axial_orientation, frame_aggregates, summarise
+from wirewatch.stats.descriptors import (
+    PARTICLE_COLUMNS,
+    ParticleTable,
+    check_pixel_size,
+    particle_descriptors,
+)
+from wirewatch.stats.measure import masks_from_labels, measure
+
+__all__ = [
+    "PARTICLE_COLUMNS",
+    "ParticleTable",
+    "aggregate_names",
+    "axial_orientation",
+    "check_pixel_size",
+    "frame_aggregates",
+    "masks_from_labels",
+    "measure",
+    "particle_descriptors",
+    "summarise",
+]
