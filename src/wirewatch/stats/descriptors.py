@@ -75,8 +75,8 @@ def _row_occupancy(masks: np.ndarray) -> np.ndarray:
     if w % 8 == 0 and masks.flags.c_contiguous and n * h > 0:
         # OR 8 pixels at a time: same answer as any(axis=2), fewer elements to reduce.
         words = masks.view(np.uint64).reshape(n, h, w // 8)
-        return np.bitwise_or.reduce(words, axis=2) != 0
-    return masks.any(axis=2)
+        return np.asarray(np.bitwise_or.reduce(words, axis=2) != 0)
+    return np.asarray(masks.any(axis=2))
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     # One short loop over each particle's row band / box crop (C calls inside), never the full frame.
     for j, i in enumerate(keep):
         band = masks[i, y0[j]:y1[j]]
-        cols = band.any(axis=0)
+        cols = np.asarray(band.any(axis=0))
         x0[j] = cols.argmax()
         x1[j] = w - cols[::-1].argmax()
         ys, xs = np.nonzero(band[:, x0[j]:x1[j]])
