@@ -1,1 +1,44 @@
-"""wirewatch.ingest"""
+"""Ingest: sources of raw messages (ZeroMQ, file replay), decoders to ``Frame`` events, encoders.
+
+Typical use (what the daemon does)::
+
+    cfg = IngestConfig(endpoint="tcp://127.0.0.1:31001", format="stream2")
+    source = make_source(cfg, on_drop=lambda reason, msg: ...)
+    decoder = make_decoder(cfg.format, channel=cfg.channel, limits=cfg.limits())
+    source.start()
+    while running:
+        msg = source.get(timeout=0.1)
+        if msg is None:
+            continue
+        try:
+            events = decoder.decode(msg.parts, msg.received_at)  # Frame | SeriesStart | SeriesEnd
+        except DecodeError as exc:
+            errors_total.labels(kind=exc.kind).inc()   # count, log, skip
+    source.close()
+"""
+
+from wirewatch.ingest.base import Decoder, RawMessage, Source, SourceStats
+from wirewatch.ingest.buffer import MessageBuffer
+from wirewatch.ingest.config import IngestConfig
+from wirewatch.ingest.decoders import DECODERS, FORMATS, make_decoder
+from wirewatch.ingest.encode import (
+    encode_array10,
+    encode_series,
+    encode_stream1_end,
+    encode_stream1_header,
+    encode_stream1_image,
+    encode_stream2_end,
+    encode_stream2_image,
+    encode_stream2_start,
+)
+from wirewatch.ingest.file_source import FileSource
+from wirewatch.ingest.limits import ALLOWED_DTYPES, DEFAULT_LIMITS, ERROR_KINDS, DecodeLimits
+from wirewatch.ingest.sources import make_source
+from wirewatch.ingest.zmq_source import ZmqSource
+
+__all__ = [
+    "ALLOWED_DTYPES", "DECODERS", "DEFAULT_LIMITS", "ERROR_KINDS", "FORMATS", "DecodeLimits", "Decoder",
+    "FileSource", "IngestConfig", "MessageBuffer", "RawMessage", "Source", "SourceStats", "ZmqSource",
+    "encode_array10", "encode_series", "encode_stream1_end", "encode_stream1_header", "encode_stream1_image",
+    "encode_stream2_end", "encode_stream2_image", "encode_stream2_start", "make_decoder", "make_source",
+]

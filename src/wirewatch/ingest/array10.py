@@ -1,0 +1,86 @@
+"""``array-1.0``: a JSON header part then the raw pixel bytes (areaDetector / PSI convention).
+
+Header: ``{"htype": "array-1.0", "shape": [h, w], "type": "uint16", "frame": n}``
+plus optional ``timestamp`` (Unix s), ``pixel_size_nm``, ``modality`` and
+``signal`` (transmission | optical_density | intensity). Pixels are
+little-endian, C order. Unknown extra header keys are ignored (areaDetector
+adds its own attributes); ``htype`` may also be the one-element list
+areaDetector sends. A frame id lower than the previous one starts a new
+series (a ``SeriesStart`` event precedes that frame).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import get_args
+
+import numpy as np
+
+from wirewatch.errors import DecodeError
+from wirewatch.ingest import _fields as f
+from wirewatch.ingest.base import Parts
+from wirewatch.ingest.limits import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    check_dtype,
+    check_message_size,
+    check_shape_2d,
+)
+from wirewatch.types import Frame, SeriesStart, Signal, StreamEvent
+
+HTYPE = "array-1.0"
+SIGNALS: tuple[str, ...] = get_args(Signal)
+
+
+class Array10Decoder:
+    """Decoder for two-part ``array-1.0`` messages."""
+
+    format_name = HTYPE
+
+    def __init__(self, *, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._last_frame: int | None = None
+
+    def is_control(self, parts: Parts) -> bool:
+        return False  # array-1.0 has no series messages; series start is inferred from frame ids
+
+    def decode(self, parts: Parts, received_at: float | None = None) -> list[StreamEvent]:
+        received_at = time.time() if received_at is None else received_at
+        check_message_size(list(parts), self.limits)
+        if len(parts) != 2:
+            raise DecodeError("bad_header", f"array-1.0 message must have 2 parts (header, pixels), got {len(parts)}")
+        header = f.parse_json_header(parts[0], self.limits, "array-1.0 header")
+        htype = f.require(header, "htype", "array-1.0 header")
+        if isinstance(htype, list) and len(htype) == 1:
+            htype = htype[0]
+        if htype != HTYPE:
+            raise DecodeError("unknown_type", f"htype {htype!r} is not {HTYPE!r}")
+        h, w = check_shape_2d(f.require(header, "shape", "array-1.0 header"), self.limits)
+        dtype = check_dtype(f.require(header, "type", "array-1.0 header"))
+        frame_id = f.integer(f.require(header, "frame", "array-1.0 header"), "frame")
+        stamp = header.get("timestamp")
+        acquired = f.number(stamp, "timestamp") if stamp is not None else received_at
+        pixel_nm = header.get("pixel_size_nm")
+        pixel_size_nm = f.number(pixel_nm, "pixel_size_nm", positive=True) if pixel_nm is not None else None
+        modality = f.text(header["modality"], "modality") if header.get("modality") is not None else None
+        signal = f.choice(header.get("signal", "intensity"), "signal", SIGNALS)
+
+        payload = parts[1]
+        need = h * w * dtype.itemsize
+        if len(payload) != need:
+            kind = "truncated" if len(payload) < need else "size_lie"
+            raise DecodeError(kind, f"array-1.0 payload is {len(payload)} bytes, shape {[h, w]} of {dtype.name} "
+                                    f"needs {need}")
+        image = np.frombuffer(payload, dtype=dtype.newbyteorder("<")).reshape(h, w)
+        if not image.dtype.isnative:
+            image = image.astype(dtype)
+        events: list[StreamEvent] = []
+        if self._last_frame is not None and frame_id < self._last_frame:
+            events.append(SeriesStart(series_id=None, time=acquired, pixel_size_nm=pixel_size_nm,
+                                      meta={"reason": "frame id went backwards",
+                                            "previous_frame": self._last_frame}))
+        self._last_frame = frame_id
+        events.append(Frame(frame_id=frame_id, image=image, time=acquired, series_id=None,
+                            pixel_size_nm=pixel_size_nm, modality=modality, signal=signal,  # type: ignore[arg-type]
+                            valid=None, received_at=received_at, meta={"format": HTYPE}))
+        return events

@@ -1,0 +1,160 @@
+"""DECTRIS Stream V1 (legacy): multipart messages of JSON parts and raw data.
+
+- series header: ``{"htype": "dheader-1.0", "series": n, "header_detail": "all|basic|none"}``, then
+  (basic/all) the detector configuration JSON (``x_pixel_size`` in metres, ``x_pixels_in_detector``,
+  ``y_pixels_in_detector``, ...), then (all) flatfield / pixel mask / count-rate table parts, ignored here.
+- image: ``{"htype": "dimage-1.0", "series": n, "frame": i, "hash": md5}``,
+  ``{"htype": "dimage_d-1.0", "shape": [x, y], "type": "uint16", "encoding": E, "size": nbytes}``,
+  the data blob (``size`` bytes), optionally ``{"htype": "dconfig-1.0", "start_time", "stop_time",
+  "real_time"}`` (ns) and an appendix part.
+- series end: ``{"htype": "dseries_end-1.0", "series": n}``.
+
+Encodings: ``<`` (raw little-endian), ``lz4<`` (one raw LZ4 block, no framing),
+``bs8-lz4<`` / ``bs16-lz4<`` / ``bs32-lz4<`` (bitshuffle + LZ4 with the 12-byte
+HDF5 framing header). Note ``shape`` is [width, height]. NODATA pixels (dtype
+maximum) are marked invalid as for Stream V2.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import DecodeError
+from wirewatch.ingest import _fields as f
+from wirewatch.ingest.base import Parts
+from wirewatch.ingest.classify import stream1_is_control
+from wirewatch.ingest.compression import decompress_bounded
+from wirewatch.ingest.limits import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    check_dtype,
+    check_message_size,
+    check_shape_2d,
+)
+from wirewatch.ingest.stream2 import METRES_TO_NM, valid_mask
+from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
+
+FORMAT = "stream1"
+HTYPES = ("dheader-1.0", "dimage-1.0", "dseries_end-1.0")
+ENCODINGS: dict[str, int | None] = {"<": None, "lz4<": None, "bs8-lz4<": 1, "bs16-lz4<": 2, "bs32-lz4<": 4}
+
+
+def _htype(header: Mapping[str, Any], expected: tuple[str, ...], what: str) -> str:
+    value = header.get("htype")
+    if value not in expected:
+        raise DecodeError("unknown_type", f"{what} htype {value!r} is not one of {', '.join(expected)}")
+    return str(value)
+
+
+def decode_payload(blob: bytes, encoding: str, dtype: np.dtype, shape_hw: tuple[int, int],
+                   limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Pixels of one V1 data part as a (height, width) array in native byte order."""
+    h, w = shape_hw
+    need = h * w * dtype.itemsize
+    if encoding == "<":
+        if len(blob) != need:
+            kind = "truncated" if len(blob) < need else "size_lie"
+            raise DecodeError(kind, f"stream1 raw data is {len(blob)} bytes, shape {[w, h]} of {dtype.name} "
+                                    f"needs {need}")
+        raw: bytes = blob
+    elif encoding == "lz4<":
+        # A bare LZ4 block: give it the HDF5 LZ4 framing (one block of ``need`` bytes) so the bounded
+        # decompressor knows the output size up front.
+        framed = struct.pack(">QII", need, max(need, 1), len(blob)) + blob
+        raw = decompress_bounded(framed, "lz4", 0, need, limits)
+    else:
+        elem = ENCODINGS[encoding]
+        if elem != dtype.itemsize:
+            raise DecodeError("bad_header", f"encoding {encoding!r} does not match pixel type {dtype.name}")
+        raw = decompress_bounded(blob, "bslz4", dtype.itemsize, need, limits)
+    image = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(h, w)
+    return image if image.dtype.isnative else image.astype(dtype)
+
+
+class Stream1Decoder:
+    """Stateful decoder of one DECTRIS Stream V1 stream."""
+
+    format_name = FORMAT
+
+    def __init__(self, *, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.series_id: str | None = None
+        self.pixel_size_nm: float | None = None
+        self.image_shape: tuple[int, int] | None = None
+
+    def is_control(self, parts: Parts) -> bool:
+        return stream1_is_control(parts)
+
+    def decode(self, parts: Parts, received_at: float | None = None) -> list[StreamEvent]:
+        received_at = time.time() if received_at is None else received_at
+        check_message_size(list(parts), self.limits)
+        if not parts:
+            raise DecodeError("truncated", "stream1 message has no parts")
+        first = f.parse_json_header(parts[0], self.limits, "stream1 first part")
+        htype = _htype(first, HTYPES, "stream1 message")
+        series = str(f.integer(f.require(first, "series", "stream1 message"), "series"))
+        if htype == "dheader-1.0":
+            return [self._header(first, parts, series, received_at)]
+        if htype == "dseries_end-1.0":
+            if self.series_id == series:
+                self.series_id = None
+            return [SeriesEnd(series_id=series, time=received_at)]
+        return self._image(first, parts, series, received_at)
+
+    def _header(self, first: Mapping[str, Any], parts: Parts, series: str, received_at: float) -> SeriesStart:
+        detail = f.choice(first.get("header_detail", "basic"), "header_detail", ("all", "basic", "none"))
+        self.series_id, self.pixel_size_nm, self.image_shape = series, None, None
+        meta: dict[str, Any] = {"format": FORMAT, "header_detail": detail}
+        if detail != "none" and len(parts) >= 2:
+            config = f.parse_json_header(parts[1], self.limits, "stream1 detector configuration")
+            if config.get("x_pixel_size") is not None:
+                self.pixel_size_nm = f.number(config["x_pixel_size"], "x_pixel_size", positive=True) * METRES_TO_NM
+            if config.get("x_pixels_in_detector") is not None:
+                width = f.integer(config["x_pixels_in_detector"], "x_pixels_in_detector", minimum=1)
+                height = f.integer(f.require(config, "y_pixels_in_detector", "stream1 configuration"),
+                                   "y_pixels_in_detector", minimum=1)
+                self.image_shape = check_shape_2d([height, width], self.limits, "detector size")
+            for key in ("beam_center_x", "beam_center_y", "count_time", "frame_time", "detector_distance",
+                        "wavelength", "nimages"):
+                if config.get(key) is not None:
+                    meta[key] = f.number(config[key], key)
+        return SeriesStart(series_id=series, time=received_at, pixel_size_nm=self.pixel_size_nm, meta=meta)
+
+    def _image(self, first: Mapping[str, Any], parts: Parts, series: str, received_at: float) -> list[StreamEvent]:
+        if len(parts) < 3:
+            raise DecodeError("truncated", f"stream1 image message needs at least 3 parts, got {len(parts)}")
+        frame_id = f.integer(f.require(first, "frame", "dimage-1.0"), "frame")
+        desc = f.parse_json_header(parts[1], self.limits, "dimage_d-1.0 part")
+        _htype(desc, ("dimage_d-1.0",), "stream1 image description")
+        x, y = check_shape_2d(f.require(desc, "shape", "dimage_d-1.0"), self.limits, "shape [x, y]")
+        dtype = check_dtype(f.require(desc, "type", "dimage_d-1.0"))
+        encoding = f.choice(f.require(desc, "encoding", "dimage_d-1.0"), "encoding", tuple(ENCODINGS))
+        size = f.integer(f.require(desc, "size", "dimage_d-1.0"), "size")
+        blob = parts[2]
+        if len(blob) != size:
+            kind = "truncated" if len(blob) < size else "size_lie"
+            raise DecodeError(kind, f"stream1 data part is {len(blob)} bytes, its header says {size}")
+        shape_hw = (y, x)
+        if self.series_id == series and self.image_shape is not None and shape_hw != self.image_shape:
+            raise DecodeError("bad_shape", f"image shape [x, y] = {[x, y]} differs from the detector size "
+                                           f"{[self.image_shape[1], self.image_shape[0]]} in the series header")
+        image = decode_payload(blob, encoding, dtype, shape_hw, self.limits)
+        meta: dict[str, Any] = {"format": FORMAT, "encoding": encoding}
+        if len(parts) >= 4:
+            times = f.parse_json_header(parts[3], self.limits, "dconfig-1.0 part")
+            for key in ("start_time", "stop_time", "real_time"):
+                if times.get(key) is not None:
+                    meta[f"{key}_ns"] = f.integer(times[key], key)
+        events: list[StreamEvent] = []
+        if self.series_id != series:  # connected mid-series: the header was not seen
+            self.series_id, self.pixel_size_nm, self.image_shape = series, None, None
+            events.append(SeriesStart(series_id=series, time=received_at, meta={"format": FORMAT, "implicit": True}))
+        events.append(Frame(frame_id=frame_id, image=image, time=received_at, series_id=series,
+                            pixel_size_nm=self.pixel_size_nm, modality="xray-detector", signal="intensity",
+                            valid=valid_mask(image), received_at=received_at, meta=meta))
+        return events

@@ -1,0 +1,213 @@
+"""DECTRIS Stream V2: one CBOR map per message, ``type`` start / image / end.
+
+The start message gives the series' channels, image size and pixel size
+(metres; converted to nm). Image messages carry ``data``: channel name -> tag
+40 array whose typed array may be DECTRIS-compressed (tag 56500). Only the
+selected channel is decompressed. Pixels equal to the dtype's maximum are
+NODATA (``Frame.valid`` False there). An image from a series whose start was
+not seen (we connected late) is preceded by an implicit ``SeriesStart``.
+
+Ids: ``Frame.series_id`` / ``SeriesStart.series_id`` is the detector's
+``series_unique_id`` (unique across arms); the plain series number is in
+``meta['series_number']``. ``Frame.frame_id`` is ``image_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import DecodeError
+from wirewatch.ingest import _fields as f
+from wirewatch.ingest import cbor
+from wirewatch.ingest.base import Parts
+from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits, check_message_size
+from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
+
+FORMAT = "stream2"
+MESSAGE_TYPES = ("start", "image", "end")
+METRES_TO_NM = 1e9
+# Start-message scalars copied into SeriesStart.meta when present and well-typed.
+_START_META_NUMBERS = ("beam_center_x", "beam_center_y", "count_time", "frame_time", "detector_distance",
+                       "incident_energy", "incident_wavelength", "sensor_thickness", "saturation_value",
+                       "number_of_images", "pixel_size_x", "pixel_size_y")
+_START_META_TEXT = ("detector_description", "detector_serial_number", "sensor_material")
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What a start message told us about the series."""
+
+    unique_id: str
+    number: int
+    channels: tuple[str, ...] = ()
+    image_shape: tuple[int, int] | None = None  # (height, width) = (image_size_y, image_size_x)
+    pixel_size_nm: float | None = None
+    announced: bool = True  # False when inferred from an image (start message not seen)
+
+
+def nodata_value(dtype: np.dtype) -> int | float | None:
+    return int(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+
+
+def valid_mask(image: np.ndarray) -> np.ndarray:
+    """False at NODATA pixels (integer dtype maximum; non-finite for floats)."""
+    nodata = nodata_value(image.dtype)
+    return np.isfinite(image) if nodata is None else image != nodata
+
+
+def _series_ids(msg: Mapping[str, Any]) -> tuple[int, str]:
+    number = f.integer(f.require(msg, "series_id", "stream2 message"), "series_id")
+    unique = msg.get("series_unique_id")
+    unique_id = f.text(unique, "series_unique_id") if unique is not None else str(number)
+    return number, unique_id
+
+
+def _timestamp(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    raise DecodeError("bad_header", f"field {name!r} must be a CBOR date/time (tag 0), got {type(value).__name__}")
+
+
+def read_message(buf: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Mapping[str, Any]:
+    """Parse one Stream V2 message to a mapping with a validated ``type``; arrays stay lazy."""
+    msg = cbor.as_mapping(cbor.loads(buf, limits), "stream2 message")
+    kind = msg.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise DecodeError("unknown_type", f"stream2 message type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}")
+    return msg
+
+
+def channel_arrays(msg: Mapping[str, Any]) -> dict[str, cbor.MultiDimArray]:
+    """The image message's ``data`` map, validated: channel name -> lazy 2-D array."""
+    data = cbor.as_mapping(f.require(msg, "data", "stream2 image message"), "stream2 'data'")
+    if not data:
+        raise DecodeError("bad_header", "stream2 image message has no channels in 'data'")
+    out: dict[str, cbor.MultiDimArray] = {}
+    for name, arr in data.items():
+        f.text(name, "channel name")
+        if not isinstance(arr, cbor.MultiDimArray):
+            raise DecodeError("bad_header", f"channel {name!r} is not a multi-dimensional array (tag 40)")
+        if len(arr.dims) != 2:
+            raise DecodeError("bad_shape", f"channel {name!r} has {len(arr.dims)} dimensions, expected 2")
+        out[name] = arr
+    return out
+
+
+class Stream2Decoder:
+    """Stateful decoder of one DECTRIS Stream V2 stream."""
+
+    format_name = FORMAT
+
+    def __init__(self, *, channel: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+        self.channel = channel
+        self.limits = limits
+        self.series: SeriesInfo | None = None
+
+    def is_control(self, parts: Parts) -> bool:
+        from wirewatch.ingest.classify import stream2_type
+
+        return len(parts) == 1 and stream2_type(parts[0]) in ("start", "end")
+
+    def decode(self, parts: Parts, received_at: float | None = None) -> list[StreamEvent]:
+        received_at = time.time() if received_at is None else received_at
+        check_message_size(list(parts), self.limits)
+        if len(parts) != 1:
+            raise DecodeError("bad_header", f"stream2 messages have exactly 1 part, got {len(parts)}")
+        msg = read_message(parts[0], self.limits)
+        kind = msg["type"]
+        if kind == "start":
+            return [self._start(msg, received_at)]
+        if kind == "end":
+            return [self._end(msg, received_at)]
+        return self._image(msg, received_at)
+
+    def _start(self, msg: Mapping[str, Any], received_at: float) -> SeriesStart:
+        number, unique_id = _series_ids(msg)
+        channels: tuple[str, ...] = ()
+        if msg.get("channels") is not None:
+            raw = msg["channels"]
+            if not isinstance(raw, list | tuple) or len(raw) > 64:
+                raise DecodeError("bad_header", "field 'channels' must be a list of at most 64 names")
+            channels = tuple(f.text(c, "channels[]") for c in raw)
+        shape = None
+        if msg.get("image_size_x") is not None or msg.get("image_size_y") is not None:
+            width = f.integer(f.require(msg, "image_size_x", "stream2 start"), "image_size_x", minimum=1)
+            height = f.integer(f.require(msg, "image_size_y", "stream2 start"), "image_size_y", minimum=1)
+            if width * height > self.limits.max_pixels:
+                raise DecodeError("oversized", f"image size {width} x {height} is above max_pixels="
+                                               f"{self.limits.max_pixels}")
+            shape = (height, width)
+        pixel_size_nm = None
+        if msg.get("pixel_size_x") is not None:
+            pixel_size_nm = f.number(msg["pixel_size_x"], "pixel_size_x", positive=True) * METRES_TO_NM
+        arm_time = _timestamp(msg.get("arm_date"), "arm_date")
+        meta: dict[str, Any] = {"format": FORMAT, "series_number": number, "channels": channels}
+        for key in _START_META_NUMBERS:
+            if msg.get(key) is not None:
+                meta[key] = f.number(msg[key], key)
+        for key in _START_META_TEXT:
+            if isinstance(msg.get(key), str):
+                meta[key] = f.text(msg[key], key)
+        self.series = SeriesInfo(unique_id, number, channels, shape, pixel_size_nm)
+        return SeriesStart(series_id=unique_id, time=arm_time if arm_time is not None else received_at,
+                           pixel_size_nm=pixel_size_nm, meta=meta)
+
+    def _end(self, msg: Mapping[str, Any], received_at: float) -> SeriesEnd:
+        _number, unique_id = _series_ids(msg)
+        if self.series is not None and self.series.unique_id == unique_id:
+            self.series = None
+        return SeriesEnd(series_id=unique_id, time=received_at)
+
+    def _image(self, msg: Mapping[str, Any], received_at: float) -> list[StreamEvent]:
+        number, unique_id = _series_ids(msg)
+        image_id = f.integer(f.require(msg, "image_id", "stream2 image message"), "image_id")
+        real_time = cbor.rational(msg.get("real_time"), "real_time")
+        start_time = cbor.rational(msg.get("start_time"), "start_time")
+        series_date = _timestamp(msg.get("series_date"), "series_date")
+        arrays = channel_arrays(msg)
+
+        events: list[StreamEvent] = []
+        series = self.series
+        if series is None or series.unique_id != unique_id:
+            series = SeriesInfo(unique_id, number, announced=False)
+            self.series = series
+            events.append(SeriesStart(series_id=unique_id, time=series_date or received_at, pixel_size_nm=None,
+                                      meta={"format": FORMAT, "series_number": number, "implicit": True}))
+        name = self._select_channel(arrays, series)
+        arr = arrays[name]
+        if series.image_shape is not None and arr.dims != series.image_shape:
+            raise DecodeError("bad_shape", f"channel {name!r} has shape {list(arr.dims)}, the start message "
+                                           f"announced {list(series.image_shape)}")
+        image = arr.to_numpy(self.limits)
+        acquired = received_at
+        if series_date is not None and start_time is not None:
+            acquired = series_date + start_time[0] / start_time[1]
+        meta: dict[str, Any] = {"format": FORMAT, "channel": name, "channels": tuple(arrays),
+                                "series_number": number, "image_id": image_id}
+        if real_time is not None:
+            meta["real_time"] = real_time
+        events.append(Frame(frame_id=image_id, image=image, time=acquired, series_id=unique_id,
+                            pixel_size_nm=series.pixel_size_nm, modality="xray-detector", signal="intensity",
+                            valid=valid_mask(image), received_at=received_at, meta=meta))
+        return events
+
+    def _select_channel(self, arrays: Mapping[str, cbor.MultiDimArray], series: SeriesInfo) -> str:
+        if self.channel is not None:
+            if self.channel not in arrays:
+                raise DecodeError("unknown_channel", f"channel {self.channel!r} is not in the image message; it has "
+                                                     f"{', '.join(arrays)}")
+            return self.channel
+        for name in series.channels:
+            if name in arrays:
+                return name
+        return next(iter(arrays))

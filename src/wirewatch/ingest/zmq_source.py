@@ -1,0 +1,184 @@
+"""ZeroMQ input: a drain thread that moves raw messages from the socket into a bounded buffer.
+
+The drain thread never decodes (decoding every message of a fast detector just
+to throw most away would need many cores): it checks the total size, strips a
+SUB topic frame, classifies start/end messages cheaply, stamps the receive
+time and hands the parts to ``MessageBuffer``, which applies the overload
+policy and counts drops. The consumer calls ``get()`` and decodes only what it
+takes.
+
+Bounded memory: ZeroMQ holds at most ``hwm`` messages, each part at most
+``max_message_bytes`` (``zmq.MAXMSGSIZE``: a peer sending a bigger part is
+disconnected by ZeroMQ and reconnects); the buffer holds at most ``buffer``
+data messages plus up to 1024 start/end messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from wirewatch.errors import ConfigError
+from wirewatch.ingest.base import RawMessage, SourceStats
+from wirewatch.ingest.buffer import MessageBuffer
+from wirewatch.ingest.classify import stream1_is_control, stream2_type
+from wirewatch.ingest.config import IngestConfig
+
+log = logging.getLogger(__name__)
+POLL_MS = 50
+
+
+def is_control(format: str, parts: list[bytes]) -> bool:
+    """Series start/end? Cheap, prefix-only (see ``classify``)."""
+    if format == "stream2":
+        return len(parts) == 1 and stream2_type(parts[0]) in ("start", "end")
+    if format == "stream1":
+        return stream1_is_control(parts)
+    return False
+
+
+class ZmqSource:
+    """SUB or PULL socket, connect or bind, drained by a background thread.
+
+    ``on_drop(reason, message)`` is called (from the drain thread) for each
+    message dropped by the overload policy; ``on_reject(kind, detail)`` for each
+    message refused before buffering (``oversized``). Use ``stats()`` for totals.
+    """
+
+    def __init__(self, config: IngestConfig, *, context: Any = None,
+                 on_drop: Callable[[str, RawMessage], None] | None = None,
+                 on_reject: Callable[[str, str], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.format_name: str = config.format
+        self._context = context
+        self._own_context = context is None
+        self._on_reject = on_reject
+        self._clock = clock
+        self._buffer = MessageBuffer(config.buffer, config.policy, on_drop=on_drop)
+        self._topic = config.topic.encode()
+        self._socket: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._received = 0
+        self._received_bytes = 0
+        self._rejected: Counter[str] = Counter()
+        self._seq = 0
+        self.endpoint: str | None = None  # the resolved endpoint (port filled in after bind to port 0 / '*')
+        self.error: BaseException | None = None
+
+    # -- lifecycle
+    def start(self) -> None:
+        """Create, configure and bind/connect the socket here (errors surface now), then start draining."""
+        import zmq
+
+        if self._thread is not None:
+            raise RuntimeError("ZmqSource already started")
+        if self._context is None:
+            self._context = zmq.Context()
+        sock = self._context.socket(zmq.SUB if self.config.socket == "sub" else zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, self.config.hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.config.socket == "sub":
+            sock.setsockopt(zmq.SUBSCRIBE, self._topic)
+        try:
+            if self.config.bind:
+                sock.bind(self.config.endpoint)
+            else:
+                sock.connect(self.config.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            verb = "bind to" if self.config.bind else "connect to"
+            raise ConfigError(f"cannot {verb} {self.config.endpoint!r}: {exc}") from None
+        self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self.config.endpoint
+        self._socket = sock
+        self._thread = threading.Thread(target=self._drain, name="wirewatch-zmq-drain", daemon=True)
+        self._thread.start()
+        log.info("ingest: %s %s %s (format %s, policy %s)", self.config.socket.upper(),
+                 "bound to" if self.config.bind else "connected to", self.endpoint, self.format_name,
+                 self.config.policy)
+
+    def close(self) -> None:
+        """Stop draining, close the socket; messages still buffered stay readable with ``get``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._socket is not None and not self._socket.closed:
+            self._socket.close(0)
+        if self._own_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def __enter__(self) -> ZmqSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- consumer side
+    def get(self, timeout: float | None = None) -> RawMessage | None:
+        return self._buffer.get(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return False  # a live socket never ends by itself
+
+    def stats(self) -> SourceStats:
+        with self._lock:
+            received, rejected, nbytes = self._received, dict(self._rejected), self._received_bytes
+        buf = self._buffer
+        return SourceStats(received=received, delivered=buf.get_count, buffered=len(buf), max_buffered=buf.max_len,
+                           dropped=dict(buf.dropped), rejected=rejected, received_bytes=nbytes)
+
+    # -- drain thread
+    def _drain(self) -> None:
+        import zmq
+
+        sock = self._socket
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        limit = self.config.max_message_bytes
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(POLL_MS):
+                    continue
+                while not self._stop.is_set():
+                    try:
+                        parts = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    now = self._clock()
+                    size = sum(len(p) for p in parts)
+                    with self._lock:
+                        self._received += 1
+                        self._received_bytes += size
+                    if self._topic and len(parts) > 1 and parts[0] == self._topic:
+                        parts = parts[1:]
+                    if size > limit:
+                        self._reject("oversized", f"message of {size} bytes above max_message_bytes={limit}")
+                        continue
+                    msg = RawMessage(parts=tuple(parts), received_at=now, seq=self._seq,
+                                     control=is_control(self.format_name, parts))
+                    self._seq += 1
+                    if not self._buffer.put(msg, self._stop):
+                        # stopped while waiting for room (policy queue): keep the count exact
+                        self._reject("shutdown", "source closed while the message waited for room")
+        except zmq.ZMQError as exc:
+            if not self._stop.is_set():
+                self.error = exc
+                log.error("ingest: drain thread stopped: %s", exc)
+        finally:
+            self._buffer.close()
+
+    def _reject(self, kind: str, detail: str) -> None:
+        with self._lock:
+            self._rejected[kind] += 1
+        if self._on_reject is not None:
+            self._on_reject(kind, detail)
