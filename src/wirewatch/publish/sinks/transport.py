@@ -1,0 +1,103 @@
+"""The HTTP transport seam: sinks post through a ``HttpTransport``; tests may pass their own.
+
+The default uses ``http.client`` directly rather than ``urllib.request`` on
+purpose: urllib follows redirects and would re-send the Authorization header
+to wherever a redirect points. Here a 3xx is just a status the sink rejects.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from wirewatch import __version__
+
+USER_AGENT = f"wirewatch/{__version__}"
+MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; never buffer a huge reply
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class HttpTransport:
+    """POST with a timeout; connection problems raise ``OSError`` (timeouts included)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl_context = ssl_context
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpResponse:
+        parts = urlsplit(url)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = self._ssl_context or ssl.create_default_context()
+            conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        try:
+            conn.request("POST", path, body=body, headers={"User-Agent": USER_AGENT, **headers})
+            resp = conn.getresponse()
+            data = resp.read(MAX_RESPONSE_BYTES)
+            return HttpResponse(status=resp.status, headers={k.lower(): v for k, v in resp.getheaders()},
+                                body=data)
+        except http.client.HTTPException as exc:  # malformed reply: treat like a broken connection
+            raise OSError(f"bad HTTP response: {type(exc).__name__}: {exc}") from None
+        finally:
+            conn.close()
+
+
+def retryable(status: int) -> bool:
+    """Worth another try later: timeouts, throttling and server errors. Other 4xx and 3xx are final."""
+    return status in (408, 425, 429) or 500 <= status <= 599
+
+
+def retry_after_s(response: HttpResponse) -> float | None:
+    """Seconds from a numeric ``Retry-After`` header (HTTP dates are ignored)."""
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: initial * multiplier**attempt, capped, +- jitter."""
+
+    initial_s: float
+    max_s: float
+    multiplier: float = 2.0
+    jitter: float = 0.1
+    attempt: int = 0
+
+    def next_delay(self, hint_s: float | None = None) -> float:
+        base = min(self.max_s, self.initial_s * self.multiplier ** self.attempt)
+        self.attempt += 1
+        if hint_s is not None:  # the server said when; honour it within our cap
+            base = min(self.max_s, max(base, hint_s))
+        return max(0.0, base * (1.0 + self.jitter * random.uniform(-1.0, 1.0)))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def display_url(url: str) -> str:
+    """The URL without query or fragment, for logs (a query string may carry a token)."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname}"
+    if parts.port:
+        shown += f":{parts.port}"
+    return shown + (parts.path or "/") + ("?..." if parts.query else "")

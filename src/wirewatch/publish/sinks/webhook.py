@@ -1,0 +1,216 @@
+"""Generic HTTP webhook for process-control hooks, with a persistent spool.
+
+``send`` writes the alert's JSON body to the on-disk spool (atomic, fsynced)
+and returns; a worker thread posts spooled bodies oldest first and deletes
+each after a 2xx. A receiver that is down or slow (connection refused,
+timeout, 408/425/429/5xx) is retried with exponential backoff while the
+alerts wait on disk, through a daemon restart too. Other 4xx and 3xx answers
+are final: the body moves to ``failed/`` with the reason.
+
+Each body carries an idempotency key (also the ``Idempotency-Key`` header),
+derived from the alert's identity and state, identical on every retry and
+after a restart: a receiver that ignores keys it has already processed sees
+every alert exactly once, even when a reply was lost after it acted.
+
+Request headers::
+
+    Content-Type: application/json
+    Idempotency-Key: <key>
+    X-Wirewatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>   (with hmac_secret)
+    Authorization: Bearer <token>                                       (with bearer_token)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from typing import Any
+
+from wirewatch.errors import SinkError
+from wirewatch.publish.config import WebhookSinkConfig
+from wirewatch.publish.encode import alert_to_dict, dumps
+from wirewatch.publish.metrics import AlertMetrics
+from wirewatch.publish.sinks.credentials import Secret, load_secret
+from wirewatch.publish.sinks.spool import Spool, SpoolEntry, SpoolFull
+from wirewatch.publish.sinks.transport import Backoff, HttpTransport, display_url, retry_after_s, retryable
+from wirewatch.types import Alert
+
+log = logging.getLogger(__name__)
+
+BODY_VERSION = 1
+_POLL_S = 0.5
+
+
+def idempotency_key(alert: Alert) -> str:
+    """Same alert transition -> same key (32 hex digits), on every retry and after a restart."""
+    ident = "\n".join([alert.fingerprint, alert.state, repr(float(alert.starts_at)),
+                       repr(None if alert.ends_at is None else float(alert.ends_at))])
+    return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:32]
+
+
+def webhook_body(alert: Alert, key: str) -> dict[str, Any]:
+    return {"version": BODY_VERSION, "source": "wirewatch", "idempotency_key": key, "status": alert.state,
+            "alert": alert_to_dict(alert)}
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """Signature header value: ``sha256=<hex HMAC-SHA256(secret, body)>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header_value: str | None) -> bool:
+    """For receivers: constant-time check of a signature header against the raw body."""
+    if not header_value:
+        return False
+    return hmac.compare_digest(sign(secret, body), header_value.strip())
+
+
+class WebhookSink:
+    def __init__(self, config: WebhookSinkConfig, *, metrics: AlertMetrics,
+                 transport: HttpTransport | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self.url = config.url
+        self._metrics = metrics
+        self._transport = transport or HttpTransport()
+        self._shown_url = display_url(self.url)  # for logs: no query string (it may hold a token)
+        what = f"sink {config.name}"
+        self._hmac: Secret | None = load_secret(config.hmac_secret, f"{what}: hmac_secret") if config.hmac_secret else None
+        self._token: Secret | None = (load_secret(config.bearer_token, f"{what}: bearer_token")
+                                      if config.bearer_token else None)
+        self.spool = Spool(config.spool_dir, max_files=config.max_spool_files)
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, config.backoff_multiplier,
+                                config.jitter)
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._abort = threading.Event()
+        self._busy = threading.Lock()  # held while an entry is being delivered
+        for result in ("success", "failed", "spooled"):
+            metrics.alerts_sent.labels(sink=self.name, result=result)
+        self._update_depth()
+        if len(self.spool):
+            log.info("alert sink %s: %d alert(s) waiting in spool %s from an earlier run", self.name,
+                     len(self.spool), self.spool.directory)
+        self._thread = threading.Thread(target=self._run, name=f"alert-sink-{self.name}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(name={self.name!r}, url={self._shown_url!r}, spool={str(self.spool.directory)!r})"
+
+    def send(self, alert: Alert) -> None:
+        """Spool the alert durably (a few ms: one fsynced file) and wake the worker."""
+        key = idempotency_key(alert)
+        body = dumps(webhook_body(alert, key))
+        try:
+            written = self.spool.put(key, body)
+        except SpoolFull as exc:
+            self._metrics.sent(self.name, "dropped")
+            log.error("alert sink %s: %s; dropped alert %s", self.name, exc, alert.fingerprint)
+            return
+        except SinkError as exc:
+            self._metrics.sent(self.name, "dropped")
+            log.error("alert sink %s: %s; dropped alert %s", self.name, exc, alert.fingerprint)
+            return
+        if written:
+            self._metrics.sent(self.name, "spooled")
+            self._update_depth()
+        self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the spool is empty (everything delivered or moved to failed/)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not len(self.spool) and not self._busy.locked():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what the receiver takes within ``timeout``; the rest stays spooled for the next start."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(self.config.timeout_s + 1.0)
+        self.spool.close()
+
+    # -- worker ---------------------------------------------------------------------------------------
+
+    def _update_depth(self) -> None:
+        self._metrics.set_spool_depth(self.name, len(self.spool))
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            entries = self.spool.entries()
+            if not entries:
+                if self._closing.is_set():
+                    return
+                self._wake.wait(_POLL_S)
+                self._wake.clear()
+                continue
+            with self._busy:
+                retry_in = self._handle(entries[0])
+            if retry_in is None:
+                continue
+            if self._closing.is_set():
+                return  # receiver unhappy while shutting down: leave the rest on disk
+            # _closing doubles as the interrupt: close() does not wait out a long backoff
+            if self._closing.wait(retry_in):
+                return
+
+    def _handle(self, entry: SpoolEntry) -> float | None:
+        """Try one spooled alert; returns a backoff delay when it should be retried, else None."""
+        max_age = self.config.max_age_s
+        if max_age is not None and entry.age_s > max_age:
+            self.spool.move_to_failed(entry, f"expired: spooled {entry.age_s:.0f} s > max_age_s {max_age:g}")
+            self._metrics.sent(self.name, "expired")
+            self._update_depth()
+            log.error("alert sink %s: alert %s expired in the spool after %.0f s", self.name, entry.key,
+                      entry.age_s)
+            return None
+        try:
+            body = self.spool.read(entry)
+        except FileNotFoundError:
+            self.spool.remove(entry)
+            self._update_depth()
+            return None
+        except (OSError, SinkError) as exc:
+            self.spool.move_to_failed(entry, f"unreadable: {exc}")
+            self._metrics.sent(self.name, "failed")
+            self._update_depth()
+            return None
+        headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key, **self.config.headers}
+        if self._hmac is not None:
+            headers[self.config.signature_header] = sign(self._hmac.reveal().encode("utf-8"), body)
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        hint = None
+        try:
+            resp = self._transport.post(self.url, body, headers, self.config.timeout_s)
+        except OSError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if 200 <= resp.status < 300:
+                self.spool.remove(entry)
+                self._metrics.sent(self.name, "success")
+                self._update_depth()
+                self._backoff.reset()
+                return None
+            problem = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
+            if not retryable(resp.status):
+                self.spool.move_to_failed(entry, f"rejected by {self._shown_url}: {problem}")
+                self._metrics.sent(self.name, "failed")
+                self._update_depth()
+                log.error("alert sink %s: %s rejected alert %s (%s); moved to %s", self.name, self._shown_url,
+                          entry.key, problem, self.spool.failed_directory)
+                return None
+            hint = retry_after_s(resp)
+        self._metrics.sent(self.name, "retry")
+        delay = self._backoff.next_delay(hint)
+        log.warning("alert sink %s: delivering %s to %s failed (%s); %d alert(s) spooled, retrying in %.2f s",
+                    self.name, entry.key, self._shown_url, problem, len(self.spool), delay)
+        return delay

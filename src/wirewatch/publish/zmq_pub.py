@@ -1,0 +1,102 @@
+"""ZeroMQ PUB publisher for clients on the control network.
+
+Every message is two frames: the topic (``stats``, ``changepoint`` or
+``alert``, ASCII) and a UTF-8 JSON body (see ``publish.encode``). Subscribers
+filter on the first frame, e.g. ``sub.setsockopt(zmq.SUBSCRIBE, b"alert")``.
+PUB never blocks the pipeline: a slow subscriber loses messages at the
+high-water mark (ZeroMQ's rule for PUB), and sends use NOBLOCK so nothing
+here can stall; both are counted in ``wirewatch_zmq_published_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import zmq
+
+from wirewatch.errors import ConfigError
+from wirewatch.publish.encode import alert_to_dict, changepoint_to_dict, dumps, stats_to_dict
+from wirewatch.publish.metrics import AlertMetrics
+from wirewatch.types import Alert, ChangePoint, FrameStats
+
+log = logging.getLogger(__name__)
+
+TOPICS = ("stats", "changepoint", "alert")
+
+
+class ZmqPublisher:
+    def __init__(self, bind: str, *, topics: Iterable[str] = TOPICS, sndhwm: int = 1000,
+                 metrics: AlertMetrics | None = None, context: zmq.Context | None = None) -> None:
+        unknown = sorted(set(topics) - set(TOPICS))
+        if unknown:
+            raise ConfigError(f"unknown ZeroMQ topic(s) {', '.join(unknown)}; known: {', '.join(TOPICS)}")
+        self.topics = frozenset(topics)
+        self._metrics = metrics
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self._socket.bind(bind)
+        except zmq.ZMQError as exc:
+            self._socket.close(0)
+            raise ConfigError(f"cannot bind ZeroMQ PUB socket to {bind!r}: {exc}") from None
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; the ticker thread sends alerts too
+        self._closed = False
+        log.info("publishing %s on %s", ", ".join(sorted(self.topics)), self.endpoint)
+
+    def publish(self, topic: str, payload: Mapping[str, Any]) -> bool:
+        """Send one message; False when it was dropped (topic disabled, HWM reached, closed)."""
+        if topic not in self.topics:
+            return False
+        body = dumps(payload)
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._socket.send_multipart([topic.encode("ascii"), body], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self._count(topic, "dropped")
+                return False
+        self._count(topic, "sent")
+        return True
+
+    def publish_stats(self, stats: FrameStats) -> bool:
+        return self.publish("stats", stats_to_dict(stats))
+
+    def publish_changepoint(self, changepoint: ChangePoint) -> bool:
+        return self.publish("changepoint", changepoint_to_dict(changepoint))
+
+    def publish_alert(self, alert: Alert) -> bool:
+        return self.publish("alert", alert_to_dict(alert))
+
+    def close(self, timeout: float = 0.0) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._socket.close(linger=int(timeout * 1000))
+
+    def _count(self, topic: str, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.published.labels(topic=topic, result=result).inc()
+
+
+class ZmqAlertSink:
+    """The ``alert`` topic as an ``AlertSink``, so alerts reach every sink the same way."""
+
+    def __init__(self, publisher: ZmqPublisher, name: str = "zmq", metrics: AlertMetrics | None = None) -> None:
+        self.name = name
+        self._publisher = publisher
+        self._metrics = metrics
+
+    def send(self, alert: Alert) -> None:
+        ok = self._publisher.publish_alert(alert)
+        if self._metrics is not None:
+            self._metrics.sent(self.name, "success" if ok else "dropped")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """The publisher belongs to whoever built it (it also carries stats); it closes it."""
