@@ -27,7 +27,8 @@ REFERENCE_SIZE = 512
 
 class Dist(StrictModel):
     """A positive random quantity: ``uniform`` on [low, high], ``lognormal`` with ``median`` and
-    ``sigma`` (of the log) clipped to [low, high], or ``fixed`` (always ``low``)."""
+    ``sigma`` (of the log; median defaults to the geometric mean of low and high) clipped to
+    [low, high], or ``fixed`` (always ``low``). ``median`` and ``sigma`` matter only for lognormal."""
 
     kind: Literal["uniform", "lognormal", "fixed"] = "uniform"
     low: float = Field(gt=0)
@@ -39,7 +40,7 @@ class Dist(StrictModel):
     def _check(self) -> Dist:
         if self.high < self.low:
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
-        if self.median is not None and not self.low <= self.median <= self.high:
+        if self.kind == "lognormal" and self.median is not None and not self.low <= self.median <= self.high:
             raise ValueError(f"median ({self.median}) must lie in [low, high] = [{self.low}, {self.high}]")
         return self
 
@@ -152,7 +153,7 @@ class Contrast(StrictModel):
     """
 
     mode: Literal["optical_density", "sem"] = "optical_density"
-    full_scale: float = Field(default=24.0, gt=0)  # thickness (px) that maps to grey 255
+    full_scale: float = Field(default=32.0, gt=0)  # thickness (px) that maps to grey 255
     sem_material: float = Field(default=0.25, ge=0, le=1)  # added to the background on a wire (full-scale units)
     sem_edge: float = Field(default=0.45, ge=0, le=1)  # extra brightness on steep edges (full-scale units)
 
@@ -195,11 +196,11 @@ def _realistic() -> SynthConfig:
 
 
 def _stxm() -> SynthConfig:
-    # Scanning transmission X-ray microscopy: coarse pixels (render at 1/4, resize up), some noise.
+    # Scanning transmission X-ray microscopy: coarse pixels (render at 1/6, resize up), some noise.
     return SynthConfig(
         name="stxm",
         blur_sigma=1.0,
-        coarse_factor=4,
+        coarse_factor=6,
         wires=Wires(shape=Shape(taper=Dist(low=0.01, high=0.2), bend=Dist(low=0.005, high=0.04))),
         background=Background(offset=0.05, gradient=0.08),
         noise=Noise(gaussian_sigma=3.0),

@@ -86,9 +86,57 @@ def wire_extras(sample: Sample, i: int) -> dict[str, Any]:
     }}
 
 
+def window_rle(mask: np.ndarray, window: tuple[int, int, int, int]) -> tuple[dict[str, Any], list[float], int]:
+    """(COCO compressed RLE, bbox, area) of a full-frame mask that is False outside ``window``.
+
+    Same result as ``coco.encode_mask`` / ``coco.mask_bbox`` but it touches only the window:
+    column-major runs are found in the crop and pycocotools compresses them.
+    """
+    from pycocotools import mask as mask_utils
+
+    h, w = mask.shape
+    r0, r1, c0, c1 = window
+    crop = mask[r0:r1, c0:c1]
+    cols = np.zeros((c1 - c0, r1 - r0 + 2), np.int8)  # one column per row, zero-padded at both ends
+    cols[:, 1:-1] = crop.T
+    dc, dr = np.nonzero(np.diff(cols, axis=1))
+    # Transitions in column-major order of the full frame: index = column * h + row.
+    edges = (c0 + dc).astype(np.int64) * h + r0 + dr
+    starts, ends = edges[0::2], edges[1::2]
+    if len(starts):
+        joined = starts[1:] == ends[:-1]  # a run ending at a column's bottom continuing at the next's top
+        if joined.any():
+            starts = np.concatenate([starts[:1], starts[1:][~joined]])
+            ends = np.concatenate([ends[:-1][~joined], ends[-1:]])
+    bounds = np.empty(2 * len(starts) + 2, np.int64)
+    bounds[0], bounds[-1] = 0, h * w
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
+    counts = np.diff(bounds).tolist()
+    if len(counts) > 1 and counts[-1] == 0:
+        counts.pop()  # pycocotools ends at the last run when it reaches the frame's end
+    rle = mask_utils.frPyObjects({"counts": counts, "size": [h, w]}, h, w)
+    rle["counts"] = rle["counts"].decode("ascii")
+    rows = np.flatnonzero(crop.any(axis=1))
+    colsx = np.flatnonzero(crop.any(axis=0))
+    if len(rows) == 0:
+        return rle, [0.0, 0.0, 0.0, 0.0], 0
+    x0, y0 = float(c0 + colsx[0]), float(r0 + rows[0])
+    bbox = [x0, y0, float(c0 + colsx[-1]) + 1.0 - x0, float(r0 + rows[-1]) + 1.0 - y0]
+    return rle, bbox, int(np.count_nonzero(crop))
+
+
 def sample_annotations(sample: Sample, image_id: int, first_ann_id: int) -> list[dict[str, Any]]:
-    return [coco.annotation(first_ann_id + i, image_id, sample.masks[i], **wire_extras(sample, i))
-            for i in range(len(sample.wires))]
+    """COCO annotations of every wire (same dicts as ``coco.annotation``, plus ``wire`` ground truth)."""
+    out = []
+    for i in range(len(sample.wires)):
+        if sample.windows:
+            rle, bbox, area = window_rle(sample.masks[i], sample.windows[i])
+            ann = {"id": first_ann_id + i, "image_id": image_id, "category_id": coco.CATEGORY["id"],
+                   "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0, **wire_extras(sample, i)}
+        else:
+            ann = coco.annotation(first_ann_id + i, image_id, sample.masks[i], **wire_extras(sample, i))
+        out.append(ann)
+    return out
 
 
 # Worker state: set once per process (fork or spawn) by _init.

@@ -58,6 +58,7 @@ class Sample:
     masks: np.ndarray
     wires: list[WireParams]
     seed: int
+    windows: tuple[tuple[int, int, int, int], ...] = ()  # per mask (r0, r1, c0, c1): it is False outside
 
 
 @dataclass(frozen=True)
@@ -94,21 +95,23 @@ def _render_segment(seg: _Segment, xs: np.ndarray, ys: np.ndarray) -> tuple[np.n
     if seg.sagitta:
         u = u - seg.sagitta * (1.0 - s * s)
     half: np.ndarray | float = seg.half_width
+    scale: np.ndarray | float = seg.thickness
     if seg.taper or seg.ripple or seg.neck is not None:
-        profile = 1.0 + seg.taper * 0.5 * s
+        # Taper and necks narrow the whole cross-section (thinner too); edge ripple moves only the edges.
+        smooth = 1.0 + seg.taper * 0.5 * s
+        if seg.neck is not None:
+            pos, depth, rel = seg.neck
+            smooth = smooth * (1.0 - depth * np.exp(-(((s - pos) / rel) ** 2)))
+        scale = seg.thickness * smooth
+        half = seg.half_width * smooth
         if seg.ripple:
             grid = np.linspace(-1.0, 1.0, 257)
             ripple = np.ones_like(grid)
             for amp, cycles, phase in seg.ripple:
                 ripple += amp * np.sin(math.pi * cycles * grid + phase)
-            profile = profile * np.interp(np.clip(s, -1, 1), grid, ripple).astype(np.float32)
-        if seg.neck is not None:
-            pos, depth, rel = seg.neck
-            profile = profile * (1.0 - depth * np.exp(-(((s - pos) / rel) ** 2)))
-        half = seg.half_width * profile
+            half = half * np.interp(np.clip(s, -1, 1), grid, ripple).astype(np.float32)
     au = np.abs(u)
     inside = (np.abs(s) <= 1.0) & (au < half)
-    scale = seg.thickness * (half / seg.half_width)  # thinner where narrower (self-similar cross-section)
     if seg.hexagonal:
         # A hexagon lying on a facet: flat top over the middle half, linear flanks to the corners.
         t = scale * np.clip(2.0 * (1.0 - au / np.maximum(half, 1e-6)), 0.0, 1.0)
@@ -284,7 +287,8 @@ def generate(config: SynthConfig, seed: int) -> Sample:
     signal = _signal(config, rng, thickness, height)
     image = np.clip(np.rint(signal * 255.0), 0, 255).astype(np.uint8)
     od = (signal * config.contrast.full_scale).astype(np.float32)
-    return Sample(image=image, od=od, thickness=thickness, masks=masks, wires=wires, seed=seed)
+    return Sample(image=image, od=od, thickness=thickness, masks=masks, wires=wires, seed=seed,
+                  windows=tuple(win for win, _ in kept))
 
 
 def _signal(cfg: SynthConfig, rng: np.random.Generator, thickness: np.ndarray, height: np.ndarray) -> np.ndarray:
