@@ -43,6 +43,8 @@ def _root(
 def _register() -> None:
     # One line per sub-command; keep this list explicit (no discovery).
     from wirewatch.cli import synth as synth_cli; app.command("synth")(synth_cli.synth)  # noqa: E702, I001
+    from wirewatch.cli import inspect as inspect_cli; app.command("inspect")(inspect_cli.inspect)  # noqa: E702, I001
+    from wirewatch.cli import bench_decode; bench_app.command("decode")(bench_decode.decode)  # noqa: E702, I001
     pass
 
 
