@@ -45,6 +45,7 @@ def _register() -> None:
     from wirewatch.cli import synth as synth_cli; app.command("synth")(synth_cli.synth)  # noqa: E702, I001
     from wirewatch.cli import inspect as inspect_cli; app.command("inspect")(inspect_cli.inspect)  # noqa: E702, I001
     from wirewatch.cli import bench_decode; bench_app.command("decode")(bench_decode.decode)  # noqa: E702, I001
+    from wirewatch.cli import bench_synth; bench_app.command("synth")(bench_synth.bench_synth)  # noqa: E702, I001
     pass
 
 

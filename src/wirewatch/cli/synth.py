@@ -12,26 +12,31 @@ from wirewatch.errors import ConfigError
 
 def load_synth_config(preset: str | None, size: int | None, config_path: Path | None,
                       environ: dict[str, str] | None = None) -> Any:
-    """Preset (scaled to ``size``) <- YAML file keys <- ``WIREWATCH_SYNTH__...`` environment variables.
+    """Preset <- YAML file keys <- ``WIREWATCH_SYNTH__...`` environment variables, then ``size``.
 
-    The YAML holds any subset of ``SynthConfig`` fields (may itself name ``name: <preset>``
-    to start from); unknown keys or bad values raise ConfigError naming them.
+    The YAML holds any subset of ``SynthConfig`` fields; ``name`` picks the preset to start from
+    when ``--preset`` is not given. A config describes a scene at its own ``size`` (the preset is
+    first scaled to it); ``--size`` then rescales the whole scene. Unknown keys or bad values
+    raise ConfigError naming them.
     """
     from wirewatch.config.base import deep_merge, env_overrides, read_yaml, validate
-    from wirewatch.synth.config import SynthConfig, preset_config
+    from wirewatch.synth.config import REFERENCE_SIZE, SynthConfig, preset_config, scale_to_size
 
     file_data: dict[str, Any] = read_yaml(config_path) if config_path is not None else {}
     env = env_overrides(environ).get("synth", {})
     if not isinstance(env, dict):
         raise ConfigError("environment variable WIREWATCH_SYNTH must name a key: WIREWATCH_SYNTH__<KEY>=value")
-    base_name = preset or str(file_data.get("name", "ptychography"))
-    file_size = file_data.get("size")
-    target = size if size is not None else (int(file_size) if isinstance(file_size, int) else 512)
-    base = preset_config(base_name, target)
-    data = deep_merge(deep_merge(base.model_dump(), file_data), env)
-    data["size"] = target
+    layered = deep_merge(file_data, env)
+    base_name = preset or str(layered.get("name", "ptychography"))
+    own_size = layered.get("size", REFERENCE_SIZE)
+    if not isinstance(own_size, int) or isinstance(own_size, bool) or not 16 <= own_size <= 8192:
+        raise ConfigError(f"{config_path or 'synth config'}: size must be an integer between 16 and 8192, "
+                          f"got {own_size!r}")
+    base = preset_config(base_name, own_size)
+    data = deep_merge(base.model_dump(), layered)
     data["name"] = base_name
-    return validate(SynthConfig, data, str(config_path) if config_path else "synth config")
+    cfg = validate(SynthConfig, data, str(config_path) if config_path else "synth config")
+    return scale_to_size(cfg, size) if size is not None and size != cfg.size else cfg
 
 
 def synth(
