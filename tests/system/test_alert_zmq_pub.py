@@ -1,0 +1,103 @@
+"""ZeroMQ PUB topics on loopback: a real SUB socket receives stats, changepoint and alert messages."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from prometheus_client import CollectorRegistry
+
+from wirewatch.publish import AlertsConfig, Publisher, build_publisher
+from wirewatch.types import ChangePoint, FrameStats
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    ctx = zmq.Context()
+    yield ctx
+    ctx.term()
+
+
+def _recv(sub: zmq.Socket, timeout_ms: int = 3000) -> tuple[str, Any]:
+    if not sub.poll(timeout_ms):
+        raise AssertionError("no message within the timeout")
+    topic, body = sub.recv_multipart()
+    return topic.decode(), json.loads(body)
+
+
+def _connected_sub(context: zmq.Context, publisher: Publisher, topics: list[bytes]) -> zmq.Socket:
+    """SUB connected and subscribed; warmed up with stats frames so nothing later is lost (slow joiner)."""
+    assert publisher.zmq is not None
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in [*topics, b"stats"]:
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(publisher.zmq.endpoint)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        publisher.zmq.publish_stats(FrameStats(-1, 0.0, {}))
+        if sub.poll(50):
+            while sub.poll(50):
+                sub.recv_multipart()
+            sub.setsockopt(zmq.UNSUBSCRIBE, b"stats")
+            if b"stats" in topics:
+                sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+            return sub
+    raise AssertionError("SUB never received the warm-up messages")
+
+
+def test_sub_receives_stats_changepoint_and_alert(context: zmq.Context) -> None:
+    config = AlertsConfig.model_validate({
+        "rules": [{"kind": "changepoint", "name": "WireLengthChanged", "statistics": ["length_px_mean"]}],
+        "zmq": {"bind": "tcp://127.0.0.1:*"},
+    })
+    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    sub = _connected_sub(context, publisher, [b"stats", b"changepoint", b"alert"])
+    try:
+        assert publisher.zmq is not None and publisher.zmq.endpoint.startswith("tcp://127.0.0.1:")
+        cp = ChangePoint(frame=40, detected_at=52, statistics=("length_px_mean", "particle_count"),
+                         before={"length_px_mean": 30.0, "particle_count": 12.0},
+                         after={"length_px_mean": 45.5, "particle_count": math.nan},
+                         effect_size=4.25, detector="window", severity="critical")
+        alerts = publisher.publish(FrameStats(52, 1_700_000_052.0, {"length_px_mean": 45.0, "width_px_mean": math.nan}),
+                                   [cp], now=1_700_000_052.5)
+        assert [a.name for a in alerts] == ["WireLengthChanged"]
+        messages = [_recv(sub) for _ in range(3)]
+    finally:
+        sub.close()
+        publisher.close(1)
+    assert [topic for topic, _ in messages] == ["stats", "changepoint", "alert"]
+    stats, change, alert = (body for _, body in messages)
+    assert stats == {"frame": 52, "time": 1_700_000_052.0, "stats": {"length_px_mean": 45.0, "width_px_mean": None}}
+    assert change == {"frame": 40, "detected_at": 52, "delay": 12, "statistics": ["length_px_mean", "particle_count"],
+                      "before": {"length_px_mean": 30.0, "particle_count": 12.0},
+                      "after": {"length_px_mean": 45.5, "particle_count": None},
+                      "effect_size": 4.25, "detector": "window", "severity": "critical"}
+    assert alert["name"] == "WireLengthChanged" and alert["state"] == "firing"
+    assert alert["labels"] == {"statistic": "length_px_mean", "severity": "critical"}
+    assert alert["frame"] == 40 and alert["starts_at"] == "2023-11-14T22:14:12.500Z"
+
+
+def test_topic_filter_and_disabled_topics(context: zmq.Context) -> None:
+    config = AlertsConfig.model_validate({
+        "rules": [{"kind": "threshold", "name": "CountLow", "statistic": "particle_count", "min": 5}],
+        "zmq": {"bind": "tcp://127.0.0.1:*", "topics": ["stats", "alert"]},
+    })
+    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    sub = _connected_sub(context, publisher, [b"alert"])
+    try:
+        cp = ChangePoint(frame=1, detected_at=2, statistics=("particle_count",), before={}, after={},
+                         effect_size=1.0, detector="cusum")
+        publisher.publish(FrameStats(2, 2.0, {"particle_count": 1.0}), [cp], now=2.0)
+        publisher.publish(FrameStats(3, 3.0, {"particle_count": 9.0}), [], now=3.0)
+        got = [_recv(sub) for _ in range(2)]
+        assert not sub.poll(200)  # no stats (not subscribed), no changepoint (topic disabled)
+    finally:
+        sub.close()
+        publisher.close(1)
+    assert [(topic, body["state"]) for topic, body in got] == [("alert", "firing"), ("alert", "resolved")]
