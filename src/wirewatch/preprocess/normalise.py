@@ -18,7 +18,8 @@ class Prepared:
     """A frame ready for segmentation.
 
     ``image``: float32 in [0, 1] in frame coordinates (segmenter convention); ``signal``: float32
-    physical signal the statistics use (optical density when known, else the raw values);
+    signal the statistics use for the ``od_*`` columns (optical density for transmission input,
+    else the normalised image, which for optical-density input is OD on the 0..1 scale);
     ``valid``: bool mask of pixels that carry data (None = all); ``i0``: the I0 used, if any.
     """
 
@@ -47,11 +48,12 @@ def prepare(frame: Frame, config: PreprocessConfig) -> Prepared:
         signal = np.clip(signal, 0.0, None)  # counts above I0 are noise, not negative material
         image = _percentile_scale(signal, valid, config) if config.normalise != "fixed" else signal / config.scale
     else:
-        signal = values
         image = _normalise(raw, values, valid, config)
     if config.invert:
         image = 1.0 - image
     image = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
+    if signal_kind != "transmission":
+        signal = image
     if valid is not None:
         image = np.where(valid, image, np.float32(0.0))
         signal = np.where(valid, signal, np.float32(0.0))

@@ -1,0 +1,79 @@
+"""``DaemonConfig``: the daemon's whole configuration, composed of each part's own section.
+
+::
+
+    ingest:      wirewatch.ingest.IngestConfig        (source, format, policy, limits)
+    preprocess:  wirewatch.preprocess.PreprocessConfig (OD, normalisation, resize/tile)
+    segment:     SegmentConfig                         (backend, model, backend options)
+    measure:     MeasureConfig                         (pixel size fallback, per-particle output)
+    changepoint: wirewatch.changepoint.config.ChangepointConfig
+    alerts:      wirewatch.publish.config.AlertsConfig (rules, sinks, ZeroMQ PUB incl. topic ``stats``)
+    record:      wirewatch.publish.record.RecordConfig (JSON Lines record)
+    http:        wirewatch.daemon.http.HttpConfig      (/metrics, /healthz, /readyz)
+    pipeline:    PipelineConfig                        (queues, shutdown, error logging)
+
+Load with ``load_daemon_config(path, overrides=...)``: file <- ``WIREWATCH_<SECTION>__<KEY>``
+environment variables <- explicit overrides (the ``wirewatch run`` flags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from wirewatch.changepoint.config import ChangepointConfig
+from wirewatch.config.base import StrictModel, load_config
+from wirewatch.daemon.http import HttpConfig
+from wirewatch.ingest.config import IngestConfig
+from wirewatch.preprocess.config import PreprocessConfig
+from wirewatch.publish.config import AlertsConfig
+from wirewatch.publish.record import RecordConfig
+
+Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt"]
+
+
+class SegmentConfig(StrictModel):
+    """``backend: auto`` = onnxruntime with the shipped default model when it is installed, else the
+    watershed baseline (with a warning). ``model``: a path or a shipped model name (``default``)."""
+
+    backend: Backend = "auto"
+    model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # backend keyword options (e.g. score_threshold)
+
+
+class MeasureConfig(StrictModel):
+    pixel_size_nm: float | None = Field(default=None, gt=0)  # used when frames carry none
+    particles_in_stats: bool = False  # add the per-particle table to the ZeroMQ ``stats`` messages
+
+
+class PipelineConfig(StrictModel):
+    queue_size: int = Field(default=4, ge=1, le=1024)  # between segment -> measure -> publish
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    error_log_interval_s: float = Field(default=10.0, ge=0)  # one log line per error kind per interval
+    poll_interval_s: float = Field(default=0.1, gt=0)
+
+
+class DaemonConfig(StrictModel):
+    ingest: IngestConfig = Field(default_factory=lambda: IngestConfig.model_validate({}))
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    changepoint: ChangepointConfig = Field(default_factory=ChangepointConfig)
+    alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig.model_validate({}))
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+
+def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,
+                       environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """The validated config: ``path`` (optional YAML) <- environment <- ``overrides``."""
+    return load_config(DaemonConfig, path, overrides=overrides, environ=environ)
+
+
+def shipped_config_path() -> Path:
+    """``config/default.yaml`` of the repository (the shipped daemon config)."""
+    return Path(__file__).resolve().parents[3] / "config" / "default.yaml"

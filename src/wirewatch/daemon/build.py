@@ -1,0 +1,142 @@
+"""The one builder: ``DaemonConfig`` -> a ready ``Pipeline`` (and what it owns).
+
+Stages are built here and handed to ``Pipeline`` already made; tests may pass any of them in
+(e.g. a segmenter) to override the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from wirewatch.config.daemon import DaemonConfig, SegmentConfig
+from wirewatch.ingest.base import RawMessage, Source
+from wirewatch.ingest.decoders import make_decoder
+from wirewatch.ingest.sources import make_source
+from wirewatch.preprocess.fit import FitSegmenter
+from wirewatch.publish.record import RecordSink
+from wirewatch.segment import load_segmenter
+from wirewatch.segment.base import Segmenter
+
+from .metrics import DaemonMetrics
+from .pipeline import Pipeline
+from .sinks import AlertsResultSink, RecordResultSink
+from .stages import ChangeDetector, ResultSink
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def packaged_model(name: str = "default") -> Path | None:
+    """The shipped ONNX model file, when this install has it."""
+    path = MODELS_DIR / f"{name}.onnx"
+    return path if path.is_file() else None
+
+
+def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
+    """(backend name, keyword options) for ``load_segmenter``; ``auto`` falls back to watershed."""
+    options = dict(config.options)
+    backend = config.backend
+    if backend == "auto":
+        model_name = config.model or "default"
+        has_model = Path(model_name).is_file() or packaged_model(model_name) is not None
+        has_backend = find_spec("onnxruntime") is not None and find_spec("wirewatch.segment.onnx_backend") is not None
+        if has_model and has_backend:
+            backend = "onnxruntime"
+        else:
+            log.warning("segmenter: no ONNX model %r installed (or no onnxruntime backend); using the watershed "
+                        "baseline, which does not separate crossing wires", model_name)
+            backend = "watershed"
+    if backend != "watershed":
+        options["model"] = config.model or "default"
+    return backend, options
+
+
+def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
+    backend, options = resolve_backend(config.segment)
+    segmenter = load_segmenter(backend, **options)
+    return segmenter, backend, options.get("model")
+
+
+def build_detector(config: DaemonConfig) -> ChangeDetector | None:
+    if not config.changepoint.enabled:
+        return None
+    try:
+        from wirewatch.changepoint.streaming import build_detector as build
+    except ImportError:
+        log.warning("change-point detection is not installed; running without it")
+        return None
+    detector: ChangeDetector = build(config.changepoint)
+    return detector
+
+
+@dataclass
+class Built:
+    pipeline: Pipeline
+    metrics: DaemonMetrics
+    registry: CollectorRegistry
+    backend: str
+    model: str | None
+    record: RecordSink | None = None
+    publisher: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None = None,
+                   segmenter: Segmenter | None = None, source: Source | None = None,
+                   zmq_context: Any = None) -> Built:
+    """Everything wired but not started. Resources are released again if a later part fails."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = DaemonMetrics(registry)
+    backend, model = (getattr(segmenter, "name", "custom"), None) if segmenter is not None else ("", None)
+    if segmenter is None:
+        segmenter, backend, model = build_segmenter(config)
+    metrics.set_backend(backend, model)
+    pp = config.preprocess
+    fitted = FitSegmenter(segmenter, max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
+                          tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap)
+
+    def on_drop(reason: str, msg: RawMessage) -> None:
+        metrics.frames_dropped.labels(reason=reason).inc()
+
+    def on_reject(kind: str, detail: str) -> None:
+        if kind == "shutdown":
+            metrics.frames_dropped.labels(reason="shutdown").inc()
+        else:
+            metrics.frame_errors.labels(kind=kind).inc()
+
+    from wirewatch.stats import measure
+
+    record: RecordSink | None = None
+    publisher: Any = None
+    sinks: list[ResultSink] = []
+    try:
+        if source is None:
+            source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context)
+        decoder = make_decoder(source.format_name, channel=config.ingest.channel, limits=config.ingest.limits())
+        if config.record.path is not None:
+            record = RecordSink.from_config(config.record)
+            sinks.append(RecordResultSink(record, metrics))
+        from wirewatch.publish.build import build_publisher
+
+        publisher = build_publisher(config.alerts, registry, context=zmq_context)
+        sinks.append(AlertsResultSink(publisher))
+        pipeline = Pipeline(
+            source=source, decoder=decoder, preprocess=pp, segmenter=fitted, measurer=measure,
+            detector=build_detector(config), sinks=sinks, metrics=metrics,
+            queue_size=config.pipeline.queue_size, pixel_size_nm=config.measure.pixel_size_nm,
+            poll_interval_s=config.pipeline.poll_interval_s,
+            error_log_interval_s=config.pipeline.error_log_interval_s,
+            is_replay=record.is_replay if record is not None else None)
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return Built(pipeline=pipeline, metrics=metrics, registry=registry, backend=backend, model=model,
+                 record=record, publisher=publisher)

@@ -1,0 +1,377 @@
+"""``Pipeline``: source -> decode -> preprocess -> segment -> measure -> detect changes -> publish.
+
+A composition root: it is handed every stage already built and only wires them with threads and
+bounded queues; it holds no science. Threads:
+
+- the source's own drain thread (``wirewatch.ingest``): socket -> bounded raw buffer (policy
+  ``latest`` drops the oldest frame, ``queue`` applies back-pressure); every drop is counted;
+- ``segment``: takes one raw message, decodes it (only the frames inference takes are decoded),
+  preprocesses and segments it;
+- ``measure``: statistics and streaming change detection;
+- ``publish``: record, ZeroMQ, alerts, metrics, listeners.
+
+Each stage has one thread and the queues are FIFO, so results leave in arrival order. Series
+start/end events travel the same queues, in order, and reset the change detector.
+
+Stop: ``request_stop()`` stops intake (the socket is closed), frames already received (raw
+buffer, queues) are still processed, sinks are flushed and closed; ``join(timeout)`` waits at
+most ``timeout`` seconds before abandoning what is left (counted as dropped, reason
+``shutdown``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wirewatch.errors import DecodeError, WirewatchError
+from wirewatch.ingest.base import Decoder, RawMessage, Source
+from wirewatch.preprocess.config import PreprocessConfig
+from wirewatch.preprocess.fit import restrict_to_valid
+from wirewatch.preprocess.normalise import prepare
+from wirewatch.segment.base import Segmenter
+from wirewatch.types import Alert, ChangePoint, Frame, FrameStats, SeriesEnd, SeriesStart
+
+from .metrics import DaemonMetrics
+from .stages import (
+    ChangeDetector,
+    FrameResult,
+    ResultSink,
+    Segmented,
+    SeriesEvent,
+    StageClock,
+    Stop,
+    ThrottledLog,
+)
+
+log = logging.getLogger(__name__)
+
+Measurer = Callable[..., FrameStats]  # wirewatch.stats.measure signature
+Listener = Callable[[FrameResult], None]
+ReplayCheck = Callable[[str | None, int], bool]
+
+
+class Pipeline:
+    def __init__(self, *, source: Source, decoder: Decoder, preprocess: PreprocessConfig, segmenter: Segmenter,
+                 measurer: Measurer, detector: ChangeDetector | None, sinks: Sequence[ResultSink],
+                 metrics: DaemonMetrics, queue_size: int = 4, pixel_size_nm: float | None = None,
+                 poll_interval_s: float = 0.1, error_log_interval_s: float = 10.0,
+                 is_replay: ReplayCheck | None = None) -> None:
+        self.source = source
+        self.decoder = decoder
+        self.preprocess = preprocess
+        self.segmenter = segmenter
+        self.measurer = measurer
+        self.detector = detector
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.pixel_size_nm = pixel_size_nm
+        self.poll = poll_interval_s
+        self.is_replay = is_replay
+        self.listeners: list[Listener] = []
+        self.changepoint_listeners: list[Callable[[ChangePoint], None]] = []
+        self._q_measure: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._q_publish: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._intake_stop = threading.Event()
+        self._abort = threading.Event()
+        self._done = threading.Event()
+        self._throttled = ThrottledLog(log, error_log_interval_s)
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._sinks_closed = False
+        self._series: str | None = None
+        self._series_pixel_size: float | None = None
+        self._last_frame_id: int | None = None
+        self.processed = 0
+        self.error: BaseException | None = None  # an unexpected failure that stopped a stage
+        metrics.source_collector.source = source
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("pipeline already started")
+        self._started = True
+        self.source.start()
+        for name, target in (("segment", self._segment_loop), ("measure", self._measure_loop),
+                             ("publish", self._publish_loop)):
+            t = threading.Thread(target=self._guard(name, target), name=f"wirewatch-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def request_stop(self) -> None:
+        """Stop intake; what was already received is still processed."""
+        self._intake_stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the stream to drain (True) or ``timeout`` to pass (False: the rest is abandoned).
+        Sinks are closed either way."""
+        finished = self._done.wait(timeout)
+        if not finished:
+            log.warning("shutdown: timeout after %.1f s with frames still in flight; abandoning them", timeout)
+            self._abort.set()
+            self._intake_stop.set()
+            self._done.wait(2.0)
+        for t in self._threads:
+            t.join(timeout=1.0)
+        self.close_sinks()
+        return finished
+
+    def run_until_stopped(self, stop: threading.Event, shutdown_timeout_s: float) -> bool:
+        """Start, run until ``stop`` is set or a finite source ends, then drain within the timeout."""
+        self.start()
+        while not stop.is_set() and not self._done.is_set():
+            stop.wait(0.2)
+        self.request_stop()
+        return self.join(shutdown_timeout_s)
+
+    def abort(self) -> None:
+        """Give up on frames in flight (counted as dropped, reason shutdown)."""
+        self._abort.set()
+        self._intake_stop.set()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._done.is_set()
+
+    @property
+    def healthy(self) -> bool:
+        """Every stage thread alive (or finished cleanly) and the source without error."""
+        if self.error is not None or getattr(self.source, "error", None) is not None:
+            return False
+        return all(t.is_alive() for t in self._threads) or self._done.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._intake_stop.is_set() and self.healthy
+
+    # -- threads ---------------------------------------------------------------------------------
+    def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # a bug, not bad input: stop cleanly and say so
+                log.exception("pipeline stage %s failed; stopping the pipeline", name)
+                self.error = exc
+                self._abort.set()
+                self._intake_stop.set()
+                self._done.set()
+        return run
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        """Blocking put that gives up when aborting (bounded queues: back-pressure upstream)."""
+        while not self._abort.is_set():
+            try:
+                q.put(item, timeout=self.poll)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        while not self._abort.is_set():
+            try:
+                return q.get(timeout=self.poll)
+            except queue.Empty:
+                continue
+        return Stop()
+
+    def _segment_loop(self) -> None:
+        closed = False
+        while not self._abort.is_set():
+            if self._intake_stop.is_set() and not closed:
+                self.source.close()  # stop intake; what is buffered stays readable
+                closed = True
+            msg = self.source.get(timeout=0 if closed else self.poll)
+            if msg is None:
+                if closed or self.source.finished:
+                    break
+                continue
+            self._handle_message(msg)
+        self._put(self._q_measure, Stop())
+
+    def _handle_message(self, msg: RawMessage) -> None:
+        t0 = time.perf_counter()
+        try:
+            events = self.decoder.decode(msg.parts, msg.received_at)
+        except DecodeError as exc:
+            self._count_error(exc.kind, f"skipped a bad message ({exc.kind}): {exc}")
+            return
+        except Exception as exc:  # a decoder must never take the daemon down
+            self._count_error("decoder_failure", f"decoder failed on a message: {exc!r}")
+            return
+        decode_s = time.perf_counter() - t0
+        for event in events:
+            if isinstance(event, Frame):
+                clock = StageClock({"decode": decode_s})
+                segmented = self._segment(event, clock)
+                if segmented is not None and not self._put(self._q_measure, segmented):
+                    return
+            elif not self._put(self._q_measure, event):
+                return
+
+    def _segment(self, frame: Frame, clock: StageClock) -> Segmented | None:
+        if self.is_replay is not None and self.is_replay(frame.series_id, frame.frame_id):
+            self.metrics.frames_dropped.labels(reason="replay").inc()
+            self._throttled.warning("replay", f"frame {frame.frame_id} is already in the record; skipped")
+            return None
+        t = time.perf_counter()
+        try:
+            prepared = prepare(frame, self.preprocess)
+            t = clock.timed("preprocess", t)
+            detections = restrict_to_valid(self.segmenter.segment(prepared.image), prepared.valid)
+            clock.timed("segment", t)
+        except WirewatchError as exc:
+            self._count_error("unusable_image", f"frame {frame.frame_id}: {exc}")
+            return None
+        except Exception as exc:
+            log.debug("segmenter failure", exc_info=True)
+            self._count_error("segment_failed", f"frame {frame.frame_id}: segmenter failed: {exc!r}")
+            return None
+        return Segmented(frame=frame, image=prepared.image, signal=prepared.signal, detections=detections,
+                         timings=clock.timings)
+
+    def _measure_loop(self) -> None:
+        while True:
+            item = self._get(self._q_measure)
+            if isinstance(item, Stop):
+                self._put(self._q_publish, item)
+                return
+            if isinstance(item, SeriesStart | SeriesEnd):
+                self._on_series(item)
+                self._put(self._q_publish, item)
+                continue
+            result = self._measure(item)
+            if result is not None:
+                self._put(self._q_publish, result)
+
+    def _on_series(self, event: SeriesEvent) -> None:
+        if isinstance(event, SeriesStart):
+            self._series = event.series_id
+            self._series_pixel_size = event.pixel_size_nm
+        else:
+            self._series_pixel_size = None
+        self._last_frame_id = None
+        if self.detector is not None:
+            self.detector.reset()
+
+    def _measure(self, seg: Segmented) -> FrameResult | None:
+        frame = seg.frame
+        clock = StageClock(dict(seg.timings))
+        if self._last_frame_id is not None and frame.frame_id <= self._last_frame_id:
+            # Ids went backwards without a series start: a new series (e.g. the sender restarted).
+            log.info("frame id %d after %d: treating it as a new series", frame.frame_id, self._last_frame_id)
+            if self.detector is not None:
+                self.detector.reset()
+        self._last_frame_id = frame.frame_id
+        pixel_size = frame.pixel_size_nm or self._series_pixel_size or self.pixel_size_nm
+        t = time.perf_counter()
+        try:
+            stats = self.measurer(seg.detections, seg.signal, pixel_size_nm=pixel_size, frame_id=frame.frame_id,
+                                  time=frame.time)
+        except WirewatchError as exc:
+            self._count_error("unmeasurable", f"frame {frame.frame_id}: {exc}")
+            return None
+        t = clock.timed("measure", t)
+        changepoints: list[ChangePoint] = []
+        if self.detector is not None:
+            try:
+                changepoints = self.detector.update(frame.frame_id, stats.aggregates)
+            except Exception:  # a detector bug must not stop measuring
+                log.exception("change-point detector failed on frame %d", frame.frame_id)
+        clock.timed("changepoint", t)
+        return FrameResult(frame=frame, stats=stats, changepoints=tuple(changepoints), image=seg.image,
+                           detections=seg.detections, timings=clock.timings)
+
+    def _publish_loop(self) -> None:
+        while True:
+            item = self._get(self._q_publish)
+            if isinstance(item, Stop):
+                break
+            if isinstance(item, SeriesStart | SeriesEnd):
+                if isinstance(item, SeriesStart):
+                    self.metrics.series_total.inc()
+                for sink in self.sinks:
+                    self._safely(sink.name, sink.series, item)
+                continue
+            self._publish(item)
+        self._drain_abandoned()
+        self._done.set()
+
+    def _publish(self, result: FrameResult) -> None:
+        t = time.perf_counter()
+        alerts: list[Alert] = []
+        for sink in self.sinks:
+            raised = self._safely(sink.name, sink.publish, result)
+            if raised:
+                alerts.extend(raised)
+        published_at = time.time()
+        timings = dict(result.timings)
+        timings["publish"] = time.perf_counter() - t
+        done = FrameResult(frame=result.frame, stats=result.stats, changepoints=result.changepoints,
+                           image=result.image, detections=result.detections, timings=timings,
+                           alerts=tuple(alerts), published_at=published_at)
+        timings["total"] = done.latency_s
+        m = self.metrics
+        for stage, seconds in timings.items():
+            m.stage_latency.labels(stage=stage).observe(seconds)
+        m.observe_stats(result.stats.aggregates)
+        m.frames_processed.inc()
+        m.last_frame_id.set(result.frame_id)
+        m.last_frame_time.set(result.frame.time)
+        m.queue_depth.labels(queue="measure").set(self._q_measure.qsize())
+        m.queue_depth.labels(queue="publish").set(self._q_publish.qsize())
+        self.processed += 1
+        for cp in result.changepoints:
+            log.info("change point at frame %d in %s (%s, detected at %d)", cp.frame, ", ".join(cp.statistics),
+                     cp.detector, cp.detected_at)
+            for cp_listener in self.changepoint_listeners:
+                self._safely("listener", cp_listener, cp)
+        for listener in self.listeners:
+            self._safely("listener", listener, done)
+
+    def _safely(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
+        """A failing sink or listener is logged (throttled) and skipped; the frame goes on to the others."""
+        try:
+            return call(*args)
+        except Exception as exc:
+            self._throttled.warning(f"sink:{name}", f"{name} failed: {exc!r}")
+            return None
+
+    def _drain_abandoned(self) -> None:
+        """Count frames left in the queues when aborting, so the drop counter stays exact."""
+        left = 0
+        for q in (self._q_measure, self._q_publish):
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Segmented | FrameResult):
+                    left += 1
+        if self._abort.is_set():
+            while (msg := self.source.get(timeout=0)) is not None:
+                if not msg.control:
+                    left += 1
+        if left:
+            self.metrics.frames_dropped.labels(reason="shutdown").inc(left)
+
+    def _count_error(self, kind: str, message: str) -> None:
+        self.metrics.frame_errors.labels(kind=kind).inc()
+        self._throttled.warning(kind, message)
+
+    def close_sinks(self) -> None:
+        if self._sinks_closed:
+            return
+        self._sinks_closed = True
+        for sink in self.sinks:
+            self._safely(sink.name, sink.close)
+        if not self._intake_stop.is_set() or self.source is not None:
+            self._safely("source", self.source.close)

@@ -1,0 +1,122 @@
+"""``Daemon``: the pipeline plus its HTTP endpoints and lifecycle (start, signals, drain, close)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from wirewatch.config.daemon import DaemonConfig
+from wirewatch.errors import ConfigError
+from wirewatch.ingest.base import Source
+from wirewatch.segment.base import Segmenter
+
+from .build import Built, build_pipeline
+from .http import HttpServer
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """Build from config; ``start()``; ``stop()`` (or a signal); ``wait()``; everything is closed at the end."""
+
+    def __init__(self, config: DaemonConfig, *, registry: CollectorRegistry | None = None,
+                 segmenter: Segmenter | None = None, source: Source | None = None, zmq_context: Any = None) -> None:
+        self.config = config
+        self.built: Built = build_pipeline(config, registry=registry, segmenter=segmenter, source=source,
+                                           zmq_context=zmq_context)
+        self.pipeline: Pipeline = self.built.pipeline
+        self.http: HttpServer | None = None
+        self.stop_event = threading.Event()
+        self._closed = False
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.built.registry
+
+    def start(self) -> Daemon:
+        http = self.config.http
+        try:
+            if http.enabled:
+                self.http = HttpServer(self.registry, host=http.host, port=http.port,
+                                       healthy=lambda: self.pipeline.healthy, ready=lambda: self.pipeline.ready,
+                                       bearer_token=_read_token(http.bearer_token_file))
+                log.info("metrics on %s/metrics", self.http.url)
+            if self.built.publisher is not None:
+                self.built.publisher.start()
+            self.pipeline.start()
+        except BaseException:
+            self.close()
+            raise
+        log.info("daemon running: segmenter %s%s, input %s %s (%s, policy %s)", self.built.backend,
+                 f" ({self.built.model})" if self.built.model else "", self.config.ingest.socket,
+                 getattr(self.pipeline.source, "endpoint", None) or self.config.ingest.endpoint,
+                 self.config.ingest.format, self.config.ingest.policy)
+        return self
+
+    def stop(self) -> None:
+        """Stop intake (safe from a signal handler); ``wait`` drains and closes."""
+        self.stop_event.set()
+        self.pipeline.request_stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped (``stop()``/signal) or a finite source ended, then drain within the
+        configured shutdown timeout and close. True when everything in flight was processed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop_event.is_set() and self.pipeline.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.stop_event.wait(0.2)
+        return self.close()
+
+    def close(self) -> bool:
+        if self._closed:
+            return True
+        self._closed = True
+        self.pipeline.request_stop()
+        drained = True
+        if self.pipeline.started:
+            drained = self.pipeline.join(self.config.pipeline.shutdown_timeout_s)
+        else:
+            self.pipeline.close_sinks()
+        if self.http is not None:
+            self.http.close()
+        log.info("daemon stopped: %d frame(s) processed%s", self.pipeline.processed,
+                 "" if drained else " (shutdown timeout: some frames abandoned)")
+        return drained
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT stop intake and drain; a second one abandons what is in flight."""
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self.stop_event.is_set():
+                log.warning("second %s: abandoning frames in flight", signal.Signals(signum).name)
+                self.pipeline.abort()
+            else:
+                log.info("%s: stopping intake and draining", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+        token = p.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise ConfigError(f"http.bearer_token_file {p}: cannot read a token ({exc})") from None
+    if mode & 0o077:
+        log.warning("http.bearer_token_file %s is readable by group/others; chmod 600 it", p)
+    if not token:
+        raise ConfigError(f"http.bearer_token_file {p} is empty")
+    return token

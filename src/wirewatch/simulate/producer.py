@@ -1,0 +1,263 @@
+"""The microscope simulator: scenario -> synthetic frames -> messages on a ZeroMQ socket.
+
+``FrameMaker`` draws frame ``i`` of a scenario with ``wirewatch.synth``; ``SeriesEncoder`` turns
+frames into the messages of one wire format (``array-1.0``, DECTRIS ``stream2`` / ``stream1``,
+using the ingest encoders, so the daemon decodes exactly what a real sender would send);
+``Simulator`` binds (or connects) a PUSH or PUB socket and sends at a steady rate. Tests bind
+``tcp://127.0.0.1:*`` and read the chosen port from ``Simulator.endpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from wirewatch.errors import ConfigError
+from wirewatch.simulate.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+Format = Literal["array-1.0", "stream2", "stream1"]
+FORMATS: tuple[str, ...] = ("array-1.0", "stream2", "stream1")
+OD_FULL_SCALE = 2.0  # optical density that grey 255 stands for when sending transmission counts
+
+
+class FrameMaker:
+    """Frame ``i`` of a scenario: uint8 optical-density image (grey 0..255, the synthesiser's PNG) or,
+    with ``signal: transmission``, uint16 counts ``i0 * exp(-OD)``."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        from wirewatch.synth import generate  # lazy: heavy, and not needed just to load scenarios
+
+        self.scenario = scenario
+        self._generate = generate
+
+    def sample(self, frame: int) -> Any:
+        return self._generate(self.scenario.config_at(frame), seed=self.scenario.seed_for(frame))
+
+    def image(self, frame: int) -> np.ndarray:
+        img = self.sample(frame).image
+        if self.scenario.signal == "transmission":
+            od = img.astype(np.float32) / 255.0 * OD_FULL_SCALE
+            counts = self.scenario.i0 * np.exp(-od)
+            return np.clip(np.rint(counts), 0, 65534).astype(np.uint16)
+        return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+class SeriesEncoder:
+    """Messages of one series in one format: ``start()``, ``image(i, img)``, ``end()`` (each a list of
+    multipart messages; array-1.0 has no start/end messages)."""
+
+    def __init__(self, format: str, *, series_id: int = 1, pixel_size_nm: float | None = None,
+                 signal: str | None = None, i0: float | None = None, compression: str | None = "bslz4") -> None:
+        if format not in FORMATS:
+            raise ConfigError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}")
+        self.format = format
+        self.series_id = series_id
+        self.uid = f"wirewatch-sim-{series_id}-{int(time.time() * 1000)}"
+        self.pixel_size_nm = pixel_size_nm
+        self.signal = signal
+        self.i0 = i0
+        self.compression = compression
+
+    def start(self, shape: tuple[int, int], dtype: str, count: int) -> list[list[bytes]]:
+        from wirewatch.ingest import encode_stream1_header, encode_stream2_start
+
+        if self.format == "stream2":
+            return [encode_stream2_start(series_id=self.series_id, series_unique_id=self.uid, image_shape=shape,
+                                         image_dtype=dtype, pixel_size_nm=self.pixel_size_nm,
+                                         number_of_images=count)]
+        if self.format == "stream1":
+            return [encode_stream1_header(self.series_id, image_shape=shape, pixel_size_nm=self.pixel_size_nm)]
+        return []
+
+    def image(self, frame: int, image: np.ndarray) -> list[bytes]:
+        from wirewatch.ingest import encode_array10, encode_stream1_image, encode_stream2_image
+
+        if self.format == "stream2":
+            return encode_stream2_image(frame, image, series_id=self.series_id, series_unique_id=self.uid,
+                                        compression=self.compression)
+        if self.format == "stream1":
+            return encode_stream1_image(self.series_id, frame, image)
+        extra = {"i0": self.i0} if self.signal == "transmission" and self.i0 else None
+        return encode_array10(frame, image, timestamp=time.time(), pixel_size_nm=self.pixel_size_nm,
+                              signal=self.signal, modality="simulated", extra=extra)
+
+    def end(self) -> list[list[bytes]]:
+        from wirewatch.ingest import encode_stream1_end, encode_stream2_end
+
+        if self.format == "stream2":
+            return [encode_stream2_end(series_id=self.series_id, series_unique_id=self.uid)]
+        if self.format == "stream1":
+            return [encode_stream1_end(self.series_id)]
+        return []
+
+
+@dataclass(frozen=True)
+class SimulatorResult:
+    frames_sent: int
+    messages_sent: int
+    seconds: float
+    stopped_early: bool
+
+
+class Simulator:
+    """Publishes ``frames`` frames of ``scenario`` at ``rate`` frames/s (0 = as fast as possible).
+
+    ``socket``: ``push`` (default; blocks when the receiver is not keeping up, like a detector's
+    PUSH) or ``pub`` (drops at the high-water mark). ``bind`` (default) or connect ``endpoint``.
+    Frames are drawn ahead in a background thread (at most ``prefetch`` waiting) so drawing time
+    does not disturb the rate. ``images`` replaces the scenario's frames (tests).
+    """
+
+    def __init__(self, scenario: Scenario, *, endpoint: str = "tcp://127.0.0.1:*", format: str = "array-1.0",
+                 rate: float = 2.0, frames: int | None = None, socket: Literal["push", "pub"] = "push",
+                 bind: bool = True, sndhwm: int = 100, compression: str | None = "bslz4", series_id: int = 1,
+                 first_frame: int = 0, prefetch: int = 8, context: Any = None,
+                 images: Callable[[int], np.ndarray] | None = None) -> None:
+        if rate < 0:
+            raise ConfigError(f"rate must be >= 0 frames/s, got {rate}")
+        self.scenario = scenario
+        self.frames = scenario.frames if frames is None else frames
+        if self.frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {self.frames}")
+        self.rate = rate
+        self.first_frame = first_frame
+        self.encoder = SeriesEncoder(format, series_id=series_id, pixel_size_nm=scenario.pixel_size_nm,
+                                     signal=scenario.signal, i0=scenario.i0, compression=compression)
+        self._images = images or FrameMaker(scenario).image
+        self._prefetch = prefetch
+        self._socket_kind = socket
+        self._bind = bind
+        self._endpoint = endpoint
+        self._sndhwm = sndhwm
+        self._context = context
+        self._own_context = context is None
+        self._socket: Any = None
+        self.endpoint: str | None = None
+        self.stop_event = threading.Event()
+        self.sent_frames = 0
+        self.error: BaseException | None = None
+
+    def open(self) -> str:
+        """Create and bind/connect the socket; returns the resolved endpoint."""
+        import zmq
+
+        if self._context is None:
+            self._context = zmq.Context()
+        sock = self._context.socket(zmq.PUSH if self._socket_kind == "push" else zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, self._sndhwm)
+        sock.setsockopt(zmq.LINGER, 5000)  # deliver what was queued when closing
+        try:
+            sock.bind(self._endpoint) if self._bind else sock.connect(self._endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise ConfigError(f"simulator cannot {'bind' if self._bind else 'connect'} {self._endpoint!r}: "
+                              f"{exc}") from None
+        self._socket = sock
+        self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self._endpoint
+        return self.endpoint
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self._own_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _send(self, parts: list[bytes]) -> bool:
+        """Send, waiting for a receiver (PUSH) but giving up when stopped."""
+        import zmq
+
+        while not self.stop_event.is_set():
+            try:
+                self._socket.send_multipart(parts, flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                if self._socket_kind == "pub":
+                    return True  # PUB drops at its HWM; so does the real thing
+                self.stop_event.wait(0.005)
+        return False
+
+    def run(self, on_frame: Callable[[int], None] | None = None) -> SimulatorResult:
+        """Send the series (start, frames, end); returns when done or ``stop()`` was called."""
+        if self._socket is None:
+            self.open()
+        images: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=self._prefetch)
+        ids = range(self.first_frame, self.first_frame + self.frames)
+        drawer = threading.Thread(target=self._draw, args=(ids, images), name="wirewatch-sim-draw", daemon=True)
+        drawer.start()
+        t0 = time.monotonic()
+        messages = 0
+        stopped = False
+        try:
+            first = self._take(images)
+            if first is None:
+                return SimulatorResult(0, 0, 0.0, True)
+            img0 = first[1]
+            for parts in self.encoder.start((int(img0.shape[0]), int(img0.shape[1])), img0.dtype.name, self.frames):
+                messages += self._send(parts)
+            t0 = time.monotonic()
+            item: tuple[int, np.ndarray] | None = first
+            n = 0
+            while item is not None:
+                frame_id, img = item
+                if self.rate > 0:
+                    delay = t0 + n / self.rate - time.monotonic()
+                    if delay > 0 and self.stop_event.wait(delay):
+                        break
+                if not self._send(self.encoder.image(frame_id, img)):
+                    break
+                messages += 1
+                n += 1
+                self.sent_frames = n
+                if on_frame is not None:
+                    on_frame(frame_id)
+                if n >= self.frames:
+                    break
+                item = self._take(images)
+            stopped = n < self.frames
+            for parts in self.encoder.end():
+                if self._send(parts):
+                    messages += 1
+        finally:
+            self.stop_event.set()  # also stops the drawing thread
+            drawer.join(timeout=5)
+        return SimulatorResult(self.sent_frames, messages, time.monotonic() - t0, stopped)
+
+    def _take(self, images: queue.Queue[tuple[int, np.ndarray] | None]) -> tuple[int, np.ndarray] | None:
+        while not self.stop_event.is_set():
+            try:
+                return images.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _draw(self, ids: range, out: queue.Queue[tuple[int, np.ndarray] | None]) -> None:
+        for i in ids:
+            try:
+                img = self._images(i)
+            except Exception as exc:  # a drawing failure ends the series cleanly, with the reason logged
+                log.error("simulator: cannot draw frame %d: %s", i, exc)
+                self.error = exc
+                out.put(None)
+                return
+            while not self.stop_event.is_set():
+                try:
+                    out.put((i, img), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self.stop_event.is_set():
+                return
