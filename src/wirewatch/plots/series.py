@@ -1,0 +1,54 @@
+"""Time series of per-frame statistics with change points marked (daemon demo, change-point CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import InputError
+from wirewatch.plots.figure import new_figure, save_figure
+
+
+def _position(cp: Any) -> float:
+    # A number, or anything with a ``frame`` (wirewatch.types.ChangePoint) or ``x`` attribute.
+    for attr in ("frame", "x"):
+        if hasattr(cp, attr):
+            return float(getattr(cp, attr))
+    return float(cp)
+
+
+def plot_series(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[float] | np.ndarray],
+                path: str | Path, *, change_points: Sequence[Any] = (), truth: Sequence[float] = (),
+                xlabel: str = "frame", title: str | None = None) -> Path:
+    """One stacked panel per statistic against ``x``, detected change points as red dashed lines.
+
+    ``change_points``: positions on the x axis (numbers or ``ChangePoint`` objects, drawn at
+    their ``frame``; give ``x`` as frame numbers then). A change point whose ``statistics`` do
+    not include a panel's name is drawn faint in that panel. ``truth``: known change positions
+    (e.g. simulated), drawn as grey bands for comparison.
+    """
+    xs = np.asarray(x, np.float64)
+    if not series:
+        raise InputError("plot_series needs at least one statistic to plot")
+    for name, values in series.items():
+        if len(values) != len(xs):
+            raise InputError(f"statistic {name!r} has {len(values)} values but x has {len(xs)}")
+    fig = new_figure(9.0, 1.9 * len(series) + 0.6)
+    axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, values) in zip(axes, series.items(), strict=True):
+        ax.plot(xs, np.asarray(values, np.float64), lw=1.0, color="tab:blue")
+        ax.set_ylabel(name, fontsize=8)
+        ax.grid(alpha=0.3)
+        for t in truth:
+            ax.axvline(float(t), color="grey", lw=4, alpha=0.3)
+        for cp in change_points:
+            stats = getattr(cp, "statistics", None)
+            strong = stats is None or name in stats
+            ax.axvline(_position(cp), color="red", ls="--", lw=1.2 if strong else 0.8, alpha=1.0 if strong else 0.3)
+    axes[-1].set_xlabel(xlabel)
+    if title:
+        axes[0].set_title(title, fontsize=10)
+    return save_figure(fig, path)
