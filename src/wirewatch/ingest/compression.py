@@ -49,10 +49,10 @@ def decompress_bounded(data: bytes | memoryview, algorithm: str, elem_size: int,
     if algorithm == "bslz4" and elem_size not in (1, 2, 4, 8):
         raise DecodeError("bad_header", f"bslz4 element size must be 1, 2, 4 or 8, got {elem_size!r}")
     claimed = claimed_size(data)
-    if expected_nbytes > limits.max_decompressed_bytes or claimed > limits.max_decompressed_bytes:
-        raise DecodeError("oversized", f"compressed block claims {claimed} bytes, above "
+    if expected_nbytes > limits.max_decompressed_bytes:
+        raise DecodeError("oversized", f"array of {expected_nbytes} bytes is above "
                                        f"max_decompressed_bytes={limits.max_decompressed_bytes}")
-    if claimed != expected_nbytes:
+    if claimed != expected_nbytes:  # so a claim is never above the maximum either
         raise DecodeError("size_lie", f"compressed block claims {claimed} bytes but the array needs "
                                       f"{expected_nbytes}")
     _, block = struct.unpack_from(">QI", data, 0)
