@@ -1,0 +1,97 @@
+"""The ``changepoint`` config section.
+
+Thresholds are not magic constants: the windowed search's penalty and the online
+test's decision threshold are both derived from ``false_alarms_per_1000`` (the
+target number of false alarms per 1000 change-free frames), split between the two
+detectors by ``share`` (see ``calibrate.py``). Levels are measured in robust
+standard deviations of each statistic (MAD-based, see ``robust.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from wirewatch.config.base import StrictModel
+
+DEFAULT_STATISTICS = ["length_px_mean", "width_px_mean", "particle_count", "orientation_order",
+                      "aspect_ratio_mean"]
+
+WindowMethod = Literal["binseg", "pelt", "window"]
+CostName = Literal["l2", "normal", "rbf"]
+OnlineMethod = Literal["cusum", "page-hinkley"]
+
+
+class WindowedConfig(StrictModel):
+    """Ruptures search re-run every ``every`` frames over the last ``window`` frames."""
+
+    enabled: bool = True
+    method: WindowMethod = "binseg"
+    cost: CostName = "l2"
+    window: int = Field(default=100, ge=20, le=5000)
+    every: int = Field(default=4, ge=1)
+    min_segment: int = Field(default=8, ge=2)  # ruptures min_size, and how old a change must be to confirm
+    jump: int = Field(default=2, ge=1)  # candidate break every `jump` frames (refined to 1 frame afterwards)
+    confirmations: int = Field(default=2, ge=1)  # consecutive runs that must find the change
+    width: int = Field(default=40, ge=4)  # sliding-window width (method "window" only)
+    share: float = Field(default=0.5, gt=0, le=1)  # share of the false-alarm budget
+
+    @model_validator(mode="after")
+    def _fits(self) -> WindowedConfig:
+        if self.window < 2 * self.min_segment + 1:
+            raise ValueError(f"window ({self.window}) must be > 2 * min_segment ({self.min_segment})")
+        if self.method == "window" and self.width >= self.window:
+            raise ValueError(f"width ({self.width}) must be smaller than window ({self.window})")
+        return self
+
+
+class OnlineConfig(StrictModel):
+    """Per-statistic sequential test for early warning."""
+
+    enabled: bool = True
+    method: OnlineMethod = "cusum"
+    shift: float = Field(default=2.0, gt=0)  # smallest shift (robust sigmas) it is tuned for; drift k = shift / 2
+    clip_z: float = Field(default=3.0, gt=0)  # single outliers add at most clip_z - k to the sum
+    baseline_alpha: float = Field(default=0.02, ge=0, lt=1)  # slow tracking of the baseline (drift)
+    share: float = Field(default=0.5, gt=0, le=1)  # share of the false-alarm budget
+
+
+class SeverityThresholds(StrictModel):
+    """Effect size (robust sigmas) at which a change is a warning / critical; below: info."""
+
+    warning: float = Field(default=1.0, ge=0)
+    critical: float = Field(default=3.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityThresholds:
+        if self.critical < self.warning:
+            raise ValueError(f"critical ({self.critical}) must be >= warning ({self.warning})")
+        return self
+
+
+class ChangepointConfig(StrictModel):
+    enabled: bool = True
+    stats: list[str] = Field(default_factory=lambda: list(DEFAULT_STATISTICS), min_length=1)
+    warmup: int = Field(default=30, ge=5)  # frames with data before detection starts (robust scale)
+    false_alarms_per_1000: float = Field(default=0.3, gt=0, le=100)
+    clip_z: float = Field(default=5.0, gt=0)  # Hampel filter: |x - local median| > clip_z sigma is an outlier
+    involve_t: float = Field(default=4.0, gt=0)  # t statistic for a statistic to be named in an event
+    merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
+    windowed: WindowedConfig = Field(default_factory=WindowedConfig)
+    online: OnlineConfig = Field(default_factory=OnlineConfig)
+    severity: SeverityThresholds = Field(default_factory=SeverityThresholds)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChangepointConfig:
+        if len(set(self.stats)) != len(self.stats):
+            raise ValueError(f"stats has duplicates: {self.stats}")
+        if any(not s for s in self.stats):
+            raise ValueError("stats has an empty name")
+        if not (self.windowed.enabled or self.online.enabled):
+            raise ValueError("enable at least one of windowed and online")
+        return self
+
+    def with_stats(self, stats: list[str]) -> ChangepointConfig:
+        """A copy watching ``stats`` instead (validated like the rest)."""
+        return ChangepointConfig.model_validate({**self.model_dump(), "stats": list(stats)})
