@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -387,3 +389,20 @@ def test_metric_names_and_one_instance_per_registry() -> None:
         assert f"# HELP {name} " in text
     assert 'wirewatch_alerts_sent_total{result="success",sink="am"} 1.0' in text
     assert "wirewatch_alert_spool_depth 3.0" in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool absent (Debian package prometheus)")
+def test_promtool_check_metrics_is_clean() -> None:
+    registry = CollectorRegistry()
+    metrics = AlertMetrics.on(registry)
+    metrics.count_changepoints([ChangePoint(frame=1, detected_at=2, statistics=("a",), before={}, after={},
+                                            effect_size=1.0, detector="cusum")])
+    metrics.sent("webhook", "success")
+    metrics.set_spool_depth("webhook", 2)
+    metrics.alerts.labels(alertname="X", state="firing").inc()
+    metrics.suppressed.labels(alertname="X").inc()
+    metrics.published.labels(topic="alert", result="sent").inc()
+    result = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(registry),
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b""
