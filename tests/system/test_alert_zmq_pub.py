@@ -6,12 +6,15 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+import zmq.auth
 from prometheus_client import CollectorRegistry
 
+from wirewatch.errors import ConfigError
 from wirewatch.publish import AlertsConfig, Publisher, build_publisher
 from wirewatch.types import ChangePoint, FrameStats
 
@@ -101,3 +104,70 @@ def test_topic_filter_and_disabled_topics(context: zmq.Context) -> None:
         sub.close()
         publisher.close(1)
     assert [(topic, body["state"]) for topic, body in got] == [("alert", "firing"), ("alert", "resolved")]
+
+
+def _curve_sub(context: zmq.Context, endpoint: str, server_public: bytes | None, client_cert: Path | None) -> zmq.Socket:
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    if server_public is not None and client_cert is not None:
+        public, secret = zmq.auth.load_certificate(client_cert)
+        sub.curve_publickey, sub.curve_secretkey = public, secret  # type: ignore[assignment]
+        sub.curve_serverkey = server_public
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(endpoint)
+    return sub
+
+
+def _which_receive(publisher: Publisher, subs: dict[str, zmq.Socket], seconds: float = 1.5) -> dict[str, bool]:
+    """Publish for ``seconds`` (or until all got one); which SUB sockets received anything."""
+    assert publisher.zmq is not None
+    got = dict.fromkeys(subs, False)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(got.values()):
+        publisher.zmq.publish_stats(FrameStats(1, 1.0, {"particle_count": 3.0}))
+        time.sleep(0.02)
+        for name, sub in subs.items():
+            got[name] = got[name] or bool(sub.poll(0))
+    return got
+
+
+@pytest.mark.parametrize("authenticate", [False, True])
+def test_curve_encryption_and_client_authentication(tmp_path: Path, context: zmq.Context,
+                                                    authenticate: bool) -> None:
+    keys = tmp_path / "keys"
+    allowed = tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    zmq.auth.create_certificates(keys, "server")
+    client_public_file, client_secret_file = zmq.auth.create_certificates(keys, "client")
+    _, stranger_secret_file = zmq.auth.create_certificates(keys, "stranger")
+    (allowed / "client.key").write_bytes(Path(client_public_file).read_bytes())
+    server_public, _ = zmq.auth.load_certificate(keys / "server.key")
+    curve: dict[str, Any] = {"server_secret_file": str(keys / "server.key_secret")}
+    if authenticate:
+        curve["authorized_clients_dir"] = str(allowed)
+    config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*", "curve": curve}})
+    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    assert publisher.zmq is not None
+    subs = {
+        "client": _curve_sub(context, publisher.zmq.endpoint, server_public, Path(client_secret_file)),
+        "stranger": _curve_sub(context, publisher.zmq.endpoint, server_public, Path(stranger_secret_file)),
+        "plaintext": _curve_sub(context, publisher.zmq.endpoint, None, None),
+    }
+    try:
+        got = _which_receive(publisher, subs)
+    finally:
+        for sub in subs.values():
+            sub.close()
+        publisher.close(1)
+    assert got == {"client": True, "stranger": not authenticate, "plaintext": False}
+
+
+def test_curve_key_errors_name_the_file(tmp_path: Path, context: zmq.Context) -> None:
+    zmq.auth.create_certificates(tmp_path, "server")
+    for path, message in ((tmp_path / "server.key", "holds no secret key"),
+                          (tmp_path / "missing.key_secret", "cannot read CURVE certificate")):
+        config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*",
+                                                      "curve": {"server_secret_file": str(path)}}})
+        with pytest.raises(ConfigError, match=message):
+            build_publisher(config, CollectorRegistry(), context=context)

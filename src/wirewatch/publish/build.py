@@ -42,7 +42,7 @@ def build_zmq_publisher(config: AlertsConfig, registry: CollectorRegistry, *,
     if config.zmq is None:
         return None
     return ZmqPublisher(config.zmq.bind, topics=config.zmq.topics, sndhwm=config.zmq.sndhwm,
-                        metrics=AlertMetrics.on(registry), context=context)
+                        metrics=AlertMetrics.on(registry), context=context, curve=config.zmq.curve)
 
 
 def build_sinks(config: AlertsConfig, registry: CollectorRegistry, *, zmq_publisher: ZmqPublisher | None = None,

@@ -238,12 +238,26 @@ Topic = Literal["stats", "changepoint", "alert"]
 _ALL_TOPICS: list[Topic] = ["stats", "changepoint", "alert"]
 
 
+class ZmqCurveConfig(StrictModel):
+    """CURVE encryption (and optionally client authentication) for the PUB socket; keys from files.
+
+    Certificates as written by ``zmq.auth.create_certificates`` (or ``wirewatch``'s key tool):
+    ``server_secret_file`` is the server's ``.key_secret``; clients need its public ``.key``.
+    """
+
+    server_secret_file: Path
+    authorized_clients_dir: Path | None = Field(
+        None, description="Directory of client public certificates allowed to subscribe; "
+                          "None: any client that knows the server's public key (encryption only).")
+
+
 class ZmqPublishConfig(StrictModel):
     """ZeroMQ PUB socket; message = [topic, JSON]. Binds loopback unless told otherwise."""
 
     bind: str = "tcp://127.0.0.1:5560"
     topics: list[Topic] = Field(default_factory=lambda: list(_ALL_TOPICS))
     sndhwm: PositiveInt = 1000
+    curve: ZmqCurveConfig | None = None
 
 
 class RateLimitConfig(StrictModel):

@@ -13,13 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from wirewatch.errors import ConfigError
+from wirewatch.publish.config import ZmqCurveConfig
 from wirewatch.publish.encode import alert_to_dict, changepoint_to_dict, dumps, stats_to_dict
 from wirewatch.publish.metrics import AlertMetrics
+from wirewatch.publish.sinks.credentials import warn_if_readable_by_others
 from wirewatch.types import Alert, ChangePoint, FrameStats
 
 log = logging.getLogger(__name__)
@@ -27,26 +32,54 @@ log = logging.getLogger(__name__)
 TOPICS = ("stats", "changepoint", "alert")
 
 
+def load_server_certificate(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) Z85 keys from a ``.key_secret`` certificate; errors name the file."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read CURVE certificate {path}: {exc}") from None
+    if not secret:
+        raise ConfigError(f"CURVE certificate {path} holds no secret key (give the server's .key_secret file)")
+    warn_if_readable_by_others(path, "zmq.curve.server_secret_file")
+    return public, secret
+
+
 class ZmqPublisher:
     def __init__(self, bind: str, *, topics: Iterable[str] = TOPICS, sndhwm: int = 1000,
-                 metrics: AlertMetrics | None = None, context: zmq.Context | None = None) -> None:
+                 metrics: AlertMetrics | None = None, context: zmq.Context | None = None,
+                 curve: ZmqCurveConfig | None = None) -> None:
         unknown = sorted(set(topics) - set(TOPICS))
         if unknown:
             raise ConfigError(f"unknown ZeroMQ topic(s) {', '.join(unknown)}; known: {', '.join(TOPICS)}")
         self.topics = frozenset(topics)
         self._metrics = metrics
-        self._context = context or zmq.Context.instance()
+        self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; the ticker thread sends alerts too
+        self._closed = False
+        self._own_context: zmq.Context | None = None
+        self._auth: ThreadAuthenticator | None = None
+        keys = load_server_certificate(curve.server_secret_file) if curve is not None else None
+        if curve is not None and curve.authorized_clients_dir is not None:
+            if not curve.authorized_clients_dir.is_dir():
+                raise ConfigError(f"zmq.curve.authorized_clients_dir {curve.authorized_clients_dir} is not a directory")
+            # A ZAP authenticator is one per context: give this socket its own so it cannot clash
+            # with (or loosen) authentication other parts configure on the shared context.
+            self._own_context = zmq.Context()
+            self._auth = ThreadAuthenticator(self._own_context, log=logging.getLogger(__name__ + ".zap"))
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(curve.authorized_clients_dir))
+        self._context = self._own_context or context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            self._socket.curve_publickey, self._socket.curve_secretkey = keys
+            self._socket.curve_server = True
         try:
             self._socket.bind(bind)
         except zmq.ZMQError as exc:
-            self._socket.close(0)
+            self.close()
             raise ConfigError(f"cannot bind ZeroMQ PUB socket to {bind!r}: {exc}") from None
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; the ticker thread sends alerts too
-        self._closed = False
         log.info("publishing %s on %s", ", ".join(sorted(self.topics)), self.endpoint)
 
     def publish(self, topic: str, payload: Mapping[str, Any]) -> bool:
@@ -76,9 +109,14 @@ class ZmqPublisher:
 
     def close(self, timeout: float = 0.0) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._socket.close(linger=int(timeout * 1000))
+            if self._closed:
+                return
+            self._closed = True
+            self._socket.close(linger=int(timeout * 1000))
+            if self._auth is not None:
+                self._auth.stop()
+            if self._own_context is not None:
+                self._own_context.term()
 
     def _count(self, topic: str, result: str) -> None:
         if self._metrics is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from pathlib import Path
 
 from wirewatch.errors import ConfigError
 from wirewatch.publish.config import SecretRef
@@ -32,6 +33,18 @@ class Secret:
     __str__ = __repr__
 
 
+def warn_if_readable_by_others(path: Path, what: str, mode: int | None = None) -> None:
+    """Log a warning (never the content) when a key file is readable by group or others."""
+    if mode is None:
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("%s: secret file %s is readable by group or others (mode %o); chmod 600 it",
+                    what, path, stat.S_IMODE(mode))
+
+
 def load_secret(ref: SecretRef, what: str) -> Secret:
     """Read the secret ``ref`` names; a missing or empty one is a ConfigError naming where we looked."""
     if ref.env is not None:
@@ -46,9 +59,7 @@ def load_secret(ref: SecretRef, what: str) -> Secret:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read secret file {path}: {exc.strerror or exc}") from None
-    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        log.warning("%s: secret file %s is readable by group or others (mode %o); chmod 600 it",
-                    what, path, stat.S_IMODE(info.st_mode))
+    warn_if_readable_by_others(path, what, info.st_mode)
     lines = text.splitlines()
     value = lines[0].strip() if lines else ""
     if not value:
