@@ -228,3 +228,30 @@ def test_one_spool_directory_one_sink(tmp_path: Path, receiver: AlertReceiver) -
     finally:
         sink.close(1)
     _sink(receiver.url, tmp_path / "spool", CollectorRegistry()).close(1)  # free again after close
+
+
+def test_cli_alerts_test_delivers_or_reports_not_delivered(tmp_path: Path, receiver: AlertReceiver) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from wirewatch.cli.app import app
+
+    def config(url: str) -> Path:
+        path = tmp_path / "alerts.yaml"
+        path.write_text(yaml.safe_dump({"labels": {"instance": "rig"}, "sinks": [
+            {"type": "webhook", "url": url, "spool_dir": str(tmp_path / "spool"), "timeout_s": 0.5,
+             "backoff_initial_s": 0.05, "backoff_max_s": 0.1}]}))
+        return path
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["alerts", "test", str(config(receiver.url + "/hook"))])
+    assert result.exit_code == 0, result.output
+    assert "webhook: OK (success 2, spooled 2)" in result.output
+    states = [(r.json()["alert"]["name"], r.json()["status"], r.json()["alert"]["labels"]["instance"])
+              for r in receiver.accepted()]
+    assert states == [("WirewatchTestAlert", "firing", "rig"), ("WirewatchTestAlert", "resolved", "rig")]
+
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    result = runner.invoke(app, ["alerts", "test", str(config(down)), "--timeout", "0.5", "--no-resolve"])
+    assert result.exit_code == 1 and "webhook: NOT DELIVERED" in result.output
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1  # kept for the daemon to deliver
