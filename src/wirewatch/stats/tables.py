@@ -1,0 +1,84 @@
+"""Writing particle / frame tables (CSV) and JSON reports atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import InputError
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {p}: {exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars -> Python; NaN / inf -> None (JSON ``null``, empty CSV cell)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively make ``obj`` strict-JSON serialisable (NaN -> null, arrays -> lists)."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return plain(obj)
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(header), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        out = {}
+        for k, v in row.items():
+            v = plain(v)
+            out[k] = "" if v is None else (int(v) if isinstance(v, bool) else v)
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """CSV with ``header`` columns (missing cells empty, NaN empty, booleans 0/1), written atomically."""
+    return atomic_write_text(path, csv_text(header, rows))
+
+
+def particle_rows(particles: Mapping[str, np.ndarray], **extra: Any) -> list[dict[str, Any]]:
+    """One dict per particle from a column table, each with the ``extra`` fields (e.g. image_id) first."""
+    n = len(next(iter(particles.values()))) if particles else 0
+    cols = {k: np.asarray(v).tolist() for k, v in particles.items()}
+    return [{**extra, **{k: v[i] for k, v in cols.items()}} for i in range(n)]
