@@ -146,3 +146,12 @@ def test_restrict_to_valid_clears_nodata_and_drops_empty() -> None:
     out = restrict_to_valid(det, valid)
     assert len(out) == 2 and not out.masks[:, 470:].any()
     assert restrict_to_valid(det, None) is det
+
+
+def test_max_detections_keeps_the_best_scores_in_order() -> None:
+    inner = ThresholdSegmenter()
+    img = _rods((514, 1000))  # three rods, scores 0.9, 0.7, 0.5 in label order
+    det = FitSegmenter(inner, max_side=None, max_detections=2).segment(img)
+    np.testing.assert_allclose(det.scores, [0.9, 0.7])
+    small = FitSegmenter(ThresholdSegmenter(), max_side=515, max_detections=1).segment(_rods((514, 1030)))
+    assert len(small) == 1 and small.masks.shape == (1, 514, 1030)

@@ -42,6 +42,7 @@ class SegmentConfig(StrictModel):
     backend: Backend = "auto"
     model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # backend keyword options (e.g. score_threshold)
+    max_detections: int = Field(default=300, ge=1)  # best-scoring kept per frame (bounds mask memory)
 
 
 class MeasureConfig(StrictModel):

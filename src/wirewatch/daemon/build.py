@@ -100,7 +100,8 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     metrics.set_backend(backend, model)
     pp = config.preprocess
     fitted = FitSegmenter(segmenter, max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
-                          tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap)
+                          tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap,
+                          max_detections=config.segment.max_detections)
 
     def on_drop(reason: str, msg: RawMessage) -> None:
         metrics.frames_dropped.labels(reason=reason).inc()

@@ -21,8 +21,10 @@ class FitSegmenter:
     """A ``Segmenter`` that resizes or tiles large frames for the wrapped one."""
 
     def __init__(self, inner: Segmenter, *, max_side: int | None, mode: Literal["resize", "tile"] = "resize",
-                 tile_size: int = 512, tile_overlap: int = 64, merge_overlap: float = 0.5) -> None:
+                 tile_size: int = 512, tile_overlap: int = 64, merge_overlap: float = 0.5,
+                 max_detections: int | None = None) -> None:
         self.inner = inner
+        self.max_detections = max_detections
         self.name = inner.name
         self.max_side = max_side
         self.mode = mode
@@ -33,10 +35,19 @@ class FitSegmenter:
     def segment(self, image: np.ndarray) -> Detections:
         h, w = image.shape
         if self.max_side is None or max(h, w) <= self.max_side:
-            return self.inner.segment(image)
+            return self._capped(self.inner.segment(image))
         if self.mode == "tile":
-            return self._tiled(image)
+            return self._capped(self._tiled(image))
         return self._resized(image)
+
+    def _capped(self, det: Detections) -> Detections:
+        """Keep the ``max_detections`` best-scoring detections: full-frame masks cost N x H x W bytes,
+        and a noisy frame must not turn into thousands of them."""
+        if self.max_detections is None or len(det) <= self.max_detections:
+            return det
+        keep = np.sort(np.argsort(-det.scores, kind="stable")[:self.max_detections])
+        return Detections(boxes=det.boxes[keep], scores=det.scores[keep], masks=det.masks[keep],
+                          image_shape=det.image_shape)
 
     def _resized(self, image: np.ndarray) -> Detections:
         h, w = image.shape
@@ -44,7 +55,7 @@ class FitSegmenter:
         s = self.max_side / max(h, w)
         small_w, small_h = max(1, round(w * s)), max(1, round(h * s))
         small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        det = self.inner.segment(small)
+        det = self._capped(self.inner.segment(small))
         if len(det) == 0:
             return Detections.empty((h, w))
         masks = np.zeros((len(det), h, w), bool)

@@ -1,0 +1,275 @@
+"""The daemon end to end over real ZeroMQ sockets on loopback (watershed backend, small frames)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import numpy as np
+import pytest
+import zmq
+from prometheus_client import CollectorRegistry
+
+from wirewatch.config.daemon import DaemonConfig
+from wirewatch.daemon.service import Daemon
+from wirewatch.ingest import encode_array10, encode_series, encode_stream2_image
+from wirewatch.publish.record import read_record
+from wirewatch.types import Detections
+
+DECTRIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "dectris-stream2"
+
+
+def rods(i: int, size: int = 96) -> np.ndarray:
+    """A small uint8 frame with 2-3 bright rods that move a little from frame to frame."""
+    img = np.zeros((size, size), np.uint8)
+    img[10 + i % 5:16 + i % 5, 8:70] = 200
+    img[30:90, 60 + i % 3:66 + i % 3] = 180
+    if i % 2:
+        img[70:76, 5:40] = 220
+    return img
+
+
+@pytest.fixture
+def pusher() -> Iterator[tuple[zmq.Socket, str]]:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 2000)
+    sock.bind("tcp://127.0.0.1:*")
+    yield sock, sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    sock.close(0)
+    ctx.term()
+
+
+def config(tmp_path: Path, endpoint: str, fmt: str, **ingest: Any) -> DaemonConfig:
+    return DaemonConfig.model_validate({
+        "ingest": {"endpoint": endpoint, "format": fmt, "policy": "queue", **ingest},
+        "segment": {"backend": "watershed"},
+        "changepoint": {"enabled": False},
+        "record": {"path": str(tmp_path / "record.jsonl"), "fsync": "never"},
+        "http": {"port": 0},
+        "pipeline": {"shutdown_timeout_s": 20},
+    })
+
+
+def wait_for(cond: Any, timeout: float = 30.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def counter(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+@pytest.mark.parametrize("fmt", ["array-1.0", "stream2", "stream1"])
+def test_n_frames_in_n_records_out_in_order(tmp_path: Path, pusher: tuple[zmq.Socket, str], fmt: str) -> None:
+    sock, endpoint = pusher
+    n = 20
+    daemon = Daemon(config(tmp_path, endpoint, fmt)).start()
+    try:
+        for parts in encode_series(fmt, [rods(i) for i in range(n)], first_frame=100, pixel_size_nm=10.0):
+            sock.send_multipart(parts)
+        wait_for(lambda: daemon.pipeline.processed == n)
+        body = urllib.request.urlopen(daemon.http.url + "/metrics", timeout=5).read().decode()  # type: ignore[union-attr]
+    finally:
+        assert daemon.close()
+    lines = read_record(tmp_path / "record.jsonl")
+    assert [ln["frame"] for ln in lines] == list(range(100, 100 + n))
+    assert all(ln["stats"]["particle_count"] in (2, 3) for ln in lines)
+    assert lines[1]["stats"]["particle_count"] == 3 and lines[0]["stats"]["particle_count"] == 2
+    assert all(ln["stats"]["number_density_per_um2"] is not None for ln in lines)  # pixel size arrived
+    reg = daemon.registry
+    assert counter(reg, "wirewatch_frames_processed_total") == n
+    assert counter(reg, "wirewatch_frames_received_total") == n + (2 if fmt != "array-1.0" else 0)
+    assert "wirewatch_stage_latency_seconds_bucket{le=\"0.1\",stage=\"segment\"}" in body
+
+
+@pytest.mark.skipif(not DECTRIS.is_dir(), reason="shared DECTRIS captures not present")
+def test_real_dectris_captures_pass_through(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "stream2")
+    cfg.preprocess.max_side = 256  # detector counts are mostly noise to a segmenter: keep the test quick
+    daemon = Daemon(cfg).start()
+    try:
+        for name in ("000001", "000002", "000003", "000011"):
+            sock.send((DECTRIS / "bslz4_16bit" / f"{name}.cbor").read_bytes())
+        sock.send((DECTRIS / "lz4_8bit" / "000001.cbor").read_bytes())
+        wait_for(lambda: daemon.pipeline.processed == 4, timeout=60)
+    finally:
+        daemon.close()
+    lines = read_record(tmp_path / "record.jsonl")
+    assert [ln["frame"] for ln in lines] == [0, 1, 2, 0]
+    assert lines[0]["series"] == "01GRXWT80JSDY2FNW8SGCCDZD9"
+    assert counter(daemon.registry, "wirewatch_frame_errors_total", kind="truncated") == 0
+    assert all(isinstance(ln["stats"]["particle_count"], float | int) for ln in lines)
+
+
+def _a10(frame: int, **changes: Any) -> list[bytes]:
+    header, payload = encode_array10(frame, rods(frame))
+    h = json.loads(header) | changes
+    return [json.dumps(h).encode(), payload]
+
+
+def test_malformed_array10_messages_are_counted_and_skipped(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "array-1.0", max_message_bytes=20_000)
+    daemon = Daemon(cfg).start()
+    good = 0
+    bad: list[tuple[str, list[bytes]]] = [
+        ("truncated", [_a10(0)[0], _a10(0)[1][:-7]]),
+        ("bad_dtype", _a10(0, type="complex128")),
+        ("bad_shape", _a10(0, shape=[96, 96, 3])),
+        ("unknown_type", _a10(0, htype="array-9.9")),
+        ("oversized", [_a10(0)[0], b"\0" * 12_000, b"\0" * 12_000]),  # each part fits, the message does not
+        ("bad_header", [b"{not json", b"\0" * 10]),
+        ("size_lie", [_a10(0)[0], _a10(0)[1] + b"\0\0"]),
+    ]
+    try:
+        frame = 0
+        for _, parts in bad:
+            sock.send_multipart(_a10(frame))
+            frame += 1
+            good += 1
+            sock.send_multipart(parts)
+        sock.send_multipart(_a10(frame))
+        good += 1
+        wait_for(lambda: daemon.pipeline.processed == good)
+        wait_for(lambda: sum(counter(daemon.registry, "wirewatch_frame_errors_total", kind=k)
+                             for k, _ in bad) == len(bad))
+    finally:
+        daemon.close()
+    for kind, _ in bad:
+        assert counter(daemon.registry, "wirewatch_frame_errors_total", kind=kind) == 1, kind
+    assert [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")] == list(range(good))
+
+
+def _s2_image(frame: int, data: Any) -> bytes:
+    msg = dict(cbor2.loads(encode_stream2_image(frame, rods(frame), compression=None)[0], tag_hook=lambda t, i: t))
+    msg["data"] = {"threshold_1": data}
+    return cbor2.dumps(msg)
+
+
+def test_malformed_stream2_messages_are_counted_and_skipped(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    daemon = Daemon(config(tmp_path, endpoint, "stream2")).start()
+    block = cbor2.CBORTag(56500, ["bslz4", 1, struct.pack(">QI", 10**12, 8192) + b"\0" * 8])
+    bad: list[tuple[str, bytes]] = [
+        ("bad_cbor", b"\xff\xfe garbage that is not CBOR"),
+        ("truncated", b"\x9b" + (10**12).to_bytes(8, "big")),  # an array claiming 10^12 items
+        ("size_lie", _s2_image(0, cbor2.CBORTag(40, [[96, 96], cbor2.CBORTag(64, block)]))),
+        ("unknown_type", cbor2.dumps({"type": "calibration"})),
+        ("bad_dtype", _s2_image(0, cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(84, b"\0" * 8)]))),
+    ]
+    try:
+        good = 0
+        for _, body in bad:
+            sock.send_multipart(encode_stream2_image(good, rods(good)))
+            good += 1
+            sock.send(body)
+        sock.send_multipart(encode_stream2_image(good, rods(good)))
+        good += 1
+        wait_for(lambda: daemon.pipeline.processed == good)
+        wait_for(lambda: sum(counter(daemon.registry, "wirewatch_frame_errors_total", kind=k)
+                             for k, _ in bad) == len(bad))
+    finally:
+        daemon.close()
+    for kind, _ in bad:
+        assert counter(daemon.registry, "wirewatch_frame_errors_total", kind=kind) == 1, kind
+    assert [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")] == list(range(good))
+
+
+class SlowSegmenter:
+    """Threshold segmentation that takes ``delay`` seconds: a daemon that cannot keep up."""
+
+    name = "slow"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def segment(self, image: np.ndarray) -> Detections:
+        time.sleep(self.delay)
+        from scipy import ndimage
+
+        labels, n = ndimage.label(image > 0.5)
+        masks = labels[None] == np.arange(1, n + 1)[:, None, None]
+        from wirewatch.preprocess.fit import boxes_of
+
+        return Detections(boxes=boxes_of(masks), scores=np.ones(n, np.float32), masks=masks,
+                          image_shape=image.shape)
+
+
+def test_overload_with_latest_keeps_memory_bounded_and_counts_every_drop(
+        tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "array-1.0", policy="latest", buffer=2)
+    daemon = Daemon(cfg, segmenter=SlowSegmenter(0.05)).start()
+    sent = 300
+    try:
+        t0 = time.monotonic()
+        for i in range(sent):
+            sock.send_multipart(encode_array10(i, rods(i)))  # ~10x faster than the daemon
+        send_s = time.monotonic() - t0
+        src = daemon.pipeline.source
+        wait_for(lambda: src.stats().received == sent)
+        processed_while_sending = daemon.pipeline.processed
+        wait_for(lambda: src.stats().buffered == 0 and daemon.pipeline.processed
+                 + counter(daemon.registry, "wirewatch_frames_dropped_total", reason="overflow") == sent)
+    finally:
+        daemon.close()
+    stats = daemon.pipeline.source.stats()
+    processed = daemon.pipeline.processed
+    dropped = counter(daemon.registry, "wirewatch_frames_dropped_total", reason="overflow")
+    assert processed + dropped == sent  # exact
+    assert dropped == stats.dropped.get("overflow", 0) and dropped > sent / 2
+    assert stats.max_buffered <= 2  # the raw buffer never held more than its bound
+    frames = [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")]
+    assert len(frames) == processed and frames == sorted(frames)
+    assert frames[-1] == sent - 1  # the newest frame is always processed
+    assert processed_while_sending <= send_s / 0.05 + 5
+
+
+def test_metrics_health_and_ready_endpoints(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    daemon = Daemon(config(tmp_path, endpoint, "array-1.0")).start()
+    try:
+        url = daemon.http.url  # type: ignore[union-attr]
+        sock.send_multipart(encode_array10(0, rods(0)))
+        wait_for(lambda: daemon.pipeline.processed == 1)
+        assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200
+        assert urllib.request.urlopen(url + "/readyz", timeout=5).status == 200
+        body = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url + "/nope", timeout=5)
+        assert err.value.code == 404
+    finally:
+        daemon.close()
+    for name in ("wirewatch_frames_received_total", "wirewatch_frames_processed_total",
+                 'wirewatch_frames_dropped_total{reason="overflow"}', "wirewatch_stage_latency_seconds_bucket",
+                 "wirewatch_particle_count 2.0", "wirewatch_particle_length_mean_pixels",
+                 "wirewatch_orientation_order_ratio"):
+        assert name in body, name
+
+
+def test_stop_drains_frames_in_flight(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    """Frames received before the stop are all processed and recorded (policy queue)."""
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "array-1.0", buffer=50)
+    daemon = Daemon(cfg, segmenter=SlowSegmenter(0.02)).start()
+    n = 30
+    for i in range(n):
+        sock.send_multipart(encode_array10(i, rods(i)))
+    wait_for(lambda: daemon.pipeline.source.stats().received == n)
+    stopper = threading.Timer(0.05, daemon.stop)
+    stopper.start()
+    assert daemon.wait()
+    assert [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")] == list(range(n))
