@@ -1,0 +1,248 @@
+"""The one-command demo: simulator + daemon on loopback, live progress, plots at the end.
+
+``run_demo(out_dir, ...)`` starts ``wirewatch.simulate.Simulator`` (binds a free loopback port)
+and a ``Daemon`` built from the shipped config (input pointed at the simulator, record in
+``out_dir``), shows frames/s, drops, particle count, the latest statistics and every change
+point as it is detected, and writes ``record.jsonl``, ``truth.json``, ``stats.png`` (statistics
+over time, true change points as grey bands, detected ones as red dashed lines) and
+``overlay.png`` (the last frame with its masks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
+from wirewatch.simulate.producer import Simulator, SimulatorResult
+from wirewatch.simulate.scenario import resolve_scenario
+from wirewatch.types import ChangePoint
+
+from .service import Daemon
+from .stages import FrameResult
+
+log = logging.getLogger(__name__)
+
+PLOTTED = ("particle_count", "length_px_mean", "width_px_mean", "orientation_order", "coverage_fraction")
+SHOWN = ("particle_count", "length_px_mean", "width_px_mean", "aspect_ratio_mean", "orientation_order",
+         "coverage_fraction")
+
+
+@dataclass
+class DemoState:
+    """What the live view and the final plots need (filled from the publish thread)."""
+
+    frames: list[int] = field(default_factory=list)
+    series: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in PLOTTED})
+    latest: Mapping[str, float] = field(default_factory=dict)
+    latency_s: list[float] = field(default_factory=list)
+    changepoints: list[ChangePoint] = field(default_factory=list)
+    last: FrameResult | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_result(self, result: FrameResult) -> None:
+        with self.lock:
+            self.frames.append(result.frame_id)
+            for k in PLOTTED:
+                v = result.stats.aggregates.get(k)
+                self.series[k].append(math.nan if v is None else float(v))
+            self.latest = dict(result.stats.aggregates)
+            self.latency_s.append(result.latency_s)
+            self.last = result
+
+    def on_changepoint(self, cp: ChangePoint) -> None:
+        with self.lock:
+            self.changepoints.append(cp)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    out: Path
+    frames_sent: int
+    frames_processed: int
+    frames_dropped: int
+    frame_errors: int
+    seconds: float
+    true_change_points: tuple[int, ...]
+    detected: tuple[ChangePoint, ...]
+    backend: str
+    files: tuple[Path, ...]
+    interrupted: bool
+
+
+def demo_config(endpoint: str, record: Path, *, format: str, policy: str, backend: str | None,
+                config_path: Path | None) -> DaemonConfig:
+    """The shipped config, pointed at the simulator, with nothing bound to a fixed port."""
+    overrides: dict[str, Any] = {
+        "ingest": {"source": "zmq", "endpoint": endpoint, "socket": "pull", "bind": False, "format": format,
+                   "policy": policy},
+        "record": {"path": str(record)},
+        "http": {"port": 0},
+        "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": []},
+    }
+    if backend is not None:
+        overrides["segment"] = {"backend": backend}
+    path = config_path
+    if path is None and shipped_config_path().is_file():
+        path = shipped_config_path()
+    return load_daemon_config(path, overrides=overrides)
+
+
+def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str = "demo",
+             format: str = "stream2", policy: str = "latest", backend: str | None = None,
+             config_path: Path | None = None, live: bool = True, console: Any = None) -> DemoSummary:
+    from rich.console import Console
+
+    console = console or Console()
+    sc = resolve_scenario(scenario)
+    out.mkdir(parents=True, exist_ok=True)
+    truth = sc.truth(frames)
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    record = out / "record.jsonl"
+    if record.exists():
+        record.unlink()  # a fresh record per demo run
+    sim = Simulator(sc, endpoint="tcp://127.0.0.1:*", format=format, rate=rate, frames=frames)
+    endpoint = sim.open()
+    state = DemoState()
+    try:
+        cfg = demo_config(endpoint, record, format=format, policy=policy, backend=backend, config_path=config_path)
+        daemon = Daemon(cfg)
+    except BaseException:
+        sim.close()
+        raise
+    daemon.pipeline.listeners.append(state.on_result)
+    daemon.pipeline.changepoint_listeners.append(state.on_changepoint)
+    sim_result: list[SimulatorResult] = []
+    sim_thread = threading.Thread(target=lambda: sim_result.append(sim.run()), name="wirewatch-demo-sim",
+                                  daemon=True)
+    console.print(f"[bold]wirewatch demo[/]: scenario [cyan]{sc.name}[/] ({sc.description}); {frames} frames of "
+                  f"{sc.size} x {sc.size} at {rate:g} frames/s as {format}; segmenter "
+                  f"[cyan]{daemon.built.backend}[/]; output {out}")
+    console.print(f"true change points at frames {truth['change_points']}")
+    t0 = time.monotonic()
+    interrupted = False
+    daemon.start()
+    sim_thread.start()
+    try:
+        _watch(daemon, sim, sim_thread, state, console, t0, live, frames)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: stopping the simulator and draining the daemon[/]")
+    finally:
+        sim.stop()
+        sim_thread.join(timeout=10)
+        sent_messages = sim_result[0].messages_sent if sim_result else None
+        if not interrupted and sent_messages is not None:
+            _wait_received(daemon, sent_messages, timeout=10)
+        daemon.stop()
+        daemon.wait()
+        sim.close()
+    seconds = time.monotonic() - t0
+    reg = daemon.registry
+    dropped = int(sum(reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
+                      for r in ("overflow", "replay", "shutdown")))
+    errors = int(sum(s.value for m in reg.collect() if m.name == "wirewatch_frame_errors" for s in m.samples
+                     if s.name.endswith("_total")))
+    files = [record, out / "truth.json", *_plots(out, state, truth["change_points"], sc.name)]
+    summary = DemoSummary(out=out, frames_sent=sim.sent_frames, frames_processed=daemon.pipeline.processed,
+                          frames_dropped=dropped, frame_errors=errors, seconds=seconds,
+                          true_change_points=tuple(truth["change_points"]), detected=tuple(state.changepoints),
+                          backend=daemon.built.backend, files=tuple(files), interrupted=interrupted)
+    _print_summary(console, summary, state)
+    return summary
+
+
+def _wait_received(daemon: Daemon, messages: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    source = daemon.pipeline.source
+    while source.stats().received < messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _watch(daemon: Daemon, sim: Simulator, sim_thread: threading.Thread, state: DemoState, console: Any,
+           t0: float, live: bool, frames: int) -> None:
+    from rich.live import Live
+
+    shown_cps = 0
+
+    def render() -> Any:
+        return _progress_table(daemon, sim, state, time.monotonic() - t0, frames)
+
+    with Live(render(), console=console, refresh_per_second=4, transient=False, auto_refresh=live) as view:
+        while sim_thread.is_alive() and daemon.pipeline.running:
+            time.sleep(0.25)
+            with state.lock:
+                new = state.changepoints[shown_cps:]
+            for cp in new:
+                view.console.print(f"[bold red]change point[/] at frame {cp.frame} in {', '.join(cp.statistics)} "
+                                   f"({cp.detector}, detected at frame {cp.detected_at}, effect "
+                                   f"{cp.effect_size:.1f}, {cp.severity})")
+            shown_cps += len(new)
+            view.update(render())
+        view.update(render())
+
+
+def _progress_table(daemon: Daemon, sim: Simulator, state: DemoState, elapsed: float, frames: int) -> Any:
+    from rich.table import Table
+
+    reg = daemon.registry
+    with state.lock:
+        processed = len(state.frames)
+        latest = dict(state.latest)
+        last_frame = state.frames[-1] if state.frames else None
+        recent = state.latency_s[-20:]
+        n_cps = len(state.changepoints)
+    dropped = reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": "overflow"}) or 0
+    table = Table(title=f"wirewatch demo  {elapsed:5.1f} s", show_header=False, min_width=60)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("frames sent / processed", f"{sim.sent_frames} / {frames}   {processed}")
+    table.add_row("frames/s processed", f"{processed / elapsed:.2f}" if elapsed > 0 else "-")
+    table.add_row("dropped (overload)", f"{int(dropped)}")
+    table.add_row("latency p50 (last 20)", f"{np.median(recent):.3f} s" if recent else "-")
+    table.add_row("latest frame", str(last_frame) if last_frame is not None else "-")
+    for k in SHOWN:
+        v = latest.get(k)
+        table.add_row(f"  {k}", "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}")
+    table.add_row("change points detected", str(n_cps))
+    return table
+
+
+def _plots(out: Path, state: DemoState, truth: list[int], name: str) -> list[Path]:
+    from wirewatch.plots.overlay import plot_overlay
+    from wirewatch.plots.series import plot_series
+
+    written: list[Path] = []
+    with state.lock:
+        frames = list(state.frames)
+        series = {k: list(v) for k, v in state.series.items()}
+        cps = list(state.changepoints)
+        last = state.last
+    if frames:
+        written.append(plot_series(frames, series, out / "stats.png", change_points=cps, truth=truth,
+                                   title=f"scenario {name}: true change points grey, detected red"))
+    if last is not None:
+        written.append(plot_overlay(last.image, last.detections.masks, out / "overlay.png", ids=False,
+                                    title=f"frame {last.frame_id}: {len(last.detections)} particles"))
+    return written
+
+
+def _print_summary(console: Any, s: DemoSummary, state: DemoState) -> None:
+    fps = s.frames_processed / s.seconds if s.seconds > 0 else 0.0
+    lat = np.percentile(state.latency_s, [50, 99]) if state.latency_s else [math.nan, math.nan]
+    console.print(f"[bold]done[/]: {s.frames_sent} frames sent, {s.frames_processed} processed "
+                  f"({fps:.2f}/s), {s.frames_dropped} dropped, {s.frame_errors} bad; latency p50 "
+                  f"{lat[0]:.3f} s, p99 {lat[1]:.3f} s; segmenter {s.backend}")
+    detected = [cp.frame for cp in s.detected]
+    console.print(f"change points: true {list(s.true_change_points)}, detected {detected}")
+    for path in s.files:
+        console.print(f"  wrote {path}")
