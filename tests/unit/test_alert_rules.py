@@ -70,6 +70,13 @@ def test_threshold_alert_content() -> None:
     assert resolved.fingerprint == alert.fingerprint and resolved.frame == 12
 
 
+def test_resolution_never_ends_before_it_started() -> None:
+    engine = _engine(LOW)
+    engine.observe(_frame(0, particle_count=1.0), [], 1000.0)
+    (resolved,) = engine.observe(_frame(1, particle_count=9.0), [], 990.0)  # clock stepped back
+    assert resolved.ends_at == 1000.0 == resolved.starts_at
+
+
 @pytest.mark.parametrize(("bounds", "values", "expected"), [
     ({"max": 10}, [5, 11, 12, 9], [(1, "firing"), (3, "resolved")]),
     ({"min": 2, "max": 4}, [3, 1, 3, 5, 3], [(1, "firing"), (2, "resolved"), (3, "firing"), (4, "resolved")]),

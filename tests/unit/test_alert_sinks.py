@@ -270,6 +270,9 @@ def test_alertmanager_payload() -> None:
     assert with_ttl["endsAt"] == "2023-11-14T22:18:30.000Z" and "generatorURL" not in with_ttl
     resolved = alertmanager_payload(_alert(1, "resolved"), now=1_700_000_999.0, firing_ttl_s=300)
     assert resolved["endsAt"] == "2023-11-14T22:14:10.000Z"
+    stepped_back = Alert(name="X", state="resolved", labels={}, annotations={}, starts_at=1_700_000_000.0,
+                         ends_at=1_699_999_990.0)  # the wall clock went back 10 s in between
+    assert alertmanager_payload(stepped_back, now=0.0)["endsAt"] == "2023-11-14T22:13:20.000Z"
 
 
 def _am(transport: ScriptedTransport, registry: CollectorRegistry, **extra: Any) -> AlertmanagerSink:

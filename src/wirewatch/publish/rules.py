@@ -184,8 +184,10 @@ class NoFramesAlertRule(_TemplatedRule):
 
 
 def _resolved(alert: Alert, now: float, frame: int | None = None) -> Alert:
+    # max(): a wall clock stepped back (NTP) must not make an end before the start (receivers reject it)
     return Alert(name=alert.name, state="resolved", labels=alert.labels, annotations=alert.annotations,
-                 starts_at=alert.starts_at, ends_at=now, frame=frame if frame is not None else alert.frame)
+                 starts_at=alert.starts_at, ends_at=max(now, alert.starts_at),
+                 frame=frame if frame is not None else alert.frame)
 
 
 # Explicit registry: rule config kind -> rule class.

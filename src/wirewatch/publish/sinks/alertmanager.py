@@ -38,10 +38,11 @@ def alertmanager_payload(alert: Alert, *, now: float, firing_ttl_s: float | None
         "annotations": dict(alert.annotations),
         "startsAt": rfc3339(alert.starts_at),
     }
+    # Alertmanager rejects an end before the start (a clock stepped back): clamp it
     if alert.state == "resolved":
-        item["endsAt"] = rfc3339(alert.ends_at if alert.ends_at is not None else now)
+        item["endsAt"] = rfc3339(max(alert.starts_at, alert.ends_at if alert.ends_at is not None else now))
     elif firing_ttl_s is not None:
-        item["endsAt"] = rfc3339(now + firing_ttl_s)
+        item["endsAt"] = rfc3339(max(alert.starts_at, now) + firing_ttl_s)
     if generator_url:
         item["generatorURL"] = generator_url
     return item
