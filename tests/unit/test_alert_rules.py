@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.base import validate
@@ -227,3 +229,45 @@ def test_engine_takes_any_rule_object() -> None:
     engine = AlertEngine([Always()], labels={"site": "x"})
     assert [a.labels for a in engine.observe(_frame(0), [], 1.0)] == [{"site": "x"}]
     assert engine.observe(_frame(1), [], 2.0) == []  # duplicate absorbed
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+_value = st.one_of(st.floats(min_value=-5, max_value=15), st.just(math.nan))
+_step = st.tuples(
+    st.floats(min_value=0.0, max_value=40.0),  # seconds since the previous call
+    st.booleans(),  # a frame (observe) or only a tick
+    _value,  # particle_count
+    st.lists(st.sampled_from(["length_px_mean", "particle_count"]), max_size=2),  # change point statistics
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(_step, max_size=60), max_alerts=st.integers(1, 4))
+def test_notifications_are_consistent_for_any_stream(steps: list[Any], max_alerts: int) -> None:
+    """Whatever the stream: per alert, firing and resolved alternate starting with firing; ends never
+    precede starts; the engine's active set is exactly what was fired and not yet resolved."""
+    engine = _engine(
+        {**LOW, "for_frames": 2, "clear_frames": 2, "on_missing": "breach"},
+        {"kind": "threshold", "name": "CountHigh", "statistic": "particle_count", "max": 10},
+        {"kind": "changepoint", "name": "Changed", "resolve_after_s": 30},
+        {"kind": "no_frames", "name": "NoFrames", "after_s": 25},
+        rate_limit={"max_alerts": max_alerts, "per_s": 60})
+    now = 1000.0
+    state: dict[str, str] = {}
+    for frame, (dt, is_frame, value, cp_stats) in enumerate(steps):
+        now += dt
+        if is_frame:
+            cps = [_cp(frame=frame, stats=tuple(dict.fromkeys(cp_stats)))] if cp_stats else []
+            out = engine.observe(_frame(frame, particle_count=value), cps, now)
+        else:
+            out = engine.tick(now)
+        for alert in out:
+            previous = state.get(alert.fingerprint, "resolved")
+            assert alert.state != previous, f"{alert.fingerprint}: {alert.state} twice in a row"
+            state[alert.fingerprint] = alert.state
+            assert alert.ends_at is None or alert.ends_at >= alert.starts_at
+            assert alert.starts_at <= now
+    firing = {fp for fp, s in state.items() if s == "firing"}
+    assert {a.fingerprint for a in engine.active()} == firing
+    assert not firing & {a.fingerprint for a in engine.pending()}
