@@ -64,7 +64,7 @@ DEFAULT_ANNOTATIONS: dict[str, dict[str, str]] = {
 
 class _RuleBase(StrictModel):
     name: str = Field(description="Alert name (Alertmanager's alertname label), e.g. ParticleCountLow.")
-    severity: Severity | None = Field(None, description="Severity label; default 'warning' (changepoint rules: "
+    severity: Severity | None = Field(default=None, description="Severity label; default 'warning' (changepoint rules: "
                                                         "the change point's own severity).")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels for routing.")
     annotations: dict[str, str] = Field(default_factory=dict,
@@ -107,8 +107,8 @@ class ChangepointRule(_RuleBase):
     statistics: list[str] = Field(default_factory=list, description="Statistics to watch; empty = any.")
     detectors: list[str] = Field(default_factory=list, description="Detectors to accept; empty = any.")
     min_severity: Severity = "info"
-    min_effect_size: float = Field(0.0, ge=0.0)
-    resolve_after_s: PositiveFloat = Field(300.0, description="A change point is an event: its alert "
+    min_effect_size: float = Field(default=0.0, ge=0.0)
+    resolve_after_s: PositiveFloat = Field(default=300.0, description="A change point is an event: its alert "
                                                               "resolves this long after the last match.")
 
 
@@ -120,9 +120,9 @@ class ThresholdRule(_RuleBase):
     min: float | None = None
     max: float | None = None
     for_frames: PositiveInt = 1
-    clear_frames: PositiveInt = Field(1, description="Frames back in range before the alert resolves.")
+    clear_frames: PositiveInt = Field(default=1, description="Frames back in range before the alert resolves.")
     on_missing: Literal["ignore", "breach", "clear"] = Field(
-        "ignore", description="NaN or absent value (empty frame): skip it, count it as a breach, or as in range.")
+        default="ignore", description="NaN or absent value (empty frame): skip it, count it as a breach, or as in range.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ThresholdRule:
@@ -170,8 +170,8 @@ class _HttpSinkBase(StrictModel):
     timeout_s: PositiveFloat = 5.0
     backoff_initial_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 60.0
-    backoff_multiplier: float = Field(2.0, ge=1.0)
-    jitter: float = Field(0.1, ge=0.0, le=1.0, description="Backoff delays vary by +- this fraction.")
+    backoff_multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0, description="Backoff delays vary by +- this fraction.")
     bearer_token: SecretRef | None = None
 
     @field_validator("url")
@@ -193,9 +193,9 @@ class AlertmanagerSinkConfig(_HttpSinkBase):
     type: Literal["alertmanager"]
     name: str = "alertmanager"
     resend_interval_s: PositiveFloat = Field(
-        60.0, description="Firing alerts are posted again this often so Alertmanager keeps them active.")
+        default=60.0, description="Firing alerts are posted again this often so Alertmanager keeps them active.")
     firing_ttl_s: PositiveFloat | None = Field(
-        None, description="endsAt sent with firing alerts (now + this); None leaves it to Alertmanager's "
+        default=None, description="endsAt sent with firing alerts (now + this); None leaves it to Alertmanager's "
                           "resolve_timeout. Keep it above resend_interval_s.")
     max_attempts: PositiveInt = 5
     queue_size: PositiveInt = 1000
@@ -221,7 +221,7 @@ class WebhookSinkConfig(_HttpSinkBase):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret request headers.")
     max_spool_files: PositiveInt = 10000
     max_age_s: PositiveFloat | None = Field(
-        None, description="Spooled alerts older than this are moved to spool_dir/failed instead of sent.")
+        default=None, description="Spooled alerts older than this are moved to spool_dir/failed instead of sent.")
 
     @field_validator("headers")
     @classmethod
@@ -247,7 +247,7 @@ class ZmqCurveConfig(StrictModel):
 
     server_secret_file: Path
     authorized_clients_dir: Path | None = Field(
-        None, description="Directory of client public certificates allowed to subscribe; "
+        default=None, description="Directory of client public certificates allowed to subscribe; "
                           "None: any client that knows the server's public key (encryption only).")
 
 
@@ -275,7 +275,7 @@ class AlertsConfig(StrictModel):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     sinks: list[SinkConfig] = Field(default_factory=list)
     zmq: ZmqPublishConfig | None = None
-    tick_interval_s: PositiveFloat = Field(1.0, description="How often time-based rules are checked.")
+    tick_interval_s: PositiveFloat = Field(default=1.0, description="How often time-based rules are checked.")
 
     @field_validator("labels")
     @classmethod
