@@ -40,7 +40,7 @@ def test_isolated_wires_are_separated_one_detection_each() -> None:
     for box, m in zip(det.boxes, det.masks, strict=True):
         ys, xs = np.nonzero(m)
         assert tuple(box) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    assert np.all((det.scores > 0.5) & (det.scores <= 1.0))  # solid, straight rods
+    assert np.all((det.scores > 0.75) & (det.scores <= 1.0))  # solid, straight rods
 
 
 def test_long_rod_is_not_over_split_but_naive_markers_would() -> None:

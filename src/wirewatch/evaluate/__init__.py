@@ -15,9 +15,11 @@ from wirewatch.evaluate.metrics import (
     pixel_counts,
 )
 from wirewatch.evaluate.run import Evaluation, ImageResult, evaluate, segment_ground_truth_images
+from wirewatch.evaluate.tables import PARTICLE_HEADER, frame_header, images_from_results, measure_coco
 
 __all__ = [
     "AGREEMENT_DESCRIPTORS",
+    "PARTICLE_HEADER",
     "Evaluation",
     "ImageResult",
     "PixelCounts",
@@ -25,8 +27,11 @@ __all__ = [
     "check_results",
     "distribution_agreement",
     "evaluate",
+    "frame_header",
     "image_roots",
+    "images_from_results",
     "masks_by_image",
+    "measure_coco",
     "pixel_counts",
     "read_json",
     "resolve_image",
