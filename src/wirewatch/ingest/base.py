@@ -58,6 +58,7 @@ class SourceStats:
     dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> count (e.g. overflow)
     rejected: Mapping[str, int] = field(default_factory=dict)  # DecodeError kind -> count (e.g. oversized)
     received_bytes: int = 0
+    reconnects: int = 0  # times a dropped connection was re-established by us (ZmqSource)
 
 
 @runtime_checkable

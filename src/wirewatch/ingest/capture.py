@@ -68,6 +68,8 @@ def _read_zmsg(data: bytes, limits: DecodeLimits, name: str) -> list[bytes]:
 def read_capture(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> list[bytes]:
     """The parts of the message captured in ``path`` (size-checked before reading)."""
     p = Path(path)
+    if p.suffix not in CAPTURE_SUFFIXES:
+        raise InputError(f"{p}: unknown capture type {p.suffix!r}; expected one of {', '.join(CAPTURE_SUFFIXES)}")
     try:
         size = p.stat().st_size
         if p.suffix == ".json":
@@ -80,9 +82,7 @@ def read_capture(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> lis
         return [p.read_bytes()]
     if p.suffix == ".json":
         return [p.read_bytes(), p.with_suffix(".bin").read_bytes()]
-    if p.suffix == ".zmsg":
-        return _read_zmsg(p.read_bytes(), limits, str(p))
-    raise InputError(f"{p}: unknown capture type {p.suffix!r}; expected one of {', '.join(CAPTURE_SUFFIXES)}")
+    return _read_zmsg(p.read_bytes(), limits, str(p))
 
 
 def guess_format(parts: list[bytes]) -> str:

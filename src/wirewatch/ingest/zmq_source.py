@@ -8,9 +8,15 @@ policy and counts drops. The consumer calls ``get()`` and decodes only what it
 takes.
 
 Bounded memory: ZeroMQ holds at most ``hwm`` messages, each part at most
-``max_message_bytes`` (``zmq.MAXMSGSIZE``: a peer sending a bigger part is
-disconnected by ZeroMQ and reconnects); the buffer holds at most ``buffer``
-data messages plus up to 1024 start/end messages.
+``max_message_bytes`` (``zmq.MAXMSGSIZE``); the buffer holds at most
+``buffer`` data messages plus up to 1024 start/end messages.
+
+A part above ``MAXMSGSIZE`` makes libzmq drop the connection as a protocol
+error, and a connecting socket then does NOT reconnect by itself (seen with
+pyzmq 27 / libzmq 4.3): the stream would stop for good. The drain thread
+therefore watches the socket's monitor events and, when a disconnect is not
+followed by ZeroMQ's own reconnect attempt within ``RECOVER_AFTER_S``,
+disconnects and connects the endpoint again (counted in ``stats().reconnects``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from wirewatch.ingest.config import IngestConfig
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
+RECOVER_AFTER_S = 0.5
 
 
 def is_control(format: str, parts: list[bytes]) -> bool:
@@ -69,6 +76,8 @@ class ZmqSource:
         self._received_bytes = 0
         self._rejected: Counter[str] = Counter()
         self._seq = 0
+        self._reconnects = 0
+        self._monitor: Any = None
         self.endpoint: str | None = None  # the resolved endpoint (port filled in after bind to port 0 / '*')
         self.error: BaseException | None = None
 
@@ -97,6 +106,9 @@ class ZmqSource:
             verb = "bind to" if self.config.bind else "connect to"
             raise ConfigError(f"cannot {verb} {self.config.endpoint!r}: {exc}") from None
         self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self.config.endpoint
+        if not self.config.bind:
+            self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
+                                                    | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED)
         self._socket = sock
         self._thread = threading.Thread(target=self._drain, name="wirewatch-zmq-drain", daemon=True)
         self._thread.start()
@@ -135,19 +147,26 @@ class ZmqSource:
             received, rejected, nbytes = self._received, dict(self._rejected), self._received_bytes
         buf = self._buffer
         return SourceStats(received=received, delivered=buf.get_count, buffered=len(buf), max_buffered=buf.max_len,
-                           dropped=dict(buf.dropped), rejected=rejected, received_bytes=nbytes)
+                           dropped=dict(buf.dropped), rejected=rejected, received_bytes=nbytes,
+                           reconnects=self._reconnects)
 
     # -- drain thread
     def _drain(self) -> None:
         import zmq
 
-        sock = self._socket
+        sock, monitor = self._socket, self._monitor
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
         limit = self.config.max_message_bytes
+        disconnected_at: float | None = None
         try:
             while not self._stop.is_set():
-                if not poller.poll(POLL_MS):
+                ready = dict(poller.poll(POLL_MS))
+                if monitor is not None:
+                    disconnected_at = self._watch_connection(monitor, ready, disconnected_at)
+                if sock not in ready:
                     continue
                 while not self._stop.is_set():
                     try:
@@ -175,7 +194,29 @@ class ZmqSource:
                 self.error = exc
                 log.error("ingest: drain thread stopped: %s", exc)
         finally:
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(0)
             self._buffer.close()
+
+    def _watch_connection(self, monitor: Any, ready: dict, disconnected_at: float | None) -> float | None:
+        """Reconnect a connecting socket that ZeroMQ gave up on (see the module docstring)."""
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        if monitor in ready:
+            while monitor.poll(0):
+                event = recv_monitor_message(monitor)["event"]
+                disconnected_at = time.monotonic() if event == zmq.EVENT_DISCONNECTED else None
+        if disconnected_at is not None and time.monotonic() - disconnected_at > RECOVER_AFTER_S:
+            log.warning("ingest: %s dropped the connection to %s and is not retrying (a message part above "
+                        "max_message_bytes=%d?); reconnecting", self.config.socket.upper(), self.config.endpoint,
+                        self.config.max_message_bytes)
+            self._socket.disconnect(self.config.endpoint)
+            self._socket.connect(self.config.endpoint)
+            self._reconnects += 1
+            return None
+        return disconnected_at
 
     def _reject(self, kind: str, detail: str) -> None:
         with self._lock:
