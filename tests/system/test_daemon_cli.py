@@ -73,12 +73,18 @@ def test_sigterm_mid_stream_leaves_a_complete_valid_record(tmp_path: Path) -> No
     assert truth["change_points"] == [75, 150, 225]
 
 
-def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
+def test_bad_config_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from wirewatch.cli.app import main
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("ingest:\n  polcy: latest\n")
-    out = subprocess.run([*WIREWATCH, "run", "--config", str(bad)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert "ingest.polcy" in out.stderr and "Traceback" not in out.stderr
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "run", "--config", str(bad)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "ingest.polcy" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")

@@ -87,6 +87,8 @@ class Pipeline:
         self._series_pixel_size: float | None = None
         self._last_frame_id: int | None = None
         self.processed = 0
+        self._stop_target: int | None = None  # messages received when intake stopped
+        self._stop_deadline = 0.0
         self.error: BaseException | None = None  # an unexpected failure that stopped a stage
         metrics.source_collector.source = source
 
@@ -186,7 +188,7 @@ class Pipeline:
     def _segment_loop(self) -> None:
         closed = False
         while not self._abort.is_set():
-            if self._intake_stop.is_set() and not closed:
+            if self._intake_stop.is_set() and not closed and self._received_before_stop_handled():
                 self.source.close()  # stop intake; what is buffered stays readable
                 closed = True
             msg = self.source.get(timeout=0 if closed else self.poll)
@@ -196,6 +198,17 @@ class Pipeline:
                 continue
             self._handle_message(msg)
         self._put(self._q_measure, Stop())
+
+    def _received_before_stop_handled(self) -> bool:
+        """True once every message received before the stop was taken, dropped or rejected. A message the
+        drain thread holds while waiting for room (policy queue) counts as received: closing the source
+        before it is in the buffer would lose it."""
+        stats = self.source.stats()
+        if self._stop_target is None:
+            self._stop_target = stats.received
+            self._stop_deadline = time.monotonic() + 5.0
+        handled = stats.delivered + sum(stats.dropped.values()) + sum(stats.rejected.values())
+        return handled >= self._stop_target or time.monotonic() > self._stop_deadline
 
     def _handle_message(self, msg: RawMessage) -> None:
         t0 = time.perf_counter()
