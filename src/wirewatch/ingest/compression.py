@@ -68,13 +68,28 @@ def decompress_bounded(data: bytes | memoryview, algorithm: str, elem_size: int,
     return out
 
 
-def _bitshuffle_block(block: np.ndarray, elem_size: int) -> bytes:
-    """Bit-transpose ``n`` elements (n a multiple of 8): byte b, bit k of every element packed together."""
-    n = block.size // elem_size
-    as_bytes = block.reshape(n, elem_size)
-    bits = np.unpackbits(as_bytes[:, :, None], axis=2, bitorder="little")  # (n, elem, 8)
-    planes = np.ascontiguousarray(bits.transpose(1, 2, 0))  # (elem, 8, n)
-    return np.packbits(planes, axis=2, bitorder="little").tobytes()
+_M1, _M2, _M3 = np.uint64(0x00AA00AA00AA00AA), np.uint64(0x0000CCCC0000CCCC), np.uint64(0x00000000F0F0F0F0)
+_S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
+
+
+def _bitshuffle_blocks(blocks: np.ndarray) -> np.ndarray:
+    """Bit-transpose blocks of shape (count, n, elem_size) bytes, n a multiple of 8.
+
+    Per block the output holds, for byte b then bit k (least significant first), bit k of
+    byte b of every element, packed 8 elements per byte: bitshuffle's layout. Each group of
+    8 elements' byte b is one 64-bit word; transposing it as an 8 x 8 bit matrix (Hacker's
+    Delight, transpose8) puts bit k of the 8 elements into byte k.
+    """
+    count, n, elem = blocks.shape
+    x = np.ascontiguousarray(blocks.transpose(0, 2, 1)).view("<u8")  # (count, elem, n / 8)
+    t = (x ^ (x >> _S7)) & _M1
+    x = x ^ t ^ (t << _S7)
+    t = (x ^ (x >> _S14)) & _M2
+    x = x ^ t ^ (t << _S14)
+    t = (x ^ (x >> _S28)) & _M3
+    x = x ^ t ^ (t << _S28)
+    planes = x.astype("<u8", copy=False).view(np.uint8).reshape(count, elem, n // 8, 8).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(planes).reshape(count, -1)
 
 
 def bshuf_block_elements(elem_size: int) -> int:
@@ -92,16 +107,19 @@ def compress_bslz4(raw: bytes | memoryview, elem_size: int) -> bytes:
     n = buf.size // elem_size
     block_elems = bshuf_block_elements(elem_size)
     out = [struct.pack(">QI", buf.size, block_elems * elem_size)]
-    start = 0
-    while n - start >= 8:
-        count = min(block_elems, n - start)
-        count -= count % 8
-        chunk = buf[start * elem_size:(start + count) * elem_size]
-        packed = lz4.block.compress(_bitshuffle_block(chunk, elem_size), store_size=False)
+    full = n // block_elems
+    tail = (n - full * block_elems) - (n - full * block_elems) % 8  # last partial block, multiple of 8
+    chunks: list[np.ndarray] = []
+    if full:
+        chunks += list(_bitshuffle_blocks(buf[:full * block_elems * elem_size].reshape(full, block_elems, elem_size)))
+    if tail:
+        start = full * block_elems * elem_size
+        chunks += list(_bitshuffle_blocks(buf[start:start + tail * elem_size].reshape(1, tail, elem_size)))
+    for chunk in chunks:
+        packed = lz4.block.compress(chunk.tobytes(), store_size=False)
         out.append(struct.pack(">I", len(packed)))
         out.append(packed)
-        start += count
-    out.append(buf[start * elem_size:].tobytes())  # fewer than 8 leftover elements go as they are
+    out.append(buf[(full * block_elems + tail) * elem_size:].tobytes())  # < 8 leftover elements go as they are
     return b"".join(out)
 
 
