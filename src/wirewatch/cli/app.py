@@ -49,6 +49,7 @@ def _register() -> None:
     from wirewatch.cli import run as run_cli; app.command("run")(run_cli.run)  # noqa: E702, I001
     from wirewatch.cli import simulate as simulate_cli; app.command("simulate")(simulate_cli.simulate)  # noqa: E702, I001
     from wirewatch.cli import demo as demo_cli; app.command("demo")(demo_cli.demo)  # noqa: E702, I001
+    from wirewatch.cli import bench_daemon; bench_app.command("daemon")(bench_daemon.bench_daemon)  # noqa: E702, I001
     from wirewatch.cli import alerts as alerts_cli; app.add_typer(alerts_cli.alerts_app, name="alerts")  # noqa: E702, I001
     from wirewatch.cli import bench_alerts; bench_app.command("alerts")(bench_alerts.bench_alerts)  # noqa: E702, I001
     pass

@@ -1,0 +1,58 @@
+"""``wirewatch bench daemon``: sustained frames/s and p50/p99 frame-to-publish latency, per backend."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def bench_daemon(
+    backends: list[str] = typer.Option(["auto", "watershed"], "--backend", "-b",
+                                       help="Backends to measure (repeat the option); auto = the shipped model "
+                                            "when installed."),
+    size: int = typer.Option(512, help="Frame side in pixels."),
+    rate: float = typer.Option(10.0, help="Frames/s sent (above capacity measures the sustained rate)."),
+    seconds: float = typer.Option(30.0, help="Measured seconds per backend (after warm-up)."),
+    warmup: float = typer.Option(5.0, help="Warm-up seconds not measured."),
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="Also time one 514 x 1030 bslz4 decode."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Run the whole daemon against a loopback sender and report throughput and latency."""
+    import logging
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wirewatch.daemon.bench import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
+
+    logging.getLogger("wirewatch").setLevel(logging.WARNING)
+    frames = bench_frames(size)
+    results = [run_daemon_bench(None if b == "auto" else b, size=size, rate=rate, seconds=seconds,
+                                warmup_s=warmup, frames=frames) for b in backends]
+    decode_rows = []
+    if decode:
+        from wirewatch.bench.decode import run_decode_bench
+
+        decode_rows = run_decode_bench(100)
+    if as_json:
+        typer.echo(json.dumps({"daemon": [asdict(r) | {"meets_target": r.meets_target} for r in results],
+                               "decode": [asdict(r) | {"meets_target": r.meets_target} for r in decode_rows]},
+                              indent=1))
+        return
+    table = Table(title=f"daemon at {size} x {size}, {rate:g} frames/s offered, policy latest "
+                        f"(target >= {TARGET_FPS:g} frames/s, p99 < {TARGET_P99_S:g} s)")
+    for col in ("backend", "frames/s", "latency p50", "latency p99", "segment p50", "sent", "processed",
+                "dropped", "particles", "target"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(f"{r.backend}{f' ({r.model})' if r.model else ''}", f"{r.fps:.2f}",
+                      f"{r.latency_p50_s:.3f} s", f"{r.latency_p99_s:.3f} s", f"{r.segment_p50_s:.3f} s",
+                      str(r.frames_sent), str(r.frames_processed), str(r.frames_dropped),
+                      f"{r.particles_mean:.1f}", "ok" if r.meets_target else "MISSED")
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    for d in decode_rows:
+        console.print(f"decode {d.name}: median {d.median_ms:.2f} ms, p90 {d.p90_ms:.2f} ms "
+                      f"({'ok' if d.meets_target else 'MISSED'} < 5 ms)")

@@ -1,0 +1,123 @@
+"""``wirewatch bench daemon``: sustained frames/s and frame-to-publish latency of the whole daemon.
+
+A sender on loopback pushes 512 x 512 synthetic frames (array-1.0, uint8) at ``rate`` frames/s for
+``seconds`` into a daemon built from the shipped config (policy ``latest``: the live setting) with
+the chosen backend. Reported: frames processed per second once warm, latency from receipt of a
+frame's message to its publication (p50/p99, processed frames only), frames dropped by the
+overload policy. Run with ``rate`` above the daemon's capacity to measure its sustained rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wirewatch.config.daemon import load_daemon_config, shipped_config_path
+
+from .service import Daemon
+from .stages import FrameResult
+
+TARGET_FPS = 3.0
+TARGET_P99_S = 1.0
+
+
+@dataclass(frozen=True)
+class DaemonBench:
+    backend: str
+    model: str | None
+    size: int
+    rate: float
+    seconds: float
+    frames_sent: int
+    frames_processed: int
+    frames_dropped: int
+    fps: float
+    latency_p50_s: float
+    latency_p99_s: float
+    segment_p50_s: float
+    particles_mean: float
+
+    @property
+    def meets_target(self) -> bool:
+        return self.fps >= TARGET_FPS and self.latency_p99_s < TARGET_P99_S
+
+
+def bench_frames(size: int, count: int = 12, seed: int = 0) -> list[np.ndarray]:
+    """Distinct synthetic frames (the paper's preset at ``size``), cycled by the sender."""
+    from wirewatch.synth import generate, preset_config
+
+    cfg = preset_config("ptychography", size)
+    return [generate(cfg, seed=seed + i).image for i in range(count)]
+
+
+def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0, seconds: float = 30.0,
+                     warmup_s: float = 5.0, model: str | None = None, frames: list[np.ndarray] | None = None,
+                     ) -> DaemonBench:
+    import zmq
+
+    from wirewatch.ingest import encode_array10
+
+    images = frames or bench_frames(size)
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1000)
+    push.setsockopt(zmq.LINGER, 0)
+    push.bind("tcp://127.0.0.1:*")
+    endpoint = push.getsockopt_string(zmq.LAST_ENDPOINT)
+    overrides: dict[str, Any] = {
+        "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest", "socket": "pull",
+                   "bind": False},
+        "http": {"port": 0}, "record": {"path": None}, "alerts": {"zmq": None, "sinks": [], "rules": []},
+    }
+    segment: dict[str, Any] = {}
+    if backend is not None:
+        segment["backend"] = backend
+    if model is not None:
+        segment["model"] = model
+    if segment:
+        overrides["segment"] = segment
+    path = shipped_config_path() if shipped_config_path().is_file() else None
+    daemon = Daemon(load_daemon_config(path, overrides=overrides))
+    results: list[tuple[float, float, float, int]] = []  # published_at, latency, segment s, particles
+    lock = threading.Lock()
+
+    def on_result(r: FrameResult) -> None:
+        with lock:
+            results.append((r.published_at, r.latency_s, float(r.timings.get("segment", np.nan)), len(r.detections)))
+
+    daemon.pipeline.listeners.append(on_result)
+    daemon.start()
+    sent = 0
+    t0 = time.time()
+    try:
+        while time.time() - t0 < warmup_s + seconds:
+            due = t0 + sent / rate
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            push.send_multipart(encode_array10(sent, images[sent % len(images)], timestamp=time.time()))
+            sent += 1
+        time.sleep(0.5)
+    finally:
+        daemon.stop()
+        daemon.wait()
+        push.close(0)
+        ctx.term()
+    window_start = t0 + warmup_s
+    with lock:
+        warm = [r for r in results if r[0] >= window_start]
+    window = (warm[-1][0] - window_start) if warm else seconds
+    lat = np.array([r[1] for r in warm]) if warm else np.array([np.nan])
+    seg = np.array([r[2] for r in warm]) if warm else np.array([np.nan])
+    dropped = int(daemon.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": "overflow"}) or 0)
+    return DaemonBench(
+        backend=daemon.built.backend, model=daemon.built.model, size=size, rate=rate, seconds=seconds,
+        frames_sent=sent, frames_processed=daemon.pipeline.processed, frames_dropped=dropped,
+        fps=len(warm) / window if window > 0 else 0.0,
+        latency_p50_s=float(np.nanpercentile(lat, 50)), latency_p99_s=float(np.nanpercentile(lat, 99)),
+        segment_p50_s=float(np.nanpercentile(seg, 50)),
+        particles_mean=float(np.mean([r[3] for r in warm])) if warm else float("nan"))
