@@ -73,7 +73,7 @@ class SeverityThresholds(StrictModel):
 class ChangepointConfig(StrictModel):
     enabled: bool = True
     stats: list[str] = Field(default_factory=lambda: list(DEFAULT_STATISTICS), min_length=1)
-    warmup: int = Field(default=30, ge=5)  # frames with data before detection starts (robust scale)
+    warmup: int = Field(default=50, ge=5)  # frames with data before detection starts (robust scale)
     false_alarms_per_1000: float = Field(default=0.3, gt=0, le=100)
     clip_z: float = Field(default=5.0, gt=0)  # Hampel filter: |x - local median| > clip_z sigma is an outlier
     involve_t: float = Field(default=4.0, gt=0)  # t statistic for a statistic to be named in an event

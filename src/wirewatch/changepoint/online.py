@@ -38,12 +38,13 @@ class CusumTest:
         self.holdoff = holdoff
         self.warmup = warmup
         self.running_mean = running_mean
-        self.start(1)
+        self.start(np.zeros(1))
 
-    def start(self, n_dims: int) -> None:
-        """Fresh state; the baseline (z = 0) was learnt from ``warmup`` samples."""
+    def start(self, location: np.ndarray) -> None:
+        """Fresh state; the baseline ``location`` was learnt from ``warmup`` samples."""
         # Plain lists: a handful of statistics per frame is faster in Python floats than in numpy.
-        self.mu = [0.0] * n_dims
+        n_dims = len(location)
+        self.mu = [float(v) for v in location]  # baseline in the statistic's own units
         self.count = [float(self.warmup)] * n_dims  # samples behind the baseline
         self.pos = [0.0] * n_dims
         self.neg = [0.0] * n_dims
@@ -52,9 +53,9 @@ class CusumTest:
         self._learning: list[np.ndarray] = []
         self._hold = 0
 
-    def on_change(self, index: int, post_change_z: np.ndarray) -> None:
+    def on_change(self, index: int, post_change: np.ndarray) -> None:
         """A change was reported at sample ``index``: re-learn the baseline from the samples after it."""
-        self._learning = list(np.asarray(post_change_z, float).reshape(-1, len(self.mu)))
+        self._learning = list(np.asarray(post_change, float).reshape(-1, len(self.mu)))
         self._hold = max(0, self.holdoff - len(self._learning))
         self._relearn()
         n = len(self.mu)
@@ -74,9 +75,10 @@ class CusumTest:
                 self.mu[j] = float(level[j])
                 self.count[j] = float(counts[j])
 
-    def update(self, index: int, z: np.ndarray) -> Candidate | None:
+    def update(self, index: int, values: np.ndarray, scale: np.ndarray) -> Candidate | None:
+        """One sample (NaN = missing) with the current robust sigma per statistic."""
         if self._hold > 0:
-            self._learning.append(np.asarray(z, float))
+            self._learning.append(np.asarray(values, float))
             self._relearn()
             self._hold -= 1
             self.pos_zero = [index + 1] * len(self.mu)
@@ -85,7 +87,8 @@ class CusumTest:
         k, c, h = self.drift, self.clip, self.threshold
         alarmed: list[int] = []
         starts: list[int] = []
-        for j, value in enumerate(z.tolist()):
+        sigmas = scale.tolist()
+        for j, value in enumerate(values.tolist()):
             if not math.isfinite(value):
                 continue
             n = self.count[j]
@@ -93,7 +96,8 @@ class CusumTest:
                 alpha, var_mu = 1.0 / (n + 1.0), 1.0 / max(n, 1.0)
             else:
                 alpha, var_mu = self.baseline_alpha, self.baseline_alpha / (2.0 - self.baseline_alpha)
-            residual = min(max(value - self.mu[j], -c), c)
+            sigma = sigmas[j]
+            residual = min(max((value - self.mu[j]) / sigma, -c), c)
             # self-starting: the residual against an estimated baseline has variance 1 + var(mu)
             e = residual / math.sqrt(1.0 + var_mu)
             pos = max(0.0, self.pos[j] + e - k)
@@ -103,7 +107,7 @@ class CusumTest:
             if neg == 0.0:
                 self.neg_zero[j] = index + 1
             self.pos[j], self.neg[j] = pos, neg
-            self.mu[j] += alpha * residual
+            self.mu[j] += alpha * residual * sigma
             self.count[j] = n + 1.0
             if pos > h:
                 alarmed.append(j)

@@ -37,6 +37,8 @@ from wirewatch.types import ChangePoint, Severity
 log = logging.getLogger(__name__)
 
 SEGMENT_FOR_SCALE = 16  # samples after a change before the noise scale is re-learnt from them
+SCALE_RELATIVE_SE = 0.9  # relative standard error of robust_scale from n samples is ~0.9 / sqrt(n)
+ONLINE_HOLDOFF = 32  # samples after a change the online test only learns its new baseline
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
 
 
@@ -67,14 +69,15 @@ class StreamingDetector:
         self._scale = np.ones(len(self.statistics))
         self._variance = np.ones(len(self.statistics))
         self._variance_runs = 0  # estimates averaged into _variance
-        self._segment_scaled = True  # whether the scale was re-learnt since the last reported change
+        self._scale_samples = self.config.warmup  # samples behind _variance
+        self._after_change = False  # within a window after a reported change (conservative scale)
         self._snapshot: Snapshot | None = None
         self._reported: list[tuple[int, int]] = []  # (sample index, frame id) of reported changes
         self.skipped_frames = 0
         if self.windowed is not None:
             self.windowed.reset()
         if self.online is not None:
-            self.online.start(len(self.statistics))
+            self.online.start(self._location)
 
     @property
     def warming_up(self) -> bool:
@@ -114,15 +117,17 @@ class StreamingDetector:
             raw = np.array(self._rows)
             self._location = robust_location(raw)
             self._location = np.where(np.isfinite(self._location), self._location, 0.0)
-            self._scale = robust_scale(raw, self._location)
-            self._variance, self._variance_runs = self._scale**2, 1
+            scale = robust_scale(raw, self._location)
+            self._variance, self._variance_runs = scale**2, 1
+            self._scale = _upper_bound(scale, len(raw))
+            if self.online is not None:
+                self.online.start(self._location)
         every = self.config.windowed.every
-        if since > 0 and since % every == 0 and (not self._segment_scaled or since % self._scale_every == 0):
+        if since > 0 and since % every == 0 and (self._after_change or since % self._scale_every == 0):
             self._refresh_scale()
         events: list[ChangePoint] = []
         if self.online is not None:
-            z = (row - self._location) / self._scale
-            candidate = self.online.update(index, z)
+            candidate = self.online.update(index, row, self._scale)
             if candidate is not None:
                 events.extend(self._handle(self._locate(candidate)))
         if self.windowed is not None and since % every == 0:
@@ -134,31 +139,34 @@ class StreamingDetector:
     def _refresh_scale(self) -> None:
         """Average the robust variance over runs (a 100-frame estimate alone wobbles by ~9 %).
 
-        After a reported change the noise level may differ (e.g. a count doubles): once
-        ``SEGMENT_FOR_SCALE`` samples follow the change, a statistic whose variance there
-        is off by more than a factor 2 takes the new value; estimates then use only the
-        samples since the change.
+        After a reported change the noise level may differ (e.g. a count doubles). Until a
+        whole window follows the change, the scale is the larger of the pre-change average
+        and the estimate from the samples since the change (from ``SEGMENT_FOR_SCALE`` of
+        them): a scale too small raises false alarms, one too large only costs sensitivity
+        for a while. Afterwards the average restarts from the new segment.
         """
         raw = np.array(self._rows)
         last = self._last_change_before(self._count)
-        if last is not None and not self._segment_scaled:
+        if last is not None:
             since_change = self._count - last
             if since_change < SEGMENT_FOR_SCALE:
                 return
-            # a noise level that clearly moved (variance ratio beyond 2) restarts from the new segment
-            fresh = robust_scale(raw[-min(since_change, len(raw)):], self._location) ** 2
-            moved = (fresh > 2.0 * self._variance) | (fresh < 0.5 * self._variance)
-            self._variance = np.where(moved, fresh, self._variance)
-            self._scale = np.sqrt(self._variance)
-            self._segment_scaled = True
-            return
-        if last is not None:
-            raw = raw[-min(self._count - last, len(raw)):]
+            raw = raw[-min(since_change, len(raw)):]
+            if since_change < self.config.windowed.window:
+                fresh = robust_scale(raw, self._location) ** 2
+                self._scale = np.maximum(_upper_bound(np.sqrt(self._variance), self._scale_samples),
+                                         _upper_bound(np.sqrt(fresh), since_change))
+                return
+            if self._after_change:
+                self._after_change = False
+                self._variance_runs = 0
         estimate = robust_scale(raw, self._location) ** 2
         max_runs = max(1, SCALE_MEMORY_WINDOWS * self.config.windowed.window // self._scale_every)
         self._variance_runs = min(self._variance_runs + 1, max_runs)
         self._variance = self._variance + (estimate - self._variance) / self._variance_runs
-        self._scale = np.sqrt(self._variance)
+        since = self._count if last is None else self._count - last
+        self._scale_samples = min(since, SCALE_MEMORY_WINDOWS * self.config.windowed.window)
+        self._scale = _upper_bound(np.sqrt(self._variance), self._scale_samples)
 
     def _take_snapshot(self) -> Snapshot:
         if self._snapshot is None:
@@ -204,18 +212,15 @@ class StreamingDetector:
             # the online test re-learns its baseline after the change (its own alarm or a reported one)
             assert self.online is not None or not online_alarm
             if self.online is not None:
-                self.online.on_change(index, self._online_z(snap, index))
+                self.online.on_change(index, snap.raw[snap.rows(index, snap.end)])
         if duplicate:
             log.debug("%s change at frame %d merged with one already reported", candidate.detector, frame)
             return []
         self._reported.append((index, frame))
-        self._segment_scaled = False
+        self._after_change = True
         horizon = snap.start - self.config.merge_margin - 1
         self._reported = [(i, f) for i, f in self._reported if i >= horizon]
         return [event]
-
-    def _online_z(self, snap: Snapshot, index: int) -> np.ndarray:
-        return (snap.raw[snap.rows(index, snap.end)] - self._location) / self._scale
 
     def _describe(self, snap: Snapshot, candidate: Candidate, index: int, frame: int) -> ChangePoint:
         seg_start = candidate.segment_start
@@ -259,6 +264,15 @@ class StreamingDetector:
         return "info"
 
 
+def _upper_bound(scale: np.ndarray, samples: int) -> np.ndarray:
+    """The scale plus one standard error of its estimate (the detector uses this bound).
+
+    An underestimated scale makes every test too eager, so a fresh estimate (after the
+    warm-up or a change) is used with its uncertainty; the margin shrinks as evidence grows.
+    """
+    return scale * (1.0 + SCALE_RELATIVE_SE / math.sqrt(max(samples, 1)))
+
+
 def _num(value: float) -> float:
     return float(value) if np.isfinite(value) else math.nan
 
@@ -280,6 +294,6 @@ def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector
         o = config.online
         threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * o.share)
         online = ONLINE_TESTS[o.method](drift=o.shift / 2.0, threshold=threshold, clip=o.clip_z,
-                                        baseline_alpha=o.baseline_alpha, holdoff=SEGMENT_FOR_SCALE,
+                                        baseline_alpha=o.baseline_alpha, holdoff=ONLINE_HOLDOFF,
                                         warmup=config.warmup)
     return StreamingDetector(config, windowed=windowed, online=online)

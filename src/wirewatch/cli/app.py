@@ -52,6 +52,8 @@ def _register() -> None:
     from wirewatch.cli import bench_daemon; bench_app.command("daemon")(bench_daemon.bench_daemon)  # noqa: E702, I001
     from wirewatch.cli import alerts as alerts_cli; app.add_typer(alerts_cli.alerts_app, name="alerts")  # noqa: E702, I001
     from wirewatch.cli import bench_alerts; bench_app.command("alerts")(bench_alerts.bench_alerts)  # noqa: E702, I001
+    from wirewatch.cli import changepoints as changepoints_cli; app.command("changepoints")(changepoints_cli.changepoints)  # noqa: E702, I001
+    from wirewatch.cli import bench_changepoint; bench_app.command("changepoint")(bench_changepoint.bench_changepoint)  # noqa: E702, I001
     pass
 
 
