@@ -81,7 +81,7 @@ OVERVIEW = (
           thresholds=((None, "green"), (0.5, "orange"), (1, "red"))),
     Panel("Particles in the latest frame", (q(f"sum(wirewatch_particle_count{{{SEL}}})"),),
           kind="stat", unit="short", width=4, height=4, decimals=0),
-    Panel("Firing alerts",
+    Panel("Alerts firing now",
           (q('count(ALERTS{alertstate="firing", alertname=~"Wirewatch.*"}) or vector(0)'),),
           kind="stat", unit="short", width=4, height=4, decimals=0,
           description="Prometheus alert rules of deploy/prometheus/rules now firing.",
