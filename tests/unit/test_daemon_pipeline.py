@@ -1,0 +1,201 @@
+"""The pipeline's wiring without sockets: an in-memory source, real decoders, preprocess, stats."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from wirewatch.config.daemon import DaemonConfig, load_daemon_config
+from wirewatch.daemon.build import resolve_backend
+from wirewatch.daemon.metrics import DaemonMetrics
+from wirewatch.daemon.pipeline import Pipeline
+from wirewatch.daemon.stages import FrameResult, ThrottledLog
+from wirewatch.ingest import encode_array10, encode_series, make_decoder
+from wirewatch.ingest.base import RawMessage, SourceStats
+from wirewatch.preprocess import PreprocessConfig
+from wirewatch.segment.watershed import WatershedSegmenter
+from wirewatch.stats import measure
+from wirewatch.types import ChangePoint
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+class ListSource:
+    """A finite in-memory ``Source``."""
+
+    def __init__(self, messages: list[list[bytes]], format_name: str = "array-1.0") -> None:
+        self.format_name = format_name
+        self._msgs = [RawMessage(parts=tuple(m), received_at=time.time(), seq=i) for i, m in enumerate(messages)]
+        self._i = 0
+        self.closed = False
+
+    def start(self) -> None:
+        pass
+
+    def get(self, timeout: float | None = None) -> RawMessage | None:
+        if self._i >= len(self._msgs):
+            return None
+        self._i += 1
+        return self._msgs[self._i - 1]
+
+    @property
+    def finished(self) -> bool:
+        return self._i >= len(self._msgs)
+
+    def stats(self) -> SourceStats:
+        return SourceStats(received=len(self._msgs), delivered=self._i, buffered=len(self._msgs) - self._i,
+                           max_buffered=len(self._msgs))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CountingDetector:
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+        self.resets = 0
+
+    def update(self, frame_id: int, stats: Mapping[str, float]) -> list[ChangePoint]:
+        self.updates.append(frame_id)
+        if frame_id == 3:
+            return [ChangePoint(frame=3, detected_at=3, statistics=("particle_count",), before={}, after={},
+                                effect_size=2.0, detector="test")]
+        return []
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.results: list[FrameResult] = []
+        self.events: list[object] = []
+        self.fail = fail
+        self.closed = False
+
+    def publish(self, result: FrameResult) -> list:
+        if self.fail:
+            raise RuntimeError("sink down")
+        self.results.append(result)
+        return []
+
+    def series(self, event: object) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def rods(i: int) -> np.ndarray:
+    img = np.zeros((64, 64), np.uint8)
+    img[5:10, 5:50] = 200
+    if i % 2:
+        img[20:60, 40:45] = 200
+    return img
+
+
+def run(messages: list[list[bytes]], fmt: str = "array-1.0", **kw: object) -> tuple[Pipeline, ListSink, object]:
+    sink, detector = ListSink(), CountingDetector()
+    registry = CollectorRegistry()
+    pipe = Pipeline(source=ListSource(messages, fmt), decoder=make_decoder(fmt), preprocess=PreprocessConfig(),
+                    segmenter=WatershedSegmenter(), measurer=measure, detector=detector,
+                    sinks=[ListSink(fail=True), sink], metrics=DaemonMetrics(registry), queue_size=2, **kw)  # type: ignore[arg-type]
+    pipe.start()
+    assert pipe.join(30)
+    return pipe, sink, detector
+
+
+def test_results_in_order_with_stats_and_changepoints() -> None:
+    msgs = [encode_array10(i, rods(i), pixel_size_nm=2.0) for i in range(8)]
+    pipe, sink, detector = run(msgs)
+    assert [r.frame_id for r in sink.results] == list(range(8))  # a failing sink before it changes nothing
+    assert [r.stats.aggregates["particle_count"] for r in sink.results] == [1, 2] * 4
+    assert sink.results[3].changepoints[0].frame == 3
+    assert detector.updates == list(range(8))  # type: ignore[attr-defined]
+    assert sink.closed and pipe.processed == 8
+    reg = pipe.metrics.registry
+    assert reg.get_sample_value("wirewatch_frames_processed_total") == 8
+    assert reg.get_sample_value("wirewatch_particle_count") == 2
+    assert reg.get_sample_value("wirewatch_particle_length_mean_meters") == pytest.approx(
+        sink.results[-1].stats.aggregates["length_nm_mean"] * 1e-9)
+    assert reg.get_sample_value("wirewatch_stage_latency_seconds_count", {"stage": "segment"}) == 8
+
+
+def test_bad_messages_and_unusable_frames_are_counted_and_skipped() -> None:
+    msgs = [encode_array10(0, rods(0)), [b"{nope", b""], encode_array10(1, np.zeros((2, 2, 2), np.uint8)
+                                                                        .reshape(2, 4)),
+            encode_array10(2, rods(2))]
+    pipe, sink, _ = run(msgs)
+    assert [r.frame_id for r in sink.results] == [0, 1, 2]  # a 2x4 image is tiny but valid
+    assert pipe.metrics.registry.get_sample_value("wirewatch_frame_errors_total", {"kind": "bad_header"}) == 1
+
+
+def test_series_boundaries_travel_in_order_and_reset_the_detector() -> None:
+    first = encode_series("stream2", [rods(i) for i in range(3)], series_id=1)
+    second = encode_series("stream2", [rods(i) for i in range(2)], series_id=2)
+    pipe, sink, detector = run(first + second, fmt="stream2")
+    assert [r.frame_id for r in sink.results] == [0, 1, 2, 0, 1]
+    assert [type(e).__name__ for e in sink.events] == ["SeriesStart", "SeriesEnd", "SeriesStart", "SeriesEnd"]
+    assert detector.resets == 4  # type: ignore[attr-defined]
+    assert len({r.frame.series_id for r in sink.results}) == 2
+    assert pipe.metrics.registry.get_sample_value("wirewatch_series_total") == 2
+
+
+def test_frame_ids_going_back_without_series_start_reset_the_detector() -> None:
+    msgs = [encode_array10(i, rods(i)) for i in (5, 6, 0, 1)]
+    _, sink, detector = run(msgs)
+    assert [r.frame_id for r in sink.results] == [5, 6, 0, 1]
+    assert detector.resets >= 1  # type: ignore[attr-defined]
+
+
+def test_replayed_frames_are_dropped_with_reason() -> None:
+    msgs = [encode_array10(i, rods(i)) for i in range(4)]
+    pipe, sink, _ = run(msgs, is_replay=lambda series, frame: frame < 2)
+    assert [r.frame_id for r in sink.results] == [2, 3]
+    assert pipe.metrics.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": "replay"}) == 2
+
+
+def test_metrics_gauges_use_units_and_nan_for_undefined() -> None:
+    m = DaemonMetrics(CollectorRegistry())
+    m.observe_stats({"particle_count": 0, "number_density_per_um2": 2.0, "width_nm_mean": math.nan})
+    reg = m.registry
+    assert reg.get_sample_value("wirewatch_particle_count") == 0
+    assert reg.get_sample_value("wirewatch_number_density_per_square_meter") == pytest.approx(2e12)
+    assert math.isnan(reg.get_sample_value("wirewatch_particle_width_mean_meters"))  # type: ignore[arg-type]
+    assert math.isnan(reg.get_sample_value("wirewatch_particle_length_mean_pixels"))  # type: ignore[arg-type]
+    assert reg.get_sample_value("wirewatch_frames_received_total") == 0
+
+
+def test_throttled_log_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    log = ThrottledLog(logging.getLogger("t"), interval_s=60)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            log.warning("truncated", "bad frame")
+        log.warning("bad_dtype", "other kind")
+    assert [r.getMessage() for r in caplog.records] == ["bad frame", "other kind"]
+
+
+def test_auto_backend_falls_back_to_watershed_without_a_model(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = DaemonConfig.model_validate({"segment": {"backend": "auto", "model": "/nonexistent/model.onnx"}})
+    with caplog.at_level(logging.WARNING):
+        assert resolve_backend(cfg.segment) == ("watershed", {})
+    assert "watershed" in caplog.text
+    explicit = DaemonConfig.model_validate({"segment": {"backend": "onnxruntime", "model": "m.onnx"}})
+    assert resolve_backend(explicit.segment) == ("onnxruntime", {"model": "m.onnx"})
+
+
+def test_shipped_configs_load_and_env_overrides_apply() -> None:
+    cfg = load_daemon_config(CONFIG / "default.yaml", environ={"WIREWATCH_INGEST__POLICY": "queue"})
+    assert cfg.ingest.policy == "queue" and cfg.ingest.socket == "pull" and not cfg.ingest.bind
+    assert cfg.http.host == "127.0.0.1" and cfg.alerts.zmq is not None
+    example = load_daemon_config(CONFIG / "stream2-example.yaml", environ={})
+    assert example.preprocess.fit == "tile" and example.ingest.channel == "threshold_1"
