@@ -158,11 +158,11 @@ def test_latest_with_a_slow_consumer_is_bounded_and_exact(ctx: zmq.Context) -> N
                 consumed.append((type(event).__name__, getattr(event, "frame_id", None)))
 
         for i in messages:
-            push.send_multipart(message(i))  # sender never stalls for long: the drain thread keeps reading
-            msg = source.get(timeout=0)
-            if msg is not None:
+            push.send_multipart(message(i))  # never stalls for long: the drain thread keeps reading
+            if i % 50 == 25:  # a consumer far slower than the sender
+                msg = source.get(timeout=1)
+                assert msg is not None
                 take(msg)
-                time.sleep(0.03)  # slow consumer
         wait_for(lambda: source.stats().received == len(messages))
         while (msg := source.get(timeout=0.2)) is not None:
             take(msg)

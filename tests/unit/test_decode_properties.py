@@ -103,7 +103,7 @@ def test_cbor_scan_and_loads_agree_on_garbage(prefix: bytes, body: bytes) -> Non
 
 
 @pytest.mark.timeout(120)
-@PROFILE
+@settings(PROFILE, max_examples=150)
 @given(json_value=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                                lambda inner: st.lists(inner, max_size=4)
                                | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20),

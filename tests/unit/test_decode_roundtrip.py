@@ -162,3 +162,17 @@ def test_is_control_classifies_without_decoding() -> None:
 def test_make_decoder_rejects_unknown_format() -> None:
     with pytest.raises(ConfigError, match=r"allowed: array-1\.0, stream2, stream1"):
         make_decoder("hdf5")
+
+
+def test_stream2_full_header_detail_start_is_decoded_lazily() -> None:
+    # header_detail "all": flatfield and pixel mask per channel, count-rate table; none is decompressed
+    shape = (300, 400)
+    flat = np.ones(shape, np.float32)
+    mask = np.zeros(shape, np.uint32)
+    mask[0, :] = 1
+    extra = {"flatfield": {"threshold_1": enc._stream2_array(flat, "bslz4")},
+             "pixel_mask": {"threshold_1": enc._stream2_array(mask, "lz4")},
+             "countrate_correction_lookup_table": cbor2.CBORTag(70, np.arange(1000, dtype="<u4").tobytes()),
+             "goniometer": {"omega": {"increment": 0.1, "start": 0.0}}, "user_data": {"sample": ["a", 1]}}
+    (start,) = Stream2Decoder().decode(enc.encode_stream2_start(image_shape=shape, extra=extra), 0.0)
+    assert isinstance(start, SeriesStart) and start.meta["channels"] == ("threshold_1",)
