@@ -17,6 +17,7 @@ pixels measures exactly L x W. The aspect ratio is length / width (the paper's l
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -118,19 +119,22 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     y0 = rows[keep].argmax(axis=1)
     y1 = h - rows[keep, ::-1].argmax(axis=1)
 
-    x0 = np.empty(k, np.int64)
-    x1 = np.empty(k, np.int64)
+    x0_list: list[int] = []
+    x1_list: list[int] = []
     ys_crop: list[np.ndarray] = []
     xs_crop: list[np.ndarray] = []
     # One short loop over each particle's row band / box crop (C calls inside), never the full frame.
-    for j, i in enumerate(keep):
-        band = masks[i, y0[j]:y1[j]]
-        cols = np.asarray(band.any(axis=0))
-        x0[j] = cols.argmax()
-        x1[j] = w - cols[::-1].argmax()
-        ys, xs = np.nonzero(band[:, x0[j]:x1[j]])
+    for i, top, bottom in zip(keep.tolist(), y0.tolist(), y1.tolist(), strict=True):
+        band = masks[i, top:bottom]
+        cols = np.flatnonzero(band.any(axis=0))
+        left, right = int(cols[0]), int(cols[-1]) + 1
+        ys, xs = np.nonzero(band[:, left:right])
+        x0_list.append(left)
+        x1_list.append(right)
         ys_crop.append(ys)
         xs_crop.append(xs)
+    x0 = np.array(x0_list, np.int64)
+    x1 = np.array(x1_list, np.int64)
 
     counts = np.fromiter((len(a) for a in xs_crop), np.int64, count=k)
     owner = np.repeat(np.arange(k), counts)
@@ -225,9 +229,9 @@ def _rotated_rectangle_sides(xs: np.ndarray, ys: np.ndarray, owner: np.ndarray, 
     pts[0::2, 1] = ys[starts]
     pts[1::2, 0] = xs[ends]
     pts[1::2, 1] = ys[ends]
-    bounds = np.searchsorted(ends_owner, np.arange(k + 1)) * 2
-    for j in range(k):
-        (_, _), (rw, rh), _ = cv2.minAreaRect(pts[bounds[j]:bounds[j + 1]])
-        length[j] = max(rw, rh) + 1.0
-        width[j] = min(rw, rh) + 1.0
+    bounds = (np.searchsorted(ends_owner, np.arange(k + 1)) * 2).tolist()
+    sides = np.array([cv2.minAreaRect(pts[lo:hi])[1] for lo, hi in itertools.pairwise(bounds)],
+                     np.float64).reshape(k, 2)
+    length[:] = sides.max(axis=1) + 1.0
+    width[:] = sides.min(axis=1) + 1.0
     return length, width
