@@ -11,7 +11,7 @@ from wirewatch.types import StreamEvent
 Parts = Sequence[bytes]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawMessage:
     """One multipart message as received, not yet decoded.
 

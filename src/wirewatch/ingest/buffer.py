@@ -79,6 +79,13 @@ class MessageBuffer:
         return True
 
     def _evict(self, *, control: bool) -> RawMessage:
+        if self._items[0].control == control:  # the usual case: the oldest is of the kind to evict
+            item = self._items.popleft()
+            if control:
+                self._control_count -= 1
+            else:
+                self._data_count -= 1
+            return item
         for i, item in enumerate(self._items):
             if item.control == control:
                 del self._items[i]
