@@ -225,3 +225,19 @@ def test_bad_masks_and_image_shapes_are_rejected() -> None:
     with pytest.raises(InputError, match="image shape"):
         measure(np.zeros((1, 4, 4), bool), np.zeros((5, 4)))
     assert measure(np.ones((1, 4, 4), np.uint8)).aggregates["particle_count"] == 1.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31 - 1))
+def test_mirroring_maps_orientation_to_180_minus_theta_and_keeps_sizes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    masks = np.stack([rectangle_mask((90, 90), tuple(rng.uniform(35, 55, 2)), rng.uniform(30, 60), rng.uniform(3, 9),
+                                     rng.uniform(0, 180)) for _ in range(3)])
+    a = particle_descriptors(masks).columns
+    for mirrored in (masks[:, :, ::-1], masks[:, ::-1, :]):
+        b = particle_descriptors(np.ascontiguousarray(mirrored)).columns
+        np.testing.assert_array_equal(a["area_px"], b["area_px"])
+        np.testing.assert_allclose(a["length_px"], b["length_px"], atol=1e-3)
+        np.testing.assert_allclose(a["width_px"], b["width_px"], atol=1e-3)
+        for ta, tb in zip(a["orientation_deg"], b["orientation_deg"], strict=True):
+            assert axial_difference(tb, 180.0 - ta) < 1e-6
