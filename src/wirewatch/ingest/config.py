@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from wirewatch.config.base import StrictModel
 from wirewatch.ingest.limits import DecodeLimits, MiB
+
+
+class IngestCurveConfig(StrictModel):
+    """CURVE encryption and authentication of the frame input; keys from certificate files.
+
+    Certificates as written by ``zmq.auth.create_certificates``. ``secret_file`` is this
+    side's ``.key_secret`` (a client keypair when connecting, the server keypair when binding).
+    Connecting needs the sender's public ``.key`` (``server_public_file``); binding may restrict
+    senders to the public certificates in ``authorized_clients_dir`` (None: any sender that
+    knows our public key, i.e. encryption only).
+    """
+
+    secret_file: Path
+    server_public_file: Path | None = Field(None, description="the sender's public certificate (connect)")
+    authorized_clients_dir: Path | None = Field(None, description="allowed senders' public certificates (bind)")
 
 
 class IngestConfig(StrictModel):
@@ -33,6 +49,8 @@ class IngestConfig(StrictModel):
     path: str | None = Field(None, description="folder or file to replay when source is 'files'")
     rate: float = Field(0.0, ge=0.0, le=1e6, description="replay frames per second; 0 = as fast as consumed")
     loop: bool = False
+    # Security (optional).
+    curve: IngestCurveConfig | None = None
 
     @model_validator(mode="after")
     def _files_need_path(self) -> IngestConfig:
@@ -41,6 +59,15 @@ class IngestConfig(StrictModel):
         if "://" not in self.endpoint:
             raise ValueError(f"endpoint {self.endpoint!r} must look like transport://address, "
                              "e.g. tcp://127.0.0.1:31001 or ipc:///tmp/frames")
+        if self.curve is not None and self.source == "zmq":
+            if self.bind and self.curve.server_public_file is not None:
+                raise ValueError("curve.server_public_file is for connecting; when binding give "
+                                 "curve.authorized_clients_dir (or nothing, for encryption only)")
+            if not self.bind and self.curve.server_public_file is None:
+                raise ValueError("curve needs server_public_file (the sender's public certificate) when connecting")
+            if not self.bind and self.curve.authorized_clients_dir is not None:
+                raise ValueError("curve.authorized_clients_dir is for binding; when connecting give "
+                                 "curve.server_public_file")
         return self
 
     def limits(self) -> DecodeLimits:

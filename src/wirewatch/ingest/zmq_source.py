@@ -22,6 +22,7 @@ disconnects and connects the endpoint again (counted in ``stats().reconnects``).
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 import time
 from collections import Counter
@@ -32,11 +33,31 @@ from wirewatch.errors import ConfigError
 from wirewatch.ingest.base import RawMessage, SourceStats
 from wirewatch.ingest.buffer import MessageBuffer
 from wirewatch.ingest.classify import stream1_is_control, stream2_type
-from wirewatch.ingest.config import IngestConfig
+from wirewatch.ingest.config import IngestConfig, IngestCurveConfig
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
+# zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | _PROTOCOL | _AUTH (libzmq 4.3 values, stable API)
+_HANDSHAKE_FAILED = 0x0800 | 0x2000 | 0x4000
 RECOVER_AFTER_S = 0.5
+
+
+def _certificate(path: Any, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) Z85 keys from a ``zmq.auth`` certificate file; errors name the file, never a key."""
+    import zmq.auth
+
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read CURVE certificate {path}: {exc}") from None
+    if secret:
+        if not secret_key:
+            raise ConfigError(f"CURVE certificate {path} holds no secret key (give a .key_secret file)")
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning("ingest.curve.secret_file %s is readable by group or others (mode %o); chmod 600 it",
+                        path, stat.S_IMODE(mode))
+    return public, secret_key
 
 
 def is_control(format: str, parts: list[bytes]) -> bool:
@@ -78,6 +99,8 @@ class ZmqSource:
         self._seq = 0
         self._reconnects = 0
         self._monitor: Any = None
+        self._auth: Any = None
+        self._last_handshake_warning = -1e9
         self.endpoint: str | None = None  # the resolved endpoint (port filled in after bind to port 0 / '*')
         self.error: BaseException | None = None
 
@@ -88,6 +111,11 @@ class ZmqSource:
 
         if self._thread is not None:
             raise RuntimeError("ZmqSource already started")
+        curve = self.config.curve
+        if curve is not None and curve.authorized_clients_dir is not None:
+            # One ZAP authenticator per context: a private context keeps ours from clashing with
+            # (or loosening) authentication configured by other sockets on a shared one.
+            self._context, self._own_context = zmq.Context(), True
         if self._context is None:
             self._context = zmq.Context()
         sock = self._context.socket(zmq.SUB if self.config.socket == "sub" else zmq.PULL)
@@ -96,25 +124,54 @@ class ZmqSource:
         sock.setsockopt(zmq.LINGER, 0)
         if self.config.socket == "sub":
             sock.setsockopt(zmq.SUBSCRIBE, self._topic)
+        self._socket = sock
         try:
+            if curve is not None:
+                self._setup_curve(sock, curve)
             if self.config.bind:
                 sock.bind(self.config.endpoint)
             else:
                 sock.connect(self.config.endpoint)
         except zmq.ZMQError as exc:
-            sock.close(0)
+            self.close()
             verb = "bind to" if self.config.bind else "connect to"
             raise ConfigError(f"cannot {verb} {self.config.endpoint!r}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
         self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self.config.endpoint
         if not self.config.bind:
             self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
-                                                    | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED)
+                                                    | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
+                                                    | _HANDSHAKE_FAILED)
         self._socket = sock
         self._thread = threading.Thread(target=self._drain, name="wirewatch-zmq-drain", daemon=True)
         self._thread.start()
         log.info("ingest: %s %s %s (format %s, policy %s)", self.config.socket.upper(),
                  "bound to" if self.config.bind else "connected to", self.endpoint, self.format_name,
                  self.config.policy)
+
+    def _setup_curve(self, sock: Any, curve: IngestCurveConfig) -> None:
+        import zmq
+
+        if not zmq.has("curve"):
+            raise ConfigError("this libzmq has no CURVE support; ingest.curve cannot be used")
+        public, secret = _certificate(curve.secret_file, secret=True)
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        if self.config.bind:
+            sock.curve_server = True
+            if curve.authorized_clients_dir is not None:
+                from zmq.auth.thread import ThreadAuthenticator
+
+                if not curve.authorized_clients_dir.is_dir():
+                    raise ConfigError(f"ingest.curve.authorized_clients_dir {curve.authorized_clients_dir} "
+                                      "is not a directory")
+                self._auth = ThreadAuthenticator(self._context, log=logging.getLogger(__name__ + ".zap"))
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=str(curve.authorized_clients_dir))
+        else:
+            assert curve.server_public_file is not None  # IngestConfig requires it when connecting
+            sock.curve_serverkey = _certificate(curve.server_public_file, secret=False)[0]
 
     def close(self) -> None:
         """Stop draining, close the socket; messages still buffered stay readable with ``get``."""
@@ -123,6 +180,9 @@ class ZmqSource:
             self._thread.join(timeout=5)
         if self._socket is not None and not self._socket.closed:
             self._socket.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         if self._own_context and self._context is not None:
             self._context.term()
             self._context = None
@@ -207,6 +267,9 @@ class ZmqSource:
         if monitor in ready:
             while monitor.poll(0):
                 event = recv_monitor_message(monitor)["event"]
+                if event & _HANDSHAKE_FAILED:
+                    self._handshake_failed()
+                    continue
                 disconnected_at = time.monotonic() if event == zmq.EVENT_DISCONNECTED else None
         if disconnected_at is not None and time.monotonic() - disconnected_at > RECOVER_AFTER_S:
             log.warning("ingest: %s dropped the connection to %s and is not retrying (a message part above "
@@ -217,6 +280,14 @@ class ZmqSource:
             self._reconnects += 1
             return None
         return disconnected_at
+
+    def _handshake_failed(self) -> None:
+        # A wrong CURVE key (or a plain sender) fails silently otherwise: say so, at most once a minute.
+        now = time.monotonic()
+        if now - self._last_handshake_warning > 60.0:
+            self._last_handshake_warning = now
+            log.warning("ingest: ZeroMQ handshake with %s failed (CURVE keys or security settings do not match "
+                        "the sender's?)", self.config.endpoint)
 
     def _reject(self, kind: str, detail: str) -> None:
         with self._lock:
