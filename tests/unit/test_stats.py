@@ -144,12 +144,17 @@ def test_random_blobs_agree_with_reference_implementations(seed: int) -> None:
     assert list(cols["mask_index"]) == [i for i in range(n) if masks[i].any()]
 
 
-def test_empty_masks_are_skipped_counted_and_warned(caplog: pytest.LogCaptureFixture) -> None:
+def test_empty_masks_are_skipped_counted_and_warned(caplog: pytest.LogCaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from wirewatch.stats import descriptors
+
+    monkeypatch.setitem(descriptors._empty_warning, "last", -math.inf)
     masks = np.zeros((3, 16, 16), bool)
     masks[1, 3:6, 3:9] = True
     with caplog.at_level(logging.WARNING):
         stats = measure(masks)
-    assert "skipped 2 empty" in caplog.text
+        measure(masks)  # within the warning interval: no second warning (the daemon measures many frames)
+    assert caplog.text.count("skipped 2 empty") == 1
     assert stats.aggregates["empty_masks_skipped"] == 2.0
     assert stats.aggregates["particle_count"] == 1.0
     assert list(stats.particles["mask_index"]) == [1]

@@ -70,6 +70,25 @@ def as_mask_stack(masks: np.ndarray) -> np.ndarray:
     return arr
 
 
+# The daemon measures many frames a second: say it at most every WARN_INTERVAL_S, with the totals.
+WARN_INTERVAL_S = 10.0
+_empty_warning = {"last": -math.inf, "pending": 0}
+
+
+def _warn_empty(skipped: int, total: int) -> None:
+    import time
+
+    _empty_warning["pending"] += skipped
+    now = time.monotonic()
+    if now - _empty_warning["last"] >= WARN_INTERVAL_S:
+        log.warning("skipped %d empty (zero-pixel) mask(s) of %d in this frame (%d since the last warning)",
+                    skipped, total, _empty_warning["pending"])
+        _empty_warning["last"] = now
+        _empty_warning["pending"] = 0
+    else:
+        log.debug("skipped %d empty (zero-pixel) mask(s) of %d", skipped, total)
+
+
 def _row_occupancy(masks: np.ndarray) -> np.ndarray:
     """(N, H) bool: which rows of each mask hold a pixel. One pass over the stack (OpenCV's SIMD row sums)."""
     n, h, w = masks.shape
@@ -113,7 +132,7 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     nonempty = rows.any(axis=1)
     skipped = int(n - nonempty.sum())
     if skipped:
-        log.warning("skipped %d empty (zero-pixel) mask(s) of %d", skipped, n)
+        _warn_empty(skipped, n)
     keep = np.flatnonzero(nonempty)
     k = len(keep)
     y0 = rows[keep].argmax(axis=1)
