@@ -255,3 +255,57 @@ def test_cli_alerts_test_delivers_or_reports_not_delivered(tmp_path: Path, recei
     result = runner.invoke(app, ["alerts", "test", str(config(down)), "--timeout", "0.5", "--no-resolve"])
     assert result.exit_code == 1 and "webhook: NOT DELIVERED" in result.output
     assert len(list((tmp_path / "spool").glob("*.json"))) == 1  # kept for the daemon to deliver
+
+
+CRASHING_DAEMON = """
+import sys, time
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from wirewatch.publish.config import WebhookSinkConfig
+from wirewatch.publish.metrics import AlertMetrics
+from wirewatch.publish.sinks.webhook import WebhookSink
+from wirewatch.types import Alert
+
+url, spool, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sink = WebhookSink(WebhookSinkConfig(type="webhook", url=url, spool_dir=Path(spool), backoff_initial_s=0.05,
+                                     backoff_max_s=0.1, timeout_s=0.5), metrics=AlertMetrics.on(CollectorRegistry()))
+for i in range(n):
+    sink.send(Alert(name="Crash", state="firing", labels={"n": str(i)}, annotations={}, starts_at=1.7e9 + i))
+print("spooled", flush=True)
+time.sleep(60)  # retrying against a dead receiver until SIGKILL
+"""
+
+
+def test_sigkill_then_restart_delivers_each_spooled_alert_once(tmp_path: Path) -> None:
+    """A real crash (SIGKILL, no close()) while the receiver is down loses nothing and duplicates nothing."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    spool = tmp_path / "spool"
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_DAEMON, f"http://127.0.0.1:{port}/hook", str(spool), "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"spooled", proc.stderr.read().decode() if proc.stderr else line
+        time.sleep(0.3)  # a few failed attempts happen
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert len(list(spool.glob("*.json"))) == 4
+    receiver = AlertReceiver(port=port)
+    try:
+        registry = CollectorRegistry()
+        sink = _sink(f"http://127.0.0.1:{port}/hook", spool, registry)  # the lock died with the process
+        try:
+            receiver.wait_for(4, timeout=5)
+            assert sink.flush(5)
+        finally:
+            sink.close(2)
+        keys = receiver.keys()
+        labels = sorted(r.json()["alert"]["labels"]["n"] for r in receiver.accepted())
+    finally:
+        receiver.close()
+    assert labels == ["0", "1", "2", "3"] and set(keys.values()) == {1}
+    assert not list(spool.glob("*.json")) and not list(spool.glob(".tmp-*"))

@@ -409,3 +409,23 @@ def test_promtool_check_metrics_is_clean() -> None:
                             capture_output=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""
+
+
+def test_alertmanager_send_never_blocks_on_a_hanging_receiver() -> None:
+    class Hanging:
+        def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpResponse:
+            time.sleep(timeout)
+            raise TimeoutError("timed out")
+
+    registry = CollectorRegistry()
+    config = AlertmanagerSinkConfig(type="alertmanager", url="http://am.local:9093", timeout_s=0.5,
+                                    queue_size=10, max_batch=1, max_attempts=1)
+    sink = AlertmanagerSink(config, metrics=AlertMetrics.on(registry), transport=Hanging())  # type: ignore[arg-type]
+    try:
+        started = time.perf_counter()
+        for i in range(100):
+            sink.send(_alert(i))
+        assert time.perf_counter() - started < 0.2  # the pipeline thread is never held up
+        assert 89 <= _sent(registry, "alertmanager", "dropped") <= 90  # bounded queue: 10 (+1 being posted) kept
+    finally:
+        sink.close(0.2)
