@@ -273,3 +273,54 @@ def test_stop_drains_frames_in_flight(tmp_path: Path, pusher: tuple[zmq.Socket, 
     stopper.start()
     assert daemon.wait()
     assert [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")] == list(range(n))
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.slow
+def test_overload_soak_ten_times_capacity_for_60_s(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    """512 x 512 frames at ~10x what the daemon can process, for 60 s: memory stays bounded, the newest
+    frames keep coming, /metrics answers within 1 s, and the drop counter is exact."""
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "array-1.0", policy="latest", buffer=2, hwm=16)
+    daemon = Daemon(cfg, segmenter=SlowSegmenter(0.1)).start()  # capacity ~10 frames/s
+    frame = np.zeros((512, 512), np.uint8)
+    frame[100:110, 50:450] = 200
+    rate, seconds = 100.0, 60.0
+    rss_start = _rss_mib()
+    rss_max = rss_start
+    slowest_scrape = 0.0
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < seconds:
+            delay = t0 + sent / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sock.send_multipart(encode_array10(sent, frame))
+            sent += 1
+            if sent % 200 == 0:
+                s0 = time.monotonic()
+                urllib.request.urlopen(daemon.http.url + "/metrics", timeout=5).read()  # type: ignore[union-attr]
+                slowest_scrape = max(slowest_scrape, time.monotonic() - s0)
+                rss_max = max(rss_max, _rss_mib())
+                lines = read_record(tmp_path / "record.jsonl")
+                assert lines and sent - 1 - lines[-1]["frame"] < 50  # results stay fresh
+        src = daemon.pipeline.source
+        wait_for(lambda: src.stats().received == sent)
+        wait_for(lambda: daemon.pipeline.processed
+                 + counter(daemon.registry, "wirewatch_frames_dropped_total", reason="overflow") == sent)
+    finally:
+        daemon.close()
+    dropped = counter(daemon.registry, "wirewatch_frames_dropped_total", reason="overflow")
+    assert daemon.pipeline.processed + dropped == sent
+    assert dropped > 0.8 * sent
+    assert rss_max - rss_start < 100, (rss_start, rss_max)  # MiB: bounded, independent of frames sent
+    assert slowest_scrape < 1.0
+    print(f"soak: sent {sent}, processed {daemon.pipeline.processed}, dropped {int(dropped)}, "
+          f"RSS {rss_start:.0f} -> max {rss_max:.0f} MiB, slowest /metrics {slowest_scrape * 1000:.0f} ms")
