@@ -30,6 +30,8 @@ def plot_series(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[f
     not include a panel's name is drawn faint in that panel. ``truth``: known change positions
     (e.g. simulated), drawn as grey bands for comparison.
     """
+    from matplotlib.lines import Line2D
+
     xs = np.asarray(x, np.float64)
     if not series:
         raise InputError("plot_series needs at least one statistic to plot")
@@ -48,6 +50,13 @@ def plot_series(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[f
             stats = getattr(cp, "statistics", None)
             strong = stats is None or name in stats
             ax.axvline(_position(cp), color="red", ls="--", lw=1.2 if strong else 0.8, alpha=1.0 if strong else 0.3)
+    handles = []
+    if len(truth):
+        handles.append(Line2D([], [], color="grey", lw=4, alpha=0.3, label="known change"))
+    if len(change_points):
+        handles.append(Line2D([], [], color="red", ls="--", lw=1.2, label="detected change point"))
+    if handles:
+        axes[0].legend(handles=handles, fontsize=7, loc="upper left")
     axes[-1].set_xlabel(xlabel)
     if title:
         axes[0].set_title(title, fontsize=10)
