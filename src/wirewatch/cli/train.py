@@ -1,0 +1,53 @@
+"""``wirewatch train``: train a Mask R-CNN variant on a ``wirewatch synth`` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def train(
+    data: Path | None = typer.Option(None, "--data", help="`wirewatch synth --out` folder (train.json, val.json, images/)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.csv, curve.png, train.log."),
+    variant: str | None = typer.Option(None, "--variant", help="compact (CPU-friendly ResNet-18-FPN) or r50_fpn."),
+    config: Path | None = typer.Option(None, "--config", help="YAML training config (e.g. config/train-compact.yaml)."),
+    steps: int | None = typer.Option(None, "--steps", help="Planned steps; the cosine decay reaches zero here."),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds: schedule follows elapsed time and ends there."),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None, "--lr"),
+    seed: int | None = typer.Option(None, "--seed"),
+    init: Path | None = typer.Option(None, "--init", help="Start from these weights (checkpoint or state dict; mismatched heads skipped)."),
+    val_every: int | None = typer.Option(None, "--val-every"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly (model, optimiser, schedule, RNG)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps in this call (resume later)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train Mask R-CNN on synthetic nanowire images (torch; CPU or GPU)."""
+    from wirewatch.config.base import load_config
+    from wirewatch.errors import InputError
+    from wirewatch.train.config import TrainConfig
+    from wirewatch.train.loop import Trainer, load_run_config
+
+    if resume:
+        cfg = load_run_config(out)
+        if max_steps is None and steps is not None:
+            cfg.steps = steps  # extending a finished schedule is explicit
+    else:
+        overrides: dict[str, Any] = {"out": str(out)}
+        for key, value in (("data", data), ("variant", variant), ("steps", steps), ("time_budget_s", time_budget),
+                           ("batch_size", batch_size), ("lr", lr), ("seed", seed), ("init", init),
+                           ("val_every", val_every)):
+            if value is not None:
+                overrides[key] = str(value) if isinstance(value, Path) else value
+        if "data" not in overrides and config is None:
+            raise InputError("--data is required (a `wirewatch synth --out` folder)")
+        cfg = load_config(TrainConfig, config, overrides=overrides)
+        if (out / "last.pt").exists():
+            raise InputError(f"{out} already holds a run (last.pt); use --resume or another --out")
+    result = Trainer(cfg, resume=resume, show_progress=progress).run(max_steps_this_call=max_steps)
+    metrics = result.last_metrics
+    ap = f"; box AP {metrics['bbox.AP']:.3f}, mask AP {metrics['segm.AP']:.3f}" if metrics else ""
+    typer.echo(f"step {result.step} in {result.run_dir}{ap}"
+               + (f"; final checkpoint {result.final_checkpoint}" if result.final_checkpoint else ""))

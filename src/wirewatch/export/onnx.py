@@ -1,0 +1,123 @@
+"""Export a trained Mask R-CNN to ONNX, ending at the 28 x 28 mask probabilities.
+
+The graph takes one grey frame ``image`` (H, W) float32 in 0..1 (H and W dynamic,
+native pixel scale) and returns ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,)
+and ``mask_probs`` (N, 28, 28). Mask pasting is left to the runtime
+(``wirewatch.segment.paste``): in-graph pasting cost about 1 s per frame.
+The file carries its metadata (``metadata_props``) so the runtime can check it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from wirewatch.errors import InputError, ModelError
+from wirewatch.train.loop import read_checkpoint
+from wirewatch.train.model import CLASS_NAMES, IMAGE_MEAN, IMAGE_STD, build_model, grey_to_model_input
+
+log = logging.getLogger(__name__)
+
+METADATA_FORMAT = "wirewatch-maskrcnn-1"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("boxes", "scores", "labels", "mask_probs")
+OPSET = 17
+
+
+class DetectionGraph(nn.Module):
+    """Mask R-CNN up to (and not including) the mask pasting, for one grey frame."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        m: Any = self.model
+        image_list, _ = m.transform([grey_to_model_input(image)])
+        features = m.backbone(image_list.tensors)
+        proposals, _ = m.rpn(image_list, features)
+        detections, _ = m.roi_heads(features, proposals, image_list.image_sizes)
+        d = detections[0]
+        # NativeScaleTransform does not resize, so boxes are already in frame pixels.
+        return d["boxes"], d["scores"], d["labels"], d["masks"][:, 0]
+
+
+def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The eval-mode torch model of a training checkpoint, and the checkpoint's other fields."""
+    state = read_checkpoint(checkpoint)
+    cfg = state.get("config", {})
+    model = build_model(state.get("variant", cfg.get("variant", "compact")), len(CLASS_NAMES),
+                        int(cfg.get("detections_per_image", 200)))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint {checkpoint} does not fit its variant: {exc}") from None
+    model.eval()
+    return model, state
+
+
+def export_metadata(state: dict[str, Any], input_size: tuple[int, int], score_threshold: float,
+                    mask_threshold: float = 0.5) -> dict[str, str]:
+    cfg = state.get("config", {})
+    return {
+        "format": METADATA_FORMAT,
+        "input_name": INPUT_NAME,
+        "input_layout": "HW",
+        "input_dtype": "float32",
+        "input_range": "0..1 optical density, bright wires on dark background",
+        "input_height": str(input_size[0]),
+        "input_width": str(input_size[1]),
+        "input_scale": "native: no resize in the graph; trained on native-scale crops",
+        "normalisation": json.dumps({"mean": IMAGE_MEAN, "std": IMAGE_STD, "applied": "in graph"}),
+        "outputs": json.dumps(list(OUTPUT_NAMES)),
+        "mask_size": "28",
+        "class_names": json.dumps(list(CLASS_NAMES)),
+        "variant": str(state.get("variant", cfg.get("variant", ""))),
+        "training_data_config_hash": str(state.get("data_config_hash", "unknown")),
+        "training_step": str(state.get("step", "")),
+        "training_config": json.dumps(cfg, sort_keys=True),
+        "validation_metrics": json.dumps(state.get("last_metrics") or {}, sort_keys=True),
+        "score_threshold": str(score_threshold),
+        "mask_threshold": str(mask_threshold),
+        "detections_per_image": str(cfg.get("detections_per_image", 200)),
+    }
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, input_size: tuple[int, int] = (512, 512),
+                score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Path:
+    """Write ``out`` (.onnx) from a training checkpoint and check it loads in onnxruntime."""
+    import onnx
+
+    out = Path(out)
+    if input_size[0] < 32 or input_size[1] < 32:
+        raise InputError(f"input size {input_size} too small (at least 32 x 32)")
+    model, state = model_from_checkpoint(checkpoint)
+    graph = DetectionGraph(model)
+    example = torch.zeros(input_size, dtype=torch.float32)
+    example[input_size[0] // 4: input_size[0] // 4 + 6, 8: input_size[1] - 8] = 0.8  # one wire-like bar
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            graph, (example,), str(tmp), opset_version=OPSET, dynamo=False,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "height", 1: "width"},
+                          **{name: {0: "detections"} for name in OUTPUT_NAMES}},
+        )
+    proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    for key, value in export_metadata(state, input_size, score_threshold, mask_threshold).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "wirewatch"
+    proto.doc_string = "wirewatch Mask R-CNN (nanowires); outputs end at 28x28 mask probabilities"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    tmp.unlink(missing_ok=True)
+    log.info("exported %s (%.1f MB)", out, out.stat().st_size / 1e6)
+    return out

@@ -1,0 +1,122 @@
+"""The onnxruntime segmenter: the exported Mask R-CNN, masks pasted with numpy/OpenCV.
+
+CPU by default; CUDA and TensorRT execution providers are used when onnxruntime-gpu
+provides them (or when asked for by name, with a clear error when absent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
+from wirewatch.segment.paste import paste_masks
+from wirewatch.types import Detections
+
+log = logging.getLogger(__name__)
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+EXPECTED_OUTPUTS = ("boxes", "scores", "labels", "mask_probs")
+MIN_SIDE = 32
+
+
+def choose_providers(requested: Sequence[str] | None) -> list[str]:
+    """Requested providers (all must exist) or the best available ones, GPU first."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested is None:
+        return [p for p in PREFERRED_PROVIDERS if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise BackendUnavailable(
+            f"onnxruntime execution provider(s) {', '.join(missing)} not available on this machine "
+            f"(available: {', '.join(available)}); GPU providers need onnxruntime-gpu and an NVIDIA GPU")
+    return list(requested)
+
+
+def validate_image(image: object, min_side: int = MIN_SIDE) -> np.ndarray:
+    """The segmenter input contract: 2-D float32, finite, at least ``min_side`` pixels each way."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim == 3 and 1 in (image.shape[0], image.shape[-1]):
+        raise InputError(f"image must be 2-D (height, width), got shape {image.shape}; "
+                         "squeeze the single channel first")
+    if image.ndim != 2:
+        raise InputError(f"image must be 2-D grey (height, width), got shape {image.shape} "
+                         f"({image.ndim} dimensions; colour/multi-channel input is not supported)")
+    if image.dtype != np.float32:
+        raise InputError(f"image dtype must be float32 scaled to 0..1, got {image.dtype}")
+    if min(image.shape) < min_side:
+        raise InputError(f"image {image.shape[0]}x{image.shape[1]} is too small (at least {min_side} px a side)")
+    if not np.isfinite(image).all():
+        raise InputError("image contains NaN or infinite values")
+    return np.ascontiguousarray(image)
+
+
+class OnnxSegmenter:
+    """``Segmenter`` running an exported model in onnxruntime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL, providers: Sequence[str] | None = None,
+                 score_threshold: float | None = None, mask_threshold: float | None = None,
+                 input_size: tuple[int, int] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.model_path = resolve_model_path(model)
+        self.providers = choose_providers(providers)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=options,
+                                                providers=self.providers)
+        except Exception as exc:
+            raise ModelError(f"cannot load ONNX model {self.model_path}: {exc}") from None
+        self.metadata = ModelMetadata.from_mapping(self.session.get_modelmeta().custom_metadata_map,
+                                                   str(self.model_path))
+        self._check_graph()
+        if input_size is not None and tuple(input_size) != (self.metadata.input_height, self.metadata.input_width):
+            raise ModelError(f"model {self.model_path} was exported for {self.metadata.input_height}x"
+                             f"{self.metadata.input_width} input, not the requested {input_size[0]}x{input_size[1]}")
+        self.input_size = input_size
+        self.score_threshold = self.metadata.score_threshold if score_threshold is None else float(score_threshold)
+        self.mask_threshold = self.metadata.mask_threshold if mask_threshold is None else float(mask_threshold)
+        for label, value in (("score_threshold", self.score_threshold), ("mask_threshold", self.mask_threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{label} must be within 0..1, got {value}")
+        self.active_providers = self.session.get_providers()
+        log.info("onnxruntime model %s (%s) on %s", self.model_path.name, self.metadata.variant,
+                 ", ".join(self.active_providers))
+
+    def _check_graph(self) -> None:
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        if len(inputs) != 1 or len(inputs[0].shape) != 2:
+            raise ModelError(f"{self.model_path}: expected one 2-D input (height, width), got "
+                             f"{[(i.name, i.shape) for i in inputs]}")
+        if tuple(outputs) != EXPECTED_OUTPUTS:
+            raise ModelError(f"{self.model_path}: expected outputs {list(EXPECTED_OUTPUTS)}, got {outputs}")
+        self.input_name = inputs[0].name
+
+    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The graph's outputs for a validated image: boxes, scores, labels, 28x28 mask probabilities."""
+        boxes, scores, labels, probs = self.session.run(None, {self.input_name: image})
+        return boxes, scores, labels, probs
+
+    def segment(self, image: np.ndarray) -> Detections:
+        image = validate_image(image)
+        if self.input_size is not None and image.shape != tuple(self.input_size):
+            raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the configured model input "
+                             f"{self.input_size[0]}x{self.input_size[1]}")
+        boxes, scores, _, probs = self.raw(image)
+        keep = scores >= self.score_threshold
+        boxes, scores, probs = boxes[keep].astype(np.float32), scores[keep].astype(np.float32), probs[keep]
+        masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
+        return Detections(boxes=boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image.shape)

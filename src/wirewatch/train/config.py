@@ -1,0 +1,54 @@
+"""Training configuration (``config/train-*.yaml``, CLI flags on top)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from wirewatch.config.base import StrictModel
+from wirewatch.train.data import Augmentation
+
+
+class AugmentationConfig(StrictModel):
+    """Paper's augmentation on by default; noise/blur/inversion for the extended presets."""
+
+    brightness: tuple[float, float] = (0.7, 1.2)
+    contrast: tuple[float, float] = (0.7, 1.2)
+    flip_p: float = Field(default=0.5, ge=0, le=1)
+    rot90: bool = True
+    noise_sigma_max: float = Field(default=0.0, ge=0)
+    blur_sigma_max: float = Field(default=0.0, ge=0)
+    invert_p: float = Field(default=0.0, ge=0, le=1)
+
+    def build(self) -> Augmentation:
+        return Augmentation(**self.model_dump())
+
+
+class TrainConfig(StrictModel):
+    """Everything that defines a training run; stored in the run folder and in every checkpoint."""
+
+    data: str
+    out: str
+    variant: Literal["compact", "r50_fpn"] = "compact"
+    init: str | None = None
+    steps: int = Field(default=1500, gt=0, description="planned optimiser steps; the cosine decay ends here")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="if set, the schedule follows elapsed time instead and ends at this budget")
+    batch_size: int = Field(default=4, gt=0)
+    crop_size: int = Field(default=256, ge=32)
+    min_instance_area_px: int = Field(default=16, ge=1)
+    lr: float = Field(default=0.02, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_steps: int = Field(default=200, ge=0)
+    grad_clip: float = Field(default=10.0, gt=0)
+    seed: int = 0
+    threads: int = Field(default=2, gt=0)
+    log_every: int = Field(default=10, gt=0)
+    checkpoint_every: int = Field(default=50, gt=0)
+    val_every: int = Field(default=250, gt=0)
+    val_images: int = Field(default=40, ge=0)
+    detections_per_image: int = Field(default=200, gt=0)
+    augmentation: AugmentationConfig = Field(default_factory=lambda: AugmentationConfig())
+    schedule: Literal["cosine"] = "cosine"

@@ -1,0 +1,189 @@
+"""Training: data pipeline, schedule, weight loading, a smoke run that learns, and exact resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the `train` extra (torch, torchvision)")
+
+from wirewatch import coco  # noqa: E402
+from wirewatch.errors import InputError, ModelError  # noqa: E402
+from wirewatch.train.config import TrainConfig  # noqa: E402
+from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, boxes_of, random_crop  # noqa: E402
+from wirewatch.train.loop import Trainer, lr_factor, read_checkpoint  # noqa: E402
+from wirewatch.train.model import build_model, load_init_weights  # noqa: E402
+from wirewatch.train.toy import write_toy_dataset  # noqa: E402
+from wirewatch.train.validate import coco_ap  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_toy_dataset(tmp_path_factory.mktemp("toy"), n_train=8, n_val=2, size=96, seed=3)
+
+
+def smoke_config(data: Path, out: Path, **extra: object) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), steps=8, batch_size=2, crop_size=64, warmup_steps=2, lr=0.01,
+                val_every=100, val_images=0, checkpoint_every=4, log_every=2, threads=2)
+    base.update(extra)
+    return TrainConfig.model_validate(base)
+
+
+def l_shape(size: int = 64) -> Sample:
+    """An asymmetric instance, so any flip/rotation mismatch between image and mask shows."""
+    mask = np.zeros((1, size, size), bool)
+    mask[0, 5:40, 8:14] = True
+    mask[0, 34:40, 8:30] = True
+    return Sample(mask[0].astype(np.float32) * 0.8, mask, boxes_of(mask))
+
+
+# ------------------------------------------------------------------ data
+def test_augmentation_moves_image_and_masks_together() -> None:
+    rng = np.random.default_rng(0)
+    sample = l_shape()
+    for _ in range(20):
+        out = augment(sample, Augmentation(), rng)
+        bright = out.image > out.image.mean()
+        assert np.array_equal(bright, out.masks[0])
+        assert out.masks[0].sum() == sample.masks[0].sum()
+        np.testing.assert_array_equal(out.boxes, boxes_of(out.masks))
+        assert out.image.dtype == np.float32 and 0.0 <= out.image.min() and out.image.max() <= 1.0
+
+
+def test_augmentation_options_change_pixels_not_masks() -> None:
+    sample = l_shape()
+    plain = augment(sample, Augmentation(flip_p=0, rot90=False, brightness=(1, 1), contrast=(1, 1)),
+                    np.random.default_rng(1))
+    np.testing.assert_allclose(plain.image, sample.image, atol=1e-6)
+    inverted = augment(sample, Augmentation(flip_p=0, rot90=False, brightness=(1, 1), contrast=(1, 1),
+                                            invert_p=1.0), np.random.default_rng(1))
+    np.testing.assert_allclose(inverted.image, 1.0 - sample.image, atol=1e-6)
+    noisy = augment(sample, Augmentation(noise_sigma_max=0.1, blur_sigma_max=2.0), np.random.default_rng(2))
+    assert noisy.masks.sum() == sample.masks.sum()
+
+
+def test_random_crop_drops_slivers_and_keeps_boxes_tight() -> None:
+    masks = np.zeros((2, 100, 100), bool)
+    masks[0, 10:90, 48:52] = True  # crosses every crop of 40 px... mostly
+    masks[1, 0:3, 0:3] = True  # 9 px: below the 16 px minimum wherever it lands
+    sample = Sample(masks.any(0).astype(np.float32), masks, boxes_of(masks))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        crop = random_crop(sample, 40, rng, min_area_px=16)
+        assert crop.image.shape == (40, 40)
+        assert all(m.sum() >= 16 for m in crop.masks)
+        np.testing.assert_array_equal(crop.boxes, boxes_of(crop.masks))
+    with pytest.raises(InputError, match="smaller than the crop"):
+        random_crop(sample, 128, rng)
+
+
+def test_coco_folder_reads_synth_layout_and_rejects_other_folders(toy: Path, tmp_path: Path) -> None:
+    folder = CocoFolder(toy, "train")
+    sample = folder.load(0)
+    assert sample.image.shape == (96, 96) and sample.image.dtype == np.float32
+    assert len(sample.masks) == len(sample.boxes) > 0
+    with pytest.raises(InputError, match=r"no train\.json"):
+        CocoFolder(tmp_path, "train")
+
+
+# ------------------------------------------------------------------ schedule, model, weights
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    assert lr_factor(0, 0.0, 200) == pytest.approx(0.001)
+    assert lr_factor(100, 0.0, 200) == pytest.approx(0.5005)
+    assert lr_factor(200, 0.0, 200) == pytest.approx(1.0)
+    assert lr_factor(500, 0.5, 200) == pytest.approx(0.5)
+    assert lr_factor(900, 1.0, 200) == pytest.approx(0.0)
+    assert lr_factor(950, 1.3, 200) == pytest.approx(0.0)
+
+
+def test_unknown_variant_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="unknown model variant 'tiny'.*compact"):
+        build_model("tiny")
+
+
+def test_init_weights_skip_heads_of_another_class_count(tmp_path: Path) -> None:
+    source = build_model("compact", num_classes=3)
+    path = tmp_path / "coco_like.pth"
+    torch.save(source.state_dict(), path)
+    target = build_model("compact", num_classes=2)
+    report = load_init_weights(target, path)
+    assert "roi_heads.box_predictor.cls_score.weight" in report.skipped_shape
+    assert "roi_heads.mask_predictor.mask_fcn_logits.weight" in report.skipped_shape
+    assert report.loaded > 100
+    name = "backbone.body.layer1.0.conv1.weight"
+    assert torch.equal(target.state_dict()[name], source.state_dict()[name])
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read weights"):
+        load_init_weights(target, junk)
+    with pytest.raises(InputError, match="not found"):
+        load_init_weights(target, tmp_path / "absent.pth")
+
+
+# ------------------------------------------------------------------ metrics
+def test_coco_ap_counts_frames_with_more_than_100_detections() -> None:
+    rng = np.random.default_rng(0)
+    images, anns, results = [], [], []
+    for image_id in (1, 2):
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "height": 128, "width": 128})
+        for k in range(120):
+            mask = np.zeros((128, 128), bool)
+            y, x = divmod(k, 12)
+            mask[y * 10 + 1: y * 10 + 8, x * 10 + 1: x * 10 + 8] = True
+            anns.append(coco.annotation(len(anns) + 1, image_id, mask))
+            results.append(coco.result(image_id, mask, float(rng.uniform(0.5, 1.0))))
+    metrics = coco_ap(coco.dataset(images, anns), results)
+    assert metrics["segm.AP"] == pytest.approx(1.0)
+    assert metrics["bbox.AP50"] == pytest.approx(1.0)
+    assert coco_ap(coco.dataset(images, anns), [])["segm.AP"] == 0.0
+
+
+# ------------------------------------------------------------------ the loop
+def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None:
+    straight = Trainer(smoke_config(toy, tmp_path / "a"), show_progress=False)
+    losses: list[float] = []
+    result = straight.run(on_step=lambda step, values: losses.append(values["loss"]))
+    assert result.step == 8 and result.final_checkpoint is not None
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,elapsed_s,lr,loss") and len(rows) == 1 + 4
+
+    interrupted = Trainer(smoke_config(toy, tmp_path / "b"), show_progress=False)
+    interrupted.run(max_steps_this_call=4)
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+    resumed = Trainer(smoke_config(toy, tmp_path / "b"), resume=True, show_progress=False)
+    assert resumed.step == 4
+    resumed.run()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+
+
+def test_validation_writes_ap_columns_and_curve(toy: Path, tmp_path: Path) -> None:
+    trainer = Trainer(smoke_config(toy, tmp_path / "v", steps=2, val_every=2, val_images=2), show_progress=False)
+    result = trainer.run()
+    assert set(result.last_metrics) >= {"bbox.AP", "segm.AP", "segm.AP50"}
+    last = (tmp_path / "v" / "metrics.csv").read_text().splitlines()[-1].split(",")
+    assert last[-1] != ""  # segm.AP75 filled on the validation row
+    assert (tmp_path / "v" / "curve.png").stat().st_size > 10_000
+
+
+def test_train_cli_reports_bad_usage(toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from wirewatch.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "--data is required" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--out", str(tmp_path / "absent"), "--resume"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "no config.yaml" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--data", str(toy), "--out", str(tmp_path / "r"),
+                                      "--variant", "huge"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "variant" in capsys.readouterr().err
