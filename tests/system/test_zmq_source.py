@@ -289,3 +289,21 @@ def test_a_part_above_maxmsgsize_disconnects_the_sender_and_stream_resumes(ctx: 
 def test_bad_endpoint_is_a_config_error(ctx: zmq.Context) -> None:
     with pytest.raises(ConfigError, match="cannot bind"):
         ZmqSource(IngestConfig(endpoint="tcp://256.1.1.1:5", bind=True), context=ctx).start()
+
+
+def test_a_failing_drop_callback_is_reported_not_silent(ctx: zmq.Context) -> None:
+    push, endpoint = push_bound(ctx)
+
+    def broken(reason: str, msg: RawMessage) -> None:
+        raise RuntimeError("metrics backend gone")
+
+    source = ZmqSource(IngestConfig(endpoint=endpoint, format="array-1.0", buffer=1), context=ctx, on_drop=broken)
+    source.start()
+    try:
+        for i in range(3):
+            push.send_multipart(enc.encode_array10(i, images(1)[0]))
+        wait_for(lambda: source.error is not None)
+        assert isinstance(source.error, RuntimeError)
+    finally:
+        source.close()
+        push.close()

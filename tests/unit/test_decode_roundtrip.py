@@ -176,3 +176,12 @@ def test_stream2_full_header_detail_start_is_decoded_lazily() -> None:
              "goniometer": {"omega": {"increment": 0.1, "start": 0.0}}, "user_data": {"sample": ["a", 1]}}
     (start,) = Stream2Decoder().decode(enc.encode_stream2_start(image_shape=shape, extra=extra), 0.0)
     assert isinstance(start, SeriesStart) and start.meta["channels"] == ("threshold_1",)
+
+
+def test_a_bad_first_image_does_not_swallow_the_implicit_series_start() -> None:
+    img = _images("uint16", 1)[0]
+    dec = Stream2Decoder(channel="t1")
+    with pytest.raises(Exception, match="not in the image message"):
+        dec.decode(enc.encode_stream2_image(0, {"other": img}, series_unique_id="S"), 0.0)
+    events = dec.decode(enc.encode_stream2_image(1, {"t1": img}, series_unique_id="S"), 0.0)
+    assert [type(e).__name__ for e in events] == ["SeriesStart", "Frame"]

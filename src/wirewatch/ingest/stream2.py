@@ -179,8 +179,9 @@ class Stream2Decoder:
         events: list[StreamEvent] = []
         series = self.series
         if series is None or series.unique_id != unique_id:
+            # committed to self.series only once the image decoded, so a bad first image cannot
+            # swallow the implicit SeriesStart
             series = SeriesInfo(unique_id, number, announced=False)
-            self.series = series
             events.append(SeriesStart(series_id=unique_id, time=series_date or received_at, pixel_size_nm=None,
                                       meta={"format": FORMAT, "series_number": number, "implicit": True}))
         name = self._select_channel(arrays, series)
@@ -196,6 +197,7 @@ class Stream2Decoder:
                                 "series_number": number, "image_id": image_id}
         if real_time is not None:
             meta["real_time"] = real_time
+        self.series = series
         events.append(Frame(frame_id=image_id, image=image, time=acquired, series_id=unique_id,
                             pixel_size_nm=series.pixel_size_nm, modality="xray-detector", signal="intensity",
                             valid=valid_mask(image), received_at=received_at, meta=meta))

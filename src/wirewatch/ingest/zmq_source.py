@@ -253,6 +253,9 @@ class ZmqSource:
             if not self._stop.is_set():
                 self.error = exc
                 log.error("ingest: drain thread stopped: %s", exc)
+        except Exception as exc:  # e.g. a failing on_drop callback: report it, do not die silently
+            self.error = exc
+            log.exception("ingest: drain thread failed")
         finally:
             if monitor is not None:
                 sock.disable_monitor()
