@@ -143,7 +143,9 @@ def sample_annotations(sample: Sample, image_id: int, first_ann_id: int) -> list
 _JOB: dict[str, Any] = {}
 
 
-def _init(out_dir: str, config_json: str, seed: int, tiff: bool) -> None:
+def _init(out_dir: str, config_json: str, seed: int, tiff: bool, pooled: bool = False) -> None:
+    if pooled:
+        cv2.setNumThreads(1)  # one process per core already: OpenCV threads would only oversubscribe
     _JOB.update(out=Path(out_dir), config=SynthConfig.model_validate_json(config_json), seed=seed, tiff=tiff)
 
 
@@ -159,6 +161,27 @@ def _render_one(index: int) -> tuple[int, list[dict[str, Any]], int]:
     return index, anns, len(sample.wires)
 
 
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _pool_context() -> Any:
+    # Plain fork is fastest but unsafe once the parent runs threads (OpenCV's or torch's pool):
+    # a forked child can deadlock on their locks. Then fork from a clean forkserver instead
+    # (like spawn, it needs the calling script's code under ``if __name__ == "__main__":``).
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and _single_threaded():
+        return mp.get_context("fork")
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["wirewatch.synth.dataset"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _imap(workers: int, out_dir: Path, config: SynthConfig, seed: int, tiff: bool,
           count: int) -> Iterator[tuple[int, list[dict[str, Any]], int]]:
     args = (str(out_dir), config.model_dump_json(), seed, tiff)
@@ -166,8 +189,8 @@ def _imap(workers: int, out_dir: Path, config: SynthConfig, seed: int, tiff: boo
         _init(*args)
         yield from map(_render_one, range(count))
         return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init, initargs=args) as pool:
+    ctx = _pool_context()
+    with ctx.Pool(workers, initializer=_init, initargs=(*args, True)) as pool:
         yield from pool.imap(_render_one, range(count), chunksize=max(1, min(16, count // (workers * 8) or 1)))
 
 
