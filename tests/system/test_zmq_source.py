@@ -307,3 +307,38 @@ def test_a_failing_drop_callback_is_reported_not_silent(ctx: zmq.Context) -> Non
     finally:
         source.close()
         push.close()
+
+
+def test_sender_restart_mid_series_reconnects_and_marks_the_new_series(ctx: zmq.Context) -> None:
+    push, endpoint = push_bound(ctx)
+    source = ZmqSource(IngestConfig(endpoint=endpoint, format="stream2", policy="queue", buffer=64), context=ctx)
+    source.start()
+    decoder = make_decoder("stream2")
+    try:
+        img = images(1)[0]
+        push.send_multipart(enc.encode_stream2_start(series_unique_id="run-1", image_shape=img.shape))
+        for i in range(3):
+            push.send_multipart(enc.encode_stream2_image(i, img, series_unique_id="run-1"))
+        events = []
+        for _ in range(4):
+            msg = source.get(timeout=5)
+            assert msg is not None
+            events += decoder.decode(msg.parts)
+        push.close(0)  # the detector process dies mid-series (no end message)...
+        time.sleep(0.2)
+        push = ctx.socket(zmq.PUSH)  # ...and comes back on the same port with a new series
+        push.setsockopt(zmq.LINGER, 0)
+        push.bind(endpoint)
+        push.setsockopt(zmq.SNDTIMEO, 5000)
+        push.send_multipart(enc.encode_stream2_start(series_id=2, series_unique_id="run-2", image_shape=img.shape))
+        push.send_multipart(enc.encode_stream2_image(0, img, series_id=2, series_unique_id="run-2"))
+        for _ in range(2):
+            msg = source.get(timeout=5)
+            assert msg is not None
+            events += decoder.decode(msg.parts)
+        kinds = [(type(e).__name__, e.series_id) for e in events]
+        assert kinds == [("SeriesStart", "run-1"), ("Frame", "run-1"), ("Frame", "run-1"), ("Frame", "run-1"),
+                         ("SeriesStart", "run-2"), ("Frame", "run-2")]
+    finally:
+        source.close()
+        push.close(0)
