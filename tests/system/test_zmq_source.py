@@ -6,6 +6,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -342,3 +343,20 @@ def test_sender_restart_mid_series_reconnects_and_marks_the_new_series(ctx: zmq.
     finally:
         source.close()
         push.close(0)
+
+
+def test_ipc_endpoint(ctx: zmq.Context, tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/frames.sock"
+    source = ZmqSource(IngestConfig(endpoint=endpoint, bind=True, format="stream1", policy="queue", buffer=8),
+                       context=ctx)
+    source.start()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(endpoint)
+    try:
+        for parts in enc.encode_series("stream1", images(3)):
+            push.send_multipart(parts)
+        frames = [e.frame_id for e in consume(source, "stream1", 5) if isinstance(e, Frame)]
+        assert frames == [0, 1, 2] and source.endpoint == endpoint
+    finally:
+        push.close(0)
+        source.close()
