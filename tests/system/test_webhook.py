@@ -309,3 +309,39 @@ def test_sigkill_then_restart_delivers_each_spooled_alert_once(tmp_path: Path) -
         receiver.close()
     assert labels == ["0", "1", "2", "3"] and set(keys.values()) == {1}
     assert not list(spool.glob("*.json")) and not list(spool.glob(".tmp-*"))
+
+
+def test_trickling_receiver_is_cut_off_at_the_deadline() -> None:
+    """A receiver that sends its reply one byte at a time cannot hold the sink beyond timeout_s."""
+    import socket
+    import threading
+
+    from wirewatch.publish.sinks.transport import HttpTransport
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.1)  # every read succeeds well within the per-read timeout
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match=r"no complete reply within 0\.8 s"):
+            HttpTransport().post(f"http://127.0.0.1:{server.getsockname()[1]}/x", b"{}", {}, timeout=0.8)
+        assert time.monotonic() - started < 1.5
+    finally:
+        stop.set()
+        server.close()
+        thread.join(2)

@@ -7,9 +7,12 @@ to wherever a redirect points. Here a 3xx is just a status the sink rejects.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
+import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -17,7 +20,7 @@ from urllib.parse import urlsplit
 from wirewatch import __version__
 
 USER_AGENT = f"wirewatch/{__version__}"
-MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; never buffer a huge reply
+MAX_ERROR_BODY_BYTES = 2048  # we need the status; an error body only for the log line
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,11 @@ class HttpResponse:
 
 
 class HttpTransport:
-    """POST with a timeout; connection problems raise ``OSError`` (timeouts included)."""
+    """POST with a deadline; connection problems raise ``OSError`` (timeouts included).
+
+    ``timeout`` bounds the whole request, not just each socket operation: a receiver that
+    trickles its reply byte by byte is cut off when the deadline passes.
+    """
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl_context = ssl_context
@@ -44,15 +51,37 @@ class HttpTransport:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv/send in the worker thread
+
+        watchdog = threading.Timer(timeout, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request("POST", path, body=body, headers={"User-Agent": USER_AGENT, **headers})
             resp = conn.getresponse()
-            data = resp.read(MAX_RESPONSE_BYTES)
+            # the body matters only for error messages; a 2xx reply is not read at all
+            data = b"" if 200 <= resp.status < 300 else resp.read(MAX_ERROR_BODY_BYTES)
+            if expired.is_set():
+                raise TimeoutError(f"no complete reply within {timeout:g} s")
             return HttpResponse(status=resp.status, headers={k.lower(): v for k, v in resp.getheaders()},
                                 body=data)
-        except http.client.HTTPException as exc:  # malformed reply: treat like a broken connection
+        except http.client.HTTPException as exc:  # malformed or cut-off reply: like a broken connection
+            if expired.is_set():
+                raise TimeoutError(f"no complete reply within {timeout:g} s") from None
             raise OSError(f"bad HTTP response: {type(exc).__name__}: {exc}") from None
+        except OSError:
+            if expired.is_set():
+                raise TimeoutError(f"no complete reply within {timeout:g} s") from None
+            raise
         finally:
+            watchdog.cancel()
             conn.close()
 
 
