@@ -43,7 +43,7 @@ class DecodeLimits:
     max_decompressed_bytes: int = 512 * MiB  # one decompressed block
     max_header_bytes: int = 1 * MiB  # one JSON header part
     max_parts: int = 16  # parts of one multipart message
-    max_cbor_depth: int = 16  # nesting of CBOR containers and tags
+    max_cbor_depth: int = 32  # nesting of CBOR containers and tags (user_data may nest a little)
     max_cbor_items: int = 200_000  # data items in one CBOR message (arrays, maps, scalars)
 
     def __post_init__(self) -> None:

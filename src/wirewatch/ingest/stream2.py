@@ -26,6 +26,7 @@ from wirewatch.errors import DecodeError
 from wirewatch.ingest import _fields as f
 from wirewatch.ingest import cbor
 from wirewatch.ingest.base import Parts
+from wirewatch.ingest.classify import stream2_type
 from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits, check_message_size
 from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
 
@@ -114,8 +115,6 @@ class Stream2Decoder:
         self.series: SeriesInfo | None = None
 
     def is_control(self, parts: Parts) -> bool:
-        from wirewatch.ingest.classify import stream2_type
-
         return len(parts) == 1 and stream2_type(parts[0]) in ("start", "end")
 
     def decode(self, parts: Parts, received_at: float | None = None) -> list[StreamEvent]:
