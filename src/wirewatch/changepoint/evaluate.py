@@ -99,15 +99,23 @@ class Summary:
 
 
 def match(truth: Sequence[int], detected: Sequence[int], margin: int = MARGIN) -> list[tuple[int, int]]:
-    """(true frame, detection index) pairs, each detection used once, as ruptures.metrics counts them."""
+    """(true frame, detection index) pairs counted exactly as ``ruptures.metrics.precision_recall`` does.
+
+    A true change matches the first unused detection strictly within ``margin``; like ruptures,
+    every other unused detection within the margin of it is used up too (duplicates are false
+    positives, they never match a neighbouring change).
+    """
     used: set[int] = set()
     pairs = []
     for t in truth:
+        first = None
         for i, d in enumerate(detected):
-            if i not in used and d - margin < t < d + margin:
+            if d - margin < t < d + margin and i not in used:
                 used.add(i)
-                pairs.append((t, i))
-                break
+                if first is None:
+                    first = i
+        if first is not None:
+            pairs.append((t, first))
     return pairs
 
 

@@ -33,12 +33,13 @@ def robust_scale(values: np.ndarray, location: np.ndarray | None = None) -> np.n
     which is dropped as an outlier): their standard deviation within 3.5 MADs of
     the median difference (efficient and robust); where the MAD is zero (e.g. a count that
     rarely moves) the plain MAD, then the standard deviation, then a floor of
-    1e-6 * max(1, |location|) so that a constant series never divides by zero.
+    max(1e-9 |location|, 1e-12) so that a constant series never divides by zero.
     """
     values = np.asarray(values, float)
     if location is None:
         location = robust_location(values)
-    floor = 1e-6 * np.maximum(1.0, np.abs(np.where(np.isfinite(location), location, 0.0)))
+    # far below any real noise, far above float rounding of the level
+    floor = np.maximum(1e-9 * np.abs(np.where(np.isfinite(location), location, 0.0)), 1e-12)
     if len(values) >= 3 and np.isfinite(values).all():  # the common case, vectorised
         diffs = np.diff(values, axis=0)
         centre = np.median(diffs, axis=0)

@@ -2,8 +2,10 @@
 
 A break is reported once *confirmed*: found (within a tolerance) in
 ``confirmations`` consecutive runs. ruptures' ``min_size`` keeps every break at
-least ``min_segment`` samples from the window's end, so a confirmed change is at
-least that old: a single noisy frame or a spike cannot make one.
+least ``min_segment`` samples from the window's end; a break found right at that
+boundary is a change younger than that whose place is not known yet, so it is
+not counted until it is clear of it. A single noisy frame or a spike cannot make
+a change.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class WindowedSearch:
         self.config = config
         self.penalty = penalty
         self.name: str = config.method
-        self._tolerance = max(2 * config.jump, 4)
+        # a real break stays put between runs; one tracking the window's end moves by `every`
+        self._tolerance = max(1, min(2 * config.jump, config.every - 1))
         self._tracked: list[_Tracked] = []
 
     def reset(self) -> None:
@@ -76,7 +79,12 @@ class WindowedSearch:
         found = self.breaks(snapshot.z)
         tracked: list[_Tracked] = []
         confirmed: list[Candidate] = []
+        n = len(snapshot.z)
         for prev, bkp, nxt in found:
+            if n - bkp <= self.config.min_segment + self.config.jump:
+                # pinned to the min_segment boundary: the change is younger than min_segment and its
+                # place is not known yet (ruptures cannot put it nearer the end); wait for later runs
+                continue
             index = snapshot.start + bkp
             match = min((t for t in self._tracked if abs(t.index - index) <= self._tolerance),
                         key=lambda t: abs(t.index - index), default=None)
