@@ -171,3 +171,25 @@ def test_curve_key_errors_name_the_file(tmp_path: Path, context: zmq.Context) ->
                                                       "curve": {"server_secret_file": str(path)}}})
         with pytest.raises(ConfigError, match=message):
             build_publisher(config, CollectorRegistry(), context=context)
+
+
+def test_a_stalled_subscriber_never_blocks_the_publisher(context: zmq.Context) -> None:
+    config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*", "sndhwm": 10}})
+    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    sub = _connected_sub(context, publisher, [b"stats"])
+    sub.setsockopt(zmq.RCVHWM, 10)
+    try:
+        assert publisher.zmq is not None
+        stats = FrameStats(1, 1.0, {f"statistic_{i}": float(i) for i in range(400)})  # ~9 KB
+        started = time.perf_counter()
+        for _ in range(1000):  # nobody reads: the HWMs fill, PUB drops, nothing waits
+            publisher.zmq.publish_stats(stats)
+        assert time.perf_counter() - started < 5.0
+        received = 0
+        while sub.poll(200):
+            sub.recv_multipart()
+            received += 1
+        assert received < 1000  # most were dropped at the high-water marks
+    finally:
+        sub.close()
+        publisher.close(1)
