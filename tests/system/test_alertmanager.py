@@ -193,11 +193,14 @@ def test_rejected_request_is_counted_failed_not_retried(alertmanager: Alertmanag
     config = AlertmanagerSinkConfig(type="alertmanager", url=alertmanager.url, backoff_initial_s=0.05)
     sink = AlertmanagerSink(config, metrics=AlertMetrics.on(registry))
     try:
-        # a label name Alertmanager does not accept: it answers 400
+        # a label name Alertmanager does not accept: it answers 400 for the whole batch
         sink.send(Alert(name="Bad", state="firing", labels={"bad-label": "x"}, annotations={}, starts_at=time.time()))
+        sink.send(Alert(name="Good", state="firing", labels={}, annotations={}, starts_at=time.time()))
         assert sink.flush(5)
         metrics = AlertMetrics.on(registry)
         assert metrics.alerts_sent.labels(sink="alertmanager", result="failed")._value.get() == 1
         assert metrics.alerts_sent.labels(sink="alertmanager", result="retry")._value.get() == 0
+        # the good one got through on its own; the bad one is not re-posted
+        assert [a["labels"]["alertname"] for a in alertmanager.alerts()] == ["Good"]
     finally:
         sink.close(1)

@@ -429,3 +429,16 @@ def test_alertmanager_send_never_blocks_on_a_hanging_receiver() -> None:
         assert 89 <= _sent(registry, "alertmanager", "dropped") <= 90  # bounded queue: 10 (+1 being posted) kept
     finally:
         sink.close(0.2)
+
+
+def test_alertmanager_rejected_batch_is_split_to_find_the_bad_alert() -> None:
+    transport = ScriptedTransport(400, 200, 400)
+    registry = CollectorRegistry()
+    sink = _am(transport, registry)
+    try:
+        rejected = sink._post([_alert(1), _alert(2)])
+    finally:
+        sink.close(0.5)
+    assert [a.labels["n"] for a in rejected] == ["2"]
+    assert [len(json.loads(c[1])) for c in transport.calls] == [2, 1, 1]
+    assert _sent(registry, "alertmanager", "success") == 1 and _sent(registry, "alertmanager", "failed") == 1

@@ -144,13 +144,15 @@ class AlertmanagerSink:
                     to_post.setdefault(fp, alert)
                 self._next_resend = now + self.config.resend_interval_s
             if to_post:
-                self._post(list(to_post.values()))
+                for rejected in self._post(list(to_post.values())):
+                    self._active.pop(rejected.fingerprint, None)  # never re-post what Alertmanager refuses
             for _ in range(taken):
                 self._queue.task_done()
             if self._closing.is_set() and self._queue.empty():
                 break
 
-    def _post(self, alerts: Sequence[Alert]) -> None:
+    def _post(self, alerts: Sequence[Alert]) -> list[Alert]:
+        """Post with retries; returns the alerts Alertmanager rejected for good (4xx)."""
         n = len(alerts)
         headers = {"Content-Type": "application/json"}
         if self._token is not None:
@@ -169,13 +171,15 @@ class AlertmanagerSink:
             else:
                 if 200 <= resp.status < 300:
                     self._metrics.sent(self.name, "success", n)
-                    return
+                    return []
                 snippet = resp.body[:200].decode("utf-8", "replace")
                 problem = f"HTTP {resp.status}: {snippet}"
                 if not retryable(resp.status):
+                    if n > 1:  # one bad alert fails the whole request: find it, deliver the others
+                        return [bad for alert in alerts for bad in self._post([alert])]
                     self._metrics.sent(self.name, "failed", n)
                     log.error("alert sink %s: %s rejected %d alert(s): %s", self.name, self._shown_url, n, problem)
-                    return
+                    return list(alerts)
                 hint = retry_after_s(resp)
             if attempt == self.config.max_attempts or self._abort.is_set():
                 break
@@ -187,3 +191,4 @@ class AlertmanagerSink:
                 break
         self._metrics.sent(self.name, "failed", n)
         log.error("alert sink %s: gave up on %d alert(s) to %s: %s", self.name, n, self._shown_url, problem)
+        return []  # not rejected, just unreachable: active ones are re-posted at the next resend
