@@ -28,14 +28,14 @@ def test_check_lists_rules_and_sinks_without_printing_secrets(tmp_path: Path, mo
     monkeypatch.setenv("WW_CLI_TOKEN", "very-secret-token")
     path = _config(tmp_path, rules=[{"kind": "threshold", "name": "CountLow", "statistic": "particle_count", "min": 5},
                                     {"kind": "no_frames", "name": "NoFrames", "after_s": 30}],
-                   sinks=[{"type": "webhook", "url": "http://127.0.0.1:9/x", "spool_dir": str(tmp_path / "s"),
+                   sinks=[{"type": "webhook", "url": "http://127.0.0.1:9/x?key=hidden", "spool_dir": str(tmp_path / "s"),
                            "bearer_token": {"env": "WW_CLI_TOKEN"}}])
     result = runner.invoke(app, ["alerts", "check", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("CountLow", "particle_count outside [5.0, None] for 1 frames", "NoFrames", "no frame for 30 s",
                  "webhook", "env WW_CLI_TOKEN (readable)"):
         assert text in result.output
-    assert "very-secret-token" not in result.output
+    assert "very-secret-token" not in result.output and "hidden" not in result.output
 
 
 def test_check_reports_bad_config_and_missing_secret(tmp_path: Path) -> None:

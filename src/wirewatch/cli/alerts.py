@@ -34,6 +34,7 @@ def check(config: Path = typer.Argument(..., help="Daemon config (its 'alerts:' 
     from rich.table import Table
 
     from wirewatch.publish.sinks.credentials import load_secret
+    from wirewatch.publish.sinks.transport import display_url
 
     cfg = _load_alerts_config(config)
     console = Console()
@@ -58,7 +59,7 @@ def check(config: Path = typer.Argument(..., help="Daemon config (its 'alerts:' 
                 details.append(f"{field}: {'file ' + str(ref.file) if ref.file else 'env ' + str(ref.env)} (readable)")
         if sink.type == "webhook":
             details.append(f"spool {sink.spool_dir}")
-        sinks.add_row(sink.name, sink.type, sink.url, "; ".join(details))
+        sinks.add_row(sink.name, sink.type, display_url(sink.url), "; ".join(details))
     console.print(rules)
     console.print(sinks)
     if cfg.zmq is not None:
@@ -82,6 +83,7 @@ def send_test(
 
     from wirewatch.publish.build import build_sinks
     from wirewatch.publish.metrics import AlertMetrics
+    from wirewatch.publish.sinks.webhook import WebhookSink
     from wirewatch.types import Alert
 
     cfg = _load_alerts_config(config)
@@ -117,7 +119,7 @@ def send_test(
                   for result in ("success", "retry", "failed", "dropped", "spooled")}
         # Alertmanager batches: one success may carry both alerts, so any success with no failure is fine
         ok = counts["success"] > 0 and counts["failed"] == 0 and counts["dropped"] == 0
-        if sink.__class__.__name__ == "WebhookSink":
+        if isinstance(sink, WebhookSink):  # one request per alert, each must succeed
             ok = counts["success"] == expected
         failed |= not ok
         summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
