@@ -183,7 +183,7 @@ class WebhookSink:
             self._metrics.sent(self.name, "failed")
             self._update_depth()
             return None
-        headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key, **self.config.headers}
+        headers = {**self.config.headers, "Content-Type": "application/json", "Idempotency-Key": entry.key}
         if self._hmac is not None:
             headers[self.config.signature_header] = sign(self._hmac.reveal().encode("utf-8"), body)
         if self._token is not None:
