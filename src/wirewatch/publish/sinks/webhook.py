@@ -152,8 +152,14 @@ class WebhookSink:
                 self._wake.wait(_POLL_S)
                 self._wake.clear()
                 continue
-            with self._busy:
-                retry_in = self._handle(entries[0])
+            retry_in = None
+            for entry in entries:  # one listing per pass, not per alert: a long backlog drains in O(n)
+                if self._abort.is_set():
+                    return
+                with self._busy:
+                    retry_in = self._handle(entry)
+                if retry_in is not None:
+                    break
             if retry_in is None:
                 continue
             if self._closing.is_set():
