@@ -114,3 +114,12 @@ def test_array10_any_json_value_in_any_field(json_value: object, key: str) -> No
 
     header = json.loads(enc.encode_array10(0, IMAGES[0])[0]) | {key: json_value}
     _decode_or_error("array-1.0", [json.dumps(header).encode(), IMAGES[0].tobytes()])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(PROFILE, max_examples=5000, derandomize=False)
+@given(data=st.data())
+def test_mutated_valid_messages_soak(fmt: str, data: st.DataObject) -> None:
+    _decode_or_error(fmt, data.draw(mutated(fmt)))
