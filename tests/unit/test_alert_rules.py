@@ -99,6 +99,17 @@ def test_threshold_missing_values(on_missing: str, expected: list[tuple[int, str
     assert _run(engine, [1, math.nan, 1, math.nan, math.nan, 1]) == expected
 
 
+def test_a_statistic_the_frames_never_carry_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    engine = _engine({**LOW, "statistic": "particle_cuont"},
+                     {"kind": "changepoint", "name": "C", "statistics": ["length_px_mean", "lenght_px_mean"]})
+    for i in range(3):
+        engine.observe(_frame(i, particle_count=3.0, length_px_mean=20.0), [], float(i))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "alert rule CountLow watches particle_cuont, which the frames do not carry; they have: length_px_mean, particle_count",
+        "alert rule C watches lenght_px_mean, which the frames do not carry; they have: length_px_mean, particle_count"]
+
+
 def test_threshold_absent_statistic_is_missing() -> None:
     engine = _engine({**LOW, "on_missing": "breach"})
     assert [a.state for a in engine.observe(_frame(0, width_px_mean=3.0), [], 0.0)] == ["firing"]

@@ -7,6 +7,7 @@ rules, rate limiting and global labels belong to ``AlertEngine``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from wirewatch.publish.config import (
 )
 from wirewatch.publish.templates import render_safe
 from wirewatch.types import Alert, ChangePoint, FrameStats
+
+log = logging.getLogger(__name__)
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
@@ -41,6 +44,17 @@ class _TemplatedRule:
         self.name = config.name
         self._config = config
         self._templates = {**DEFAULT_ANNOTATIONS[config.kind], **config.annotations}
+        self._names_checked = False
+
+    def _check_names(self, wanted: Sequence[str], stats: FrameStats) -> None:
+        """Once, on the first frame: a statistic the frames never carry is most likely a typo."""
+        if self._names_checked or not stats.aggregates:
+            return
+        self._names_checked = True
+        unknown = [name for name in wanted if name not in stats.aggregates]
+        if unknown:
+            log.warning("alert rule %s watches %s, which the frames do not carry; they have: %s", self.name,
+                        ", ".join(unknown), ", ".join(sorted(stats.aggregates)))
 
     def _alert(self, state: str, *, severity: str, extra_labels: Mapping[str, str], values: Mapping[str, Any],
                starts_at: float, ends_at: float | None = None, frame: int | None = None) -> Alert:
@@ -72,6 +86,7 @@ class ChangepointAlertRule(_TemplatedRule):
         return [s for s in cp.statistics if not c.statistics or s in c.statistics]
 
     def observe(self, stats: FrameStats, changepoints: Sequence[ChangePoint], now: float) -> list[Alert]:
+        self._check_names(self.config.statistics, stats)
         out: list[Alert] = []
         for cp in changepoints:
             for statistic in self._matching_statistics(cp):
@@ -122,6 +137,7 @@ class ThresholdAlertRule(_TemplatedRule):
 
     def observe(self, stats: FrameStats, changepoints: Sequence[ChangePoint], now: float) -> list[Alert]:
         c = self.config
+        self._check_names([c.statistic], stats)
         raw = stats.aggregates.get(c.statistic)
         try:
             value = float(raw) if raw is not None else math.nan
