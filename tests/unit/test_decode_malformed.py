@@ -71,6 +71,8 @@ def _mda(dims: list, inner: object) -> cbor2.CBORTag:
     (lambda: _a10(timestamp="now"), "bad_header"),
     (lambda: _a10(pixel_size_nm=0), "bad_header"),
     (lambda: _a10(signal="phase"), "bad_header"),
+    (lambda: _a10(i0=-5), "bad_header"),
+    (lambda: _a10(i0="bright"), "bad_header"),
     (lambda: _a10(modality="x" * 1000), "bad_header"),
     (lambda: [b"{not json", _a10()[1]], "bad_header"),
     (lambda: [b"[1, 2]", _a10()[1]], "bad_header"),

@@ -130,13 +130,13 @@ def test_stream2_new_series_without_start_and_end_resets_state() -> None:
 def test_array10_optional_fields_and_areadetector_htype() -> None:
     image = _images("uint16", 1)[0]
     parts = enc.encode_array10(7, image, timestamp=1700000000.5, pixel_size_nm=3.0, modality="stxm",
-                               signal="transmission", extra={"ndattr": {"x": 1}})
+                               signal="transmission", i0=4000.0, extra={"ndattr": {"x": 1}})
     header = json.loads(parts[0])
     header["htype"] = ["array-1.0"]
     (frame,) = make_decoder("array-1.0").decode([json.dumps(header).encode(), parts[1]], 5.0)
     assert (frame.frame_id, frame.time, frame.pixel_size_nm, frame.modality, frame.signal) == \
         (7, 1700000000.5, 3.0, "stxm", "transmission")
-    assert frame.received_at == 5.0 and frame.valid is None
+    assert frame.received_at == 5.0 and frame.valid is None and frame.meta["i0"] == 4000.0
     np.testing.assert_array_equal(frame.image, image)
 
 

@@ -1,8 +1,9 @@
 """``array-1.0``: a JSON header part then the raw pixel bytes (areaDetector / PSI convention).
 
 Header: ``{"htype": "array-1.0", "shape": [h, w], "type": "uint16", "frame": n}``
-plus optional ``timestamp`` (Unix s), ``pixel_size_nm``, ``modality`` and
-``signal`` (transmission | optical_density | intensity). Pixels are
+plus optional ``timestamp`` (Unix s), ``pixel_size_nm``, ``modality``,
+``signal`` (transmission | optical_density | intensity) and ``i0`` (incident
+intensity of a transmission image, passed on as ``Frame.meta['i0']``). Pixels are
 little-endian, C order. Unknown extra header keys are ignored (areaDetector
 adds its own attributes); ``htype`` may also be the one-element list
 areaDetector sends. A frame id lower than the previous one starts a new
@@ -64,6 +65,9 @@ class Array10Decoder:
         pixel_size_nm = f.number(pixel_nm, "pixel_size_nm", positive=True) if pixel_nm is not None else None
         modality = f.text(header["modality"], "modality") if header.get("modality") is not None else None
         signal = f.choice(header.get("signal", "intensity"), "signal", SIGNALS)
+        meta: dict[str, object] = {"format": HTYPE}
+        if header.get("i0") is not None:  # incident intensity, for transmission -> optical density
+            meta["i0"] = f.number(header["i0"], "i0", positive=True)
 
         payload = parts[1]
         need = h * w * dtype.itemsize
@@ -82,5 +86,5 @@ class Array10Decoder:
         self._last_frame = frame_id
         events.append(Frame(frame_id=frame_id, image=image, time=acquired, series_id=None,
                             pixel_size_nm=pixel_size_nm, modality=modality, signal=signal,  # type: ignore[arg-type]
-                            valid=None, received_at=received_at, meta={"format": HTYPE}))
+                            valid=None, received_at=received_at, meta=meta))
         return events

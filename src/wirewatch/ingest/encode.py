@@ -32,13 +32,14 @@ def _le_bytes(image: np.ndarray) -> bytes:
 
 def encode_array10(frame_id: int, image: np.ndarray, *, timestamp: float | None = None,
                    pixel_size_nm: float | None = None, modality: str | None = None, signal: str | None = None,
-                   extra: Mapping[str, Any] | None = None) -> list[bytes]:
+                   i0: float | None = None, extra: Mapping[str, Any] | None = None) -> list[bytes]:
     """``[json header, little-endian pixel bytes]`` for a 2-D image."""
     if image.ndim != 2:
         raise ValueError(f"array-1.0 needs a 2-D image, got shape {image.shape}")
     header: dict[str, Any] = {"htype": "array-1.0", "shape": [int(image.shape[0]), int(image.shape[1])],
                               "type": image.dtype.name, "frame": int(frame_id)}
-    optional = {"timestamp": timestamp, "pixel_size_nm": pixel_size_nm, "modality": modality, "signal": signal}
+    optional = {"timestamp": timestamp, "pixel_size_nm": pixel_size_nm, "modality": modality, "signal": signal,
+                "i0": i0}
     header.update({k: v for k, v in optional.items() if v is not None})
     if extra:
         header.update(extra)
