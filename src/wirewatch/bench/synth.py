@@ -29,26 +29,31 @@ class SynthBenchRow:
     seconds: float
     images_per_s: float
     wires_per_image: float
+    # Images per CPU-second of this process (in-process rows only; None with worker processes):
+    # what one idle core would give, robust to other jobs sharing the machine.
+    images_per_cpu_s: float | None = None
 
 
 def bench_render(preset: str, size: int, count: int, seed: int = 0) -> SynthBenchRow:
     cfg = preset_config(preset, size)
     generate(cfg, seed + 10_000)  # warm-up: imports, first allocations
     wires = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(count):
         wires += len(generate(cfg, seed + i).wires)
-    dt = time.perf_counter() - t0
-    return SynthBenchRow(preset, size, "render", 1, count, dt, count / dt, wires / count)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return SynthBenchRow(preset, size, "render", 1, count, dt, count / dt, wires / count, count / cpu)
 
 
 def bench_dataset(preset: str, size: int, count: int, workers: int, seed: int = 0) -> SynthBenchRow:
     cfg = preset_config(preset, size)
     with tempfile.TemporaryDirectory(prefix="wirewatch-bench-synth-") as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         manifest = write_dataset(Path(tmp) / "ds", cfg, count, seed, workers)
-        dt = time.perf_counter() - t0
-    return SynthBenchRow(preset, size, "dataset", workers, count, dt, count / dt, manifest["annotations"] / count)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    per_cpu = count / cpu if workers == 1 else None
+    return SynthBenchRow(preset, size, "dataset", workers, count, dt, count / dt, manifest["annotations"] / count,
+                         per_cpu)
 
 
 def run(presets: list[str], size: int, count: int, workers: list[int]) -> list[SynthBenchRow]:
