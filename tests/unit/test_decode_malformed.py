@@ -181,7 +181,16 @@ def test_stream2_shape_must_match_the_start_message() -> None:
     assert info.value.kind == "bad_shape" and "[10, 10]" in str(info.value)
 
 
+def test_stream2_dtype_must_match_the_start_message() -> None:
+    dec = make_decoder("stream2")
+    dec.decode(enc.encode_stream2_start(image_shape=IMG.shape, image_dtype="uint32"), 0.0)
+    with pytest.raises(DecodeError) as info:
+        dec.decode(enc.encode_stream2_image(0, IMG), 0.0)
+    assert info.value.kind == "bad_dtype" and "uint32" in str(info.value)
+
+
 @pytest.mark.parametrize(("extra", "kind"), [
+    ({"image_dtype": "complex64"}, "bad_dtype"),
     ({"image_size_x": 0, "image_size_y": 10}, "bad_header"),
     ({"image_size_x": 1 << 20, "image_size_y": 1 << 20}, "oversized"),
     ({"pixel_size_x": -1.0}, "bad_header"),

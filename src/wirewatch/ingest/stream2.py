@@ -27,7 +27,7 @@ from wirewatch.ingest import _fields as f
 from wirewatch.ingest import cbor
 from wirewatch.ingest.base import Parts
 from wirewatch.ingest.classify import stream2_type
-from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits, check_message_size
+from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits, check_dtype, check_message_size
 from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
 
 FORMAT = "stream2"
@@ -49,6 +49,7 @@ class SeriesInfo:
     channels: tuple[str, ...] = ()
     image_shape: tuple[int, int] | None = None  # (height, width) = (image_size_y, image_size_x)
     pixel_size_nm: float | None = None
+    dtype: str | None = None  # start message image_dtype
     announced: bool = True  # False when inferred from an image (start message not seen)
 
 
@@ -149,6 +150,9 @@ class Stream2Decoder:
         pixel_size_nm = None
         if msg.get("pixel_size_x") is not None:
             pixel_size_nm = f.number(msg["pixel_size_x"], "pixel_size_x", positive=True) * METRES_TO_NM
+        dtype = None
+        if msg.get("image_dtype") is not None:
+            dtype = check_dtype(msg["image_dtype"]).name
         arm_time = _timestamp(msg.get("arm_date"), "arm_date")
         meta: dict[str, Any] = {"format": FORMAT, "series_number": number, "channels": channels}
         for key in _START_META_NUMBERS:
@@ -157,7 +161,7 @@ class Stream2Decoder:
         for key in _START_META_TEXT:
             if isinstance(msg.get(key), str):
                 meta[key] = f.text(msg[key], key)
-        self.series = SeriesInfo(unique_id, number, channels, shape, pixel_size_nm)
+        self.series = SeriesInfo(unique_id, number, channels, shape, pixel_size_nm, dtype)
         return SeriesStart(series_id=unique_id, time=arm_time if arm_time is not None else received_at,
                            pixel_size_nm=pixel_size_nm, meta=meta)
 
@@ -188,6 +192,9 @@ class Stream2Decoder:
         if series.image_shape is not None and arr.dims != series.image_shape:
             raise DecodeError("bad_shape", f"channel {name!r} has shape {list(arr.dims)}, the start message "
                                            f"announced {list(series.image_shape)}")
+        if series.dtype is not None and arr.dtype.name != series.dtype:
+            raise DecodeError("bad_dtype", f"channel {name!r} holds {arr.dtype.name}, the start message "
+                                           f"announced {series.dtype}")
         image = arr.to_numpy(self.limits)
         acquired = received_at
         if series_date is not None and start_time is not None:
