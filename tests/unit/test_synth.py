@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wirewatch import coco
 from wirewatch.errors import ConfigError, InputError
@@ -26,6 +28,7 @@ from wirewatch.synth import (
     write_dataset,
 )
 from wirewatch.synth.dataset import window_rle
+from wirewatch.synth.generate import _shot_noise
 
 PRESETS = ("ptychography", "realistic", "stxm", "sem")
 
@@ -164,6 +167,41 @@ def test_generate_is_deterministic_and_seed_dependent():
     a, b, c = generate(cfg, 5), generate(cfg, 5), generate(cfg, 6)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks) and a.wires == b.wires
     assert not np.array_equal(a.image, c.image)
+
+
+def test_realistic_wires_are_not_all_prisms(samples):
+    wires = [w for s in samples["realistic"] for w in s.wires]
+    assert sum(w.taper > 0 for w in wires) == len(wires)  # every wire tapers a little
+    assert sum(w.bend > 0 for w in wires) == len(wires)
+    assert sum(w.branches > 0 for w in wires) >= 3
+    assert sum(w.neck for w in wires) >= 5
+    assert sum(w.agglomerate >= 0 for w in wires) >= 10
+    assert all(w.taper == w.bend == w.branches == 0 and not w.neck and w.agglomerate == -1
+               for s in samples["ptychography"] for w in s.wires)
+
+
+def test_agglomerated_wires_sit_close_together(samples):
+    for s in samples["realistic"]:
+        by_cluster: dict[int, list] = {}
+        for w in s.wires:
+            by_cluster.setdefault(w.agglomerate, []).append(w.centre)
+        for cluster, centres in by_cluster.items():
+            if cluster < 0 or len(centres) < 4:
+                continue
+            spread = np.asarray(centres).std(axis=0).mean()
+            assert spread < 2.5 * preset_config("realistic").wires.agglomerates.radius
+            scattered = np.asarray(by_cluster.get(-1, centres)).std(axis=0).mean()
+            assert spread < scattered
+
+
+@pytest.mark.parametrize("counts", [0.5, 5.0, 29.0, 31.0, 400.0])
+def test_shot_noise_is_poisson_like(counts):
+    # Exact Poisson below 30 expected counts, the normal approximation above: mean = variance either way.
+    rng = np.random.default_rng(1)
+    x = _shot_noise(rng, np.full(200_000, counts / 400.0, np.float32), 400.0) * 400.0
+    assert x.mean() == pytest.approx(counts, rel=0.01, abs=0.01)
+    assert x.var() == pytest.approx(counts, rel=0.03)
+    assert x.min() >= 0
 
 
 # --- preset characteristics, measured -----------------------------------------------------------
@@ -345,3 +383,58 @@ def test_write_dataset_rejects_bad_options(tmp_path, kwargs, message):
     args = {"count": 2, "seed": 0, **kwargs}
     with pytest.raises(ConfigError, match=message):
         write_dataset(tmp_path / "d", preset_config("ptychography", size=64), **args)
+
+
+# --- properties over random configurations -------------------------------------------------------
+
+
+@st.composite
+def _configs(draw) -> SynthConfig:
+    size = draw(st.sampled_from([48, 64, 80]))
+    lo_len = draw(st.floats(4, 40))
+    lo_w = draw(st.floats(0.5, 6))
+    n_min = draw(st.integers(0, 12))
+    over = {
+        "wires.count": {"min": n_min, "max": n_min + draw(st.integers(0, 12))},
+        "wires.length": {"kind": draw(st.sampled_from(["uniform", "lognormal", "fixed"])), "low": lo_len,
+                         "high": lo_len + draw(st.floats(0, 60)), "median": None},
+        "wires.width": {"kind": "uniform", "low": lo_w, "high": lo_w + draw(st.floats(0, 6))},
+        "wires.hexagonal_fraction": draw(st.floats(0, 1)),
+        "wires.orientation": {"mean_deg": draw(st.floats(-360, 360)), "kappa": draw(st.floats(0, 20))},
+        "wires.max_tilt_deg": draw(st.floats(0, 30)),
+        "wires.min_area_px": draw(st.integers(1, 10)),
+        "wires.shape": {
+            "taper": draw(st.none() | st.just({"low": 0.01, "high": 0.5})),
+            "bend": draw(st.none() | st.just({"low": 0.01, "high": 0.15})),
+            "roughness": draw(st.floats(0, 0.3)),
+            "branch_probability": draw(st.floats(0, 1)),
+            "neck_probability": draw(st.floats(0, 1)),
+        },
+        "wires.agglomerates": {"count": {"min": 0, "max": draw(st.integers(0, 3))}, "fraction": draw(st.floats(0, 1)),
+                               "radius": draw(st.floats(1, 30))},
+        "contrast.mode": draw(st.sampled_from(["optical_density", "sem"])),
+        "blur_sigma": draw(st.floats(0, 3)),
+        "coarse_factor": draw(st.integers(1, 6)),
+        "background": {"offset": draw(st.floats(0, 0.5)), "gradient": draw(st.floats(0, 0.5)),
+                       "bumps": draw(st.floats(0, 0.2))},
+        "noise": {"photons": draw(st.none() | st.floats(1, 1000)), "gaussian_sigma": draw(st.floats(0, 20))},
+    }
+    return with_overrides(preset_config("ptychography", size), over)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=_configs(), seed=st.integers(0, 2**32))
+def test_invariants_hold_for_any_configuration(cfg, seed):
+    s = generate(cfg, seed)
+    n = cfg.size
+    assert s.image.shape == s.od.shape == s.thickness.shape == (n, n) and s.image.dtype == np.uint8
+    assert s.masks.shape == (len(s.wires), n, n) and len(s.windows) == len(s.wires)
+    assert np.array_equal(s.masks.any(axis=0), s.thickness > 0)
+    assert np.isfinite(s.od).all()
+    for w, m, (r0, r1, c0, c1) in zip(s.wires, s.masks, s.windows, strict=True):
+        assert w.area_px == int(m.sum()) >= cfg.wires.min_area_px
+        assert int(m[r0:r1, c0:c1].sum()) == w.area_px  # the window holds the whole mask
+        rle, bbox, area = window_rle(m, (r0, r1, c0, c1))
+        assert rle == coco.encode_mask(m) and bbox == coco.mask_bbox(m) and area == w.area_px
+    again = generate(cfg, seed)
+    assert np.array_equal(again.image, s.image) and np.array_equal(again.masks, s.masks)
