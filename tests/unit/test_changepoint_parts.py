@@ -100,3 +100,14 @@ def test_windowed_search_finds_and_refines_a_step() -> None:
 def test_bad_config_names_the_key(data: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(ChangepointConfig, data, "changepoint")
+
+
+def test_bench_body_reports_cost_and_judges_targets() -> None:
+    from wirewatch.bench.changepoint import meets_targets, update_cost
+    from wirewatch.changepoint.evaluate import summarise
+
+    cost = update_cost(n_frames=300)
+    assert cost["frames"] == 300 and cost["statistics"] == 5
+    assert cost["cpu_ms_per_frame"] > 0 and cost["wall_ms_max"] >= cost["wall_ms_p99"] > 0
+    empty = summarise("none", [])
+    assert meets_targets(empty)["f1"] is None and meets_targets(empty)["false_alarms"] is None
