@@ -306,7 +306,8 @@ def test_coco_loads_and_decoded_masks_equal_the_generator(dataset_dir):
         assert api.loadCats(api.getCatIds()) == [coco.CATEGORY]
         for img in api.loadImgs(api.getImgIds()):
             index = int(img["file_name"].split(".")[0])
-            sample = generate(cfg, sample_seed(7, index))
+            assert img["seed"] == sample_seed(7, index)
+            sample = generate(cfg, img["seed"])
             png = cv2.imread(str(dataset_dir / "images" / img["file_name"]), cv2.IMREAD_UNCHANGED)
             assert png.dtype == np.uint8 and np.array_equal(png, sample.image)
             anns = api.loadAnns(api.getAnnIds(imgIds=[img["id"]]))

@@ -243,7 +243,9 @@ def write_dataset(out_dir: str | Path, config: SynthConfig, count: int, seed: in
         if progress is not None:
             progress(done, count)
     for index in range(count):
-        images.append({"id": index + 1, "file_name": image_name(index), "width": n, "height": n})
+        # ``seed``: generate(config, seed) re-renders this image in memory (COCO tools ignore the key).
+        images.append({"id": index + 1, "file_name": image_name(index), "width": n, "height": n,
+                       "seed": sample_seed(seed, index)})
     n_train, n_val = split_counts(count, split)
     info = {"description": f"wirewatch synthetic nanowires, preset {config.name}", "version": __version__,
             "seed": seed}
