@@ -45,6 +45,7 @@ def _register() -> None:
     from wirewatch.cli import synth as synth_cli; app.command("synth")(synth_cli.synth)  # noqa: E702, I001
     from wirewatch.cli import train as train_cli; app.command("train")(train_cli.train)  # noqa: E702, I001
     from wirewatch.cli import export as export_cli; app.command("export")(export_cli.export)  # noqa: E702, I001
+    from wirewatch.cli import bench_model; bench_app.command("model")(bench_model.bench_model)  # noqa: E702, I001
     from wirewatch.cli import inspect as inspect_cli; app.command("inspect")(inspect_cli.inspect)  # noqa: E702, I001
     from wirewatch.cli import bench_decode; bench_app.command("decode")(bench_decode.decode)  # noqa: E702, I001
     from wirewatch.cli import bench_synth; bench_app.command("synth")(bench_synth.bench_synth)  # noqa: E702, I001

@@ -1,0 +1,133 @@
+"""``wirewatch bench model``: per-frame latency of the segmentation model, PyTorch eager vs onnxruntime.
+
+Both sides do the same work per frame: the network plus full-frame masks for the
+detections above the score threshold (PyTorch pastes in torch, the runtime with
+numpy/OpenCV). Frames are synthesised default-preset images at the requested size.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelBenchRow:
+    runtime: str
+    device: str
+    variant: str
+    frames: int
+    median_ms: float
+    p90_ms: float
+    frames_per_s: float
+    detections_mean: float
+
+
+def synth_frames(count: int, size: int, seed: int = 7000) -> list[np.ndarray]:
+    """Default-preset frames as the segmenters take them (float32 0..1)."""
+    from wirewatch.synth import SynthConfig, generate
+
+    cfg = SynthConfig.preset("ptychography", size=size)  # type: ignore[attr-defined]
+    return [(generate(cfg, seed + i).image.astype(np.float32) / 255.0) for i in range(count)]
+
+
+def time_frames(name: str, device: str, variant: str, frames: Sequence[np.ndarray],
+                run: Callable[[np.ndarray], int], warmup: int = 1) -> ModelBenchRow:
+    for frame in frames[:warmup]:
+        run(frame)
+    latencies, counts = [], []
+    for frame in frames:
+        t0 = time.perf_counter()
+        counts.append(run(frame))
+        latencies.append(time.perf_counter() - t0)
+    median = statistics.median(latencies)
+    p90 = float(np.percentile(latencies, 90))
+    return ModelBenchRow(name, device, variant, len(frames), round(median * 1e3, 1), round(p90 * 1e3, 1),
+                         round(1.0 / median, 2), round(float(np.mean(counts)), 1))
+
+
+def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, threads: int,
+                 device: str = "cpu") -> tuple[Callable[[np.ndarray], int], Any]:
+    import torch
+
+    from wirewatch.export.onnx import model_from_checkpoint
+    from wirewatch.train.model import build_model, grey_to_model_input
+
+    torch.set_num_threads(threads)
+    if checkpoint is not None:
+        model, _ = model_from_checkpoint(checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = build_model(variant).eval()
+    model.roi_heads.score_thresh = score_threshold  # paste only what the runtime would keep
+    model.to(device)
+
+    @torch.no_grad()
+    def run(frame: np.ndarray) -> int:
+        out = model([grey_to_model_input(torch.from_numpy(frame).to(device))])[0]
+        masks = (out["masks"][:, 0] >= 0.5).cpu().numpy()
+        return len(masks)
+
+    return run, model
+
+
+def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
+                  score_threshold: float, threads: int = 2) -> list[ModelBenchRow]:
+    """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present)."""
+    import onnxruntime as ort
+
+    from wirewatch.segment.onnx_backend import OnnxSegmenter
+
+    images = synth_frames(frames, size)
+    rows: list[ModelBenchRow] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path: str | Path = model
+        if checkpoint is None and model == "random":
+            # Same random weights on both sides: export them first.
+            import torch
+
+            from wirewatch.export.onnx import export_onnx
+            from wirewatch.train.loop import CHECKPOINT_FORMAT
+
+            torch.manual_seed(0)
+            from wirewatch.train.model import build_model
+
+            ckpt = Path(tmp) / "random.pt"
+            torch.save({"format": CHECKPOINT_FORMAT, "model": build_model(variant).state_dict(),
+                        "variant": variant, "config": {"variant": variant}}, ckpt)
+            checkpoint = ckpt
+            onnx_path = export_onnx(ckpt, Path(tmp) / "random.onnx", input_size=(size, size))
+        run_torch, _ = torch_runner(checkpoint, variant, score_threshold, threads)
+        rows.append(time_frames("pytorch eager", "cpu", variant, images, run_torch))
+        seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
+                            threads=threads)
+        variant = seg.metadata.variant
+        rows.append(time_frames("onnxruntime", "cpu", variant, images, lambda f: len(seg.segment(f))))
+        available = ort.get_available_providers()
+        for provider, label in (("CUDAExecutionProvider", "onnxruntime cuda"),
+                                ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):
+            if provider in available:
+                gpu_seg = OnnxSegmenter(onnx_path, providers=[provider, "CPUExecutionProvider"],
+                                        score_threshold=score_threshold)
+                rows.append(time_frames(label, "gpu", variant, images, lambda f, s=gpu_seg: len(s.segment(f)),
+                                        warmup=3))
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                run_gpu, _ = torch_runner(checkpoint, variant, score_threshold, threads, device="cuda")
+                rows.append(time_frames("pytorch eager", "cuda", variant, images, run_gpu, warmup=3))
+        except ImportError:
+            pass
+    return rows
+
+
+def as_dicts(rows: Sequence[ModelBenchRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]

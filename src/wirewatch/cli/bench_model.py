@@ -1,0 +1,52 @@
+"""``wirewatch bench model``: PyTorch eager vs onnxruntime per-frame latency at 512 x 512."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def bench_model(
+    model: str = typer.Option("default", "--model", help="ONNX model ('default': the shipped one; 'random': "
+                              "random weights of --variant exported on the fly)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Training checkpoint of the same model "
+                                           "for the PyTorch row (else random weights of --variant)."),
+    variant: str = typer.Option("compact", "--variant", help="compact or r50_fpn (with --model random)."),
+    frames: int = typer.Option(10, "--frames", "-n", help="Frames timed per row."),
+    size: int = typer.Option(512, "--size", help="Frame side in pixels."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold"),
+    threads: int = typer.Option(2, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """Per-frame latency and frames/s: PyTorch eager vs onnxruntime (CPU; GPU rows when available)."""
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wirewatch.bench.model import as_dicts, run_benchmark
+    from wirewatch.errors import InputError
+
+    if frames < 1 or not 64 <= size <= 4096:
+        raise InputError("--frames must be >= 1 and --size within 64..4096")
+    if checkpoint is None and model != "random":
+        raise InputError("the PyTorch row needs the model's weights: give --checkpoint CKPT (the run's final.pt), "
+                         "or use --model random --variant V to compare random weights on both sides")
+    console = Console()
+    console.print(f"model benchmark: {frames} frames {size} x {size}, {os.cpu_count()} CPUs, "
+                  f"load average {os.getloadavg()[0]:.2f}")
+    rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads)
+    table = Table(title=f"segmentation model per frame at {size} x {size}")
+    for col in ("runtime", "device", "variant", "median ms", "p90 ms", "frames/s", "detections"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.runtime, r.device, r.variant, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}",
+                      f"{r.frames_per_s:.2f}", f"{r.detections_mean:.1f}")
+    console.print(table)
+    base = next(r for r in rows if r.runtime == "pytorch eager" and r.device == "cpu")
+    ort_cpu = next(r for r in rows if r.runtime == "onnxruntime" and r.device == "cpu")
+    console.print(f"onnxruntime CPU / PyTorch eager CPU speed ratio: {base.median_ms / ort_cpu.median_ms:.2f}x")
+    if json_out is not None:
+        json_out.write_text(json.dumps(as_dicts(rows), indent=1))

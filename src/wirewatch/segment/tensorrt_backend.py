@@ -1,0 +1,121 @@
+"""TensorRT engine segmenter (NVIDIA GPUs). No torch: the ``tensorrt`` package plus ``cuda-python``.
+
+The engine is built by ``wirewatch export --format tensorrt`` from the same ONNX graph
+(outputs ``boxes``, ``scores``, ``labels``, ``mask_probs``, fixed input size) and its
+metadata lives in the side-car ``ENGINE.json``. Masks are pasted on the CPU with the
+same code as the onnxruntime backend, so both return the same ``Detections``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
+from wirewatch.segment.onnx_backend import validate_image
+from wirewatch.segment.paste import paste_masks
+from wirewatch.types import Detections
+
+
+def gpu_unavailable_reason() -> str | None:
+    """Why TensorRT cannot run here (None when it can): package, CUDA bindings, driver, device."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "the tensorrt package is not installed (pip install 'wirewatch[gpu]' on a machine with an NVIDIA GPU)"
+    try:
+        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+    except ImportError:
+        return "cuda-python is not installed (pip install cuda-python), needed to move data to the GPU"
+    if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists():
+        return "no NVIDIA GPU or driver found (no nvidia-smi, no /dev/nvidia0)"
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or count == 0:
+        return f"CUDA reports no usable GPU ({err})"
+    return None
+
+
+def _check(result: Any) -> Any:
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise ModelError(f"CUDA call failed: {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+class TensorRTSegmenter:
+    """``Segmenter`` running a serialised TensorRT engine on the first GPU."""
+
+    name = "tensorrt"
+
+    def __init__(self, model: str | Path, score_threshold: float | None = None,
+                 mask_threshold: float | None = None) -> None:
+        reason = gpu_unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
+        import tensorrt as trt
+        from cuda.bindings import runtime as cudart
+
+        if str(model) == "default":
+            raise ModelError("the tensorrt backend needs an engine file built on this GPU: "
+                             "wirewatch export --format tensorrt --onnx <default.onnx> --out model.engine")
+        self.engine_path = resolve_model_path(model, suffix=".engine")
+        self.metadata = read_engine_metadata(self.engine_path)
+        self.score_threshold = self.metadata.score_threshold if score_threshold is None else score_threshold
+        self.mask_threshold = self.metadata.mask_threshold if mask_threshold is None else mask_threshold
+        self._trt = trt
+        self._cudart = cudart
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if engine is None:
+            raise ModelError(f"{self.engine_path} is not a TensorRT engine for this GPU / TensorRT version")
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.stream = _check(cudart.cudaStreamCreate())
+        self.shape = (self.metadata.input_height, self.metadata.input_width)
+        self._buffers: dict[str, tuple[np.ndarray, int]] = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            shape = tuple(engine.get_tensor_shape(name))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                shape = self.shape
+                self.context.set_input_shape(name, shape)
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            host = np.zeros([max(int(s), 1) for s in shape], dtype)
+            device = _check(cudart.cudaMalloc(host.nbytes))
+            self.context.set_tensor_address(name, device)
+            self._buffers[name] = (host, device)
+
+    def segment(self, image: np.ndarray) -> Detections:
+        image = validate_image(image)
+        if image.shape != self.shape:
+            raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the engine's fixed input "
+                             f"{self.shape[0]}x{self.shape[1]}")
+        cudart = self._cudart
+        kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        host, device = self._buffers["image"]
+        host[...] = image
+        _check(cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind_h2d, self.stream))
+        if not self.context.execute_async_v3(self.stream):
+            raise ModelError("TensorRT execution failed")
+        outputs: dict[str, np.ndarray] = {}
+        for name, (h, d) in self._buffers.items():
+            if name != "image":
+                _check(cudart.cudaMemcpyAsync(h.ctypes.data, d, h.nbytes, kind_d2h, self.stream))
+                outputs[name] = h
+        _check(cudart.cudaStreamSynchronize(self.stream))
+        # Fixed-size outputs: padded rows carry score 0 (or -1) and are dropped by the threshold.
+        count = outputs.get("num_detections")
+        n = int(count.reshape(-1)[0]) if count is not None else len(outputs["scores"])
+        boxes = outputs["boxes"].reshape(-1, 4)[:n].astype(np.float32)
+        scores = outputs["scores"].reshape(-1)[:n].astype(np.float32)
+        probs = outputs["mask_probs"].reshape(-1, *outputs["mask_probs"].shape[-2:])[:n].astype(np.float32)
+        keep = scores >= self.score_threshold
+        boxes, scores, probs = boxes[keep], scores[keep], probs[keep]
+        masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
+        return Detections(boxes=boxes, scores=scores, masks=masks, image_shape=image.shape)

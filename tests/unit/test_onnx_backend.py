@@ -1,0 +1,213 @@
+"""onnxruntime backend: torch parity of an exported model, metadata, pasting, bad input, GPU backends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment import load_segmenter
+from wirewatch.segment.base import Segmenter
+from wirewatch.segment.model_files import packaged_model_path, read_onnx_metadata, resolve_model_path
+from wirewatch.segment.onnx_backend import OnnxSegmenter
+from wirewatch.segment.paste import paste_masks
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A compact model trained a few steps on toy rods, exported through the CLI."""
+    pytest.importorskip("torch", reason="exporting needs the `train` extra (torch, torchvision, onnx)")
+    from wirewatch.cli.app import main
+    from wirewatch.train.config import TrainConfig
+    from wirewatch.train.loop import Trainer
+    from wirewatch.train.toy import write_toy_dataset
+
+    root = tmp_path_factory.mktemp("onnx")
+    data = write_toy_dataset(root / "data", n_train=6, n_val=2, size=96, seed=5)
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), steps=6, batch_size=2, crop_size=64,
+                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=6, log_every=3)
+    Trainer(cfg, show_progress=False).run()
+    onnx_path = root / "model.onnx"
+    argv = sys.argv
+    sys.argv = ["wirewatch", "export", "--checkpoint", str(root / "run" / "final.pt"), "--out", str(onnx_path),
+                "--height", "96", "--width", "96", "--score-threshold", "0.3"]
+    try:
+        main()  # returns normally on success; errors exit with code 2
+    finally:
+        sys.argv = argv
+    assert onnx_path.is_file()
+    return {"data": data, "checkpoint": root / "run" / "final.pt", "onnx": onnx_path}
+
+
+def toy_image(data: Path, index: int) -> np.ndarray:
+    import cv2
+
+    return (cv2.imread(str(data / "images" / f"{index:06d}.png"), cv2.IMREAD_GRAYSCALE) / 255.0).astype(np.float32)
+
+
+def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
+    from wirewatch.export.onnx import model_from_checkpoint
+    from wirewatch.train.validate import predict
+
+    model, _ = model_from_checkpoint(trained["checkpoint"])
+    segmenter = OnnxSegmenter(trained["onnx"], score_threshold=0.0)
+    compared = 0
+    for index in (6, 7):  # the two validation images
+        image = toy_image(trained["data"], index)
+        boxes, scores, masks = predict(model, image)
+        got = segmenter.segment(image)
+        assert len(got) == len(scores) > 0
+        np.testing.assert_allclose(got.scores, scores, rtol=1e-3, atol=1e-5)
+        scale = np.maximum(np.abs(boxes), 1.0)
+        assert np.max(np.abs(got.boxes - boxes) / scale) <= 1e-3
+        inter = (got.masks & masks).sum(axis=(1, 2))
+        union = (got.masks | masks).sum(axis=(1, 2))
+        nonempty = union > 0
+        assert np.all(inter[nonempty] / union[nonempty] >= 0.99)
+        compared += int(nonempty.sum())
+    assert compared > 0
+
+
+def test_metadata_is_embedded_and_read_back(trained: dict[str, Path]) -> None:
+    from wirewatch.train.loop import read_checkpoint
+
+    meta = read_onnx_metadata(trained["onnx"])
+    state = read_checkpoint(trained["checkpoint"])
+    assert (meta.input_height, meta.input_width) == (96, 96)
+    assert meta.class_names == ("background", "nanowire")
+    assert meta.variant == "compact" and meta.score_threshold == 0.3
+    assert meta.training_data_config_hash == state["data_config_hash"] != "unknown"
+    assert json.loads(meta.raw["normalisation"])["applied"] == "in graph"
+
+
+def test_segmenter_contract_and_thresholds(trained: dict[str, Path]) -> None:
+    segmenter = load_segmenter("onnxruntime", model=str(trained["onnx"]))
+    assert isinstance(segmenter, Segmenter) and segmenter.name == "onnxruntime"
+    image = toy_image(trained["data"], 6)
+    dets = segmenter.segment(image)
+    assert dets.image_shape == image.shape and dets.masks.dtype == bool
+    assert np.all(dets.scores >= 0.3)  # the metadata's default threshold
+    everything = OnnxSegmenter(trained["onnx"], score_threshold=0.0).segment(image)
+    assert len(everything) >= len(dets)
+    # A larger frame than the export size works: the graph runs at native scale.
+    big = np.zeros((128, 160), np.float32)
+    big[:96, :96] = image
+    assert OnnxSegmenter(trained["onnx"], score_threshold=0.0).segment(big).image_shape == (128, 160)
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    (np.zeros((96, 96), np.uint8), "dtype must be float32"),
+    (np.zeros((96, 96), np.float64), "dtype must be float32"),
+    (np.zeros((96, 96, 3), np.float32), "2-D grey"),
+    (np.zeros((1, 96, 96), np.float32), "squeeze the single channel"),
+    (np.zeros((16, 96), np.float32), "too small"),
+    (np.full((96, 96), np.nan, np.float32), "NaN"),
+    ([[0.0]], "numpy array"),
+])
+def test_bad_images_are_input_errors(trained: dict[str, Path], bad: object, match: str) -> None:
+    segmenter = OnnxSegmenter(trained["onnx"])
+    with pytest.raises(InputError, match=match):
+        segmenter.segment(bad)  # type: ignore[arg-type]
+
+
+def test_model_file_problems_are_model_errors(trained: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        OnnxSegmenter(tmp_path / "absent.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(trained["onnx"].read_bytes()[:5000])
+    with pytest.raises(ModelError, match="cannot load ONNX model"):
+        OnnxSegmenter(corrupt)
+    with pytest.raises(ModelError, match="exported for 96x96 input, not the requested 512x512"):
+        OnnxSegmenter(trained["onnx"], input_size=(512, 512))
+    fixed = OnnxSegmenter(trained["onnx"], input_size=(96, 96))
+    with pytest.raises(InputError, match="does not match the configured model input"):
+        fixed.segment(np.zeros((128, 128), np.float32))
+    with pytest.raises(InputError, match=r"score_threshold must be within 0\.\.1"):
+        OnnxSegmenter(trained["onnx"], score_threshold=1.5)
+
+
+def test_onnx_without_wirewatch_metadata_is_rejected(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["boxes"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["h", "w"])],
+                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["h", "w"])])
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelError, match="no wirewatch metadata"):
+        OnnxSegmenter(path)
+
+
+def test_missing_gpu_provider_says_why(trained: dict[str, Path]) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA provider present on this machine")
+    with pytest.raises(BackendUnavailable, match=r"CUDAExecutionProvider not available.*onnxruntime-gpu"):
+        OnnxSegmenter(trained["onnx"], providers=["CUDAExecutionProvider"])
+
+
+def test_paste_matches_torchvision() -> None:
+    torch = pytest.importorskip("torch", reason="the reference is torchvision's paste_masks_in_image")
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    gen = torch.Generator().manual_seed(0)
+    n, h, w = 120, 150, 200
+    probs = torch.rand(n, 1, 28, 28, generator=gen)
+    corner = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) - 10
+    size = torch.rand(n, 2, generator=gen) * 120 + 0.5
+    boxes = torch.cat([corner, corner + size], 1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    want = (paste_masks_in_image(probs, boxes, (h, w))[:, 0] >= 0.5).numpy()
+    got = paste_masks(probs[:, 0].numpy(), boxes.numpy(), (h, w), 0.5)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    assert paste_masks(np.zeros((0, 28, 28), np.float32), np.zeros((0, 4), np.float32), (h, w)).shape == (0, h, w)
+
+
+def test_default_model_resolves_to_the_packaged_file() -> None:
+    path = packaged_model_path()
+    if not path.is_file():
+        with pytest.raises(ModelError, match="packaged default model is missing"):
+            resolve_model_path("default")
+        pytest.skip(f"no default model shipped at {path} yet")
+    assert resolve_model_path("default") == path
+    assert path.stat().st_size <= 60_000_000
+    segmenter = OnnxSegmenter("default")
+    assert segmenter.metadata.variant == "compact"
+    assert (segmenter.metadata.input_height, segmenter.metadata.input_width) == (512, 512)
+    dets = segmenter.segment(np.zeros((512, 512), np.float32))
+    assert len(dets) == 0  # an empty frame holds no wires
+
+
+def test_tensorrt_backend_reports_why_it_is_unavailable(tmp_path: Path) -> None:
+    from wirewatch.segment.tensorrt_backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        pytest.skip("a GPU with TensorRT is present: see test_tensorrt_parity")
+    with pytest.raises(BackendUnavailable, match="tensorrt backend unavailable: "):
+        load_segmenter("tensorrt", model=str(tmp_path / "model.engine"))
+
+
+@pytest.mark.gpu
+def test_tensorrt_parity(trained: dict[str, Path], tmp_path: Path) -> None:
+    """fp16 engine vs onnxruntime on the same frames: same detections (score > 0.5), boxes within 1 px."""
+    from wirewatch.export.tensorrt import build_engine
+    from wirewatch.segment.tensorrt_backend import TensorRTSegmenter, gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"TensorRT unavailable: {reason}")
+    engine = build_engine(None, tmp_path / "m.engine", onnx_path=trained["onnx"], input_size=(96, 96))
+    trt_seg, ort_seg = TensorRTSegmenter(engine, score_threshold=0.5), OnnxSegmenter(trained["onnx"], score_threshold=0.5)
+    image = toy_image(trained["data"], 6)
+    a, b = trt_seg.segment(image), ort_seg.segment(image)
+    assert abs(len(a) - len(b)) <= 1
+    n = min(len(a), len(b))
+    assert np.max(np.abs(a.boxes[:n] - b.boxes[:n]), initial=0.0) <= 1.0  # fp16 tolerance: 1 px
