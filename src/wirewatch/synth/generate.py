@@ -297,7 +297,8 @@ def generate(config: SynthConfig, seed: int) -> Sample:
 
 def _shot_noise(rng: np.random.Generator, signal: np.ndarray, photons: float) -> np.ndarray:
     """Poisson counting noise, ``photons`` counts at full scale: exact where few counts are expected,
-    the normal approximation N(lam, lam) where many are (it differs from Poisson by < 1e-2 there)."""
+    the normal approximation N(lam, lam) where many are (same mean and variance; the skewness
+    1/sqrt(lam) it drops is below 0.19 there), several times faster on a full frame."""
     lam = np.clip(signal, 0.0, None) * np.float32(photons)
     out = lam + np.sqrt(lam) * rng.standard_normal(lam.shape, dtype=np.float32)
     low = lam < _POISSON_EXACT_BELOW
