@@ -66,7 +66,8 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
     else:
         torch.manual_seed(0)
         model = build_model(variant).eval()
-    model.roi_heads.score_thresh = score_threshold  # paste only what the runtime would keep
+    roi_heads: Any = model.roi_heads
+    roi_heads.score_thresh = score_threshold  # paste only what the runtime would keep
     model.to(device)
 
     @torch.no_grad()
@@ -109,15 +110,14 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
         seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
                             threads=threads)
         variant = seg.metadata.variant
-        rows.append(time_frames("onnxruntime", "cpu", variant, images, lambda f: len(seg.segment(f))))
+        rows.append(time_frames("onnxruntime", "cpu", variant, images, _counter(seg)))
         available = ort.get_available_providers()
         for provider, label in (("CUDAExecutionProvider", "onnxruntime cuda"),
                                 ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):
             if provider in available:
                 gpu_seg = OnnxSegmenter(onnx_path, providers=[provider, "CPUExecutionProvider"],
                                         score_threshold=score_threshold)
-                rows.append(time_frames(label, "gpu", variant, images, lambda f, s=gpu_seg: len(s.segment(f)),
-                                        warmup=3))
+                rows.append(time_frames(label, "gpu", variant, images, _counter(gpu_seg), warmup=3))
         try:
             import torch
 
@@ -131,3 +131,10 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
 
 def as_dicts(rows: Sequence[ModelBenchRow]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
+
+
+def _counter(segmenter: Any) -> Callable[[np.ndarray], int]:
+    def run(frame: np.ndarray) -> int:
+        return len(segmenter.segment(frame))
+
+    return run
