@@ -204,3 +204,19 @@ def test_rejected_request_is_counted_failed_not_retried(alertmanager: Alertmanag
         assert [a["labels"]["alertname"] for a in alertmanager.alerts()] == ["Good"]
     finally:
         sink.close(1)
+
+
+def test_cli_alerts_test_reaches_alertmanager(alertmanager: Alertmanager, am_hook: AlertReceiver,
+                                              tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from wirewatch.cli.app import app
+
+    path = tmp_path / "alerts.yaml"
+    path.write_text(yaml.safe_dump({"sinks": [{"type": "alertmanager", "url": alertmanager.url}]}))
+    result = CliRunner().invoke(app, ["alerts", "test", str(path), "--no-resolve"])
+    assert result.exit_code == 0, result.output
+    assert "alertmanager: OK (success 1)" in result.output
+    (found,) = _wait(lambda: alertmanager.alerts(alertname="WirewatchTestAlert"), what="the test alert")
+    assert found["labels"] == {"alertname": "WirewatchTestAlert", "severity": "info", "test": "true"}
