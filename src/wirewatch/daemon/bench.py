@@ -113,7 +113,8 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     window = (warm[-1][0] - window_start) if warm else seconds
     lat = np.array([r[1] for r in warm]) if warm else np.array([np.nan])
     seg = np.array([r[2] for r in warm]) if warm else np.array([np.nan])
-    dropped = int(daemon.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": "overflow"}) or 0)
+    dropped = int(sum(daemon.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
+                      for r in ("overflow", "superseded")))
     return DaemonBench(
         backend=daemon.built.backend, model=daemon.built.model, size=size, rate=rate, seconds=seconds,
         frames_sent=sent, frames_processed=daemon.pipeline.processed, frames_dropped=dropped,

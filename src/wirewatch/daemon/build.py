@@ -134,7 +134,8 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             queue_size=config.pipeline.queue_size, pixel_size_nm=config.measure.pixel_size_nm,
             poll_interval_s=config.pipeline.poll_interval_s,
             error_log_interval_s=config.pipeline.error_log_interval_s,
-            is_replay=record.is_replay if record is not None else None)
+            is_replay=record.is_replay if record is not None else None,
+            take_latest=config.ingest.policy == "latest")
     except BaseException:
         for s in sinks:
             s.close()

@@ -149,7 +149,7 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
     seconds = time.monotonic() - t0
     reg = daemon.registry
     dropped = int(sum(reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
-                      for r in ("overflow", "replay", "shutdown")))
+                      for r in ("overflow", "superseded", "replay", "shutdown")))
     errors = int(sum(s.value for m in reg.collect() if m.name == "wirewatch_frame_errors" for s in m.samples
                      if s.name.endswith("_total")))
     files = [record, out / "truth.json", *_plots(out, state, truth["change_points"], sc.name)]
@@ -201,7 +201,8 @@ def _progress_table(daemon: Daemon, sim: Simulator, state: DemoState, elapsed: f
         last_frame = state.frames[-1] if state.frames else None
         recent = state.latency_s[-20:]
         n_cps = len(state.changepoints)
-    dropped = reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": "overflow"}) or 0
+    dropped = sum(reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
+                  for r in ("overflow", "superseded"))
     table = Table(title=f"wirewatch demo  {elapsed:5.1f} s", show_header=False, min_width=60)
     table.add_column("what", style="bold")
     table.add_column("value")

@@ -19,9 +19,9 @@ from wirewatch import __version__
 STAGES = ("decode", "preprocess", "segment", "measure", "changepoint", "publish", "total")
 
 # Drop reasons: overflow (policy latest: the raw buffer was full, the oldest frame gave way to a newer one),
-# replay (a restarted daemon got a frame its record already holds), shutdown (still queued when the
-# shutdown timeout ran out).
-DROP_REASONS = ("overflow", "replay", "shutdown")
+# superseded (policy latest: a newer frame was waiting when the segmenter became free), replay (a restarted
+# daemon got a frame its record already holds), shutdown (still queued when the shutdown timeout ran out).
+DROP_REASONS = ("overflow", "superseded", "replay", "shutdown")
 
 # statistic name -> (metric name, help, factor applied to the value)
 STAT_GAUGES: dict[str, tuple[str, str, float]] = {

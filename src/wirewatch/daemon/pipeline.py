@@ -60,7 +60,7 @@ class Pipeline:
                  measurer: Measurer, detector: ChangeDetector | None, sinks: Sequence[ResultSink],
                  metrics: DaemonMetrics, queue_size: int = 4, pixel_size_nm: float | None = None,
                  poll_interval_s: float = 0.1, error_log_interval_s: float = 10.0,
-                 is_replay: ReplayCheck | None = None) -> None:
+                 is_replay: ReplayCheck | None = None, take_latest: bool = False) -> None:
         self.source = source
         self.decoder = decoder
         self.preprocess = preprocess
@@ -72,6 +72,7 @@ class Pipeline:
         self.pixel_size_nm = pixel_size_nm
         self.poll = poll_interval_s
         self.is_replay = is_replay
+        self.take_latest = take_latest
         self.listeners: list[Listener] = []
         self.changepoint_listeners: list[Callable[[ChangePoint], None]] = []
         self._q_measure: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -196,8 +197,27 @@ class Pipeline:
                 if closed or self.source.finished:
                     break
                 continue
-            self._handle_message(msg)
+            for m in self._newest_first(msg):
+                self._handle_message(m)
         self._put(self._q_measure, Stop())
+
+    def _newest_first(self, msg: RawMessage) -> list[RawMessage]:
+        """With ``take_latest``, also take what else waits in the raw buffer and keep only the newest frame
+        of each run of frames (series start/end messages all stay, in order): the frame segmented next is
+        the freshest one, so latency stays near one inference. Skipped frames: ``dropped{superseded}``."""
+        if not self.take_latest or msg.control:
+            return [msg]
+        batch = [msg]
+        while self.source.stats().buffered > 0:
+            more = self.source.get(timeout=0)
+            if more is None:
+                break
+            batch.append(more)
+        keep = [m for i, m in enumerate(batch)
+                if m.control or i + 1 == len(batch) or batch[i + 1].control]
+        if len(keep) < len(batch):
+            self.metrics.frames_dropped.labels(reason="superseded").inc(len(batch) - len(keep))
+        return keep
 
     def _received_before_stop_handled(self) -> bool:
         """True once every message received before the stop was taken, dropped or rejected. A message the
