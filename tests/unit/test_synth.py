@@ -295,6 +295,7 @@ def test_dataset_layout_and_manifest(dataset_dir):
                                                                    sample_seed(7, 2)).od)
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_coco_loads_and_decoded_masks_equal_the_generator(dataset_dir):
     from pycocotools.coco import COCO
 
