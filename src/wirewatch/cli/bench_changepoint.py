@@ -46,7 +46,7 @@ def bench_changepoint(
     if frames < 100:
         raise ConfigError(f"--frames must be >= 100, got {frames}")
     cfg = load_changepoint_config(config)
-    console = Console(width=max(140, shutil.get_terminal_size().columns))
+    console = Console(width=max(160, shutil.get_terminal_size().columns))
     console.print(f"change-point benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
                   "(CPU time is per process; wall times suffer from other jobs)")
     cost = update_cost(cfg.with_stats(cfg.stats), n_frames=frames)
@@ -61,10 +61,10 @@ def bench_changepoint(
                                 progress=lambda msg: status.update(f"evaluating: {msg}"))
     table = Table(title=f"change-point evaluation, margin 10 frames (targets: F1 >= {TARGET_F1:g}, delay <= "
                         f"{TARGET_DELAY:g}, false alarms <= {TARGET_FA_PER_1000:g} / 1000 frames)")
+    table.add_column("set", justify="left", min_width=40)
     for col in ("streams", "frames", "changes", "detected", "precision", "recall", "F1", "delay",
                 "FA / 1000", "ms/frame", "targets"):
         table.add_column(col, justify="right")
-    table.add_column("set", justify="left")
 
     def fmt(value: float, spec: str) -> str:
         return "-" if not math.isfinite(value) else format(value, spec)
@@ -72,10 +72,10 @@ def bench_changepoint(
     for r in rows:
         verdict = meets_targets(r)
         failed = [k for k, v in verdict.items() if v is False]
-        table.add_row(str(r.streams), str(r.frames), str(r.true_changes), str(r.detections),
+        table.add_row(r.name, str(r.streams), str(r.frames), str(r.true_changes), str(r.detections),
                       fmt(r.precision, ".3f") if r.true_changes else "-", fmt(r.recall, ".3f"), fmt(r.f1, ".3f"),
                       fmt(r.mean_delay, ".1f"), fmt(r.false_alarms_per_1000, ".2f"), fmt(r.ms_per_frame, ".3f"),
-                      "ok" if not failed else "FAIL " + ",".join(failed), r.name)
+                      "ok" if not failed else "FAIL " + ",".join(failed))
     console.print(table)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
