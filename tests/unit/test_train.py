@@ -50,7 +50,7 @@ def test_augmentation_moves_image_and_masks_together() -> None:
         assert np.array_equal(bright, out.masks[0])
         assert out.masks[0].sum() == sample.masks[0].sum()
         np.testing.assert_array_equal(out.boxes, boxes_of(out.masks))
-        assert out.image.dtype == np.float32 and 0.0 <= out.image.min() and out.image.max() <= 1.0
+        assert out.image.dtype == np.float32 and out.image.min() >= 0.0 and out.image.max() <= 1.0
 
 
 def test_augmentation_options_change_pixels_not_masks() -> None:
@@ -100,7 +100,7 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 def test_unknown_variant_is_a_clear_error() -> None:
-    with pytest.raises(InputError, match="unknown model variant 'tiny'.*compact"):
+    with pytest.raises(InputError, match=r"unknown model variant 'tiny'.*compact"):
         build_model("tiny")
 
 
@@ -187,3 +187,29 @@ def test_train_cli_reports_bad_usage(toy: Path, tmp_path: Path, monkeypatch: pyt
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2 and "variant" in capsys.readouterr().err
+
+
+def test_train_cli_runs_resumes_and_extends_the_schedule(toy: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from wirewatch.cli.app import main
+
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text("steps: 2\nbatch_size: 1\ncrop_size: 64\nwarmup_steps: 1\nval_images: 0\n"
+                   "checkpoint_every: 1\nlog_every: 1\n")
+    run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--config", str(cfg), "--data", str(toy),
+                                      "--out", str(run), "--no-progress"])
+    main()
+    assert "step 2 in" in capsys.readouterr().out
+    assert read_checkpoint(run / "final.pt")["step"] == 2
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--config", str(cfg), "--data", str(toy),
+                                      "--out", str(run)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--out", str(run), "--resume", "--steps", "3",
+                                      "--no-progress"])
+    main()
+    assert read_checkpoint(run / "final.pt")["step"] == 3
+    assert "steps: 3" in (run / "config.yaml").read_text()

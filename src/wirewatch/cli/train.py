@@ -32,8 +32,12 @@ def train(
 
     if resume:
         cfg = load_run_config(out)
-        if max_steps is None and steps is not None:
-            cfg.steps = steps  # extending a finished schedule is explicit
+        if steps is not None and steps != cfg.steps:
+            # Extending (or shortening) the planned schedule of a run is explicit and recorded.
+            import yaml
+
+            cfg.steps = steps
+            (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     else:
         overrides: dict[str, Any] = {"out": str(out)}
         for key, value in (("data", data), ("variant", variant), ("steps", steps), ("time_budget_s", time_budget),

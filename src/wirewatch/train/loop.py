@@ -284,7 +284,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError(f"checkpoint not found: {p}")
     try:
-        state: Any = torch.load(p, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is tensors and plain values; never run pickled code from a file.
+        state: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"cannot read checkpoint {p}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
