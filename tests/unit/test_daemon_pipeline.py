@@ -199,3 +199,13 @@ def test_shipped_configs_load_and_env_overrides_apply() -> None:
     assert cfg.http.host == "127.0.0.1" and cfg.alerts.zmq is not None
     example = load_daemon_config(CONFIG / "stream2-example.yaml", environ={})
     assert example.preprocess.fit == "tile" and example.ingest.channel == "threshold_1"
+
+
+def test_take_latest_keeps_the_newest_frame_of_each_run_and_every_series_event() -> None:
+    first = encode_series("stream2", [rods(i) for i in range(3)], series_id=1)
+    second = encode_series("stream2", [rods(i) for i in range(1)], series_id=2)
+    pipe, sink, detector = run(first + second, fmt="stream2", take_latest=True)
+    assert [r.frame_id for r in sink.results] == [2, 0]  # frames 0 and 1 of series 1 were superseded
+    assert [type(e).__name__ for e in sink.events] == ["SeriesStart", "SeriesEnd", "SeriesStart", "SeriesEnd"]
+    reg = pipe.metrics.registry
+    assert reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": "superseded"}) == 2
