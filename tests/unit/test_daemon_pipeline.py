@@ -19,6 +19,7 @@ from wirewatch.daemon.pipeline import Pipeline
 from wirewatch.daemon.stages import FrameResult, ThrottledLog
 from wirewatch.ingest import encode_array10, encode_series, make_decoder
 from wirewatch.ingest.base import RawMessage, SourceStats
+from wirewatch.ingest.zmq_source import is_control
 from wirewatch.preprocess import PreprocessConfig
 from wirewatch.segment.watershed import WatershedSegmenter
 from wirewatch.stats import measure
@@ -32,7 +33,8 @@ class ListSource:
 
     def __init__(self, messages: list[list[bytes]], format_name: str = "array-1.0") -> None:
         self.format_name = format_name
-        self._msgs = [RawMessage(parts=tuple(m), received_at=time.time(), seq=i) for i, m in enumerate(messages)]
+        self._msgs = [RawMessage(parts=tuple(m), received_at=time.time(), seq=i, control=is_control(format_name, m))
+                      for i, m in enumerate(messages)]
         self._i = 0
         self.closed = False
 
@@ -204,7 +206,7 @@ def test_shipped_configs_load_and_env_overrides_apply() -> None:
 def test_take_latest_keeps_the_newest_frame_of_each_run_and_every_series_event() -> None:
     first = encode_series("stream2", [rods(i) for i in range(3)], series_id=1)
     second = encode_series("stream2", [rods(i) for i in range(1)], series_id=2)
-    pipe, sink, detector = run(first + second, fmt="stream2", take_latest=True)
+    pipe, sink, _ = run(first + second, fmt="stream2", take_latest=True)
     assert [r.frame_id for r in sink.results] == [2, 0]  # frames 0 and 1 of series 1 were superseded
     assert [type(e).__name__ for e in sink.events] == ["SeriesStart", "SeriesEnd", "SeriesStart", "SeriesEnd"]
     reg = pipe.metrics.registry
