@@ -37,6 +37,7 @@ from wirewatch.types import ChangePoint, Severity
 log = logging.getLogger(__name__)
 
 SEGMENT_FOR_SCALE = 16  # samples after a change before the noise scale is re-learnt from them
+MAX_ABS_VALUE = 1e100  # beyond any real statistic; larger values are corrupt and treated as missing
 SCALE_RELATIVE_SE = 0.9  # relative standard error of robust_scale from n samples is ~0.9 / sqrt(n)
 ONLINE_HOLDOFF = 32  # samples after a change the online test only learns its new baseline
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
@@ -90,7 +91,7 @@ class StreamingDetector:
             value = stats.get(name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue  # None (JSON null), strings and the like are missing values
-            if math.isfinite(value):
+            if math.isfinite(value) and abs(value) < MAX_ABS_VALUE:
                 row[j] = float(value)
         return row
 
