@@ -105,8 +105,8 @@ def coco_metrics(gt: dict[str, Any], results: list[dict[str, Any]],
         coco_dt = coco_gt.loadRes([dict(r) for r in results])
         for iou_type in iou_types:
             ev = COCOeval(coco_gt, coco_dt, iouType=iou_type)
-            # Dense frames hold more than 100 wires: count every detection.
-            ev.params.maxDets = [1, 10, max(100, _max_per_image(results))]
+            # pycocotools' standard maxDets (1, 10, 100): summarize() reads AP at 100 only, so raising it
+            # would turn AP into -1; the top 100 detections per image are scored, as in COCO.
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
@@ -114,9 +114,3 @@ def coco_metrics(gt: dict[str, Any], results: list[dict[str, Any]],
                 out[f"{iou_type}.{name}"] = float(ev.stats[i])
     return out
 
-
-def _max_per_image(results: list[dict[str, Any]]) -> int:
-    counts: dict[int, int] = {}
-    for r in results:
-        counts[r["image_id"]] = counts.get(r["image_id"], 0) + 1
-    return max(counts.values(), default=0)

@@ -191,9 +191,6 @@ def test_segmenting_needs_the_images(tmp_path: Path) -> None:
         segment_ground_truth_images(gt, WatershedSegmenter(), [tmp_path])
 
 
-@pytest.mark.xfail(strict=True, reason="wirewatch.coco.coco_metrics raises maxDets above 100 but pycocotools' "
-                   "summarize() reads AP at maxDets=100 only, so AP is -1 when an image has >100 detections "
-                   "(reported to the lead; coco.py is not ours)")
 def test_more_than_100_detections_in_one_image_still_give_an_ap() -> None:
     gt = ground_truth([[block(10, 10, 10, 10)]])
     speck = block(50, 60, 1, 1)
