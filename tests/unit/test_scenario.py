@@ -83,3 +83,10 @@ def test_scaling_a_non_number_is_an_error(tmp_path: Path) -> None:
 def test_unknown_shipped_name() -> None:
     with pytest.raises(ConfigError, match="no shipped scenario"):
         resolve_scenario("nope")
+
+
+def test_builtin_demo_equals_the_shipped_file() -> None:
+    from wirewatch.config.base import validate
+    from wirewatch.simulate.scenario import BUILTIN_DEMO
+
+    assert validate(Scenario, BUILTIN_DEMO) == load_scenario(SCENARIOS / "demo.yaml")

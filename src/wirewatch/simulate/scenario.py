@@ -192,9 +192,32 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
     return scenario
 
 
+SCENARIO_DIR = Path(__file__).resolve().parents[3] / "config" / "scenarios"
+
+# The demo scenario, built in so `wirewatch demo` also works from an installed wheel without the
+# repository's config/ folder. Must equal config/scenarios/demo.yaml (a test checks).
+BUILTIN_DEMO: dict[str, Any] = {
+    "name": "demo",
+    "description": "wires lengthen steadily; width jumps at 75, density doubles at 150, alignment appears at 225",
+    "frames": 300, "seed": 7, "preset": "ptychography", "size": 256, "pixel_size_nm": 10.0,
+    "base": {"wires.count": {"min": 10, "max": 14}},
+    "changes": [
+        {"frame": 75, "label": "width jumps by 60 %", "scale": {"wires.width": 1.6},
+         "statistics": ["width_px_mean", "width_px_median", "area_px_mean"]},
+        {"frame": 150, "label": "particle density doubles", "scale": {"wires.count": 2.0},
+         "statistics": ["particle_count", "coverage_fraction"]},
+        {"frame": 225, "label": "alignment appears", "set": {"wires.orientation.kappa": 8.0,
+                                                             "wires.orientation.mean_deg": 30.0},
+         "statistics": ["orientation_order", "orientation_mean_deg"]},
+    ],
+    "ramps": [{"key": "wires.length", "mode": "scale", "start": 1.0, "end": 1.4, "start_frame": 0,
+               "end_frame": 300}],
+}
+
+
 def shipped_scenario_path(name: str) -> Path:
     """Path of a scenario shipped in the repository's ``config/scenarios`` (e.g. ``demo``)."""
-    path = Path(__file__).resolve().parents[3] / "config" / "scenarios" / f"{name}.yaml"
+    path = SCENARIO_DIR / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"no shipped scenario {name!r} (looked for {path})")
     return path
@@ -205,4 +228,8 @@ def resolve_scenario(name_or_path: str | Path) -> Scenario:
     p = Path(name_or_path)
     if p.suffix in {".yaml", ".yml"} or p.exists():
         return load_scenario(p)
+    if str(name_or_path) == "demo" and not (SCENARIO_DIR / "demo.yaml").exists():
+        scenario = validate(Scenario, BUILTIN_DEMO, "built-in demo scenario")
+        scenario.check()
+        return scenario
     return load_scenario(shipped_scenario_path(str(name_or_path)))
