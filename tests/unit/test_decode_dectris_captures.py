@@ -91,3 +91,12 @@ def test_inspect_cli_prints_expected_json() -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {str(Path(k).relative_to(DATA)): v for k, v in report.items()} == _expected()
+
+
+def test_real_messages_are_classified_from_their_prefix() -> None:
+    from wirewatch.ingest.classify import stream2_type
+
+    for name, want in _expected().items():
+        body = (DATA / name).read_bytes()
+        assert stream2_type(body[:64]) == want["type"]  # the first 64 bytes are enough
+        assert Stream2Decoder().is_control([body]) == (want["type"] in ("start", "end"))
