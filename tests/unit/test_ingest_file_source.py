@@ -174,3 +174,23 @@ def test_inspect_reports_each_file_and_fails_on_bad_ones(tmp_path: Path) -> None
         "shape": [2, 3], "dtype": "uint16", "sum": 15, "nodata_pixels": 0, "valid_sum": 15,
         "sha256": "d19c56fe954b4adbb040580d9ae4e98a692b51f8e2cab91d7ddecb903cec9204"}}}
     assert report[str(bad)]["error"] == "truncated"
+
+
+def test_tiff_stack_is_a_movie(tmp_path: Path) -> None:
+    movie = np.stack([np.full((6, 7), i, np.uint16) for i in range(5)])
+    tifffile.imwrite(tmp_path / "movie.tif", movie)
+    source = FileSource(tmp_path / "movie.tif")
+    frames = _replay(source)
+    assert [f.frame_id for f in frames] == [0, 1, 2, 3, 4]
+    assert [int(f.image[0, 0]) for f in frames] == [0, 1, 2, 3, 4]
+    assert all(f.image.shape == (6, 7) for f in frames)
+
+
+def test_images_above_max_pixels_are_rejected(tmp_path: Path) -> None:
+    from wirewatch.ingest.limits import DecodeLimits
+
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "0.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "1.png")
+    source = FileSource(tmp_path, limits=DecodeLimits(max_pixels=100))
+    assert [f.image.shape for f in _replay(source)] == [(4, 4)]
+    assert source.stats().rejected == {"oversized": 1}

@@ -1,7 +1,8 @@
 """Replay a folder (or one file) of images or captured messages as a source of raw messages.
 
-Images (PNG, TIFF) are turned into ``array-1.0`` messages (frame ids count up
-from 0 in sorted file-name order and keep counting when looping), so they go
+Images (PNG, TIFF; a multi-page TIFF stack is a movie, one frame per page) are
+turned into ``array-1.0`` messages (frame ids count up from 0 in sorted
+file-name order and keep counting when looping), so they go
 through the same decoder as network frames. Captured messages (``.cbor``,
 ``.json`` + ``.bin``, ``.zmsg``; see ``capture``) are replayed as they are;
 their format is guessed from the first file. ``rate`` paces delivery in
@@ -30,20 +31,36 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A 2-D image in its stored dtype (colour images are converted to grey)."""
+def is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
+
+
+def tiff_pages(path: Path) -> int:
+    """Number of pages of a TIFF (a stack is a movie: one frame per page); 1 if it cannot be read now."""
+    import tifffile
+
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            return max(len(tif.pages), 1)
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return 1  # reading it will fail and be counted then
+
+
+def read_image(path: Path, page: int | None = None) -> np.ndarray:
+    """A 2-D image in its stored dtype (colour images are converted to grey); ``page`` of a TIFF stack."""
+    try:
+        if is_tiff(path):
             import tifffile
 
-            image = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                image = np.asarray(tif.pages[page].asarray() if page is not None else tif.asarray())
         else:
             from PIL import Image
 
             with Image.open(path) as opened:
                 grey = opened.convert("L") if opened.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr") else opened
                 image = np.asarray(grey)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, IndexError) as exc:  # TiffFileError is a ValueError
         raise InputError(f"cannot read image {path}: {exc}") from None
     if image.ndim == 3 and image.shape[-1] in (3, 4):
         image = image[..., :3].mean(axis=-1).astype(image.dtype)
@@ -81,6 +98,11 @@ class FileSource:
         if rate < 0:
             raise InputError(f"replay rate must be >= 0 frames/s, got {rate}")
         self.files, self.kind = list_inputs(path)
+        # (file, page): a multi-page TIFF is a movie, replayed one page per frame
+        self.items: list[tuple[Path, int | None]] = []
+        for file in self.files:
+            pages = tiff_pages(file) if self.kind == "images" and is_tiff(file) else 1
+            self.items += [(file, i) for i in range(pages)] if pages > 1 else [(file, None)]
         self.rate, self.loop, self.limits = rate, loop, limits
         self.signal, self.pixel_size_nm = signal, pixel_size_nm
         self._on_reject = on_reject
@@ -102,12 +124,12 @@ class FileSource:
         self._t0 = self._clock()
 
     def close(self) -> None:
-        self._index = len(self.files)
+        self._index = len(self.items)
         self.loop = False
 
     @property
     def finished(self) -> bool:
-        return not self.loop and self._index >= len(self.files)
+        return not self.loop and self._index >= len(self.items)
 
     def stats(self) -> SourceStats:
         return SourceStats(received=self._seq + sum(self._rejected.values()), delivered=self._seq, buffered=0,
@@ -118,8 +140,8 @@ class FileSource:
         if self._t0 is None:
             self.start()
         while True:
-            if self._index >= len(self.files):
-                if not self.loop or not self.files:
+            if self._index >= len(self.items):
+                if not self.loop or not self.items:
                     return None
                 self._index = 0
             if self.rate > 0:
@@ -130,10 +152,10 @@ class FileSource:
                     return None
                 if wait > 0:
                     self._sleep(wait)
-            path = self.files[self._index]
+            path, page = self.items[self._index]
             self._index += 1
             try:
-                parts = self._load(path)
+                parts = self._load(path, page)
             except (DecodeError, InputError) as exc:
                 kind = exc.kind if isinstance(exc, DecodeError) else "unreadable"
                 self._rejected[kind] += 1
@@ -147,9 +169,12 @@ class FileSource:
             self._received_bytes += msg.nbytes
             return msg
 
-    def _load(self, path: Path) -> list[bytes]:
+    def _load(self, path: Path, page: int | None) -> list[bytes]:
         if self.kind == "captures":
             return read_capture(path, self.limits)
-        image = read_image(path)
+        image = read_image(path, page)
+        if image.size > self.limits.max_pixels:
+            raise DecodeError("oversized", f"{path} has {image.size} pixels, above max_pixels={self.limits.max_pixels}")
+        extra: dict[str, object] = {"file": path.name} if page is None else {"file": path.name, "page": page}
         return encode_array10(self._seq, image, timestamp=time.time(), pixel_size_nm=self.pixel_size_nm,
-                              signal=self.signal, extra={"file": path.name})
+                              signal=self.signal, extra=extra)
