@@ -50,6 +50,8 @@ def changepoints(
     from wirewatch.changepoint.evaluate import match, precision_recall
     from wirewatch.changepoint.offline import changepoints_document, detect_record, read_truth
 
+    if margin < 1:
+        raise ConfigError(f"--margin must be >= 1 frame, got {margin}")
     cfg = load_changepoint_config(config)
     chosen = [s.strip() for s in stats.split(",") if s.strip()] if stats else None
     true_frames = read_truth(truth) if truth is not None else None
@@ -68,8 +70,12 @@ def changepoints(
     document = changepoints_document(result.changepoints)
     if true_frames is not None:
         detected = [cp.frame for cp in result.changepoints]
+        n = int(max(result.frames.max(), *detected, 0)) + 1
+        beyond = [t for t in true_frames if t >= n]
+        if beyond:
+            console.print(f"true change(s) at {beyond} lie beyond the record's last frame; not scored")
+            true_frames = [t for t in true_frames if t < n]
         pairs = match(true_frames, detected, margin)
-        n = int(result.frames.max()) + 1 if len(result.frames) else 1
         if true_frames and detected:
             precision, recall = precision_recall(true_frames, detected, n, margin)
         else:
