@@ -61,6 +61,7 @@ def _register() -> None:
     from wirewatch.cli import stats as stats_cli; bench_app.command("stats")(stats_cli.bench_stats)  # noqa: E702, I001
     from wirewatch.cli import segment as segment_cli; app.command("segment")(segment_cli.segment)  # noqa: E702, I001
     from wirewatch.cli import evaluate as evaluate_cli; app.command("evaluate")(evaluate_cli.evaluate)  # noqa: E702, I001
+    from wirewatch.cli import serve as serve_cli; app.command("serve")(serve_cli.serve)  # noqa: E702, I001
     pass
 
 

@@ -1,0 +1,47 @@
+"""``wirewatch serve``: the web view without a stream: ``/segment`` (upload an image), the JSON API,
+``/metrics``, ``/healthz``, ``/readyz``."""
+
+from __future__ import annotations
+
+import typer
+
+
+def serve(
+    port: int = typer.Option(8080, "--port", "-p", help="HTTP port (0 = any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes it to the network)."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto | onnxruntime | watershed | tensorrt."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model file or shipped model name."),
+    max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Larger uploads get 413."),
+    token_file: str | None = typer.Option(None, "--bearer-token-file", help="File whose first line is a bearer "
+                                          "token required on every route (browsers: open /?token=TOKEN once)."),
+) -> None:
+    """Serve the upload page and API until Ctrl-C. Example: wirewatch serve --port 8080 --backend watershed"""
+    import threading
+    from typing import get_args
+
+    from prometheus_client import CollectorRegistry
+
+    from wirewatch.config.daemon import Backend, SegmentConfig
+    from wirewatch.daemon.build import resolve_backend
+    from wirewatch.daemon.service import _read_token
+    from wirewatch.errors import InputError
+    from wirewatch.segment import load_segmenter
+    from wirewatch.web import WebApp, WebConfig, WebServer
+
+    if backend not in get_args(Backend):
+        raise InputError(f"--backend {backend!r}: allowed {', '.join(get_args(Backend))}")
+    if max_upload_mb <= 0:
+        raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    name, options = resolve_backend(SegmentConfig.model_validate({"backend": backend, "model": model}))
+    segmenter = load_segmenter(name, **options)  # loaded now: a bad model is an error before serving
+    config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
+    server = WebServer(CollectorRegistry(), host=host, port=port, app=app, bearer_token=_read_token(token_file))
+    typer.echo(f"wirewatch web view on {server.url}/segment (backend {name}); Ctrl-C stops")
+    stop = threading.Event()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

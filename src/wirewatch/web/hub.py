@@ -1,0 +1,93 @@
+"""``PushHub``: fan-out of server-sent events to browsers through bounded per-client queues.
+
+The pipeline's thread only ever calls ``publish``, which never blocks: each client has its own
+small queue and a client whose queue is full (a slow or stuck browser) is dropped, not waited
+for. Each SSE connection's own thread drains its queue and writes to its socket.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event, already encoded once for every client."""
+
+    name: str
+    data: bytes  # UTF-8 JSON
+
+    def wire(self) -> bytes:
+        return b"event: " + self.name.encode() + b"\ndata: " + self.data + b"\n\n"
+
+
+def encode_event(name: str, payload: Any) -> Event:
+    return Event(name, json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
+
+
+class Client:
+    """One browser's queue; ``closed`` once the hub dropped it (too slow) or it disconnected."""
+
+    def __init__(self, capacity: int) -> None:
+        self.queue: queue.Queue[Event] = queue.Queue(maxsize=capacity)
+        self.closed = threading.Event()
+
+    def next(self, timeout: float) -> Event | None:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class PushHub:
+    """Subscribers come and go; ``publish`` offers an event to each without blocking."""
+
+    def __init__(self, *, queue_size: int = 64, max_clients: int = 16) -> None:
+        self.queue_size = queue_size
+        self.max_clients = max_clients
+        self._clients: list[Client] = []
+        self._lock = threading.Lock()
+        self.dropped_clients = 0  # clients disconnected for being too slow
+        self.watching = threading.Event()  # set while at least one client is connected
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def subscribe(self) -> Client | None:
+        """A new client, or None when ``max_clients`` are already connected."""
+        with self._lock:
+            if len(self._clients) >= self.max_clients:
+                return None
+            client = Client(self.queue_size)
+            self._clients.append(client)
+            self.watching.set()
+            return client
+
+    def unsubscribe(self, client: Client) -> None:
+        client.closed.set()
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+            if not self._clients:
+                self.watching.clear()
+
+    def publish(self, event: Event) -> None:
+        """Offer ``event`` to every client; a client whose queue is full is dropped (never waited for)."""
+        for client in list(self._clients):  # a copy: no lock held while touching queues
+            try:
+                client.queue.put_nowait(event)
+            except queue.Full:
+                self.dropped_clients += 1
+                self.unsubscribe(client)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+            self.watching.clear()
+        for client in clients:
+            client.closed.set()

@@ -1,0 +1,124 @@
+"""Overlay PNGs for the live page: rendered from the latest frame only while someone watches, at most
+once per ``min_interval_s``, downscaled to ``max_side`` (``OverlayPusher`` thread), and on demand for
+``GET /api/overlay.png`` through the same rate-limited cache."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+
+import numpy as np
+
+from .hub import PushHub, encode_event
+from .live import LiveState, ResultLike
+
+log = logging.getLogger(__name__)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes (OpenCV, low compression: fast, these images are transient)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return bytes(buf)
+
+
+def overlay_png(image: np.ndarray, masks: np.ndarray, max_side: int | None = None) -> bytes:
+    """The frame in grey with each mask tinted and outlined (``wirewatch.plots.overlay_rgb``), as PNG.
+    Frames longer than ``max_side`` are subsampled first (the browser shows them small anyway)."""
+    from wirewatch.plots import overlay_rgb
+
+    img = np.asarray(image)
+    step = 1
+    if max_side and max(img.shape[:2]) > max_side:
+        step = int(np.ceil(max(img.shape[:2]) / max_side))
+    if step > 1:
+        img = img[::step, ::step]
+        masks = masks[:, ::step, ::step]
+    return encode_png(overlay_rgb(img, masks))
+
+
+class OverlayCache:
+    """The latest overlay, re-encoded at most every ``min_interval_s`` and only when a newer frame exists."""
+
+    def __init__(self, state: LiveState, *, min_interval_s: float = 0.5, max_side: int = 512) -> None:
+        self.state = state
+        self.min_interval_s = min_interval_s
+        self.max_side = max_side
+        self._lock = threading.Lock()
+        self._version = -1
+        self._frame: int | None = None
+        self._png: bytes | None = None
+        self._encoded_at = 0.0
+        self.encoded = 0  # how many overlays were rendered (tests and the benchmark read it)
+
+    def get(self) -> tuple[int | None, bytes | None]:
+        """(frame id, PNG) of the freshest overlay allowed by the rate limit; (None, None) before any frame."""
+        with self._lock:
+            version, result = self.state.latest_result()
+            due = time.monotonic() - self._encoded_at >= self.min_interval_s
+            if result is not None and version != self._version and (due or self._png is None):
+                self._png = self._render(result)
+                self._frame = int(result.frame.frame_id)
+                self._version = version
+                self._encoded_at = time.monotonic()
+                self.encoded += 1
+            return self._frame, self._png
+
+    def wait_time(self) -> float:
+        return max(0.0, self.min_interval_s - (time.monotonic() - self._encoded_at))
+
+    def _render(self, result: ResultLike) -> bytes:
+        return overlay_png(result.image, result.detections.masks, self.max_side)
+
+
+class OverlayPusher:
+    """Background thread: while a client watches, pushes ``overlay`` (on a new frame, rate-limited) and
+    ``status`` (every ``status_interval_s``) events. Idle (blocked on an event) while nobody watches."""
+
+    def __init__(self, state: LiveState, hub: PushHub, cache: OverlayCache, *, status_interval_s: float = 1.0) -> None:
+        self.state = state
+        self.hub = hub
+        self.cache = cache
+        self.status_interval_s = status_interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wirewatch-web-push", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_status = 0.0
+        pushed_version = -1
+        while not self._stop.is_set():
+            if not self.hub.watching.wait(1.0):
+                continue
+            self.state.changed.wait(min(self.status_interval_s, 0.5))
+            if self._stop.is_set():
+                break
+            try:
+                if time.monotonic() - last_status >= self.status_interval_s:
+                    self.hub.publish(encode_event("status", self.state.status()))
+                    last_status = time.monotonic()
+                if self.state.version != pushed_version:
+                    delay = self.cache.wait_time()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    self.state.changed.clear()
+                    frame, png = self.cache.get()
+                    if png is not None:
+                        pushed_version = self.state.version
+                        self.hub.publish(encode_event("overlay", {
+                            "frame": frame, "png": base64.b64encode(png).decode("ascii")}))
+                else:
+                    self.state.changed.clear()
+            except Exception:  # never let a rendering bug end the thread
+                log.exception("web view: pushing the overlay failed")
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.state.changed.set()
+        self._thread.join(timeout=2)

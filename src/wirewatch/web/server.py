@@ -1,0 +1,224 @@
+"""``WebServer``: the daemon's HTTP endpoints (``/metrics``, ``/healthz``, ``/readyz``, routes added with
+``add_route``) plus the web view (``WebApp``) on one stdlib ``ThreadingHTTPServer`` port.
+
+Same public behaviour as ``wirewatch.daemon.http.HttpServer`` (127.0.0.1 by default, optional bearer
+token on every route), so the daemon can use either. One thread per connection: a live page's event
+stream holds its own thread and its own bounded queue, and a socket write that a stuck browser blocks
+times out (``write_timeout_s``) instead of waiting forever. Browsers cannot send an Authorization header
+with a page load or ``EventSource``, so with a token the pages also accept a ``wirewatch_token`` cookie,
+set by opening ``/?token=TOKEN`` once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .app import EventStream, Request, Response, WebApp
+from .upload import HttpError
+
+log = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "wirewatch_token"
+KEEPALIVE_S = 15.0
+
+
+class ResponseLike(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+Handler = Callable[[], ResponseLike]
+
+
+class WebServer:
+    """``/metrics`` from ``registry``; ``/healthz`` and ``/readyz`` from the callables; ``app``'s pages and API."""
+
+    def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 0,
+                 healthy: Callable[[], bool] = lambda: True, ready: Callable[[], bool] = lambda: True,
+                 bearer_token: str | None = None, app: WebApp | None = None) -> None:
+        self.app = app
+        self.routes: dict[str, Handler] = {
+            "/metrics": lambda: Response(200, generate_latest(registry), CONTENT_TYPE_LATEST),
+            "/healthz": lambda: Response(200, b"ok\n") if healthy() else Response(503, b"unhealthy\n"),
+            "/readyz": lambda: Response(200, b"ready\n") if ready() else Response(503, b"not ready\n"),
+        }
+        self._closing = threading.Event()
+        handler = _make_handler(self, bearer_token.encode() if bearer_token else None)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.host = str(self._server.server_address[0])
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="wirewatch-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        self.routes[path] = handler
+
+    def close(self) -> None:
+        self._closing.set()  # event streams end within a second
+        if self.app is not None:
+            self.app.close()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _authorised(headers: Any, token: bytes) -> bool:
+    header = headers.get("Authorization") or ""
+    if header.startswith("Bearer ") and hmac.compare_digest(header[len("Bearer "):].strip().encode(), token):
+        return True
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("Cookie") or "")
+    except Exception:
+        return False
+    morsel = cookie.get(TOKEN_COOKIE)
+    return morsel is not None and hmac.compare_digest(morsel.value.encode(), token)
+
+
+def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPRequestHandler]:
+    class _Handler(BaseHTTPRequestHandler):
+        server_version = "wirewatch"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_HEAD(self) -> None:
+            self._dispatch("HEAD")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def _dispatch(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            path = parts.path
+            if token is not None and not _authorised(self.headers, token):
+                given = parse_qs(parts.query).get("token", [""])[-1].encode()
+                if method == "GET" and given and hmac.compare_digest(given, token):
+                    # A browser opened /?token=...: remember it in a cookie and drop it from the address bar.
+                    rest = {k: v for k, v in parse_qs(parts.query).items() if k != "token"}
+                    location = path + ("?" + urlencode(rest, doseq=True) if rest else "")
+                    self._send(Response(303, b""), {"Location": location, "Set-Cookie":
+                               f"{TOKEN_COOKIE}={given.decode()}; HttpOnly; SameSite=Strict; Path=/"})
+                else:
+                    self._refuse(method, Response(401, b"unauthorised\n"), {"WWW-Authenticate": "Bearer"})
+                return
+            try:
+                result: ResponseLike | EventStream | None = None
+                route = server.routes.get(path) if method in ("GET", "HEAD") else None
+                if route is not None:
+                    result = route()
+                elif server.app is not None:
+                    result = server.app.handle(Request(method, path, parts.query, self.headers, self.rfile))
+                if isinstance(result, EventStream):
+                    self._stream(result)
+                elif result is None:
+                    known = ", ".join(sorted([*server.routes, "/", "/segment", "/api/..."] if server.app
+                                             else server.routes))
+                    self._refuse(method, Response(404, f"not found; try {known}\n".encode()))
+                elif method == "POST" or result.status >= 400:
+                    self._refuse(method, result)
+                else:
+                    self._send(result, head=method == "HEAD")
+            except HttpError as exc:
+                self._refuse(method, Response(exc.status, f"{exc}\n".encode()))
+            except OSError:
+                self.close_connection = True
+            except Exception:  # a failing page must not take the server down
+                log.exception("HTTP handler for %s %s failed", method, path)
+                self._refuse(method, Response(500, b"internal error\n"))
+
+        def _refuse(self, method: str, response: ResponseLike, headers: dict[str, str] | None = None) -> None:
+            """An answer after which the connection closes: a POST body may be left unread (e.g. 413)."""
+            if method == "POST":
+                self.close_connection = True
+                headers = {**(headers or {}), "Connection": "close"}
+            self._send(response, headers)
+            if method == "POST":
+                self._linger()
+
+        def _linger(self, seconds: float = 2.0, max_bytes: int = 256 << 20) -> None:
+            """After answering a POST early (413, 400), discard what the client still sends for a moment, so
+            it reads the answer instead of a connection reset (the body is never stored)."""
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(0.2)
+                deadline = time.monotonic() + seconds
+                seen = 0
+                while time.monotonic() < deadline and seen < max_bytes:
+                    chunk = self.connection.recv(1 << 16)
+                    if not chunk:
+                        break
+                    seen += len(chunk)
+            except OSError:
+                pass
+
+        def _send(self, response: ResponseLike, headers: dict[str, str] | None = None, head: bool = False) -> None:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for k, v in {**getattr(response, "headers", {}), **(headers or {})}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if not head:
+                self.wfile.write(response.body)
+
+        def _stream(self, stream: EventStream) -> None:
+            """Server-sent events until the browser leaves, the hub drops it (too slow) or the server closes."""
+            app = server.app
+            assert app is not None
+            client = stream.client
+            self.close_connection = True
+            try:
+                self.connection.settimeout(app.config.write_timeout_s)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Connection", "close")
+                self.send_header("X-Accel-Buffering", "no")
+                self.end_headers()
+                self.wfile.write(b"retry: 2000\n" + stream.hello)
+                self.wfile.flush()
+                idle = 0.0
+                while not client.closed.is_set() and not server._closing.is_set():
+                    event = client.next(timeout=1.0)
+                    if event is None:
+                        idle += 1.0
+                        if idle >= KEEPALIVE_S:
+                            self.wfile.write(b": keepalive\n\n")
+                            self.wfile.flush()
+                            idle = 0.0
+                        continue
+                    idle = 0.0
+                    self.wfile.write(event.wire())
+                    self.wfile.flush()
+            except OSError:  # includes socket timeouts
+                pass  # the browser left or stopped reading
+            finally:
+                app.hub.unsubscribe(client)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: no per-request log lines
+            log.debug("http: " + format, *args)
+
+    return _Handler

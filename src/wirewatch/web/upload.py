@@ -1,0 +1,239 @@
+"""Uploads for ``POST /api/segment``: a size-limited body reader, a multipart parser, a guarded image
+decoder and the segmentation result as JSON (particles, frame aggregates, overlay and histogram PNGs).
+
+Limits are checked before work is done: the declared ``Content-Length`` is checked before a byte of the
+body is read, bytes are counted while reading (chunked uploads have no length), and image dimensions are
+checked from the file header before pixels are decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from wirewatch.segment.base import Segmenter
+
+
+class HttpError(Exception):
+    """An HTTP error answer: ``status`` and a message naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    field: str
+    filename: str
+    data: bytes
+
+
+def read_body(rfile: BinaryIO, headers: Mapping[str, str], limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes; 413 before reading when the declared length is larger,
+    or as soon as a chunked body passes the limit; 411 when neither a length nor chunking is given."""
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+        return _read_chunked(rfile, limit)
+    raw = headers.get("Content-Length")
+    if raw is None:
+        raise HttpError(411, "a Content-Length header (or chunked transfer encoding) is required")
+    try:
+        length = int(raw)
+    except ValueError:
+        raise HttpError(400, f"bad Content-Length {raw!r}") from None
+    if length < 0:
+        raise HttpError(400, f"bad Content-Length {raw!r}")
+    if length > limit:
+        raise HttpError(413, f"upload of {length} bytes exceeds the limit of {limit} bytes")
+    body = _read_exactly(rfile, length)
+    if len(body) != length:
+        raise HttpError(400, f"body ended after {len(body)} of {length} bytes")
+    return body
+
+
+def _read_exactly(rfile: BinaryIO, n: int) -> bytes:
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = rfile.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_chunked(rfile: BinaryIO, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = rfile.readline(1024)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise HttpError(400, "malformed chunked body") from None
+        if size == 0:
+            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(parts)
+        total += size
+        if total > limit:
+            raise HttpError(413, f"upload exceeds the limit of {limit} bytes")
+        chunk = _read_exactly(rfile, size)
+        if len(chunk) != size:
+            raise HttpError(400, "chunked body ended early")
+        parts.append(chunk)
+        rfile.readline(1024)  # CRLF after the chunk
+
+
+def parse_multipart(body: bytes, content_type: str | None) -> dict[str, UploadedFile]:
+    """``multipart/form-data`` body -> {field name: file}; 400 naming what is wrong."""
+    if not content_type or not content_type.lower().startswith("multipart/form-data"):
+        raise HttpError(400, f"expected a multipart/form-data upload (field 'image'), got {content_type or 'no Content-Type'}")
+    if "boundary=" not in content_type:
+        raise HttpError(400, "multipart/form-data without a boundary")
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise HttpError(400, "malformed multipart body")
+    fields: dict[str, UploadedFile] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        filename = part.get_filename() or ""
+        fields[name] = UploadedFile(name, filename, payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
+def sniff_format(data: bytes) -> str | None:
+    """'png', 'jpeg' or 'tiff' from the file's magic bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return None
+
+
+def decode_image(data: bytes, *, max_pixels: int, name: str = "upload") -> np.ndarray:
+    """PNG / JPEG / TIFF bytes -> 2-D float32 in [0, 1] (``wirewatch.segment.io.to_unit_float``).
+    400 for anything else, for corrupt files and for images over ``max_pixels`` (checked from the header)."""
+    from wirewatch.errors import InputError
+    from wirewatch.segment.io import to_unit_float
+
+    kind = sniff_format(data)
+    if kind is None:
+        raise HttpError(400, f"{name}: not a PNG, TIFF or JPEG image")
+    try:
+        pixels = _decode_tiff(data, max_pixels, name) if kind == "tiff" else _decode_pillow(data, max_pixels, name)
+        return to_unit_float(pixels, source=name)
+    except HttpError:
+        raise
+    except InputError as exc:
+        raise HttpError(400, str(exc)) from None
+    except Exception as exc:  # decoders raise many types for corrupt files
+        raise HttpError(400, f"{name}: cannot decode the {kind.upper()} image: {type(exc).__name__}: {exc}") from None
+
+
+def _too_big(name: str, width: int, height: int, max_pixels: int) -> HttpError:
+    return HttpError(400, f"{name}: image of {width} x {height} = {width * height} pixels exceeds the limit of "
+                          f"{max_pixels} pixels (decompression bomb guard)")
+
+
+def _decode_pillow(data: bytes, max_pixels: int, name: str) -> np.ndarray:
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > max_pixels:  # from the header, before any pixel is decoded
+                    raise _too_big(name, width, height, max_pixels)
+                img.load()
+                if img.mode in ("P", "PA", "RGBA", "CMYK", "YCbCr"):
+                    return np.asarray(img.convert("RGB"))
+                if img.mode in ("LA", "1"):
+                    return np.asarray(img.convert("L"))
+                return np.asarray(img)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise HttpError(400, f"{name}: {exc} (decompression bomb guard)") from None
+
+
+def _decode_tiff(data: bytes, max_pixels: int, name: str) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        if not tif.pages:
+            raise HttpError(400, f"{name}: TIFF without images")
+        page = tif.pages.first
+        shape = tuple(int(s) for s in page.shape)
+        height, width = (shape[0], shape[1]) if len(shape) >= 2 else (1, shape[0] if shape else 0)
+        if int(np.prod(shape)) > max_pixels * 4 or height * width > max_pixels:
+            raise _too_big(name, width, height, max_pixels)
+        return np.asarray(page.asarray())
+
+
+# -- the segmentation answer ---------------------------------------------------------------------------------
+
+PARTICLE_FIELDS: tuple[str, ...] = ("id", "score")
+
+
+def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: float = 0.5,
+                   pixel_size_nm: float | None = None, histograms: bool = True,
+                   overlay_max_side: int | None = 1024) -> dict[str, Any]:
+    """Segment one image: ``{"particles": [...], "frame": {...}, "overlay_png", "histograms_png", ...}``.
+
+    Particles carry the ``particles.csv`` descriptors (``wirewatch.stats.PARTICLE_COLUMNS``) plus ``id`` (the
+    mask's index in the overlay) and ``score``; ``frame`` is the per-frame aggregates (NaN -> null)."""
+    from wirewatch.publish.encode import finite_or_none
+    from wirewatch.stats import measure, particle_rows
+
+    from .overlay import overlay_png
+
+    t0 = time.perf_counter()
+    det = segmenter.segment(image)
+    segment_s = time.perf_counter() - t0
+    keep = np.flatnonzero(det.scores >= score_threshold)
+    masks = det.masks[keep]
+    stats = measure(masks, image, pixel_size_nm=pixel_size_nm)
+    index = np.asarray(stats.particles["mask_index"], int)
+    rows = particle_rows({k: v for k, v in stats.particles.items() if k != "mask_index"})
+    particles = []
+    for row, i in zip(rows, index, strict=True):
+        clean = {k: (bool(v) if isinstance(v, bool | np.bool_) else finite_or_none(v)) for k, v in row.items()}
+        particles.append({"id": int(i), "score": float(det.scores[keep[i]]), **clean})
+    result: dict[str, Any] = {
+        "width": int(image.shape[1]), "height": int(image.shape[0]),
+        "detections": len(det), "score_threshold": score_threshold,
+        "segment_s": round(segment_s, 4),
+        "particles": particles,
+        "frame": {k: finite_or_none(v) for k, v in stats.aggregates.items()},
+        "overlay_png": base64.b64encode(overlay_png(image, masks, overlay_max_side)).decode("ascii"),
+    }
+    if histograms:
+        result["histograms_png"] = base64.b64encode(histograms_png(stats.particles)).decode("ascii")
+    return result
+
+
+def histograms_png(particles: Mapping[str, np.ndarray]) -> bytes:
+    """Histogram + KDE of area, aspect ratio and orientation (``wirewatch.plots.plot_distributions``)."""
+    from wirewatch.plots import plot_distributions
+
+    with tempfile.TemporaryDirectory(prefix="wirewatch-web-") as tmp:
+        path = plot_distributions({"particles": particles}, Path(tmp) / "histograms.png")
+        return path.read_bytes()
