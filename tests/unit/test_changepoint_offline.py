@@ -129,3 +129,15 @@ def test_demo_scenario_meets_the_targets() -> None:
     assert summary.mean_delay <= 20
     named = {s for e in summary.results[0].detected for s in e.statistics}
     assert {"width_px_mean", "particle_count", "orientation_order"} <= named
+
+
+def test_cli_margin_and_truth_beyond_the_record(tmp_path: Path) -> None:
+    record = tmp_path / "r.jsonl"
+    truth = _write_record(record, [synthetic_stream("sparse", 11, delta=(3.0, 4.0))])
+    truth_file = tmp_path / "t.json"
+    truth_file.write_text(json.dumps([*truth, 5000]))
+    result = CliRunner().invoke(app, ["changepoints", str(record), "--truth", str(truth_file), "--margin", "0"])
+    assert result.exit_code != 0 and "--margin must be >= 1" in str(result.exception)
+    result = CliRunner().invoke(app, ["changepoints", str(record), "--truth", str(truth_file)])
+    assert result.exit_code == 0, result.output
+    assert "[5000] lie beyond" in result.output and "recall 1.00" in result.output
