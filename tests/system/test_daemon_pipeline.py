@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_array10, encode_series, encode_stream2_image
+from wirewatch.publish.config import ZmqPublishConfig
 from wirewatch.publish.record import read_record
 from wirewatch.types import Detections
 
@@ -330,3 +331,40 @@ def test_overload_soak_ten_times_capacity_for_60_s(tmp_path: Path, pusher: tuple
     assert slowest_scrape < 1.0
     print(f"soak: sent {sent}, processed {daemon.pipeline.processed}, dropped {int(dropped)}, "
           f"RSS {rss_start:.0f} -> max {rss_max:.0f} MiB, slowest /metrics {slowest_scrape * 1000:.0f} ms")
+
+
+def test_per_frame_stats_published_on_zmq_pub_in_order(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
+    sock, endpoint = pusher
+    cfg = config(tmp_path, endpoint, "array-1.0")
+    cfg.alerts.zmq = ZmqPublishConfig(bind="tcp://127.0.0.1:*")
+    daemon = Daemon(cfg).start()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(daemon.built.publisher.zmq.endpoint)
+    try:
+        # a SUB joins asynchronously: send frames until the first stats message arrives, then 10 more
+        got: list[dict[str, Any]] = []
+        i = 0
+        while not got and i < 200:
+            sock.send_multipart(encode_array10(i, rods(i)))
+            i += 1
+            if sub.poll(100):
+                topic, body = sub.recv_multipart()
+                got.append(json.loads(body))
+        first = i
+        for j in range(first, first + 10):
+            sock.send_multipart(encode_array10(j, rods(j)))
+        while len(got) < 11 or got[-1]["frame"] < first + 9:
+            assert sub.poll(10_000), "no stats message"
+            topic, body = sub.recv_multipart()
+            assert topic == b"stats"
+            got.append(json.loads(body))
+    finally:
+        sub.close(0)
+        ctx.term()
+        daemon.close()
+    tail = [m["frame"] for m in got if m["frame"] >= first]
+    assert tail == list(range(first, first + 10))
+    assert all({"frame", "time", "stats"} <= set(m) for m in got)
+    assert got[-1]["stats"]["particle_count"] in (2, 3)
