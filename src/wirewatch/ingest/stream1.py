@@ -17,7 +17,6 @@ maximum) are marked invalid as for Stream V2.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -63,10 +62,19 @@ def decode_payload(blob: bytes, encoding: str, dtype: np.dtype, shape_hw: tuple[
                                     f"needs {need}")
         raw: bytes = blob
     elif encoding == "lz4<":
-        # A bare LZ4 block: give it the HDF5 LZ4 framing (one block of ``need`` bytes) so the bounded
-        # decompressor knows the output size up front.
-        framed = struct.pack(">QII", need, max(need, 1), len(blob)) + blob
-        raw = decompress_bounded(framed, "lz4", 0, need, limits)
+        # A bare LZ4 block (no framing): python-lz4 decompresses into at most ``need`` bytes.
+        import lz4.block
+
+        if need > limits.max_decompressed_bytes:
+            raise DecodeError("oversized", f"image of {need} bytes is above max_decompressed_bytes="
+                                           f"{limits.max_decompressed_bytes}")
+        try:
+            raw = lz4.block.decompress(blob, uncompressed_size=need)
+        except lz4.block.LZ4BlockError as exc:
+            raise DecodeError("decompression", f"lz4 block is corrupt or larger than the image: {exc}") from None
+        if len(raw) != need:
+            raise DecodeError("size_lie", f"lz4 block decompressed to {len(raw)} bytes, shape {[w, h]} of "
+                                          f"{dtype.name} needs {need}")
     else:
         elem = ENCODINGS[encoding]
         if elem != dtype.itemsize:
