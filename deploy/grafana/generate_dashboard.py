@@ -59,6 +59,15 @@ def quantiles(metric: str, stage_filter: str, by: str, qs: tuple[float, ...], le
         for x in qs)
 
 
+def events(metric: str, by: str, window: str = RATE) -> str:
+    """Increments of an event counter per ``by`` labels over ``window``. A labelled counter series is born
+    at its first event with value 1, which increase() cannot see (no earlier sample): the ``unless offset``
+    part adds series that did not exist one window earlier."""
+    sel = f"{metric}{{{SEL}}}"
+    return (f"sum by ({by}) (increase({sel}[{window}])) > 0 "
+            f"or sum by ({by}) ({sel} unless {sel} offset {window})")
+
+
 # ------------------------------------------------------------------------------------------ rows
 OVERVIEW = (
     Panel("Frames processed / s", (q(f"sum(rate(wirewatch_frames_processed_total{{{SEL}}}[{RATE}]))"),),
@@ -164,8 +173,7 @@ PARTICLES = (
 
 CHANGES_AND_ALERTS = (
     Panel("Change points per statistic", (
-        q(f"sum by (statistic, detector) (increase(wirewatch_changepoints_total{{{SEL}}}[{RATE}])) > 0",
-          "{{statistic}} ({{detector}})"),
+        q(events("wirewatch_changepoints_total", "statistic, detector"), "{{statistic}} ({{detector}})"),
     ), unit="short", bars=True, decimals=0,
         description="Also drawn as red annotations on every time panel."),
     Panel("Firing alerts", (
@@ -174,10 +182,8 @@ CHANGES_AND_ALERTS = (
         description="Prometheus rules firing now. Alerts the daemon raises itself (change points, thresholds) "
                     "go to Alertmanager directly: see the next panel."),
     Panel("Alerts raised by the daemon / delivery", (
-        q(f"sum by (alertname, state) (increase(wirewatch_alerts_total{{{SEL}}}[{RATE}])) > 0",
-          "{{alertname}} {{state}}"),
-        q(f"sum by (sink, result) (increase(wirewatch_alerts_sent_total{{{SEL}}}[{RATE}])) > 0",
-          "sent to {{sink}}: {{result}}"),
+        q(events("wirewatch_alerts_total", "alertname, state"), "{{alertname}} {{state}}"),
+        q(events("wirewatch_alerts_sent_total", "sink, result"), "sent to {{sink}}: {{result}}"),
     ), unit="short", bars=True, decimals=0),
     Panel("Alert spool (undelivered webhook alerts)", (
         q(f"wirewatch_alert_spool_depth{{{SEL}}}", "spooled {{instance}}"),
@@ -192,12 +198,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Change points and alerts", CHANGES_AND_ALERTS),
 )
 
-CHANGEPOINT_ANNOTATION = (
-    # increase() misses a counter series' first sample (it is born at 1): the `unless offset` part adds it.
-    f"sum by (statistic, detector) (increase(wirewatch_changepoints_total{{{SEL}}}[1m])) > 0 "
-    f"or sum by (statistic, detector) (wirewatch_changepoints_total{{{SEL}}} "
-    f"unless wirewatch_changepoints_total{{{SEL}}} offset 1m)"
-)
+CHANGEPOINT_ANNOTATION = events("wirewatch_changepoints_total", "statistic, detector", "1m")
 
 
 # ------------------------------------------------------------------------------------------ JSON model
