@@ -360,3 +360,18 @@ def test_ipc_endpoint(ctx: zmq.Context, tmp_path: Path) -> None:
     finally:
         push.close(0)
         source.close()
+
+
+def test_a_message_of_too_many_parts_is_rejected_part_by_part(ctx: zmq.Context) -> None:
+    push, endpoint = push_bound(ctx)
+    source = ZmqSource(IngestConfig(endpoint=endpoint, format="array-1.0", policy="queue", buffer=8), context=ctx)
+    source.start()
+    try:
+        push.send_multipart([b"x"] * 1000)  # far more parts than max_parts (16)
+        push.send_multipart(enc.encode_array10(7, images(1)[0]))
+        msg = source.get(timeout=5)
+        assert msg is not None and len(msg.parts) == 2
+        assert source.stats().rejected == {"oversized": 1} and source.stats().received == 2
+    finally:
+        source.close()
+        push.close()

@@ -89,6 +89,7 @@ class ZmqSource:
         self._clock = clock
         self._buffer = MessageBuffer(config.buffer, config.policy, on_drop=on_drop)
         self._topic = config.topic.encode()
+        self._max_parts = config.limits().max_parts + (1 if config.socket == "sub" and config.topic else 0)
         self._socket: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -230,19 +231,19 @@ class ZmqSource:
                     continue
                 while not self._stop.is_set():
                     try:
-                        parts = sock.recv_multipart(zmq.NOBLOCK)
+                        parts, size, complete = self._recv_bounded(sock, limit)
                     except zmq.Again:
                         break
                     now = self._clock()
-                    size = sum(len(p) for p in parts)
                     with self._lock:
                         self._received += 1
                         self._received_bytes += size
+                    if not complete:
+                        self._reject("oversized", f"message of {size} bytes / more than {self._max_parts} parts, "
+                                                  f"above max_message_bytes={limit}")
+                        continue
                     if self._topic and len(parts) > 1 and parts[0] == self._topic:
                         parts = parts[1:]
-                    if size > limit:
-                        self._reject("oversized", f"message of {size} bytes above max_message_bytes={limit}")
-                        continue
                     msg = RawMessage(parts=tuple(parts), received_at=now, seq=self._seq,
                                      control=is_control(self.format_name, parts))
                     self._seq += 1
@@ -261,6 +262,23 @@ class ZmqSource:
                 sock.disable_monitor()
                 monitor.close(0)
             self._buffer.close()
+
+    def _recv_bounded(self, sock: Any, limit: int) -> tuple[list[bytes], int, bool]:
+        """One multipart message, part by part: parts beyond ``max_parts`` or the byte limit are read and
+        discarded at once instead of being collected (``recv_multipart`` would keep them all)."""
+        import zmq
+
+        first = sock.recv(zmq.NOBLOCK)
+        parts, size, complete = [first], len(first), True
+        while sock.rcvmore:
+            part = sock.recv()  # the rest of a multipart message is already here: never blocks
+            size += len(part)
+            if complete and (len(parts) >= self._max_parts or size > limit):
+                complete = False
+                parts = []
+            if complete:
+                parts.append(part)
+        return parts, size, complete and size <= limit
 
     def _watch_connection(self, monitor: Any, ready: dict, disconnected_at: float | None) -> float | None:
         """Reconnect a connecting socket that ZeroMQ gave up on (see the module docstring)."""
