@@ -177,8 +177,13 @@ class RecordSink:
             start = os.lseek(self._fd, 0, os.SEEK_END)
             try:
                 written = os.write(self._fd, data)
-                if written != len(data):
-                    raise OSError(f"short write ({written} of {len(data)} bytes)")
+                while written < len(data):
+                    # A short write usually means the disk just filled up: writing the rest either
+                    # completes the line or raises the real reason (ENOSPC) for the log.
+                    more = os.write(self._fd, data[written:])
+                    if more <= 0:
+                        raise OSError(f"short write ({written} of {len(data)} bytes)")
+                    written += more
             except OSError as exc:
                 self.write_errors += 1
                 if self.write_errors == 1 or self.write_errors % 100 == 0:
