@@ -1,0 +1,207 @@
+"""Faults around a running daemon (real ZeroMQ sockets on loopback, a real tmpfs for the record):
+the publisher restarting mid-series, and the record's disk filling up then getting space back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from wirewatch.config.daemon import DaemonConfig
+from wirewatch.daemon.service import Daemon
+from wirewatch.ingest import encode_array10, encode_stream2_end, encode_stream2_image, encode_stream2_start
+
+from .test_daemon_pipeline import rods, wait_for
+
+
+def _config(tmp_path: Path, endpoint: str, fmt: str, record: Path, **http: Any) -> DaemonConfig:
+    return DaemonConfig.model_validate({
+        "ingest": {"endpoint": endpoint, "format": fmt, "policy": "queue"},
+        "segment": {"backend": "watershed"},
+        "changepoint": {"enabled": True, "warmup": 5},
+        "alerts": {"enabled": False},
+        "record": {"path": str(record), "fsync": "always"},
+        "http": {"port": 0, **http},
+    })
+
+
+def _counter(daemon: Daemon, name: str, **labels: str) -> float:
+    value = daemon.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+def _lines(record: Path) -> list[dict[str, Any]]:
+    raw = record.read_bytes()
+    assert not raw or raw.endswith(b"\n"), "partial last line"
+    return [json.loads(x) for x in raw.splitlines()]
+
+
+# ----------------------------------------------------------------- publisher restart mid-series
+
+def _bind_push(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """Bind a PUSH on ``endpoint``; retried briefly because the old socket's port is released asynchronously."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 2000)
+    for _ in range(50):
+        try:
+            sock.bind(endpoint)
+            return sock
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE:
+                raise
+            time.sleep(0.1)
+    raise AssertionError(f"could not bind {endpoint} again")
+
+
+def test_stream2_publisher_restart_mid_series_reconnects_and_keeps_series_apart(tmp_path: Path) -> None:
+    """The detector process dies after 8 images of series A (no end message) and a new one binds the same
+    port: first it resumes series A (no start message seen again), then starts series B. The daemon
+    reconnects by itself, records every frame once under the right series and resets at each series."""
+    record = tmp_path / "record.jsonl"
+    ctx = zmq.Context()
+    first = ctx.socket(zmq.PUSH)
+    first.setsockopt(zmq.LINGER, 2000)
+    first.bind("tcp://127.0.0.1:*")
+    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    daemon = Daemon(_config(tmp_path, endpoint, "stream2", record)).start()
+    shape = rods(0).shape
+    try:
+        first.send_multipart(encode_stream2_start(series_unique_id="A", image_shape=shape, image_dtype="uint8"))
+        for i in range(8):
+            first.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
+        wait_for(lambda: daemon.pipeline.processed == 8)
+        first.close()  # the publisher dies mid-series: no end message
+        second = _bind_push(ctx, endpoint)
+        try:
+            for i in range(8, 12):  # the restarted publisher carries on with series A
+                second.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
+            second.send_multipart(encode_stream2_end(series_unique_id="A"))
+            second.send_multipart(encode_stream2_start(series_id=2, series_unique_id="B", image_shape=shape,
+                                                       image_dtype="uint8"))
+            for i in range(6):
+                second.send_multipart(encode_stream2_image(i, rods(i), series_id=2, series_unique_id="B"))
+            second.send_multipart(encode_stream2_end(series_id=2, series_unique_id="B"))
+            wait_for(lambda: daemon.pipeline.processed == 18, timeout=60)
+            assert urllib.request.urlopen(daemon.http.url + "/healthz", timeout=5).status == 200  # type: ignore[union-attr]
+        finally:
+            second.close()
+    finally:
+        daemon.close()
+        ctx.term()
+    got = [(ln["series"], ln["frame"]) for ln in _lines(record)]
+    assert got == [("A", i) for i in range(12)] + [("B", i) for i in range(6)]
+    assert _counter(daemon, "wirewatch_frame_errors_total", kind="bad_header") == 0
+    # the resumed images belong to the series whose start the daemon already saw: A and B, two series
+    assert _counter(daemon, "wirewatch_series_total") == 2
+
+
+def test_array10_publisher_restart_with_ids_from_zero_is_a_new_series(tmp_path: Path) -> None:
+    """array-1.0 has no series messages: a restarted sender counting from 0 again is recognised by the id
+    going backwards, recorded in full (nothing taken for a replay) and the change detector is reset."""
+    record = tmp_path / "record.jsonl"
+    ctx = zmq.Context()
+    first = ctx.socket(zmq.PUSH)
+    first.setsockopt(zmq.LINGER, 2000)
+    first.bind("tcp://127.0.0.1:*")
+    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    daemon = Daemon(_config(tmp_path, endpoint, "array-1.0", record)).start()
+    try:
+        for i in range(10):
+            first.send_multipart(encode_array10(100 + i, rods(i)))
+        wait_for(lambda: daemon.pipeline.processed == 10)
+        first.close()
+        second = _bind_push(ctx, endpoint)
+        try:
+            for i in range(5):
+                second.send_multipart(encode_array10(i, rods(i)))
+            wait_for(lambda: daemon.pipeline.processed == 15, timeout=60)
+        finally:
+            second.close()
+    finally:
+        daemon.close()
+        ctx.term()
+    assert [ln["frame"] for ln in _lines(record)] == [100 + i for i in range(10)] + list(range(5))
+    assert _counter(daemon, "wirewatch_frames_dropped_total", reason="replay") == 0
+    # the decoder turns the id going backwards into a SeriesStart, which resets the change detector
+    assert _counter(daemon, "wirewatch_series_total") == 1
+
+
+# ----------------------------------------------------------------- disk full for the record
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (needs root / CAP_SYS_ADMIN; skipped otherwise)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path: Path) -> int:
+    """Write zeros until the file system refuses (ENOSPC); bytes written."""
+    n = 0
+    with open(path, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            n += f.write(b"\0" * 1024)
+    return n
+
+
+def test_disk_full_for_the_record_is_counted_survived_and_recovered(tiny_disk: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The record lives on a 64 KiB tmpfs that a filler file fills up mid-stream. The daemon keeps
+    processing and serving /metrics, logs a clear error, counts the failed writes and holds the lines in
+    its backlog; once the filler is deleted the next frame brings every held line out, in order, with no
+    partial line and no frame twice."""
+    record = tiny_disk / "record.jsonl"
+    caplog.set_level(logging.INFO, logger="wirewatch")
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.bind("tcp://127.0.0.1:*")
+    daemon = Daemon(_config(tiny_disk, push.getsockopt_string(zmq.LAST_ENDPOINT), "array-1.0", record)).start()
+    filler = tiny_disk / "filler"
+    try:
+        for i in range(5):
+            push.send_multipart(encode_array10(i, rods(i)))
+        wait_for(lambda: daemon.pipeline.processed == 5)
+        assert len(_lines(record)) == 5
+        assert _fill(filler) > 0  # the disk is now full
+        for i in range(5, 15):
+            push.send_multipart(encode_array10(i, rods(i)))
+        wait_for(lambda: daemon.pipeline.processed == 15)
+        url = daemon.http.url  # type: ignore[union-attr]
+        body = urllib.request.urlopen(url + "/metrics", timeout=1).read().decode()
+        assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200  # no crash
+        # the record's last, partly used page still takes a few lines; then writes fail
+        on_disk = len(_lines(record))  # also: no partial line was left behind
+        backlog = _counter(daemon, "wirewatch_record_backlog_lines")
+        assert backlog >= 5 and on_disk + backlog == 15
+        assert f"wirewatch_record_backlog_lines {backlog}" in body
+        assert _counter(daemon, "wirewatch_record_write_errors_total") == backlog  # one failed try per frame
+        assert "No space left on device" in caplog.text and str(record) in caplog.text
+        filler.unlink()  # space returns
+        push.send_multipart(encode_array10(15, rods(15)))
+        wait_for(lambda: daemon.pipeline.processed == 16)
+        wait_for(lambda: _counter(daemon, "wirewatch_record_backlog_lines") == 0)
+    finally:
+        daemon.close()
+        push.close(0)
+        ctx.term()
+    assert [ln["frame"] for ln in _lines(record)] == list(range(16))
+    assert os.statvfs(tiny_disk).f_bavail > 0
