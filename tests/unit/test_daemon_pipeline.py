@@ -17,6 +17,7 @@ from wirewatch.daemon.build import resolve_backend
 from wirewatch.daemon.metrics import DaemonMetrics
 from wirewatch.daemon.pipeline import Pipeline
 from wirewatch.daemon.stages import FrameResult, ThrottledLog
+from wirewatch.errors import WirewatchError
 from wirewatch.ingest import encode_array10, encode_series, make_decoder
 from wirewatch.ingest.base import RawMessage, SourceStats
 from wirewatch.ingest.zmq_source import is_control
@@ -211,3 +212,19 @@ def test_take_latest_keeps_the_newest_frame_of_each_run_and_every_series_event()
     assert [type(e).__name__ for e in sink.events] == ["SeriesStart", "SeriesEnd", "SeriesStart", "SeriesEnd"]
     reg = pipe.metrics.registry
     assert reg.get_sample_value("wirewatch_frames_dropped_total", {"reason": "superseded"}) == 2
+
+
+def test_auto_backend_falls_back_when_the_model_cannot_be_loaded(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from wirewatch.daemon.build import build_segmenter
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    cfg = DaemonConfig.model_validate({"segment": {"backend": "auto", "model": str(broken)}})
+    with caplog.at_level(logging.WARNING):
+        segmenter, backend, model = build_segmenter(cfg)
+    assert (backend, model, segmenter.name) == ("watershed", None, "watershed")
+    assert "cannot load" in caplog.text
+    explicit = DaemonConfig.model_validate({"segment": {"backend": "onnxruntime", "model": str(broken)}})
+    with pytest.raises(WirewatchError, match=r"broken\.onnx"):
+        build_segmenter(explicit)

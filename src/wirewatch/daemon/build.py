@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import DaemonConfig, SegmentConfig
+from wirewatch.errors import WirewatchError
 from wirewatch.ingest.base import RawMessage, Source
 from wirewatch.ingest.decoders import make_decoder
 from wirewatch.ingest.sources import make_source
@@ -60,7 +61,15 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
 
 def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
     backend, options = resolve_backend(config.segment)
-    segmenter = load_segmenter(backend, **options)
+    try:
+        segmenter = load_segmenter(backend, **options)
+    except WirewatchError as exc:
+        if config.segment.backend != "auto" or backend == "watershed":
+            raise
+        # auto: a model that is installed but cannot be loaded must not stop monitoring altogether
+        log.warning("segmenter: cannot load %s (%s); using the watershed baseline instead", backend, exc)
+        backend, options = "watershed", {}
+        segmenter = load_segmenter(backend)
     return segmenter, backend, options.get("model")
 
 

@@ -139,12 +139,17 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
         console.print("[yellow]interrupted: stopping the simulator and draining the daemon[/]")
     finally:
         sim.stop()
-        sim_thread.join(timeout=10)
-        sent_messages = sim_result[0].messages_sent if sim_result else None
-        if not interrupted and sent_messages is not None:
-            _wait_received(daemon, sent_messages, timeout=10)
-        daemon.stop()
-        daemon.wait()
+        try:
+            sim_thread.join(timeout=10)
+            sent_messages = sim_result[0].messages_sent if sim_result else None
+            if not interrupted and sent_messages is not None:
+                _wait_received(daemon, sent_messages, timeout=10)
+            daemon.stop()
+            daemon.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for frames in flight
+            interrupted = True
+            daemon.pipeline.abort()
+            daemon.close()
         sim.close()
     seconds = time.monotonic() - t0
     reg = daemon.registry
