@@ -5,7 +5,7 @@
     ingest:      wirewatch.ingest.IngestConfig        (source, format, policy, limits)
     preprocess:  wirewatch.preprocess.PreprocessConfig (OD, normalisation, resize/tile)
     segment:     SegmentConfig                         (backend, model, backend options)
-    measure:     MeasureConfig                         (pixel size fallback, per-particle output)
+    measure:     MeasureConfig                         (pixel size fallback)
     changepoint: wirewatch.changepoint.config.ChangepointConfig
     alerts:      wirewatch.publish.config.AlertsConfig (rules, sinks, ZeroMQ PUB incl. topic ``stats``)
     record:      wirewatch.publish.record.RecordConfig (JSON Lines record)
@@ -47,7 +47,6 @@ class SegmentConfig(StrictModel):
 
 class MeasureConfig(StrictModel):
     pixel_size_nm: float | None = Field(default=None, gt=0)  # used when frames carry none
-    particles_in_stats: bool = False  # add the per-particle table to the ZeroMQ ``stats`` messages
 
 
 class PipelineConfig(StrictModel):
