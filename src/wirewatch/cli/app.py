@@ -38,6 +38,9 @@ def _root(
 ) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from wirewatch.security import install_log_redaction
+
+    install_log_redaction()  # tokens and registered secrets never reach the log output
 
 
 def _register() -> None:
@@ -62,6 +65,7 @@ def _register() -> None:
     from wirewatch.cli import segment as segment_cli; app.command("segment")(segment_cli.segment)  # noqa: E702, I001
     from wirewatch.cli import evaluate as evaluate_cli; app.command("evaluate")(evaluate_cli.evaluate)  # noqa: E702, I001
     from wirewatch.cli import serve as serve_cli; app.command("serve")(serve_cli.serve)  # noqa: E702, I001
+    from wirewatch.cli import keys as keys_cli; app.add_typer(keys_cli.keys_app, name="keys")  # noqa: E702, I001
     pass
 
 
