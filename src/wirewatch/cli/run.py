@@ -29,10 +29,13 @@ def run(
     """Run the monitoring daemon until SIGTERM / Ctrl-C (then drain, flush and exit 0)."""
     from wirewatch.config.daemon import load_daemon_config, shipped_config_path
     from wirewatch.daemon.service import Daemon
+    from wirewatch.security import check_file_permissions
 
     path = config
     if path is None and shipped_config_path().is_file():
         path = shipped_config_path()
+    elif path is not None:
+        check_file_permissions(path, "config file", secret=False)  # a warning, never the content
     overrides: dict[str, Any] = {}
 
     def put(section: str, key: str, value: Any) -> None:

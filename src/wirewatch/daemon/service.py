@@ -119,4 +119,7 @@ def _read_token(path: str | None) -> str | None:
         log.warning("http.bearer_token_file %s is readable by group/others; chmod 600 it", p)
     if not token:
         raise ConfigError(f"http.bearer_token_file {p} is empty")
+    from wirewatch.security import register_secret
+
+    register_secret(token)  # masked by the CLI's log redaction should it ever reach a log line
     return token
