@@ -94,6 +94,7 @@ def test_every_alert_has_a_firing_case(tmp_path: Path) -> None:
     assert failed == alert_names()
 
 
+@pytest.mark.slow  # ~4 s of CPU (every alert firing at every evaluation); the file structure is checked below
 @promtool
 def test_every_alert_has_a_silent_case(tmp_path: Path) -> None:
     """With every alert made to fire at once and all the time (a label-less extra series), each alert's
