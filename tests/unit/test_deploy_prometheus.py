@@ -153,8 +153,17 @@ def test_prometheus_scrapes_the_compose_daemon_and_alerts_the_compose_alertmanag
     am_targets = [t for am in prom["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
     assert am_targets == ["alertmanager:9093"]
     assert "alertmanager" in compose["services"]
-    # the rule glob finds the shipped rule file, relative to prometheus.yml as Prometheus resolves it
+    # the rule glob finds the shipped rule file, relative to prometheus.yml as Prometheus resolves it,
+    # both here and inside the container (where the compose file mounts both)
     assert [p.name for g in prom["rule_files"] for p in PROM_DIR.glob(g)] == [RULES.name]
+    service = compose["services"]["prometheus"]
+    config_file = next(a.split("=", 1)[1] for a in service["command"] if a.startswith("--config.file="))
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in service["volumes"]}
+    assert (DEPLOY / mounts[config_file]).resolve() == PROM_DIR / "prometheus.yml"
+    container_dir = Path(config_file).parent
+    for pattern in prom["rule_files"]:
+        rules_dir = str(container_dir / Path(pattern).parent)
+        assert (DEPLOY / mounts[rules_dir]).resolve() == RULES.parent
     # `for:` durations are meaningful only with an evaluation interval well below them
     assert prom["global"]["evaluation_interval"] in ("5s", "10s", "15s")
 
@@ -197,3 +206,8 @@ def test_alertmanager_webhook_reaches_the_process_control_service() -> None:
     assert command[command.index("--port") + 1] == port
     assert path == "/alerts"
     assert am["route"]["receiver"] == "process-control"
+    # the compose service reads this very file
+    service = compose["services"]["alertmanager"]
+    config_file = next(a.split("=", 1)[1] for a in service["command"] if a.startswith("--config.file="))
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in service["volumes"]}
+    assert (DEPLOY / mounts[config_file]).resolve() == ALERTMANAGER
