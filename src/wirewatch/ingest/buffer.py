@@ -50,32 +50,32 @@ class MessageBuffer:
 
     def put(self, msg: RawMessage, stop: threading.Event | None = None) -> bool:
         """Add a message; under ``queue`` wait for room (False if ``stop`` was set meanwhile)."""
-        evicted: list[tuple[str, RawMessage]] = []
+        evicted: RawMessage | None = None
+        reason = ""
         with self._cond:
             if msg.control:
                 if self._control_count >= self.control_capacity:
-                    evicted.append(("control_overflow", self._evict(control=True)))
-            elif self.policy == "queue":
-                while self._data_count >= self.capacity and not self._closed:
-                    if stop is not None and stop.is_set():
-                        return False
-                    self._cond.wait(0.05)
-            else:
-                while self._data_count >= self.capacity:
-                    evicted.append(("overflow", self._evict(control=False)))
-            self._items.append(msg)
-            if msg.control:
+                    reason, evicted = "control_overflow", self._evict(control=True)
                 self._control_count += 1
             else:
+                if self._data_count >= self.capacity:
+                    if self.policy == "queue":
+                        while self._data_count >= self.capacity and not self._closed:
+                            if stop is not None and stop.is_set():
+                                return False
+                            self._cond.wait(0.05)
+                    else:  # capacity >= 1 and one message arrives at a time: one eviction makes room
+                        reason, evicted = "overflow", self._evict(control=False)
                 self._data_count += 1
+            self._items.append(msg)
             self.put_count += 1
-            for reason, _ in evicted:
+            if evicted is not None:
                 self.dropped[reason] += 1
-            self.max_len = max(self.max_len, len(self._items))
-            self._cond.notify_all()
-        if self._on_drop is not None:
-            for reason, old in evicted:
-                self._on_drop(reason, old)
+            if len(self._items) > self.max_len:
+                self.max_len = len(self._items)
+            self._cond.notify()
+        if evicted is not None and self._on_drop is not None:
+            self._on_drop(reason, evicted)
         return True
 
     def _evict(self, *, control: bool) -> RawMessage:

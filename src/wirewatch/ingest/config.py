@@ -22,8 +22,8 @@ class IngestCurveConfig(StrictModel):
     """
 
     secret_file: Path
-    server_public_file: Path | None = Field(None, description="the sender's public certificate (connect)")
-    authorized_clients_dir: Path | None = Field(None, description="allowed senders' public certificates (bind)")
+    server_public_file: Path | None = Field(default=None, description="the sender's public certificate (connect)")
+    authorized_clients_dir: Path | None = Field(default=None, description="allowed senders' public certificates (bind)")
 
 
 class IngestConfig(StrictModel):
@@ -31,23 +31,23 @@ class IngestConfig(StrictModel):
 
     source: Literal["zmq", "files"] = "zmq"
     # ZeroMQ input. DECTRIS convention: the detector binds PUSH, we connect PULL.
-    endpoint: str = Field("tcp://127.0.0.1:31001", min_length=1, max_length=1024)
+    endpoint: str = Field(default="tcp://127.0.0.1:31001", min_length=1, max_length=1024)
     socket: Literal["pull", "sub"] = "pull"
     bind: bool = False
-    topic: str = Field("", max_length=256, description="SUB prefix filter; a first part equal to it is stripped")
+    topic: str = Field(default="", max_length=256, description="SUB prefix filter; a first part equal to it is stripped")
     format: Literal["array-1.0", "stream2", "stream1"] = "stream2"
-    channel: str | None = Field(None, description="Stream V2 channel; default: the first one")
+    channel: str | None = Field(default=None, description="Stream V2 channel; default: the first one")
     # Overload: 'latest' keeps the newest frames (live monitoring), 'queue' is lossless (back-pressure).
     policy: Literal["latest", "queue"] = "latest"
-    buffer: int = Field(2, ge=1, le=100_000, description="raw messages held between the socket and the decoder")
-    hwm: int = Field(16, ge=1, le=1_000_000, description="ZeroMQ receive high-water mark (messages)")
+    buffer: int = Field(default=2, ge=1, le=100_000, description="raw messages held between the socket and the decoder")
+    hwm: int = Field(default=16, ge=1, le=1_000_000, description="ZeroMQ receive high-water mark (messages)")
     # Untrusted input limits.
-    max_message_bytes: int = Field(64 * MiB, ge=1024, le=4096 * MiB)
-    max_pixels: int = Field(16 * MiB, ge=1, le=1 << 32)
-    max_decompressed_bytes: int = Field(256 * MiB, ge=1024, le=8192 * MiB)
+    max_message_bytes: int = Field(default=64 * MiB, ge=1024, le=4096 * MiB)
+    max_pixels: int = Field(default=16 * MiB, ge=1, le=1 << 32)
+    max_decompressed_bytes: int = Field(default=256 * MiB, ge=1024, le=8192 * MiB)
     # File replay.
-    path: str | None = Field(None, description="folder or file to replay when source is 'files'")
-    rate: float = Field(0.0, ge=0.0, le=1e6, description="replay frames per second; 0 = as fast as consumed")
+    path: str | None = Field(default=None, description="folder or file to replay when source is 'files'")
+    rate: float = Field(default=0.0, ge=0.0, le=1e6, description="replay frames per second; 0 = as fast as consumed")
     loop: bool = False
     # Security (optional).
     curve: IngestCurveConfig | None = None

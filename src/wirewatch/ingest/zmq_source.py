@@ -231,7 +231,7 @@ class ZmqSource:
                     continue
                 while not self._stop.is_set():
                     try:
-                        parts, size, complete = self._recv_bounded(sock, limit)
+                        parts, size, complete = self._recv_bounded(sock, limit, zmq.NOBLOCK, zmq.RCVMORE)
                     except zmq.Again:
                         break
                     now = self._clock()
@@ -263,14 +263,12 @@ class ZmqSource:
                 monitor.close(0)
             self._buffer.close()
 
-    def _recv_bounded(self, sock: Any, limit: int) -> tuple[list[bytes], int, bool]:
+    def _recv_bounded(self, sock: Any, limit: int, noblock: int, rcvmore: int) -> tuple[list[bytes], int, bool]:
         """One multipart message, part by part: parts beyond ``max_parts`` or the byte limit are read and
         discarded at once instead of being collected (``recv_multipart`` would keep them all)."""
-        import zmq
-
-        first = sock.recv(zmq.NOBLOCK)
+        first = sock.recv(noblock)
         parts, size, complete = [first], len(first), True
-        while sock.rcvmore:
+        while sock.get(rcvmore):
             part = sock.recv()  # the rest of a multipart message is already here: never blocks
             size += len(part)
             if complete and (len(parts) >= self._max_parts or size > limit):
