@@ -51,6 +51,7 @@ def _register() -> None:
     from wirewatch.cli import bench_model; bench_app.command("model")(bench_model.bench_model)  # noqa: E702, I001
     from wirewatch.cli import inspect as inspect_cli; app.command("inspect")(inspect_cli.inspect)  # noqa: E702, I001
     from wirewatch.cli import bench_decode; bench_app.command("decode")(bench_decode.decode)  # noqa: E702, I001
+    from wirewatch.cli import bench_ingest; bench_app.command("ingest")(bench_ingest.ingest)  # noqa: E702, I001
     from wirewatch.cli import bench_synth; bench_app.command("synth")(bench_synth.bench_synth)  # noqa: E702, I001
     from wirewatch.cli import run as run_cli; app.command("run")(run_cli.run)  # noqa: E702, I001
     from wirewatch.cli import simulate as simulate_cli; app.command("simulate")(simulate_cli.simulate)  # noqa: E702, I001
