@@ -17,22 +17,26 @@ def serve(
 ) -> None:
     """Serve the upload page and API until Ctrl-C. Example: wirewatch serve --port 8080 --backend watershed"""
     import threading
-    from typing import get_args
 
-    from prometheus_client import CollectorRegistry
-
-    from wirewatch.config.daemon import Backend, SegmentConfig
-    from wirewatch.daemon.build import resolve_backend
-    from wirewatch.daemon.service import _read_token
     from wirewatch.errors import InputError
-    from wirewatch.segment import load_segmenter
-    from wirewatch.web import WebApp, WebConfig, WebServer
+    from wirewatch.segment import BACKENDS, load_segmenter
 
-    if backend not in get_args(Backend):
-        raise InputError(f"--backend {backend!r}: allowed {', '.join(get_args(Backend))}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r}: allowed auto, {', '.join(sorted(BACKENDS))}")
     if max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
-    name, options = resolve_backend(SegmentConfig.model_validate({"backend": backend, "model": model}))
+    from prometheus_client import CollectorRegistry
+
+    from wirewatch.daemon.service import _read_token
+    from wirewatch.web import WebApp, WebConfig, WebServer
+
+    if backend == "auto":  # the daemon's rule: the shipped model when installed, else watershed
+        from wirewatch.config.daemon import SegmentConfig
+        from wirewatch.daemon.build import resolve_backend
+
+        name, options = resolve_backend(SegmentConfig(backend="auto", model=model))
+    else:
+        name, options = backend, ({} if backend == "watershed" else {"model": model or "default"})
     segmenter = load_segmenter(name, **options)  # loaded now: a bad model is an error before serving
     config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
