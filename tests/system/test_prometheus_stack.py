@@ -355,3 +355,64 @@ def test_process_control_receiver_token() -> None:
         assert len(receiver.received) == 1
     finally:
         receiver.close()
+
+
+# ------------------------------------------------------------------------------------------ container health checks
+
+
+def dockerfile_healthcheck(name: str) -> list[str]:
+    """The exec-form command of a Dockerfile's HEALTHCHECK."""
+    text = (DEPLOY / "docker" / name).read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("HEALTHCHECK"))
+    command: list[str] = json.loads(line[line.index("CMD") + 3:].strip())
+    return command
+
+
+def run_check(command: list[str], env: dict[str, str]) -> int:
+    argv = [sys.executable if command[0] == "python" else command[0], *command[1:]]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=30).returncode
+
+
+def test_health_checks_and_sigterm_of_the_daemon_as_containers_run_it(tmp_path: Path) -> None:
+    """`wirewatch run` with the compose config and the image's environment: the Dockerfile and compose
+    health checks pass while it runs and fail once it is gone; SIGTERM ends it with exit 0 well within the
+    compose stop_grace_period / systemd TimeoutStopSec."""
+    import os
+    import signal
+
+    port = free_port()
+    wirewatch = Path(sys.executable).with_name("wirewatch")
+    env = {**os.environ,
+           "WIREWATCH_INGEST__ENDPOINT": f"tcp://127.0.0.1:{free_port()}",  # no detector: healthy anyway
+           "WIREWATCH_HTTP__HOST": "127.0.0.1", "WIREWATCH_HTTP__PORT": str(port),
+           "WIREWATCH_SEGMENT__BACKEND": "watershed", "WIREWATCH_RECORD__PATH": str(tmp_path / "record.jsonl"),
+           "WIREWATCH_ALERTS__SINKS": "[]", "WIREWATCH_ALERTS__ZMQ": "null"}
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(wirewatch), "run", "--config", str(ROOT / "config" / "wirewatch-compose.yaml")],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, log.read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                return resp.status == 200
+
+        wait_for("the daemon's /healthz", healthy, 60, logs=(log,))
+        image_check = dockerfile_healthcheck("Dockerfile.cpu")
+        assert dockerfile_healthcheck("Dockerfile.gpu") == image_check
+        assert run_check(image_check, env) == 0
+        compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+        compose_check = [a.replace(":9108/", f":{port}/") for a in compose["services"]["wirewatch"]["healthcheck"]["test"]]
+        assert compose_check[0] == "CMD"
+        assert run_check(compose_check[1:], env) == 0
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        assert time.monotonic() - started < 15
+        assert run_check(image_check, env) != 0
+        assert run_check(compose_check[1:], env) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
