@@ -23,7 +23,7 @@ values = st.one_of(
 frames = st.lists(st.dictionaries(st.sampled_from([*STATS, "other"]), values, max_size=3), min_size=1, max_size=120)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames, st.integers(min_value=-5, max_value=5))
 def test_any_stream_is_handled(rows: list[dict], step: int) -> None:
     detector = _DETECTOR

@@ -173,7 +173,11 @@ class StreamingDetector:
         if self._snapshot is None:
             raw = np.array(self._rows)
             z = (raw - self._location) / self._scale
-            z = hampel(forward_fill(z, np.zeros(len(self.statistics))), self.config.clip_z)
+            # leading gaps take the window's median level (not the warm-up's: the level may have moved)
+            if np.isnan(z).any():
+                fallback = robust_location(z)
+                z = forward_fill(z, np.where(np.isfinite(fallback), fallback, 0.0))
+            z = hampel(z, self.config.clip_z)
             self._snapshot = Snapshot(start=self._count - len(raw), frames=np.array(self._frames), raw=raw, z=z,
                                       location=self._location.copy(), scale=self._scale.copy())
         return self._snapshot
