@@ -194,3 +194,11 @@ def test_images_above_max_pixels_are_rejected(tmp_path: Path) -> None:
     source = FileSource(tmp_path, limits=DecodeLimits(max_pixels=100))
     assert [f.image.shape for f in _replay(source)] == [(4, 4)]
     assert source.stats().rejected == {"oversized": 1}
+
+
+def test_looping_over_only_unreadable_files_stops_instead_of_spinning(tmp_path: Path) -> None:
+    (tmp_path / "0.png").write_bytes(b"broken")
+    (tmp_path / "1.png").write_bytes(b"broken too")
+    source = FileSource(tmp_path, loop=True)
+    assert source.get(timeout=1) is None
+    assert source.finished and source.stats().rejected == {"unreadable": 2}

@@ -118,6 +118,7 @@ class FileSource:
         self._seq = 0
         self._t0: float | None = None
         self._rejected: Counter[str] = Counter()
+        self._failures_in_row = 0
         self._received_bytes = 0
 
     def start(self) -> None:
@@ -159,10 +160,16 @@ class FileSource:
             except (DecodeError, InputError) as exc:
                 kind = exc.kind if isinstance(exc, DecodeError) else "unreadable"
                 self._rejected[kind] += 1
+                self._failures_in_row += 1
                 log.warning("replay: skipping %s: %s", path, exc)
                 if self._on_reject is not None:
                     self._on_reject(kind, str(exc))
+                if self._failures_in_row >= len(self.items):  # a whole pass without one good file
+                    log.error("replay: no file in %d tried could be read; stopping", len(self.items))
+                    self.close()
+                    return None
                 continue
+            self._failures_in_row = 0
             msg = RawMessage(parts=tuple(parts), received_at=time.time(), seq=self._seq,
                              control=is_control(self.format_name, parts))
             self._seq += 1
