@@ -35,6 +35,7 @@ def test_defaults_follow_the_dectris_convention() -> None:
     ({"ingest": {"rcvhwm": 3}}, "unknown key; allowed keys: bind, buffer, channel"),
     ({"ingest": {"source": "files"}}, "needs 'path'"),
     ({"ingest": {"endpoint": "localhost:5555"}}, "transport://address"),
+    ({"ingest": {"topic": "frames"}}, "only applies to socket 'sub'"),
 ])
 def test_bad_values_name_the_key(data: dict, needle: str, tmp_path: Path) -> None:
     import yaml

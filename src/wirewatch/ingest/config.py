@@ -56,6 +56,8 @@ class IngestConfig(StrictModel):
     def _files_need_path(self) -> IngestConfig:
         if self.source == "files" and not self.path:
             raise ValueError("source 'files' needs 'path' (a folder of images or captured messages)")
+        if self.topic and self.socket != "sub":
+            raise ValueError(f"topic {self.topic!r} only applies to socket 'sub' (socket is {self.socket!r})")
         if "://" not in self.endpoint:
             raise ValueError(f"endpoint {self.endpoint!r} must look like transport://address, "
                              "e.g. tcp://127.0.0.1:31001 or ipc:///tmp/frames")
