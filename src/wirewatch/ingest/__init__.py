@@ -19,7 +19,7 @@ Typical use (what the daemon does)::
 
 from wirewatch.ingest.base import Decoder, RawMessage, Source, SourceStats
 from wirewatch.ingest.buffer import MessageBuffer
-from wirewatch.ingest.config import IngestConfig
+from wirewatch.ingest.config import IngestConfig, IngestCurveConfig
 from wirewatch.ingest.decoders import DECODERS, FORMATS, make_decoder
 from wirewatch.ingest.encode import (
     encode_array10,
@@ -38,7 +38,7 @@ from wirewatch.ingest.zmq_source import ZmqSource
 
 __all__ = [
     "ALLOWED_DTYPES", "DECODERS", "DEFAULT_LIMITS", "ERROR_KINDS", "FORMATS", "DecodeLimits", "Decoder",
-    "FileSource", "IngestConfig", "MessageBuffer", "RawMessage", "Source", "SourceStats", "ZmqSource",
+    "FileSource", "IngestConfig", "IngestCurveConfig", "MessageBuffer", "RawMessage", "Source", "SourceStats", "ZmqSource",
     "encode_array10", "encode_series", "encode_stream1_end", "encode_stream1_header", "encode_stream1_image",
     "encode_stream2_end", "encode_stream2_image", "encode_stream2_start", "make_decoder", "make_source",
 ]
