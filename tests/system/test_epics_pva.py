@@ -5,6 +5,7 @@ real p4p client. Loopback only, with free non-default ports per test (``EPICS_PV
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.epics.daemon import attach_epics, make_pva_source
+from wirewatch.epics.ntndarray import make_ntndarray
 from wirewatch.epics.server import PvaServer
 from wirewatch.epics.simulator import PvaSimulator
 from wirewatch.publish.record import read_record
@@ -169,3 +171,157 @@ def test_n_updates_in_n_records_out_with_unique_ids(rig_factory: Callable[..., R
     assert rig.metric("wirewatch_frame_errors_total", kind="bad_shape") == 0
     # the pixel size attribute became the frames' pixel size (so nm statistics exist)
     assert records[0]["stats"].get("length_nm_mean") is not None
+
+
+class Monitor:
+    """A real p4p client monitor collecting every update of one PV (value, severity, time, message)."""
+
+    def __init__(self, ctx: Any, name: str) -> None:
+        self.updates: list[tuple[Any, int, float, str]] = []
+        self._lock = threading.Lock()
+        self.sub = ctx.monitor(name, self._on, request="record[queueSize=256]")
+
+    def _on(self, v: Any) -> None:
+        with self._lock:
+            self.updates.append((v.real if hasattr(v, "real") else v, int(v.severity), float(v.timestamp),
+                                 str(v.raw.alarm.message)))
+
+    def values(self) -> list[tuple[Any, int, float, str]]:
+        with self._lock:
+            return list(self.updates)
+
+
+def run_frames(rig: Rig, images: Callable[[int], np.ndarray], n: int, **kw: Any) -> None:
+    sim = simulator(rig, images, n, **kw)
+    try:
+        sim.open()
+        assert sim.run().frames_sent == n
+        wait_for(lambda: rig.processed() >= n, what=f"{n} processed frames", rig=rig)
+    finally:
+        sim.close()
+
+
+def test_statistic_pvs_carry_the_record_values_and_alarm_severities(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(statistics={"particle_count": {"high_alarm": 2.5, "description": "wires in view"}},
+                      rules=[{"kind": "threshold", "name": "TooManyWires", "statistic": "particle_count",
+                              "max": 2.5}])
+    n = 6
+    with rig.client() as ctx:
+        count = Monitor(ctx, PREFIX + "particle_count")
+        alert = Monitor(ctx, PREFIX + "alert_TooManyWires")
+        wait_for(lambda: count.values() and alert.values(), what="PV connections")
+        run_frames(rig, rods, n)
+        wait_for(lambda: len(count.values()) >= n + 1 and len(alert.values()) >= n, what="PV updates")
+        records = rig.records()
+        assert len(records) == n
+        # every processed frame posted its value with the frame's own time stamp
+        posted = count.values()[1:]
+        assert [v for v, *_ in posted] == [r["stats"]["particle_count"] for r in records]
+        assert [t for _, _, t, _ in posted] == pytest.approx([r["time"] for r in records], abs=1e-6)
+        # 3 wires is above high_alarm 2.5: MAJOR (HIHI); back to 2: NO_ALARM
+        for value, severity, _, message in posted:
+            assert (severity, message) == ((2, "HIHI") if value > 2.5 else (0, ""))
+        assert {s for _, s, _, _ in posted} == {0, 2}
+        # the alert rule's alarm PV: MAJOR while firing, NO_ALARM once resolved
+        states = [(v, s) for v, s, _, _ in alert.values()[1:]]
+        assert (1, 2) in states and (0, 0) in states
+        assert states[-1] == ((1, 2) if records[-1]["stats"]["particle_count"] > 2.5 else (0, 0))
+        # a one-shot read of a statistic gives the record's last value, with units and limits
+        for name in ("particle_count", "length_px_mean", "coverage_fraction"):
+            v = ctx.get(PREFIX + name)
+            assert float(v) == pytest.approx(records[-1]["stats"][name])
+        raw = ctx.get(PREFIX + "particle_count").raw
+        assert raw.display.units == "particles" and raw.display.description == "wires in view"
+        assert raw.valueAlarm.highAlarmLimit == 2.5 and raw.valueAlarm.active
+        assert ctx.get(PREFIX + "length_px_mean").raw.display.units == "px"
+        assert int(ctx.get(PREFIX + "frames_processed")) == n
+        table = ctx.get(PREFIX + "particles")
+        assert len(table.value.length_px) == records[-1]["stats"]["particle_count"]
+        assert float(np.mean(table.value.length_px)) == pytest.approx(records[-1]["stats"]["length_px_mean"])
+        overlay = ctx.get(PREFIX + "overlay")
+        assert overlay.shape == (96, 96, 3)
+
+
+def test_control_pvs_validate_writes_and_act(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(changepoint=True)
+    assert rig.server is not None
+    with rig.client() as ctx:
+        wait_for(lambda: ctx.get(PREFIX + "status") is not None, what="status PV")
+        ctx.put(PREFIX + "alerts_paused", 1)
+        assert int(ctx.get(PREFIX + "alerts_paused")) == 1
+        assert rig.daemon.built.publisher.sinks == []
+        ctx.put(PREFIX + "alerts_paused", 0)
+        with pytest.raises(Exception, match="must be 0"):
+            ctx.put(PREFIX + "alerts_paused", 7)
+        assert int(ctx.get(PREFIX + "alerts_paused")) == 0
+        ctx.put(PREFIX + "reset_changepoints", 1)
+        assert rig.server.reset_requests == 1
+        with pytest.raises(Exception, match="takes 1"):
+            ctx.put(PREFIX + "reset_changepoints", -3)
+        wait_for(lambda: ctx.get(PREFIX + "status").raw.value.startswith("running"), timeout=10, what="heartbeat")
+        assert "disconnected" in ctx.get(PREFIX + "status").raw.value  # no IOC in this test
+
+
+def bad_updates() -> list[tuple[str, Any]]:
+    """(expected error kind, NTNDArray value) for each malformed update."""
+    from p4p.nt import NTNDArray
+
+    img = rods(0)
+    out: list[tuple[str, Any]] = []
+    v = make_ntndarray(img, unique_id=1001)
+    v["dimension"] = [{"size": 97}, {"size": 96}]  # value length does not match the dimensions
+    out.append(("bad_shape", v))
+    v = make_ntndarray(img, unique_id=1002, codec="bslz4")
+    v["codec.name"] = "jpeg"
+    out.append(("unknown_codec", v))
+    v = make_ntndarray(img.astype(np.uint16), unique_id=1003, codec="lz4")
+    v["uncompressedSize"] = 96 * 96 * 4  # the announced size lies
+    out.append(("size_lie", v))
+    v = NTNDArray().wrap(img.astype(np.uint64))  # 64-bit unsigned: not a supported pixel type
+    v["uniqueId"] = 1004
+    out.append(("bad_dtype", v))
+    return out
+
+
+def test_malformed_updates_are_counted_and_skipped(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    bad = bad_updates()
+    sequence: list[Any] = []
+    for i, (_, value) in enumerate(bad):
+        sequence += [make_ntndarray(rods(i), unique_id=10 * i + 1), value]
+    sequence.append(make_ntndarray(rods(9), unique_id=99))
+    sim = simulator(rig, rods, 1)
+    try:
+        sim.open()
+        sim._clients.wait(20)
+        for value in sequence:
+            sim._pv.post(value)
+            time.sleep(0.05)
+        wait_for(lambda: rig.processed() >= len(bad) + 1, what="good frames", rig=rig)
+        wait_for(lambda: sum(rig.metric("wirewatch_frame_errors_total", kind=k) for k, _ in bad) >= len(bad),
+                 what="errors counted", rig=rig)
+    finally:
+        sim.close()
+    for kind, _ in bad:
+        assert rig.metric("wirewatch_frame_errors_total", kind=kind) == 1, kind
+    assert [r["frame"] for r in rig.records()] == [1, 11, 21, 31, 99]
+
+
+def test_ioc_restart_mid_stream_is_survived(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    run_frames(rig, rods, 4)
+    wait_for(lambda: rig.source.disconnects == 1, what="the disconnect to be noticed", rig=rig)
+    assert rig.metric("wirewatch_pva_disconnects_total") == 1
+    # the IOC comes back on the same ports; its counter starts again at 1: a new series
+    sim = simulator(rig, rods16, 5)
+    try:
+        sim.open()
+        assert sim.run().frames_sent == 5
+        wait_for(lambda: rig.processed() >= 9, what="frames after the restart", rig=rig)
+    finally:
+        sim.close()
+    records = rig.records()
+    assert [r["frame"] for r in records] == [1, 2, 3, 4, 1, 2, 3, 4, 5]
+    assert records[0]["series"] != records[4]["series"]
+    assert rig.metric("wirewatch_series_total") == 2
+    assert rig.source.stats().reconnects == 1

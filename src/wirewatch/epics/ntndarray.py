@@ -333,6 +333,9 @@ def make_ntndarray(image: np.ndarray, *, unique_id: int, timestamp: float | None
     sec, frac = divmod(stamp, 1.0)
     value["timeStamp"] = {"secondsPastEpoch": int(sec), "nanoseconds": int(frac * 1e9)}
     value["dataTimeStamp"] = value["timeStamp"]
+    # Every field set explicitly: a SharedPV sends only changed fields and clients merge them into the
+    # previous update, so a field left unset would keep the previous update's codec.
+    value["codec"] = {"name": "", "parameters": DTYPE_SCALAR_TYPE.get(image.dtype.name, 0)}
     if codec in ("none", ""):
         return value
     raw = np.ascontiguousarray(image).tobytes()
