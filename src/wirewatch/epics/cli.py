@@ -1,0 +1,88 @@
+"""What ``wirewatch run --format pva`` / ``--pv-prefix`` and ``wirewatch simulate --format pva`` call.
+
+Kept here so the hooks in ``cli/run.py`` and ``cli/simulate.py`` are a few lines each; p4p is imported
+only when these run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from wirewatch.epics.config import EpicsConfig
+from wirewatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def epics_config(cfg: Any) -> EpicsConfig:
+    """The ``epics`` section of a ``DaemonConfig`` (defaults when the config has none)."""
+    section = getattr(cfg, "epics", None)
+    return section if isinstance(section, EpicsConfig) else EpicsConfig.model_validate({})
+
+
+def require_p4p() -> None:
+    try:
+        import p4p  # noqa: F401
+    except ImportError:
+        raise ConfigError("PV Access needs the p4p package: pip install 'wirewatch[epics]'") from None
+
+
+def build_daemon(cfg: Any, *, input_pv: str | None = None, pv_prefix: str | None = None,
+                 **daemon_kw: Any) -> tuple[Any, Any]:
+    """``(Daemon, PvaServer | None)``: PV Access input when ``input_pv`` (or ``epics.input.pv``) is given,
+    the PV server when ``pv_prefix`` (or ``epics.server.prefix``) is. Close the server after the daemon."""
+    from wirewatch.daemon.service import Daemon
+
+    epics = epics_config(cfg)
+    pv = input_pv or epics.input.pv
+    prefix = pv_prefix or epics.server.prefix
+    if pv is None and prefix is None:
+        return Daemon(cfg, **daemon_kw), None
+    require_p4p()
+    from wirewatch.epics.daemon import attach_epics, make_pva_source
+
+    if pv is not None:
+        daemon_kw["source"] = make_pva_source(cfg, epics, pv=pv)
+    daemon = Daemon(cfg, **daemon_kw)
+    try:
+        server = attach_epics(daemon, epics, pv_prefix=prefix)
+    except BaseException:
+        daemon.close()
+        raise
+    if server is not None:
+        log.info("PV Access server: PVs %s<statistic>, %sstatus, ... (%s)", server.prefix, server.prefix,
+                 server.conf().get("EPICS_PVAS_SERVER_PORT", "?"))
+    return daemon, server
+
+
+def simulate_pva(*, scenario: str, pv: str | None, rate: float, frames: int | None, truth: Path | None,
+                 codec: str, echo: Any = print) -> None:
+    """Serve the scenario as an areaDetector-like NTNDArray PV until done or SIGTERM / Ctrl-C."""
+    if not pv:
+        raise ConfigError("--format pva needs --pv NAME (e.g. 13SIM1:Pva1:Image)")
+    require_p4p()
+    from wirewatch.epics.simulator import PvaSimulator
+    from wirewatch.simulate.scenario import resolve_scenario
+
+    sc = resolve_scenario(scenario)
+    sim = PvaSimulator(sc, pv=pv, rate=rate, frames=frames, codec=codec)
+    if truth is not None:
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        truth.write_text(json.dumps(sc.truth(sim.frames), indent=1) + "\n")
+    conf = sim.open()
+    echo(f"simulating {sim.frames} frames of scenario {sc.name!r} as NTNDArray PV {pv} (codec {codec}, "
+         f"{rate:g} frames/s, PVA port {conf.get('EPICS_PVAS_SERVER_PORT', '?')}); true change points: "
+         f"{list(sc.truth(sim.frames)['change_points'])}")
+    signal.signal(signal.SIGTERM, lambda *_: sim.stop())
+    try:
+        result = sim.run()
+    except KeyboardInterrupt:
+        sim.stop()
+        raise
+    finally:
+        sim.close()
+    echo(f"sent {result.frames_sent} frames in {result.seconds:.1f} s")
