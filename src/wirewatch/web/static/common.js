@@ -7,6 +7,7 @@ const ww = {
     if (typeof v !== "number") return String(v);
     if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);
+    if (a < 1e-9) return "0";  // float noise (e.g. a mean angle of 3e-15 deg)
     if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(3);
     return v.toFixed(a < 1 ? 4 : a < 100 ? 3 : 1);
   },
