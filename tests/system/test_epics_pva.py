@@ -325,3 +325,13 @@ def test_ioc_restart_mid_stream_is_survived(rig_factory: Callable[..., Rig]) -> 
     assert records[0]["series"] != records[4]["series"]
     assert rig.metric("wirewatch_series_total") == 2
     assert rig.source.stats().reconnects == 1
+
+
+def test_bench_body_measures_a_slow_rate_without_loss() -> None:
+    from wirewatch.epics.bench import decode_cost, sustained
+
+    cost = decode_cost("bslz4", repeats=5)
+    assert cost.payload_bytes < 512 * 512 * 2 and cost.decode_median_ms > 0
+    result = sustained("bslz4", 20.0, 10)
+    assert (result.sent, result.received, result.decoded, result.missed, result.dropped) == (10, 10, 10, 0, 0)
+    assert result.kept_up
