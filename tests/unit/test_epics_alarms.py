@@ -73,3 +73,30 @@ def test_importing_the_config_does_not_import_p4p() -> None:
             "print('p4p' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_phoebus_display_names_only_pvs_the_server_serves() -> None:
+    """Every PV in deploy/epics/wirewatch.bob is one the server creates for the example config."""
+    import re
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    import yaml
+
+    pytest.importorskip("p4p", reason="p4p (the epics extra) is not installed")
+    from wirewatch.epics.server import PvaServer
+    from wirewatch.stats.aggregates import aggregate_names
+
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "config" / "epics-example.yaml").read_text())
+    cfg = EpicsConfig.model_validate(example["epics"])
+    rules = [r["name"] for r in example["alerts"]["rules"]]
+    server = PvaServer(cfg.server, statistics=aggregate_names(True), rules=rules)
+    served = set(server.provider.keys())
+    tree = ET.parse(root / "deploy" / "epics" / "wirewatch.bob")
+    names = {el.text for el in tree.iter() if el.tag in ("pv_name", "y_pv") and el.text}
+    assert len(names) >= 20
+    for name in names:
+        m = re.fullmatch(r"pva://\$\(P\)(.+)", name)
+        assert m, name
+        assert cfg.server.prefix + m.group(1) in served, name
