@@ -14,6 +14,7 @@ YAML scalars/lists, so ``WIREWATCH_INGEST__RCVHWM=10`` gives an int and
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from wirewatch.errors import ConfigError
 
 ENV_PREFIX = "WIREWATCH_"
 ENV_SEPARATOR = "__"
+MAX_REPORTED_ERRORS = 20
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,6 +46,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -112,7 +116,10 @@ def load_config(model: type[M], path: str | Path | None = None, *,
 
 def format_validation_error(model: type[BaseModel], exc: ValidationError, source: str) -> str:
     lines = [f"invalid {source}:"]
-    for err in exc.errors():
+    errors = exc.errors()
+    if len(errors) > MAX_REPORTED_ERRORS:  # a long list of bad items: the first few say what is wrong
+        lines.append(f"  ({len(errors)} problems; the first {MAX_REPORTED_ERRORS} follow)")
+    for err in errors[:MAX_REPORTED_ERRORS]:
         loc = [str(p) for p in err["loc"]]
         key = ".".join(loc) or "(root)"
         msg = err["msg"]
@@ -121,8 +128,17 @@ def format_validation_error(model: type[BaseModel], exc: ValidationError, source
             msg = f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
             lines.append(f"  {key}: {msg}")
         else:
-            lines.append(f"  {key}: {msg} (got {err.get('input')!r})")
+            lines.append(f"  {key}: {msg} (got {_short_repr(err.get('input'))})")
     return "\n".join(lines)
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr of a rejected value: a YAML alias bomb ('billion laughs') shares one list 9^9 times,
+    and a plain repr would expand it into gigabytes."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 6, 6, 6, 6
+    r.maxstring, r.maxother, r.maxlong = 80, 80, 40
+    return r.repr(value)
 
 
 def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
