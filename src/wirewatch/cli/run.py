@@ -15,7 +15,8 @@ def run(
     socket: str | None = typer.Option(None, "--socket", help="pull (default, DECTRIS convention) or sub."),
     bind: bool | None = typer.Option(None, "--bind/--connect", help="Bind the input endpoint instead of "
                                      "connecting to it (default: connect)."),
-    format: str | None = typer.Option(None, "--format", "-f", help="array-1.0 | stream2 | stream1."),
+    format: str | None = typer.Option(None, "--format", "-f", help="array-1.0 | stream2 | stream1 | pva (EPICS "
+                                      "PV Access: --input is an NTNDArray PV)."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="auto | onnxruntime | watershed | tensorrt."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model file or shipped model name."),
     record: Path | None = typer.Option(None, "--record", "-r", help="Append one JSON line per frame here."),
@@ -25,10 +26,12 @@ def run(
                                       "(lossless replay)."),
     publish: str | None = typer.Option(None, "--publish", help="Bind a ZeroMQ PUB socket here for the stats, "
                                        "changepoint and alert topics."),
+    pv_prefix: str | None = typer.Option(None, "--pv-prefix", help="Serve results as EPICS PV Access PVs named "
+                                         "PREFIX<statistic>, PREFIX status, ... (docs/epics.md)."),
 ) -> None:
     """Run the monitoring daemon until SIGTERM / Ctrl-C (then drain, flush and exit 0)."""
     from wirewatch.config.daemon import load_daemon_config, shipped_config_path
-    from wirewatch.daemon.service import Daemon
+    from wirewatch.epics.cli import build_daemon
     from wirewatch.security import check_file_permissions
 
     path = config
@@ -42,10 +45,11 @@ def run(
         if value is not None:
             overrides.setdefault(section, {})[key] = value
 
-    put("ingest", "endpoint", input)
+    pva = format == "pva"  # EPICS PV Access input: --input names a PV, not an endpoint (wirewatch.epics)
+    put("ingest", "endpoint", None if pva else input)
     put("ingest", "socket", socket)
     put("ingest", "bind", bind)
-    put("ingest", "format", format)
+    put("ingest", "format", None if pva else format)
     put("ingest", "policy", policy)
     put("segment", "backend", backend)
     put("segment", "model", model)
@@ -54,10 +58,14 @@ def run(
     if publish is not None:
         overrides.setdefault("alerts", {})["zmq"] = {"bind": publish}
     cfg = load_daemon_config(path, overrides=overrides)
-    daemon = Daemon(cfg)
+    daemon, pv_server = build_daemon(cfg, input_pv=input if pva else None, pv_prefix=pv_prefix, require_input=pva)
     daemon.install_signal_handlers()
-    daemon.start()
-    drained = daemon.wait()
+    try:
+        daemon.start()
+        drained = daemon.wait()
+    finally:
+        if pv_server is not None:
+            pv_server.close()
     if daemon.pipeline.error is not None:
         typer.secho(f"error: the pipeline stopped: {daemon.pipeline.error!r}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

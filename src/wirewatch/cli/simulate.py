@@ -11,7 +11,8 @@ import typer
 def simulate(
     endpoint: str = typer.Option("tcp://127.0.0.1:31001", "--endpoint", "-e", help="Where to bind (or connect); "
                                  "tcp://127.0.0.1:* picks a free port (printed)."),
-    format: str = typer.Option("stream2", "--format", "-f", help="array-1.0 | stream2 | stream1."),
+    format: str = typer.Option("stream2", "--format", "-f", help="array-1.0 | stream2 | stream1 | pva (an EPICS "
+                               "areaDetector-like NTNDArray PV named by --pv)."),
     rate: float = typer.Option(2.0, "--rate", help="Frames per second (0 = as fast as possible)."),
     frames: int | None = typer.Option(None, "--frames", "-n", help="Frames to send (default: the scenario's)."),
     scenario: str = typer.Option("demo", "--scenario", "-s", help="Scenario YAML file or shipped name "
@@ -19,7 +20,8 @@ def simulate(
     truth: Path | None = typer.Option(None, "--truth", help="Write the true change points here (truth.json)."),
     socket: str = typer.Option("push", "--socket", help="push (default) or pub."),
     connect: bool = typer.Option(False, "--connect", help="Connect to the endpoint instead of binding it."),
-    compression: str = typer.Option("bslz4", "--compression", help="Stream V2: bslz4 | lz4 | none."),
+    compression: str = typer.Option("bslz4", "--compression", help="Stream V2 and pva: bslz4 | lz4 | none."),
+    pv: str | None = typer.Option(None, "--pv", help="--format pva: the NTNDArray PV to serve, e.g. SIM:cam1:Pva1:Image."),
 ) -> None:
     """Stream synthetic nanowire frames whose morphology changes as the scenario says."""
     from wirewatch.errors import ConfigError
@@ -30,6 +32,11 @@ def simulate(
         raise ConfigError(f"--socket must be push or pub, got {socket!r}")
     if compression not in ("bslz4", "lz4", "none"):
         raise ConfigError(f"--compression must be bslz4, lz4 or none, got {compression!r}")
+    if format == "pva":  # EPICS PV Access (wirewatch.epics)
+        from wirewatch.epics.cli import simulate_pva
+
+        return simulate_pva(scenario=scenario, pv=pv, rate=rate, frames=frames, truth=truth, codec=compression,
+                            echo=lambda text: typer.echo(text, err=True))
     sc = resolve_scenario(scenario)
     sim = Simulator(sc, endpoint=endpoint, format=format, rate=rate, frames=frames,
                     socket="pub" if socket == "pub" else "push", bind=not connect,

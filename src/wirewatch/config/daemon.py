@@ -27,6 +27,7 @@ from pydantic import Field
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.config.base import StrictModel, load_config
 from wirewatch.daemon.http import HttpConfig
+from wirewatch.epics.config import EpicsConfig
 from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig
@@ -66,6 +67,7 @@ class DaemonConfig(StrictModel):
     record: RecordConfig = Field(default_factory=RecordConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    epics: EpicsConfig = Field(default_factory=lambda: EpicsConfig.model_validate({}))  # PV Access (docs/epics.md)
 
 
 def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,

@@ -32,14 +32,26 @@ def require_p4p() -> None:
 
 
 def build_daemon(cfg: Any, *, input_pv: str | None = None, pv_prefix: str | None = None,
-                 **daemon_kw: Any) -> tuple[Any, Any]:
+                 require_input: bool = False, **daemon_kw: Any) -> tuple[Any, Any]:
     """``(Daemon, PvaServer | None)``: PV Access input when ``input_pv`` (or ``epics.input.pv``) is given,
-    the PV server when ``pv_prefix`` (or ``epics.server.prefix``) is. Close the server after the daemon."""
+    the PV server when ``pv_prefix`` (or ``epics.server.prefix``) is. Close the server after the daemon.
+    ``require_input`` (``--format pva``): a missing PV name is an error rather than the ZeroMQ input."""
     from wirewatch.daemon.service import Daemon
 
     epics = epics_config(cfg)
     pv = input_pv or epics.input.pv
     prefix = pv_prefix or epics.server.prefix
+    if require_input and pv is None:
+        raise ConfigError("--format pva needs --input PV (the NTNDArray PV, e.g. 13SIM1:Pva1:Image) or "
+                          "epics.input.pv in the config")
+    try:
+        from wirewatch.epics.config import check_pv_name
+
+        for name, what in ((pv, "--input"), (prefix, "--pv-prefix")):
+            if name is not None:
+                check_pv_name(name, what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if pv is None and prefix is None:
         return Daemon(cfg, **daemon_kw), None
     require_p4p()
@@ -69,7 +81,8 @@ def simulate_pva(*, scenario: str, pv: str | None, rate: float, frames: int | No
     from wirewatch.simulate.scenario import resolve_scenario
 
     sc = resolve_scenario(scenario)
-    sim = PvaSimulator(sc, pv=pv, rate=rate, frames=frames, codec=codec)
+    # waits (at most 10 s) for a first client, so a daemon started just before misses no frame
+    sim = PvaSimulator(sc, pv=pv, rate=rate, frames=frames, codec=codec, wait_for_client_s=10.0)
     if truth is not None:
         truth.parent.mkdir(parents=True, exist_ok=True)
         truth.write_text(json.dumps(sc.truth(sim.frames), indent=1) + "\n")

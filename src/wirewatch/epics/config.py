@@ -53,8 +53,8 @@ class EpicsInputConfig(StrictModel):
     """``--format pva --input PV``: subscribe to an areaDetector NTNDArray PV (NDPluginPva)."""
 
     pv: str | None = Field(default=None, description="NTNDArray PV, e.g. 13SIM1:Pva1:Image")
-    pixel_size_attribute: str | None = Field(default=None, max_length=128, description="NDAttribute carrying the pixel "
-                                             "size (e.g. PixelSizeNm); None: frames carry none")
+    pixel_size_attribute: str | None = Field(default="PixelSizeNm", max_length=128, description="NDAttribute "
+                                             "carrying the pixel size (absent from a frame: none); None: never read")
     pixel_size_scale: float = Field(default=1.0, gt=0, description="factor from the attribute's unit to nm (um: 1000)")
     monitor_queue: int = Field(default=4, ge=1, le=1024, description="PV Access monitor queue (request queueSize)")
     resubscribe_s: float = Field(default=1.0, gt=0, le=60, description="retry interval when the PV closed the monitor")
