@@ -84,7 +84,7 @@ class Rig:
             "ingest": {"policy": policy, "buffer": 4},
             "segment": {"backend": "watershed"},
             "changepoint": {"enabled": changepoint},
-            "alerts": {"zmq": None, "rules": rules or []},
+            "alerts": {"zmq": None, "rules": rules or [], "tick_interval_s": 0.2},
             "record": {"path": str(self.record), "fsync": "never"},
             "http": {"enabled": False},
             "pipeline": {"shutdown_timeout_s": 20},
@@ -243,14 +243,22 @@ def test_statistic_pvs_carry_the_record_values_and_alarm_severities(rig_factory:
 
 
 def test_control_pvs_validate_writes_and_act(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory(changepoint=True)
+    from wirewatch.epics.daemon import PvAlertSink
+
+    rig = rig_factory(changepoint=True, rules=[{"kind": "no_frames", "name": "NoFrames", "after_s": 0.5}])
     assert rig.server is not None
+    publisher = rig.daemon.built.publisher
     with rig.client() as ctx:
         wait_for(lambda: ctx.get(PREFIX + "status") is not None, what="status PV")
+        # a time-based rule fires from the publisher's ticker, between frames: its alarm PV follows
+        wait_for(lambda: int(ctx.get(PREFIX + "alert_NoFrames")) == 1, timeout=10, what="NoFrames firing")
+        assert ctx.get(PREFIX + "alert_NoFrames").severity == 2
+        others = [s for s in publisher.sinks if not isinstance(s, PvAlertSink)]
         ctx.put(PREFIX + "alerts_paused", 1)
         assert int(ctx.get(PREFIX + "alerts_paused")) == 1
-        assert rig.daemon.built.publisher.sinks == []
+        assert [type(s) for s in publisher.sinks] == [PvAlertSink]  # the alarm PVs keep following the rules
         ctx.put(PREFIX + "alerts_paused", 0)
+        assert publisher.sinks[1:] == others
         with pytest.raises(Exception, match="must be 0"):
             ctx.put(PREFIX + "alerts_paused", 7)
         assert int(ctx.get(PREFIX + "alerts_paused")) == 0

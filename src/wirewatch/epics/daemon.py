@@ -22,7 +22,7 @@ from wirewatch.epics.config import EpicsConfig
 from wirewatch.epics.server import Controls, PvaServer
 from wirewatch.epics.source import PvaSource
 from wirewatch.ingest.base import RawMessage
-from wirewatch.types import ChangePoint
+from wirewatch.types import Alert, ChangePoint
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,25 @@ class ResettableDetector:
         self.inner.reset()
 
 
+class PvAlertSink:
+    """An alert sink of the publisher that sets the ``alert_<rule>`` PVs: it sees every transition,
+    also those of time-based rules (``no_frames``) raised by the publisher's ticker between frames."""
+
+    name = "pva"
+
+    def __init__(self, server: PvaServer) -> None:
+        self.server = server
+
+    def send(self, alert: Alert) -> None:
+        self.server.post_alert(alert)
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+
 class AlertPause:
-    """Pause/resume sending alerts: the publisher keeps evaluating its rules (so alarm PVs stay true)
-    but hands nothing to its sinks while paused."""
+    """Pause/resume sending alerts: the publisher keeps evaluating its rules and the alarm PVs stay
+    true, but the other sinks (Alertmanager, webhook) get nothing while paused."""
 
     def __init__(self, publisher: Any) -> None:
         self.publisher = publisher
@@ -82,10 +98,10 @@ class AlertPause:
         if self.publisher is None:
             return
         if paused and self._sinks is None:
-            self._sinks = list(self.publisher.sinks)
-            self.publisher.sinks = []
+            self._sinks = [s for s in self.publisher.sinks if not isinstance(s, PvAlertSink)]
+            self.publisher.sinks = [s for s in self.publisher.sinks if isinstance(s, PvAlertSink)]
         elif not paused and self._sinks is not None:
-            self.publisher.sinks = list(self._sinks)
+            self.publisher.sinks = [*self.publisher.sinks, *self._sinks]
             self._sinks = None
 
 
@@ -149,4 +165,7 @@ def attach_epics(daemon: Any, epics: EpicsConfig, *, pv_prefix: str | None = Non
                        controls=controls, counters=counters, state=state)
     server.start()
     pipeline.listeners.append(server.publish)
+    if built.publisher is not None:
+        built.publisher.sinks.append(PvAlertSink(server))
+        server.alerts_from_results = False  # the sink sees them all (also the ticker's)
     return server

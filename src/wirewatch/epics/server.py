@@ -94,6 +94,7 @@ class PvaServer:
         self._last_frame: int | None = None
         self.paused = False
         self.reset_requests = 0
+        self.alerts_from_results = True  # False when an alert sink feeds post_alert instead
         self._build(statistics, rules)
 
     # -- PVs ---------------------------------------------------------------------------------------
@@ -261,8 +262,9 @@ class PvaServer:
         self._post_particles(result.stats.particles, stamp)
         if result.changepoints:
             self.add_changepoints(result.changepoints, stamp)
-        for alert in result.alerts:
-            self.post_alert(alert)
+        if self.alerts_from_results:
+            for alert in result.alerts:
+                self.post_alert(alert)
         if self.overlay is not None and time.monotonic() - self._last_overlay >= self.config.overlay_interval_s:
             self._last_overlay = time.monotonic()
             self._post_overlay(result, stamp)
