@@ -76,7 +76,7 @@ class Rig:
     """Simulated IOC + daemon (watershed) + PV server, all on private loopback ports."""
 
     def __init__(self, tmp_path: Path, *, policy: str = "queue", statistics: dict[str, Any] | None = None,
-                 rules: list[dict[str, Any]] | None = None, changepoint: bool = False) -> None:
+                 rules: list[dict[str, Any]] | None = None, changepoint: bool = False, segmenter: Any = None) -> None:
         self.ioc_conf = pva_conf()
         self.out_conf = pva_conf()
         self.record = tmp_path / "record.jsonl"
@@ -97,7 +97,7 @@ class Rig:
             "pva": self.out_conf})
         self.registry = CollectorRegistry()
         self.source = make_pva_source(self.config, self.input_epics)
-        self.daemon = Daemon(self.config, registry=self.registry, source=self.source)
+        self.daemon = Daemon(self.config, registry=self.registry, source=self.source, segmenter=segmenter)
         attach_epics(self.daemon, self.input_epics)  # input metrics
         self.server: PvaServer | None = attach_epics(self.daemon, self.output_epics, pv_prefix=PREFIX)
 
@@ -343,3 +343,40 @@ def test_bench_body_measures_a_slow_rate_without_loss() -> None:
     result = sustained("bslz4", 20.0, 10)
     assert (result.sent, result.received, result.decoded, result.missed, result.dropped) == (10, 10, 10, 0, 0)
     assert result.kept_up
+
+
+class SlowSegmenter:
+    """The watershed baseline plus a fixed delay: a segmenter slower than the detector."""
+
+    name = "slow-watershed"
+
+    def __init__(self, delay_s: float) -> None:
+        from wirewatch.segment import load_segmenter
+
+        self.inner = load_segmenter("watershed")
+        self.delay_s = delay_s
+
+    def segment(self, image: np.ndarray) -> Any:
+        time.sleep(self.delay_s)
+        return self.inner.segment(image)
+
+
+def test_policy_latest_drops_old_frames_counted_and_keeps_the_newest(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(policy="latest", segmenter=SlowSegmenter(0.15))
+    n = 30
+    sim = simulator(rig, rods, n, rate=60.0)
+    try:
+        sim.open()
+        assert sim.run().frames_sent == n
+        def settled() -> bool:
+            dropped = sum(rig.metric("wirewatch_frames_dropped_total", reason=r) for r in ("overflow", "superseded"))
+            return rig.processed() + dropped + rig.source.missed >= n and rig.source.stats().buffered == 0
+        wait_for(settled, what="every update processed or counted", rig=rig)
+        time.sleep(0.5)
+    finally:
+        sim.close()
+    ids = [r["frame"] for r in rig.records()]
+    dropped = sum(rig.metric("wirewatch_frames_dropped_total", reason=r) for r in ("overflow", "superseded"))
+    assert ids == sorted(ids) and ids[-1] == n  # the newest frame is always the one kept
+    assert dropped > 0 and len(ids) < n
+    assert len(ids) + dropped + rig.source.missed == n  # every update accounted for
