@@ -7,7 +7,8 @@ Prometheus (Debian package ``prometheus``) loading the SHIPPED rule file unchang
 daemon every second, a real Alertmanager loading the shipped ``alertmanager.yml`` (only the webhook
 address and wait times changed for loopback), and ``deploy/process-control/receiver.py``.
 Through Prometheus's HTTP API the test sees the metrics arrive and the change-point alert fire during the
-demo scenario (morphology changes at frames 75, 150), then sees it reach process control, and
+demo scenario (morphology changes at frames 75, 150), then sees it reach process control (or be inhibited
+there by the daemon's own change-point alert for the same statistic, which arrives instead), and
 every query of the shipped Grafana dashboard evaluates on that Prometheus.
 """
 
@@ -260,17 +261,39 @@ def test_prometheus_scrapes_the_daemon_and_the_change_point_alert_reaches_proces
     # frames were flowing: the no-frames alert stays silent
     assert not firing(prometheus, "WirewatchNoFrames")
 
-    # routed by the shipped Alertmanager config to the process-control webhook
-    def delivered() -> list[dict[str, Any]]:
-        return [r for r in process_control.received
-                if r["alertname"] == "WirewatchChangePointDetected" and r["status"] == "firing"]
+    # routed by the shipped Alertmanager config: each of Prometheus' change-point alerts either reaches the
+    # process-control webhook, or is inhibited there by the daemon's own MorphologyChanged alert (its
+    # alertmanager sink, shipped compose config) for the same instrument and statistic, which arrives instead
+    def am_alerts(alertname: str) -> list[dict[str, Any]]:
+        query_string = urllib.parse.urlencode({"filter": f'alertname="{alertname}"'})
+        alerts: list[dict[str, Any]] = get_json(f"{alertmanager.url}/api/v2/alerts?{query_string}")
+        return alerts
 
-    records = wait_for("the alert at the process-control receiver", delivered, 30, logs=logs)
-    assert records[0]["receiver"] == "process-control"
-    assert {r["labels"]["statistic"] for r in records} & statistics
-    # the daemon's own change-point alert (its alertmanager sink, shipped compose config) arrives the same way
-    wait_for("the daemon's MorphologyChanged alert at the receiver",
-             lambda: [r for r in process_control.received if r["alertname"] == "MorphologyChanged"], 30, logs=logs)
+    def accounted_for() -> dict[str, str]:
+        delivered = {r["labels"]["statistic"] for r in process_control.received
+                     if r["alertname"] == "WirewatchChangePointDetected" and r["status"] == "firing"}
+        daemon_statistics = {a["labels"].get("statistic") for a in am_alerts("MorphologyChanged")}
+        outcome = {}
+        for a in am_alerts("WirewatchChangePointDetected"):
+            statistic = a["labels"]["statistic"]
+            if statistic in delivered:
+                outcome[statistic] = "delivered"
+            elif a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]:
+                assert statistic in daemon_statistics, "inhibited without a daemon alert for that statistic"
+                assert a["labels"]["instrument"] == "simulator"
+                outcome[statistic] = "inhibited"
+        return outcome if statistics <= set(outcome) else {}
+
+    outcome = wait_for("every change-point alert delivered or inhibited", accounted_for, 30, logs=logs)
+    received_daemon_alerts = wait_for(
+        "the daemon's MorphologyChanged alert at the receiver",
+        lambda: [r for r in process_control.received if r["alertname"] == "MorphologyChanged"], 30, logs=logs)
+    assert received_daemon_alerts[0]["receiver"] == "process-control"
+    assert received_daemon_alerts[0]["labels"]["instrument"] == "simulator"
+    inhibited = {s for s, how in outcome.items() if how == "inhibited"}
+    assert inhibited <= {r["labels"]["statistic"] for r in process_control.received
+                         if r["alertname"] == "MorphologyChanged"} | {
+        a["labels"]["statistic"] for a in am_alerts("MorphologyChanged")}
 
     check_dashboard_queries(prometheus)
 

@@ -176,7 +176,7 @@ def test_amtool_check_config() -> None:
     result = run("amtool", "check-config", ALERTMANAGER)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-    assert "2 inhibit rules" in result.stdout
+    assert "3 inhibit rules" in result.stdout
 
 
 @amtool
@@ -190,6 +190,31 @@ def test_alertmanager_routes(labels: list[str], receiver: str) -> None:
     result = run("amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
+
+
+def test_change_point_alerts_of_prometheus_and_the_daemon_pair_up() -> None:
+    """The inhibit rule that keeps one change from notifying twice matches labels both sides really carry."""
+    am = yaml.safe_load(ALERTMANAGER.read_text())
+    (rule,) = [r for r in am["inhibit_rules"] if 'alertname="WirewatchChangePointDetected"' in r["target_matchers"]]
+    daemon_alertname = re.fullmatch(r'alertname="(\w+)"', rule["source_matchers"][0])
+    assert daemon_alertname and rule["equal"] == ["instrument", "statistic"]
+    # the daemon side: a changepoint rule of that name, with an instrument label, in every shipped config
+    # that posts to Alertmanager (its alerts carry `statistic` from the rule engine)
+    prom = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    scrape_instrument = next(j for j in prom["scrape_configs"]
+                             if j["job_name"] == "wirewatch")["static_configs"][0]["labels"]["instrument"]
+    compose_cfg = yaml.safe_load((ROOT / "config" / "wirewatch-compose.yaml").read_text())["alerts"]
+    k8s_cfg = yaml.safe_load(yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]["wirewatch.yaml"])
+    monitor = yaml.safe_load((DEPLOY / "k8s" / "servicemonitor.yaml").read_text())
+    k8s_instrument = next(r["replacement"] for r in monitor["spec"]["endpoints"][0]["relabelings"]
+                          if r["targetLabel"] == "instrument")
+    for cfg, instrument in ((compose_cfg, scrape_instrument), (k8s_cfg["alerts"], k8s_instrument)):
+        assert any(r["kind"] == "changepoint" and r["name"] == daemon_alertname.group(1) for r in cfg["rules"])
+        assert cfg["labels"]["instrument"] == instrument
+        assert any(s["type"] == "alertmanager" for s in cfg["sinks"])
+    # the Prometheus side keeps `instrument` and `statistic` in the alert's labels
+    expr = next(r["expr"] for r in alert_rules() if r["alert"] == "WirewatchChangePointDetected")
+    assert all("instrument, statistic" in by for by in re.findall(r"sum by \(([^)]*)\)", expr))
 
 
 def test_alertmanager_webhook_reaches_the_process_control_service() -> None:
