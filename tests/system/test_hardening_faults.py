@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import struct
 import subprocess
 import time
 import urllib.request
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import zmq
 
@@ -205,3 +207,54 @@ def test_disk_full_for_the_record_is_counted_survived_and_recovered(tiny_disk: P
         ctx.term()
     assert [ln["frame"] for ln in _lines(record)] == list(range(16))
     assert os.statvfs(tiny_disk).f_bavail > 0
+
+
+# ----------------------------------------------------------------- bad Stream V1 messages, counted by kind
+
+def test_malformed_stream1_messages_are_counted_by_kind_and_skipped(tmp_path: Path) -> None:
+    """The daemon-level counterpart of the decoder tests for DECTRIS Stream V1 (array-1.0 and Stream V2
+    have theirs in test_daemon_pipeline.py): each bad message is one count of its kind, good frames
+    around it are all recorded, in order."""
+    from wirewatch.ingest import encode_stream1_end, encode_stream1_header, encode_stream1_image
+
+    record = tmp_path / "record.jsonl"
+
+    def image(frame: int, **desc: Any) -> list[bytes]:
+        parts = encode_stream1_image(1, frame, rods(frame).astype(np.uint16))
+        return [parts[0], json.dumps(json.loads(parts[1]) | desc).encode(), *parts[2:]]
+
+    def claiming(frame: int, total: int) -> list[bytes]:
+        parts = encode_stream1_image(1, frame, rods(frame).astype(np.uint16))
+        return [parts[0], parts[1], struct.pack(">QI", total, 8192) + parts[2][12:], *parts[3:]]
+
+    bad: list[tuple[str, list[bytes]]] = [
+        ("size_lie", claiming(90, 10**12)),  # bitshuffle-LZ4 header claiming 10^12 bytes
+        ("bad_dtype", image(91, type="float16")),
+        ("unknown_type", image(92, htype="dimage_x-1.0")),
+        ("truncated", image(93)[:2]),  # data part missing
+        ("bad_header", [b"{not json", b"{}"]),
+    ]
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.bind("tcp://127.0.0.1:*")
+    daemon = Daemon(_config(tmp_path, push.getsockopt_string(zmq.LAST_ENDPOINT), "stream1", record)).start()
+    try:
+        push.send_multipart(encode_stream1_header(1, image_shape=rods(0).shape))
+        good = 0
+        for _, parts in bad:
+            push.send_multipart(encode_stream1_image(1, good, rods(good).astype(np.uint16)))
+            good += 1
+            push.send_multipart(parts)
+        push.send_multipart(encode_stream1_image(1, good, rods(good).astype(np.uint16)))
+        good += 1
+        push.send_multipart(encode_stream1_end(1))
+        wait_for(lambda: daemon.pipeline.processed == good)
+        wait_for(lambda: sum(_counter(daemon, "wirewatch_frame_errors_total", kind=k) for k, _ in bad) >= len(bad))
+    finally:
+        daemon.close()
+        push.close(0)
+        ctx.term()
+    for kind, _ in bad:
+        assert _counter(daemon, "wirewatch_frame_errors_total", kind=kind) == 1, kind
+    assert [ln["frame"] for ln in _lines(record)] == list(range(good))
