@@ -368,3 +368,45 @@ def test_per_frame_stats_published_on_zmq_pub_in_order(tmp_path: Path, pusher: t
     assert tail == list(range(first, first + 10))
     assert all({"frame", "time", "stats"} <= set(m) for m in got)
     assert got[-1]["stats"]["particle_count"] in (2, 3)
+
+
+def test_sender_restart_mid_series_reconnects_and_starts_a_new_series(tmp_path: Path) -> None:
+    """The detector process dies mid-series (no end message) and comes back on the same endpoint with a
+    new series: the daemon reconnects by itself, records both series and resets change detection."""
+    from wirewatch.ingest import encode_stream2_start
+
+    ctx = zmq.Context()
+    sockets: list[zmq.Socket] = []
+    first = ctx.socket(zmq.PUSH)
+    sockets.append(first)
+    first.setsockopt(zmq.LINGER, 2000)
+    first.bind("tcp://127.0.0.1:*")
+    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    daemon = Daemon(config(tmp_path, endpoint, "stream2")).start()
+    try:
+        first.send_multipart(encode_stream2_start(series_unique_id="A", image_shape=(96, 96), image_dtype="uint8"))
+        for i in range(5):
+            first.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
+        wait_for(lambda: daemon.pipeline.processed == 5)
+        first.close()  # the sender is gone, mid-series
+        second = ctx.socket(zmq.PUSH)
+        sockets.append(second)
+        second.setsockopt(zmq.LINGER, 2000)
+        for _ in range(100):  # ...and back on the same port (libzmq releases it asynchronously)
+            try:
+                second.bind(endpoint)
+                break
+            except zmq.ZMQError:
+                time.sleep(0.05)
+        for parts in encode_series("stream2", [rods(i) for i in range(5)], series_id=2,
+                                   series_unique_id="B"):
+            second.send_multipart(parts)
+        wait_for(lambda: daemon.pipeline.processed == 10, timeout=60)
+    finally:
+        daemon.close()
+        for sock in sockets:
+            sock.close(0)
+        ctx.term()
+    lines = read_record(tmp_path / "record.jsonl")
+    assert [(ln["series"], ln["frame"]) for ln in lines] == [("A", i) for i in range(5)] + [("B", i) for i in range(5)]
+    assert counter(daemon.registry, "wirewatch_series_total") == 2
