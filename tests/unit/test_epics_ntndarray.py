@@ -118,6 +118,9 @@ def test_malformed_updates_raise_named_kinds() -> None:
     v = make_ntndarray(img, unique_id=1, codec="bslz4")
     v["uncompressedSize"] = img.nbytes * 2
     assert kind_of(v) == "size_lie"
+    v = make_ntndarray(img, unique_id=1, codec="bslz4")
+    v["compressedSize"] = 3
+    assert kind_of(v) == "size_lie"
     v = make_ntndarray(img, unique_id=1, codec="lz4", framed=True)
     v["dimension"] = [{"size": 16}, {"size": 8}]  # framed block claims 512 bytes, dimensions say 256
     assert kind_of(v) in ("size_lie", "decompression")

@@ -200,6 +200,9 @@ def decode_image(header: Mapping[str, Any], payload: bytes, limits: DecodeLimits
                                           f"need {expected} bytes")
         if union != "ubyteValue":
             raise DecodeError("bad_dtype", f"compressed data must travel as ubyteValue, got {union}")
+        sent = header.get("compressedSize")
+        if isinstance(sent, int) and sent not in (0, len(payload)):
+            raise DecodeError("size_lie", f"compressedSize {sent} but the value holds {len(payload)} bytes")
         raw = decompress_bounded(_framed(payload, codec, dtype.itemsize, expected), codec, dtype.itemsize,
                                  expected, limits)
     arr = np.frombuffer(raw, dtype=dtype.newbyteorder("=")).reshape(tuple(reversed(dims)))
