@@ -125,7 +125,9 @@ def test_malformed_updates_raise_named_kinds() -> None:
     v["dimension"] = [{"size": 16}, {"size": 8}]  # framed block claims 512 bytes, dimensions say 256
     assert kind_of(v) in ("size_lie", "decompression")
     v = make_ntndarray(img, unique_id=1, codec="bslz4")
-    v["value"] = ("ubyteValue", np.frombuffer(b"\x00\x00\x00\x05garbage-garbage", np.uint8))
+    garbage = b"\x00\x00\x00\x05garbage-garbage"
+    v["value"] = ("ubyteValue", np.frombuffer(garbage, np.uint8))
+    v["compressedSize"] = len(garbage)
     assert kind_of(v) == "decompression"
     for bad in (np.zeros((4, 4), np.uint64), np.zeros((4, 4), np.int64), np.zeros((4, 4), bool)):
         v = NTNDArray().wrap(bad)
