@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from wirewatch.config.daemon import DaemonConfig, load_daemon_config
 from wirewatch.errors import ConfigError
 
-PROFILE = settings(max_examples=150, deadline=3000, derandomize=True,
+PROFILE = settings(max_examples=80, deadline=3000, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # Real names first, so generated documents get past the top level and exercise every section's validation.
