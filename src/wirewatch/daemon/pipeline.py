@@ -401,10 +401,10 @@ class Pipeline:
         self._throttled.warning(kind, message)
 
     def close_sinks(self) -> None:
+        """Close every sink (flushing the record) and the source; idempotent."""
         if self._sinks_closed:
             return
         self._sinks_closed = True
         for sink in self.sinks:
             self._safely(sink.name, sink.close)
-        if not self._intake_stop.is_set() or self.source is not None:
-            self._safely("source", self.source.close)
+        self._safely("source", self.source.close)  # closing twice is harmless
