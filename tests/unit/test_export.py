@@ -70,3 +70,14 @@ def test_metadata_round_trips_through_the_runtime_parser() -> None:
     assert parsed.training_data_config_hash == "abc123" and parsed.variant == "compact"
     assert json.loads(meta["training_config"])["lr"] == 0.02
     assert meta["detections_per_image"] == "150" and meta["training_step"] == "1200"
+
+
+def test_level_merge_by_gather_equals_torchvision() -> None:
+    from torchvision.ops.poolers import _onnx_merge_levels
+
+    from wirewatch.export.onnx import _merge_levels_by_gather
+
+    gen = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 4, (50,), generator=gen)
+    per_level = [torch.randn(int((levels == k).sum()), 3, 7, 7, generator=gen) for k in range(4)]
+    assert torch.equal(_merge_levels_by_gather(levels, per_level), _onnx_merge_levels(levels, per_level))

@@ -16,6 +16,9 @@ from wirewatch.segment.model_files import packaged_model_path, read_onnx_metadat
 from wirewatch.segment.onnx_backend import OnnxSegmenter
 from wirewatch.segment.paste import paste_masks
 
+# The module fixture trains and exports a model (~1 min on an idle 2-core machine, several on a loaded one).
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -28,8 +31,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("onnx")
     data = write_toy_dataset(root / "data", n_train=6, n_val=2, size=96, seed=5)
-    cfg = TrainConfig(data=str(data), out=str(root / "run"), steps=6, batch_size=2, crop_size=64,
-                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=6, log_every=3)
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), steps=4, batch_size=2, crop_size=64,
+                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=4, log_every=2)
     Trainer(cfg, show_progress=False).run()
     onnx_path = root / "model.onnx"
     argv = sys.argv
@@ -54,7 +57,8 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
     from wirewatch.train.validate import predict
 
     model, _ = model_from_checkpoint(trained["checkpoint"])
-    segmenter = OnnxSegmenter(trained["onnx"], score_threshold=0.0)
+    # Same threshold as the torch model's box_score_thresh, so both keep the same detections.
+    segmenter = OnnxSegmenter(trained["onnx"], score_threshold=model.roi_heads.score_thresh)
     compared = 0
     for index in (6, 7):  # the two validation images
         image = toy_image(trained["data"], index)
@@ -91,8 +95,13 @@ def test_segmenter_contract_and_thresholds(trained: dict[str, Path]) -> None:
     dets = segmenter.segment(image)
     assert dets.image_shape == image.shape and dets.masks.dtype == bool
     assert np.all(dets.scores >= 0.3)  # the metadata's default threshold
-    everything = OnnxSegmenter(trained["onnx"], score_threshold=0.0).segment(image)
+    low = OnnxSegmenter(trained["onnx"], score_threshold=0.05)
+    everything = low.segment(image)
     assert len(everything) >= len(dets)
+    # The threshold is applied inside the graph (before the mask head), not only afterwards.
+    assert low.threshold_input == "score_threshold"
+    _, raw_scores, _, _ = segmenter.raw(image)  # type: ignore[attr-defined]
+    assert np.all(raw_scores > 0.3) and len(raw_scores) == len(dets)
     # A larger frame than the export size works: the graph runs at native scale.
     big = np.zeros((128, 160), np.float32)
     big[:96, :96] = image

@@ -98,16 +98,23 @@ class OnnxSegmenter:
     def _check_graph(self) -> None:
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
-        if len(inputs) != 1 or len(inputs[0].shape) != 2:
-            raise ModelError(f"{self.model_path}: expected one 2-D input (height, width), got "
-                             f"{[(i.name, i.shape) for i in inputs]}")
+        # One 2-D image input, optionally a scalar score threshold (applied before the mask head).
+        image_inputs = [i for i in inputs if len(i.shape) == 2]
+        scalar_inputs = [i for i in inputs if len(i.shape) == 0]
+        if len(image_inputs) != 1 or len(scalar_inputs) > 1 or len(inputs) != len(image_inputs) + len(scalar_inputs):
+            raise ModelError(f"{self.model_path}: expected one 2-D input (height, width) and optionally a "
+                             f"scalar score threshold, got {[(i.name, i.shape) for i in inputs]}")
         if tuple(outputs) != EXPECTED_OUTPUTS:
             raise ModelError(f"{self.model_path}: expected outputs {list(EXPECTED_OUTPUTS)}, got {outputs}")
-        self.input_name = inputs[0].name
+        self.input_name = image_inputs[0].name
+        self.threshold_input = scalar_inputs[0].name if scalar_inputs else None
 
     def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The graph's outputs for a validated image: boxes, scores, labels, 28x28 mask probabilities."""
-        boxes, scores, labels, probs = self.session.run(None, {self.input_name: image})
+        feed: dict[str, np.ndarray] = {self.input_name: image}
+        if self.threshold_input is not None:
+            feed[self.threshold_input] = np.asarray(self.score_threshold, np.float32)
+        boxes, scores, labels, probs = self.session.run(None, feed)
         return boxes, scores, labels, probs
 
     def segment(self, image: np.ndarray) -> Detections:
