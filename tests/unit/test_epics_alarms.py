@@ -100,3 +100,13 @@ def test_phoebus_display_names_only_pvs_the_server_serves() -> None:
         m = re.fullmatch(r"pva://\$\(P\)(.+)", name)
         assert m, name
         assert cfg.server.prefix + m.group(1) in served, name
+
+
+def test_example_config_loads_as_a_daemon_config() -> None:
+    from pathlib import Path
+
+    from wirewatch.config.daemon import load_daemon_config
+
+    cfg = load_daemon_config(Path(__file__).resolve().parents[2] / "config" / "epics-example.yaml", environ={})
+    assert cfg.epics.input.pv == "13SIM1:Pva1:Image" and cfg.epics.server.prefix == "BL7:WW:"
+    assert cfg.epics.server.statistics["particle_count"].low_alarm == 2
