@@ -65,11 +65,13 @@ def test_config_validation_names_the_problem() -> None:
     assert cfg.server.statistics["particle_count"].low_alarm == 2
 
 
-def test_importing_the_config_does_not_import_p4p() -> None:
+def test_importing_the_epics_modules_does_not_import_p4p() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, wirewatch.epics.config, wirewatch.epics.alarms, wirewatch.epics.ntndarray; "
+    code = ("import sys, wirewatch.epics.config, wirewatch.epics.alarms, wirewatch.epics.ntndarray, "
+            "wirewatch.epics.cli, wirewatch.epics.daemon, wirewatch.epics.server, wirewatch.epics.source, "
+            "wirewatch.cli.run, wirewatch.config.daemon; "
             "print('p4p' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
