@@ -167,3 +167,38 @@ def test_empty_placeholder_update_is_not_a_frame() -> None:
     assert _is_empty(Value(NTNDArray.buildType(), {}))
     assert not _is_empty(make_ntndarray(image("uint8"), unique_id=1))
     assert isinstance(decode(make_ntndarray(image("uint8"), unique_id=1))[0], SeriesStart)
+
+
+def test_random_headers_and_payloads_raise_only_decode_errors() -> None:
+    """Property: whatever an update claims, the decoder returns a frame or raises DecodeError, never
+    anything else (nor allocates beyond the limits)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good_parts = {c: pack_update(make_ntndarray(image("uint16", 16, 16), unique_id=1, codec=c))
+                  for c in ("none", "lz4", "bslz4")}
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                        st.text(max_size=12))
+    values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=5), scalars, max_size=3))
+    keys = st.sampled_from(["uniqueId", "union", "dims", "codec", "codec_param", "compressedSize", "uncompressedSize",
+                            "time", "attributes", "pixel_size_attribute", "pixel_size_scale"])
+    limits = DecodeLimits(max_pixels=1 << 16, max_decompressed_bytes=1 << 20)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(codec=st.sampled_from(sorted(good_parts)), changes=st.dictionaries(keys, values, max_size=4),
+           cut=st.integers(0, 600), flip=st.integers(0, 10_000))
+    def check(codec: str, changes: dict[str, Any], cut: int, flip: int) -> None:
+        header = dict(json.loads(good_parts[codec][0]), **changes)
+        payload = bytearray(good_parts[codec][1])
+        if payload and flip % 3 == 0:
+            payload[flip % len(payload)] ^= 0xFF
+        if flip % 5 == 0:
+            payload = payload[:cut]
+        try:
+            events = NTNDArrayDecoder(limits=limits).decode([json.dumps(header).encode(), bytes(payload)])
+        except DecodeError:
+            return
+        f = events[-1]
+        assert isinstance(f, Frame) and f.image.ndim == 2 and f.image.size <= limits.max_pixels
+
+    check()
