@@ -53,6 +53,7 @@ def build_engine(checkpoint: str | Path | None, out: str | Path, *, onnx_path: s
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     profile.set_shape("image", input_size, input_size, input_size)
+    # The score threshold input stays a runtime scalar (set by TensorRTSegmenter).
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -78,14 +78,22 @@ class TensorRTSegmenter:
         self.stream = _check(cudart.cudaStreamCreate())
         self.shape = (self.metadata.input_height, self.metadata.input_width)
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}
+        self._inputs: list[str] = []
+        self.max_detections = int(self.metadata.raw.get("max_detections", 100))
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             shape = tuple(engine.get_tensor_shape(name))
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                shape = self.shape
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input:
+                shape = self.shape if name == "image" else ()  # the other input is the scalar score threshold
                 self.context.set_input_shape(name, shape)
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            host = np.zeros([max(int(s), 1) for s in shape], dtype)
+            # Data-dependent output sizes (-1) get room for the fixed maximum number of detections.
+            host = np.zeros([int(s) if int(s) >= 0 else self.max_detections for s in shape], dtype)
+            if is_input:
+                self._inputs.append(name)
+                if name != "image":
+                    host[...] = self.score_threshold
             device = _check(cudart.cudaMalloc(host.nbytes))
             self.context.set_tensor_address(name, device)
             self._buffers[name] = (host, device)
@@ -98,20 +106,24 @@ class TensorRTSegmenter:
         cudart = self._cudart
         kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        host, device = self._buffers["image"]
-        host[...] = image
-        _check(cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind_h2d, self.stream))
+        self._buffers["image"][0][...] = image
+        for name in self._inputs:
+            host, device = self._buffers[name]
+            _check(cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind_h2d, self.stream))
         if not self.context.execute_async_v3(self.stream):
             raise ModelError("TensorRT execution failed")
         outputs: dict[str, np.ndarray] = {}
         for name, (h, d) in self._buffers.items():
-            if name != "image":
+            if name not in self._inputs:
                 _check(cudart.cudaMemcpyAsync(h.ctypes.data, d, h.nbytes, kind_d2h, self.stream))
                 outputs[name] = h
         _check(cudart.cudaStreamSynchronize(self.stream))
         # Fixed-size outputs: padded rows carry score 0 (or -1) and are dropped by the threshold.
         count = outputs.get("num_detections")
-        n = int(count.reshape(-1)[0]) if count is not None else len(outputs["scores"])
+        if count is not None:
+            n = int(count.reshape(-1)[0])
+        else:  # the ONNX graph's dynamic detection axis: its size after execution
+            n = min(int(self.context.get_tensor_shape("scores")[0]), self.max_detections)
         boxes = outputs["boxes"].reshape(-1, 4)[:n].astype(np.float32)
         scores = outputs["scores"].reshape(-1)[:n].astype(np.float32)
         probs = outputs["mask_probs"].reshape(-1, *outputs["mask_probs"].shape[-2:])[:n].astype(np.float32)
