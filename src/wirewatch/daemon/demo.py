@@ -131,6 +131,9 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
     t0 = time.monotonic()
     interrupted = False
     daemon.start()
+    if daemon.http is not None:
+        page = "live web view" if daemon.config.http.web.enabled else "metrics"
+        console.print(f"{page}: {daemon.http.url}/{'' if daemon.config.http.web.enabled else 'metrics'}")
     sim_thread.start()
     try:
         _watch(daemon, sim, sim_thread, state, console, t0, live, frames)

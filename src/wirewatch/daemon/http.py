@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import Field
 
 from wirewatch.config.base import StrictModel
+from wirewatch.web.config import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
     bearer_token_file: str | None = None  # a file whose first line is the token; never logged
+    web: WebConfig = Field(default_factory=WebConfig)  # the web view on the same port (wirewatch.web)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class Daemon:
         self.built: Built = build_pipeline(config, registry=registry, segmenter=segmenter, source=source,
                                            zmq_context=zmq_context)
         self.pipeline: Pipeline = self.built.pipeline
-        self.http: HttpServer | None = None
+        self.http: Any = None  # HttpServer, or wirewatch.web's WebServer (same url/add_route/close)
         self.stop_event = threading.Event()
         self._closed = False
 
@@ -45,9 +45,17 @@ class Daemon:
         http = self.config.http
         try:
             if http.enabled:
-                self.http = HttpServer(self.registry, host=http.host, port=http.port,
-                                       healthy=lambda: self.pipeline.healthy, ready=lambda: self.pipeline.ready,
-                                       bearer_token=_read_token(http.bearer_token_file))
+                token = _read_token(http.bearer_token_file)
+                if http.web.enabled:  # the web view (live page, uploads) on the same port as /metrics
+                    from wirewatch.web.mount import serve_pipeline
+
+                    self.http = serve_pipeline(self.pipeline, self.registry, host=http.host, port=http.port,
+                                               bearer_token=token, config=http.web, backend=self.built.backend)
+                    log.info("web view on %s/", self.http.url)
+                else:
+                    self.http = HttpServer(self.registry, host=http.host, port=http.port,
+                                           healthy=lambda: self.pipeline.healthy,
+                                           ready=lambda: self.pipeline.ready, bearer_token=token)
                 log.info("metrics on %s/metrics", self.http.url)
             if self.built.publisher is not None:
                 self.built.publisher.start()
