@@ -98,7 +98,6 @@ class Rig:
         self.registry = CollectorRegistry()
         self.source = make_pva_source(self.config, self.input_epics)
         self.daemon = Daemon(self.config, registry=self.registry, source=self.source, segmenter=segmenter)
-        attach_epics(self.daemon, self.input_epics)  # input metrics
         self.server: PvaServer | None = attach_epics(self.daemon, self.output_epics, pv_prefix=PREFIX)
 
     def start(self) -> Rig:
@@ -380,3 +379,13 @@ def test_policy_latest_drops_old_frames_counted_and_keeps_the_newest(rig_factory
     assert ids == sorted(ids) and ids[-1] == n  # the newest frame is always the one kept
     assert dropped > 0 and len(ids) < n
     assert len(ids) + dropped + rig.source.missed == n  # every update accounted for
+
+
+def test_metrics_exposition_has_each_pva_metric_once(rig_factory: Callable[..., Rig]) -> None:
+    from prometheus_client import generate_latest
+
+    rig = rig_factory()
+    attach_epics(rig.daemon, rig.input_epics)  # a second call must not register the collector again
+    text = generate_latest(rig.registry).decode()
+    assert text.count("wirewatch_pva_disconnects_total 0.0") == 1
+    assert text.count("wirewatch_pva_missed_updates_total 0.0") == 1

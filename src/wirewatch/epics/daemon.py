@@ -123,7 +123,7 @@ def attach_epics(daemon: Any, epics: EpicsConfig, *, pv_prefix: str | None = Non
     pipeline = built.pipeline
     metrics = built.metrics
     source = pipeline.source
-    if isinstance(source, PvaSource):
+    if isinstance(source, PvaSource) and source.on_drop is None:  # once: the collector must not be doubled
         def on_drop(reason: str, msg: RawMessage) -> None:
             metrics.frames_dropped.labels(reason=reason).inc()
 
