@@ -104,8 +104,8 @@ def test_changepoints_alerts_status_overlay_and_the_daemon_endpoints(live: LiveD
     status, st = get_json(live.url + "/api/status")
     assert status == 200 and st["processed"] >= 12 and st["backend"] == "watershed" and st["fps"] > 0
     assert st["received"] >= st["processed"] and "dropped" in st
-    status, body, headers = get(live.url + "/api/overlay.png")
-    assert status == 200 and body.startswith(b"\x89PNG") and int(headers["X-Wirewatch-Frame"]) > 0
+    status, body, headers = get(live.url + "/api/overlay.jpg")
+    assert status == 200 and body.startswith(b"\xff\xd8") and headers["Content-Type"] == "image/jpeg" and int(headers["X-Wirewatch-Frame"]) > 0
     assert Image.open(io.BytesIO(body)).size == (256, 256)
     status, body, _ = get(live.url + "/metrics")
     assert status == 200 and b"wirewatch_frames_processed_total" in body
@@ -133,7 +133,7 @@ def test_event_stream_pushes_frames_and_overlays_and_overlays_are_encoded_only_w
     frames = [data["frame"] for name, data in events if name == "frame"]
     assert frames == sorted(frames) and frames[0] > hello["records"][-1]["frame"] - 1
     overlay = next(data for name, data in events if name == "overlay")
-    assert base64.b64decode(overlay["png"]).startswith(b"\x89PNG")
+    assert base64.b64decode(overlay["jpeg"]).startswith(b"\xff\xd8")
     watched = encoded()
     assert watched > before
     time.sleep(1.0)  # the page is gone

@@ -199,7 +199,7 @@ def test_overlay_cache_renders_only_new_frames_and_at_most_once_per_interval() -
     frame, data = cache.get()
     assert frame == 1 and data is not None and cache.encoded == 1
     img = Image.open(io.BytesIO(data))
-    assert img.size == (16, 16)  # 32 px subsampled to max_side
+    assert img.format == "JPEG" and img.size == (16, 16)  # 32 px subsampled to max_side
     assert cache.get()[0] == 1 and cache.encoded == 1  # same frame: cached
     state.observe(result(2))
     assert cache.get()[0] == 1 and cache.encoded == 1  # too soon: the cached one

@@ -66,6 +66,7 @@ def _register() -> None:
     from wirewatch.cli import segment as segment_cli; app.command("segment")(segment_cli.segment)  # noqa: E702, I001
     from wirewatch.cli import evaluate as evaluate_cli; app.command("evaluate")(evaluate_cli.evaluate)  # noqa: E702, I001
     from wirewatch.cli import serve as serve_cli; app.command("serve")(serve_cli.serve)  # noqa: E702, I001
+    from wirewatch.cli import bench_web; bench_app.command("web")(bench_web.bench_web)  # noqa: E702, I001
     from wirewatch.cli import keys as keys_cli; app.add_typer(keys_cli.keys_app, name="keys")  # noqa: E702, I001
     from wirewatch.cli import bench_pva; bench_app.command("pva")(bench_pva.bench_pva)  # noqa: E702, I001
     pass

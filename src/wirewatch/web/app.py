@@ -19,7 +19,7 @@ from wirewatch.segment.base import Segmenter
 
 from .config import WebConfig
 from .hub import Client, PushHub, encode_event
-from .live import LiveState
+from .live import LiveState, live_record
 from .overlay import OverlayCache, OverlayPusher
 from .upload import HttpError, decode_image, parse_multipart, read_body, segment_upload
 
@@ -122,7 +122,7 @@ class WebApp:
         api: dict[str, Callable[[dict[str, list[str]]], Response | EventStream]] = {
             "/api/latest": self._latest, "/api/series": self._series, "/api/changepoints": self._changepoints,
             "/api/alerts": self._alerts, "/api/status": self._status, "/api/stats": self._stat_names,
-            "/api/overlay.png": self._overlay, "/api/events": self._events,
+            "/api/overlay.jpg": self._overlay, "/api/events": self._events,
         }
         route = api.get(path)
         return route(query) if route is not None else None
@@ -161,7 +161,7 @@ class WebApp:
         frame, png = self.overlays.get()
         if png is None:
             return error_response(404, "no frame processed yet")
-        return Response(200, png, "image/png", {"Cache-Control": "no-store", "X-Wirewatch-Frame": str(frame)})
+        return Response(200, png, "image/jpeg", {"Cache-Control": "no-store", "X-Wirewatch-Frame": str(frame)})
 
     def _events(self, query: dict[str, list[str]]) -> EventStream:
         client = self.hub.subscribe()
@@ -169,7 +169,7 @@ class WebApp:
             raise HttpError(503, f"too many live pages open (limit {self.config.max_clients})")
         last = _int(query, "last", default=500, low=1) or 500
         hello = encode_event("hello", {
-            "records": self.state.records(min(last, self.config.history)),
+            "records": [live_record(r) for r in self.state.records(min(last, self.config.history))],
             "changepoints": self.state.changepoints(), "alerts": self.state.alerts(),
             "status": self.state.status(), "backend": self.backend,
         }).wire()

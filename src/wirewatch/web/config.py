@@ -14,7 +14,8 @@ class WebConfig(StrictModel):
     max_concurrent_segmentations: int = Field(default=1, ge=1)  # uploads segmented at once (CPU guard)
     max_pending_uploads: int = Field(default=4, ge=1)  # uploads in flight; more get 503
     score_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    overlay_interval_s: float = Field(default=0.5, ge=0.0)  # at most one live overlay per interval
+    overlay_interval_s: float = Field(default=1.0, ge=0.0)  # at most one live overlay per interval
+    push_interval_s: float = Field(default=0.5, ge=0.0)  # a page's events are written in batches this often
     overlay_max_side: int = Field(default=512, ge=16)  # live overlays are subsampled to this size
     history: int = Field(default=5000, ge=10)  # records kept for /api/series and the sparklines
     client_queue: int = Field(default=64, ge=1)  # events buffered per browser before it is dropped

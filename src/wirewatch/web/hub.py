@@ -36,6 +36,15 @@ class Client:
         self.queue: queue.Queue[Event] = queue.Queue(maxsize=capacity)
         self.closed = threading.Event()
 
+    def drain(self) -> list[Event]:
+        """Every event waiting now, without blocking."""
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self.queue.get_nowait())
+            except queue.Empty:
+                return out
+
     def next(self, timeout: float) -> Event | None:
         try:
             return self.queue.get(timeout=timeout)

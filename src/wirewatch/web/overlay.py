@@ -1,6 +1,6 @@
-"""Overlay PNGs for the live page: rendered from the latest frame only while someone watches, at most
-once per ``min_interval_s``, downscaled to ``max_side`` (``OverlayPusher`` thread), and on demand for
-``GET /api/overlay.png`` through the same rate-limited cache."""
+"""Overlays: for the live page (JPEG, rendered from the latest frame only while someone watches, at most
+once per ``min_interval_s``, downscaled to ``max_side``; ``OverlayPusher`` thread, and on demand for
+``GET /api/overlay.jpg`` through the same rate-limited cache) and for uploads (PNG, ``overlay_png``)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,45 @@ def overlay_png(image: np.ndarray, masks: np.ndarray, max_side: int | None = Non
     return encode_png(overlay_rgb(img, masks))
 
 
+def live_overlay_jpeg(image: np.ndarray, masks: np.ndarray, max_side: int | None = None) -> bytes:
+    """A cheap overlay for the live page (about a millisecond for 256 x 256 on an idle core): grey from the
+    segmenter input (already 0..1, no percentile pass), built directly in OpenCV's BGR order, one label
+    image instead of per-mask blends, outlines where the label changes between neighbours, JPEG.
+    Same colours as ``wirewatch.plots.instance_colours``."""
+    import cv2
+
+    from wirewatch.plots import instance_colours
+
+    img = np.asarray(image)
+    if max_side and max(img.shape[:2]) > max_side:
+        step = int(np.ceil(max(img.shape[:2]) / max_side))
+        img, masks = img[::step, ::step], masks[:, ::step, ::step]
+    grey = cv2.convertScaleAbs(np.nan_to_num(img.astype(np.float32, copy=False), nan=0.0), alpha=255.0)
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    n = len(masks)
+    if n:
+        label = np.zeros(grey.shape, np.uint16)
+        for i, mask in enumerate(masks):
+            label[mask] = i + 1  # where masks overlap the later one shows; fine for a glance
+        lut = np.zeros((n + 1, 3), np.uint16)
+        lut[1:] = instance_colours(n)[:, ::-1]
+        inside = label > 0
+        ids = label[inside]
+        # (1 - alpha) * grey + alpha * colour in integer arithmetic (alpha = 115 / 256 ~ 0.45)
+        bgr[inside] = ((141 * bgr[inside].astype(np.uint16) + 115 * lut[ids]) >> 8).astype(np.uint8)
+        edge = np.zeros(grey.shape, bool)
+        edge[1:, :] |= label[1:, :] != label[:-1, :]
+        edge[:-1, :] |= label[:-1, :] != label[1:, :]
+        edge[:, 1:] |= label[:, 1:] != label[:, :-1]
+        edge[:, :-1] |= label[:, :-1] != label[:, 1:]
+        edge &= inside
+        bgr[edge] = lut[label[edge]].astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
+
+
 class OverlayCache:
     """The latest overlay, re-encoded at most every ``min_interval_s`` and only when a newer frame exists."""
 
@@ -52,28 +91,28 @@ class OverlayCache:
         self._lock = threading.Lock()
         self._version = -1
         self._frame: int | None = None
-        self._png: bytes | None = None
+        self._jpeg: bytes | None = None
         self._encoded_at = 0.0
         self.encoded = 0  # how many overlays were rendered (tests and the benchmark read it)
 
     def get(self) -> tuple[int | None, bytes | None]:
-        """(frame id, PNG) of the freshest overlay allowed by the rate limit; (None, None) before any frame."""
+        """(frame id, JPEG) of the freshest overlay allowed by the rate limit; (None, None) before any frame."""
         with self._lock:
             version, result = self.state.latest_result()
             due = time.monotonic() - self._encoded_at >= self.min_interval_s
-            if result is not None and version != self._version and (due or self._png is None):
-                self._png = self._render(result)
+            if result is not None and version != self._version and (due or self._jpeg is None):
+                self._jpeg = self._render(result)
                 self._frame = int(result.frame.frame_id)
                 self._version = version
                 self._encoded_at = time.monotonic()
                 self.encoded += 1
-            return self._frame, self._png
+            return self._frame, self._jpeg
 
     def wait_time(self) -> float:
         return max(0.0, self.min_interval_s - (time.monotonic() - self._encoded_at))
 
     def _render(self, result: ResultLike) -> bytes:
-        return overlay_png(result.image, result.detections.masks, self.max_side)
+        return live_overlay_jpeg(result.image, result.detections.masks, self.max_side)
 
 
 class OverlayPusher:
@@ -107,11 +146,11 @@ class OverlayPusher:
                     if delay > 0:
                         self._stop.wait(delay)
                     self.state.changed.clear()
-                    frame, png = self.cache.get()
-                    if png is not None:
+                    frame, jpeg = self.cache.get()
+                    if jpeg is not None:
                         pushed_version = self.state.version
                         self.hub.publish(encode_event("overlay", {
-                            "frame": frame, "png": base64.b64encode(png).decode("ascii")}))
+                            "frame": frame, "jpeg": base64.b64encode(jpeg).decode("ascii")}))
                 else:
                     self.state.changed.clear()
             except Exception:  # never let a rendering bug end the thread

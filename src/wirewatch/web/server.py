@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import select
 import socket
 import threading
 import time
@@ -201,8 +202,11 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
                 self.wfile.write(b"retry: 2000\n" + stream.hello)
                 self.wfile.flush()
                 idle = 0.0
+                batch_s = app.config.push_interval_s
                 while not client.closed.is_set() and not server._closing.is_set():
                     event = client.next(timeout=1.0)
+                    if self._peer_gone():
+                        break
                     if event is None:
                         idle += 1.0
                         if idle >= KEEPALIVE_S:
@@ -211,12 +215,24 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
                             idle = 0.0
                         continue
                     idle = 0.0
-                    self.wfile.write(event.wire())
+                    if batch_s > 0:  # let a few more events gather: one write and one wake-up per batch
+                        client.closed.wait(batch_s)
+                    events = [event, *client.drain()]
+                    self.wfile.write(b"".join(e.wire() for e in events))
                     self.wfile.flush()
             except OSError:  # includes socket timeouts
                 pass  # the browser left or stopped reading
             finally:
                 app.hub.unsubscribe(client)
+
+        def _peer_gone(self) -> bool:
+            """True once the browser closed its end (readable with nothing to read), so a page that left
+            stops costing work before the next write fails."""
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except (OSError, ValueError):
+                return True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: no per-request log lines
             log.debug("http: " + format, *args)

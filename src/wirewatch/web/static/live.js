@@ -125,7 +125,7 @@
   source.addEventListener("overlay", (e) => {
     const d = JSON.parse(e.data);
     const img = $("overlay");
-    img.src = "data:image/png;base64," + d.png;
+    img.src = "data:image/jpeg;base64," + d.jpeg;
     img.dataset.frame = d.frame;
     $("overlay-caption").textContent = "(frame " + d.frame + ")";
   });
