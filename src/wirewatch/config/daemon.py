@@ -51,7 +51,7 @@ class MeasureConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    queue_size: int = Field(default=4, ge=1, le=1024)  # between segment -> measure -> publish
+    queue_size: int = Field(default=2, ge=1, le=1024)  # between segment -> measure -> publish (each item holds N x H x W masks)
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
     error_log_interval_s: float = Field(default=10.0, ge=0)  # one log line per error kind per interval
     poll_interval_s: float = Field(default=0.1, gt=0)

@@ -58,7 +58,7 @@ ReplayCheck = Callable[[str | None, int], bool]
 class Pipeline:
     def __init__(self, *, source: Source, decoder: Decoder, preprocess: PreprocessConfig, segmenter: Segmenter,
                  measurer: Measurer, detector: ChangeDetector | None, sinks: Sequence[ResultSink],
-                 metrics: DaemonMetrics, queue_size: int = 4, pixel_size_nm: float | None = None,
+                 metrics: DaemonMetrics, queue_size: int = 2, pixel_size_nm: float | None = None,
                  poll_interval_s: float = 0.1, error_log_interval_s: float = 10.0,
                  is_replay: ReplayCheck | None = None, take_latest: bool = False) -> None:
         self.source = source
