@@ -70,31 +70,59 @@ class FitSegmenter:
         candidates: list[TilePiece] = []
         for y0, x0 in tile_origins((h, w), self.tile_size, self.tile_overlap):
             y1, x1 = min(y0 + self.tile_size, h), min(x0 + self.tile_size, w)
-            det = self.inner.segment(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            det = self._capped(self.inner.segment(np.ascontiguousarray(image[y0:y1, x0:x1])))
             for score, m in zip(det.scores, det.masks, strict=True):
-                if not m.any():
-                    continue
-                full = np.zeros((h, w), bool)
-                full[y0:y1, x0:x1] = m
-                cut = ((y0 > 0 and m[0].any()) or (y1 < h and m[-1].any())
-                       or (x0 > 0 and m[:, 0].any()) or (x1 < w and m[:, -1].any()))
-                candidates.append(TilePiece(float(score), full, bool(cut), (y0, y1, x0, x1)))
-        return merge_tile_detections(candidates, (h, w), self.merge_overlap)
+                piece = TilePiece.from_tile_mask(float(score), m, (y0, y1, x0, x1), (h, w))
+                if piece is not None:
+                    candidates.append(piece)
+        return merge_tile_detections(candidates, (h, w), self.merge_overlap, limit=self.max_detections)
 
 
-Window = tuple[int, int, int, int]  # y0, y1, x0, x1
+Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (ends exclusive), frame coordinates
 
 
 class TilePiece:
-    """One detection from one tile, pasted into frame coordinates."""
+    """One detection seen by one or more tiles: its mask cropped to its bounding box (``box``) in frame
+    coordinates, so memory grows with the wire, not with the frame."""
 
-    __slots__ = ("cut", "mask", "score", "windows")
+    __slots__ = ("box", "crop", "score", "windows")
 
-    def __init__(self, score: float, mask: np.ndarray, cut: bool, window: Window) -> None:
+    def __init__(self, score: float, crop: np.ndarray, box: Window, window: Window) -> None:
         self.score = score
-        self.mask = mask
-        self.cut = cut  # touches a tile edge that is not the frame edge
-        self.windows = [window]
+        self.crop = crop
+        self.box = box
+        self.windows = [window]  # the tiles that saw it
+
+    @classmethod
+    def from_tile_mask(cls, score: float, mask: np.ndarray, window: Window,
+                       shape: tuple[int, int]) -> TilePiece | None:
+        rows = np.flatnonzero(mask.any(axis=1))
+        if len(rows) == 0:
+            return None
+        cols = np.flatnonzero(mask.any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        y0, x0 = window[0], window[2]
+        return cls(score, mask[r0:r1, c0:c1].copy(), (y0 + r0, y0 + r1, x0 + c0, x0 + c1), window)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The mask over frame region [y0, y1) x [x0, x1) (False outside the piece)."""
+        out = np.zeros((y1 - y0, x1 - x0), bool)
+        by0, by1, bx0, bx1 = self.box
+        iy0, iy1, ix0, ix1 = max(y0, by0), min(y1, by1), max(x0, bx0), min(x1, bx1)
+        if iy1 > iy0 and ix1 > ix0:
+            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = self.crop[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0]
+        return out
+
+    def absorb(self, other: TilePiece) -> None:
+        """Union with another piece of the same wire."""
+        y0, y1 = min(self.box[0], other.box[0]), max(self.box[1], other.box[1])
+        x0, x1 = min(self.box[2], other.box[2]), max(self.box[3], other.box[3])
+        self.crop = self.region(y0, y1, x0, x1) | other.region(y0, y1, x0, x1)
+        self.box = (y0, y1, x0, x1)
+        self.windows.extend(other.windows)
+
+    def full(self, shape: tuple[int, int]) -> np.ndarray:
+        return self.region(0, shape[0], 0, shape[1])
 
 
 def tile_origins(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -115,13 +143,15 @@ def _agreement(a: TilePiece, b: TilePiece) -> float:
 
     Where two tiles overlap, both saw the same pixels: one wire gives the same mask there, two
     different wires do not. Comparing only there lets pieces of a wire cut by tile edges be joined."""
+    if (a.box[1] <= b.box[0] or b.box[1] <= a.box[0] or a.box[3] <= b.box[2] or b.box[3] <= a.box[2]):
+        return 0.0  # bounding boxes apart: cheap early exit
     best = 0.0
     for ay0, ay1, ax0, ax1 in a.windows:
         for by0, by1, bx0, bx1 in b.windows:
             y0, y1, x0, x1 = max(ay0, by0), min(ay1, by1), max(ax0, bx0), min(ax1, bx1)
             if y1 <= y0 or x1 <= x0:
                 continue
-            ma, mb = a.mask[y0:y1, x0:x1], b.mask[y0:y1, x0:x1]
+            ma, mb = a.region(y0, y1, x0, x1), b.region(y0, y1, x0, x1)
             union = int(np.logical_or(ma, mb).sum())
             if union:
                 best = max(best, int(np.logical_and(ma, mb).sum()) / union)
@@ -129,7 +159,7 @@ def _agreement(a: TilePiece, b: TilePiece) -> float:
 
 
 def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
-                          merge_overlap: float) -> Detections:
+                          merge_overlap: float, limit: int | None = None) -> Detections:
     """Greedy merge by score: a piece agreeing with a kept detection inside their shared tile region
     (IoU above ``merge_overlap``) is the same wire seen twice: joined to it (union of masks; pieces
     of a wire cut by tile edges become one) and not reported again."""
@@ -137,16 +167,17 @@ def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
     for piece in sorted(candidates, key=lambda c: -c.score):
         for k in kept:
             if _agreement(k, piece) > merge_overlap:
-                k.mask = np.logical_or(k.mask, piece.mask)
-                k.windows.extend(piece.windows)
-                k.cut = k.cut and piece.cut
+                k.absorb(piece)
                 break
         else:
             kept.append(piece)
     if not kept:
         return Detections.empty(shape)
-    masks = np.stack([k.mask for k in kept])
-    return Detections(boxes=boxes_of(masks), scores=np.asarray([k.score for k in kept], np.float32),
+    if limit is not None:
+        kept = kept[:limit]  # already in score order; full-frame masks only for those reported
+    masks = np.stack([k.full(shape) for k in kept])
+    boxes = np.asarray([(k.box[2], k.box[0], k.box[3], k.box[1]) for k in kept], np.float32)
+    return Detections(boxes=boxes, scores=np.asarray([k.score for k in kept], np.float32),
                       masks=masks, image_shape=shape)
 
 
