@@ -267,3 +267,33 @@ def test_wirewatch_serve_stand_alone_segments_uploads(tmp_path: Path) -> None:
     for args, words in ((["--backend", "magic"], "--backend 'magic'"), (["--max-upload-mb", "0"], "positive")):
         result = CliRunner().invoke(app, ["serve", *args])
         assert isinstance(result.exception, InputError) and words in str(result.exception)
+
+
+def test_the_daemon_serves_the_web_view_on_its_metrics_port(tmp_path: Path) -> None:
+    from tests.system.web_support import daemon_config
+    from wirewatch.daemon.service import Daemon
+    from wirewatch.simulate.producer import Simulator
+    from wirewatch.simulate.scenario import resolve_scenario
+
+    sim = Simulator(resolve_scenario("demo"), endpoint="tcp://127.0.0.1:*", format="array-1.0", rate=10.0,
+                    frames=100_000)
+    endpoint = sim.open()
+    daemon = Daemon(daemon_config(endpoint, tmp_path / "record.jsonl", http={"port": 0})).start()
+    import threading
+
+    thread = threading.Thread(target=sim.run, daemon=True)
+    thread.start()
+    try:
+        url = daemon.http.url
+        wait_for(lambda: daemon.pipeline.processed >= 3, 60, "3 frames")
+        assert get(url + "/metrics")[0] == 200 and get(url + "/healthz")[0] == 200
+        status, page, _ = get(url + "/")
+        assert status == 200 and b"live.js" in page
+        wait_for(lambda: get_json(url + "/api/latest")[0] == 200, 10, "/api/latest")
+        assert get_json(url + "/api/status")[1]["backend"] == "watershed"
+    finally:
+        sim.stop()
+        thread.join(timeout=10)
+        daemon.stop()
+        daemon.close()
+        sim.close()

@@ -52,13 +52,13 @@ class LiveDaemon:
         return out
 
 
-def daemon_config(endpoint: str, record: Path, **alerts: Any) -> DaemonConfig:
+def daemon_config(endpoint: str, record: Path, *, http: dict[str, Any] | None = None, **alerts: Any) -> DaemonConfig:
     return DaemonConfig.model_validate({
         "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest"},
         "segment": {"backend": "watershed"},
         "changepoint": {"enabled": True},
         "record": {"path": str(record), "fsync": "never"},
-        "http": {"enabled": False},
+        "http": http or {"enabled": False},
         "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": [], **alerts},
         "pipeline": {"shutdown_timeout_s": 10},
     })
