@@ -258,3 +258,70 @@ def test_malformed_stream1_messages_are_counted_by_kind_and_skipped(tmp_path: Pa
     for kind, _ in bad:
         assert _counter(daemon, "wirewatch_frame_errors_total", kind=kind) == 1, kind
     assert [ln["frame"] for ln in _lines(record)] == list(range(good))
+
+
+# ----------------------------------------------------------------- repeated SIGKILL, all real processes
+
+@pytest.mark.slow
+def test_repeated_sigkill_of_wirewatch_run_keeps_one_valid_record(tmp_path: Path) -> None:
+    """``wirewatch run`` (Stream V2, policy queue) is SIGKILLed three times mid-series and restarted on the
+    same record; each time the detector re-sends the whole series from its start message. At the end the
+    record is valid JSON Lines holding every frame exactly once, in order."""
+    import signal
+    import sys
+
+    record = tmp_path / "record.jsonl"
+    n = 40
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.setsockopt(zmq.SNDHWM, 4)  # the detector waits for the daemon rather than queueing the series
+    push.bind("tcp://127.0.0.1:*")
+    endpoint = push.getsockopt_string(zmq.LAST_ENDPOINT)
+    shape = rods(0).shape
+    series = [encode_stream2_start(series_unique_id="S", image_shape=shape, image_dtype="uint8")]
+    series += [encode_stream2_image(i, rods(i), series_unique_id="S") for i in range(n)]
+    series.append(encode_stream2_end(series_unique_id="S"))
+    lines_before = 0
+    after_kill: list[int] = []
+    try:
+        for attempt in range(4):
+            proc = subprocess.Popen([sys.executable, "-m", "wirewatch", "run", "--input", endpoint, "--format",
+                                     "stream2", "--backend", "watershed", "--record", str(record),
+                                     "--metrics-port", "0", "--policy", "queue", "--publish", "tcp://127.0.0.1:*"],
+                                    stderr=subprocess.DEVNULL)
+            try:
+                last = attempt == 3
+
+                def count() -> int:
+                    return record.read_bytes().count(b"\n") if record.exists() else 0
+
+                for image_no, msg in enumerate(series, start=-1):  # -1: the start message
+                    # pace like a detector the daemon keeps up with: at most 3 images not yet recorded
+                    wait_for(lambda n_=image_no, p_=proc: n_ - count() <= 3 or p_.poll() is not None, timeout=120)
+                    while not push.poll(100, zmq.POLLOUT):
+                        assert proc.poll() is None, "daemon exited"
+                    push.send_multipart(msg)
+                    if not last and count() >= lines_before + 5 + 2 * attempt:
+                        break  # a few new frames recorded: kill it now
+                if last:
+                    wait_for(lambda: record.read_bytes().count(b"\n") == n, timeout=120)
+                    proc.send_signal(signal.SIGTERM)
+                    assert proc.wait(timeout=30) == 0
+                else:
+                    time.sleep(0.2 * attempt)  # vary where in the write path the kill lands
+                    proc.kill()
+                    proc.wait(timeout=10)
+                lines_before = len(_lines(record))  # valid after every kill
+                after_kill.append(lines_before)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        push.close(0)
+        ctx.term()
+    got = [(ln["series"], ln["frame"]) for ln in _lines(record)]
+    assert got == [("S", i) for i in range(n)]
+    print(f"record lines after each kill: {after_kill[:-1]}, after the last run: {after_kill[-1]}")
+    assert all(0 < k < n for k in after_kill[:-1]), after_kill  # each kill landed mid-series
