@@ -228,3 +228,34 @@ def test_auto_backend_falls_back_when_the_model_cannot_be_loaded(tmp_path: Path,
     explicit = DaemonConfig.model_validate({"segment": {"backend": "onnxruntime", "model": str(broken)}})
     with pytest.raises(WirewatchError, match=r"broken\.onnx"):
         build_segmenter(explicit)
+
+
+def test_a_failing_segmenter_or_measurer_costs_one_frame_not_the_daemon() -> None:
+    class Flaky:
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.inner = WatershedSegmenter()
+            self.calls = 0
+
+        def segment(self, image: np.ndarray):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("GPU fell off the bus")
+            return self.inner.segment(image)
+
+    def measurer(det, image, **kw):  # type: ignore[no-untyped-def]
+        if kw["frame_id"] == 3:
+            raise ZeroDivisionError("odd frame")
+        return measure(det, image, **kw)
+
+    sink = ListSink()
+    pipe = Pipeline(source=ListSource([encode_array10(i, rods(i)) for i in range(5)]),
+                    decoder=make_decoder("array-1.0"), preprocess=PreprocessConfig(), segmenter=Flaky(),
+                    measurer=measurer, detector=None, sinks=[sink], metrics=DaemonMetrics(CollectorRegistry()))
+    pipe.start()
+    assert pipe.join(30) and pipe.error is None
+    assert [r.frame_id for r in sink.results] == [0, 2, 4]
+    reg = pipe.metrics.registry
+    assert reg.get_sample_value("wirewatch_frame_errors_total", {"kind": "segment_failed"}) == 1
+    assert reg.get_sample_value("wirewatch_frame_errors_total", {"kind": "measure_failed"}) == 1

@@ -312,6 +312,10 @@ class Pipeline:
         except WirewatchError as exc:
             self._count_error("unmeasurable", f"frame {frame.frame_id}: {exc}")
             return None
+        except Exception as exc:  # a measuring bug on one odd frame must not stop the daemon
+            log.debug("measure failure", exc_info=True)
+            self._count_error("measure_failed", f"frame {frame.frame_id}: measuring failed: {exc!r}")
+            return None
         t = clock.timed("measure", t)
         changepoints: list[ChangePoint] = []
         if self.detector is not None:
