@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import DaemonConfig, SegmentConfig
-from wirewatch.errors import WirewatchError
+from wirewatch.errors import BackendUnavailable, WirewatchError
 from wirewatch.ingest.base import RawMessage, Source
 from wirewatch.ingest.decoders import make_decoder
 from wirewatch.ingest.sources import make_source
@@ -62,7 +62,10 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
 def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
     backend, options = resolve_backend(config.segment)
     try:
-        segmenter = load_segmenter(backend, **options)
+        try:
+            segmenter = load_segmenter(backend, **options)
+        except ImportError as exc:  # e.g. the tensorrt backend without the tensorrt package
+            raise BackendUnavailable(f"segmenter backend {backend!r} cannot be loaded here: {exc}") from None
     except WirewatchError as exc:
         if config.segment.backend != "auto" or backend == "watershed":
             raise
