@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wirewatch.errors import ConfigError
 from wirewatch.publish.config import SecretRef
+from wirewatch.security import register_secret  # the CLI's log redaction masks it wherever it appears
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def load_secret(ref: SecretRef, what: str) -> Secret:
         value = os.environ.get(ref.env)
         if not value:
             raise ConfigError(f"{what}: environment variable {ref.env} is not set or empty")
+        register_secret(value.strip())
         return Secret(value.strip(), f"env={ref.env}")
     assert ref.file is not None
     path = ref.file
@@ -64,4 +66,5 @@ def load_secret(ref: SecretRef, what: str) -> Secret:
     value = lines[0].strip() if lines else ""
     if not value:
         raise ConfigError(f"{what}: secret file {path} is empty")
+    register_secret(value)
     return Secret(value, f"file={path}")
