@@ -181,10 +181,10 @@ def check(res: OverloadResult) -> None:
     assert res.sent >= 5 * res.processed, res.summary()  # really overloaded (~10x)
     assert res.rss_max_mib - res.rss_start_mib < RSS_GROWTH_BOUND_MIB, res.summary()
     assert max(res.scrape_s) < METRICS_DEADLINE_S, res.summary()
-    # stats for the newest frames keep coming: the record advances at every check and lags by at most
-    # ~2 s of offered frames (one inference plus the frames that arrive meanwhile)
-    assert all(b > a for a, b in zip(res.recorded, res.recorded[1:], strict=False)), res.recorded
-    assert max(res.lag_frames) <= 2 * RATE, res.summary()
+    # stats for the newest frames keep coming: the record advances within every 3 s and lags by at most
+    # ~3 s of offered frames (one inference on a loaded machine plus the frames that arrive meanwhile)
+    assert all(b > a for a, b in zip(res.recorded, res.recorded[3:], strict=False)), res.recorded
+    assert max(res.lag_frames) <= 3 * RATE, res.summary()
 
 
 def test_overload_ten_times_capacity_memory_bounded_metrics_fast_drops_exact(tmp_path: Path) -> None:
