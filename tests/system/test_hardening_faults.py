@@ -325,3 +325,35 @@ def test_repeated_sigkill_of_wirewatch_run_keeps_one_valid_record(tmp_path: Path
     assert got == [("S", i) for i in range(n)]
     print(f"record lines after each kill: {after_kill[:-1]}, after the last run: {after_kill[-1]}")
     assert all(0 < k < n for k in after_kill[:-1]), after_kill  # each kill landed mid-series
+
+
+# ----------------------------------------------------------------- HTTP clients that never finish a request
+
+def test_metrics_answer_within_1_s_while_200_clients_hold_connections_open(tmp_path: Path) -> None:
+    """Slow or stuck scrapers (connections opened and left idle, requests sent half-way) do not block
+    ``/metrics`` for anyone else: each connection has its own thread."""
+    import socket
+
+    cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"}, "http": {"port": 0},
+                                       "segment": {"backend": "watershed"}, "alerts": {"enabled": False}})
+    daemon = Daemon(cfg).start()
+    held: list[socket.socket] = []
+    try:
+        assert daemon.http is not None
+        for i in range(200):
+            s = socket.create_connection((daemon.http.host, daemon.http.port), timeout=5)
+            if i % 2:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            held.append(s)
+        worst = 0.0
+        for _ in range(5):
+            t0 = time.monotonic()
+            body = urllib.request.urlopen(daemon.http.url + "/metrics", timeout=5).read()
+            worst = max(worst, time.monotonic() - t0)
+            assert b"wirewatch_frames_received_total" in body
+        assert worst < 1.0, worst
+        assert urllib.request.urlopen(daemon.http.url + "/healthz", timeout=5).status == 200
+    finally:
+        for s in held:
+            s.close()
+        daemon.close()
