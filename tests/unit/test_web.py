@@ -267,3 +267,21 @@ def test_app_upload_segments_and_answers_particles_frame_and_overlay() -> None:
         assert r.status == 400
     finally:
         app.close()
+
+
+def test_bench_result_shares_from_phases() -> None:
+    from wirewatch.web.bench import Phase, WebBenchResult
+
+    r = WebBenchResult(rate=10, browsers=3, backend="watershed", watcher="sse", phases=[
+        Phase(watchers=0, seconds=10, cpu_s=2.0, frames=100, overlays=0, web_cpu_s=0.01),
+        Phase(watchers=3, seconds=10, cpu_s=2.2, frames=100, overlays=10, web_cpu_s=0.08),
+    ])
+    assert r.web_share == pytest.approx(0.04)  # 0.8 ms of web per frame / 20 ms of daemon per frame
+    assert r.extra_cpu_per_frame == pytest.approx(0.10) and r.extra_cpu_per_s == pytest.approx(0.10)
+    assert r.as_dict()["phases"][1]["web_cpu_s"] == 0.08
+    app = WebApp()
+    try:
+        head = call(app, "/api/events", method="HEAD")
+        assert isinstance(head, Response) and head.status == 200 and app.hub.client_count == 0
+    finally:
+        app.close()

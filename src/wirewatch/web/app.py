@@ -102,6 +102,8 @@ class WebApp:
                 return self._upload(request) if request.path == "/api/segment" else None
             if request.method not in ("GET", "HEAD"):
                 return None
+            if request.method == "HEAD" and request.path == "/api/events":  # no stream for a HEAD
+                return Response(200, b"", "text/event-stream")
             return self._get(request.path, parse_qs(request.query))
         except HttpError as exc:
             return error_response(exc.status, str(exc))
