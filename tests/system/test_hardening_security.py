@@ -232,6 +232,7 @@ def test_secrets_are_never_logged(tmp_path: Path, ctx: zmq.Context, caplog: pyte
     for what, value in secrets.items():
         assert value not in text, f"{what} leaked into the log"
     spooled = "".join(p.read_text(errors="replace") for p in (tmp_path / "spool").rglob("*") if p.is_file())
+    assert "TooFew" in spooled  # the alert fired and waits in the spool for the dead receiver
     assert hmac_key not in spooled and webhook_token not in spooled
 
 
