@@ -322,3 +322,21 @@ def test_config_and_key_files_readable_by_others_are_warned(tmp_path: Path, capl
     assert str(k["daemon"][1]) in caplog.text and str(k["publisher"][1]) in caplog.text
     for value in (secret_text, z85_secret(k["daemon"][1]), z85_secret(k["publisher"][1])):
         assert value not in caplog.text
+
+
+def test_cli_log_handler_on_stderr_masks_tokens() -> None:
+    """In a real process the root command's ``logging.basicConfig`` handler (stderr) gets the redaction."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "from wirewatch.cli.app import app\n"
+            "try:\n"
+            "    app(['-v', 'keys', 'generate', '--help'], standalone_mode=False)\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "logging.getLogger('wirewatch.x').info('GET /live?token=tok-123456 HTTP/1.1 Authorization: Bearer b-654321')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "tok-123456" not in proc.stderr and "b-654321" not in proc.stderr
+    assert "token=*** HTTP/1.1 Authorization: Bearer ***" in proc.stderr
