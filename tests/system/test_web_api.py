@@ -218,6 +218,25 @@ def test_a_stuck_browser_does_not_stop_the_stream_or_other_pages(live: LiveDaemo
         stuck.close()
 
 
+def test_a_page_that_stops_reading_is_dropped_and_the_stream_goes_on(tmp_path: Path) -> None:
+    web = WebConfig(client_queue=4, push_interval_s=0.0, overlay_interval_s=0.1, write_timeout_s=1.0)
+    live = start_live(tmp_path, rate=10.0, web=web)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        wait_for(lambda: live.processed >= 2, 60, "2 frames")
+        stuck.connect((live.server.host, live.server.port))
+        stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read again
+        wait_for(lambda: get_json(live.url + "/api/status")[1]["slow_clients_dropped"] >= 1, 60,
+                 "the stuck page to be dropped")
+        start = live.processed
+        wait_for(lambda: live.processed > start + 5, 30, "frames processed after the drop")
+        wait_for(lambda: get_json(live.url + "/api/status")[1]["clients"] == 0, 10, "its connection to close")
+    finally:
+        stuck.close()
+        stop_live(live)
+
+
 def test_bearer_token_covers_api_and_pages_and_a_cookie_lets_a_browser_in(tmp_path: Path) -> None:
     live = start_live(tmp_path, rate=5.0, token="s3cret")
     try:

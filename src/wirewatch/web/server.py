@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_COOKIE = "wirewatch_token"
 KEEPALIVE_S = 15.0
+SSE_SNDBUF = 64 * 1024
 
 
 class ResponseLike(Protocol):
@@ -193,6 +194,9 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
             self.close_connection = True
             try:
                 self.connection.settimeout(app.config.write_timeout_s)
+                # A small kernel send buffer: a page that stops reading blocks our writes (and is dropped)
+                # after ~100 kB instead of megabytes of autotuned buffer.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SSE_SNDBUF)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-store")
