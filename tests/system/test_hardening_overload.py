@@ -28,7 +28,8 @@ from .test_daemon_pipeline import wait_for
 
 WIREWATCH = [sys.executable, "-m", "wirewatch"]
 SIZE = 512  # frame side: the watershed backend segments ~5-10 of these per second on this machine
-RATE = 100.0  # frames/s offered: ~10-20x the daemon's capacity
+OVERLOAD = 10.0  # offered rate / the daemon's capacity, measured just before the overload starts
+MIN_RATE, MAX_RATE = 30.0, 300.0  # frames/s the sender offers at least / at most
 # Stated bound on the daemon's resident memory growth under overload. What can pile up is bounded by
 # configuration: raw buffer (ingest.buffer = 2) + ZeroMQ receive queue (hwm = 16) x 256 KiB frames
 # ~ 5 MiB, plus the stage queues (pipeline.queue_size = 4) and the segmenter's working memory. The
@@ -89,6 +90,7 @@ class OverloadResult:
     processed: float = 0.0
     dropped: float = 0.0
     errors: float = 0.0
+    rate: float = 0.0  # frames/s offered
     rss_start_mib: float = 0.0
     rss_max_mib: float = 0.0
     scrape_s: list[float] = field(default_factory=list)
@@ -96,7 +98,7 @@ class OverloadResult:
     recorded: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"overload {self.seconds:.0f} s: sent {self.sent} ({self.sent / self.seconds:.0f}/s), "
+        return (f"overload {self.seconds:.0f} s at {self.rate:.0f}/s: sent {self.sent} ({self.sent / self.seconds:.0f}/s), "
                 f"processed {self.processed:.0f} ({self.processed / self.seconds:.1f}/s, offered "
                 f"{self.sent / max(self.processed, 1):.1f}x capacity), dropped {self.dropped:.0f}, errors "
                 f"{self.errors:.0f}; daemon RSS {self.rss_start_mib:.0f} -> max {self.rss_max_mib:.0f} MiB; "
@@ -127,12 +129,19 @@ def run_overload(tmp_path: Path, seconds: float) -> OverloadResult:
         # warm up: the first frame goes through (segmenter loaded) before memory is measured
         push.send_multipart(encode_array10(0, frame))
         wait_for(lambda: last_record_frame(record) == 0, timeout=60)
-        res.sent = 1
+        # capacity: frames one at a time, each sent when the previous one is recorded
+        c0 = time.monotonic()
+        for i in range(1, 5):
+            push.send_multipart(encode_array10(i, frame))
+            wait_for(lambda i=i: last_record_frame(record) == i, timeout=60)
+        res.rate = min(MAX_RATE, max(MIN_RATE, OVERLOAD * 4 / (time.monotonic() - c0)))
+        res.sent = 5
         res.rss_start_mib = res.rss_max_mib = rss_mib(proc.pid)
         t0 = time.monotonic()
         next_check = t0 + 1.0
+        sent0 = res.sent
         while (now := time.monotonic()) - t0 < seconds:
-            delay = t0 + (res.sent - 1) / RATE - now
+            delay = t0 + (res.sent - sent0) / res.rate - now
             if delay > 0:
                 time.sleep(delay)
             push.send_multipart(encode_array10(res.sent, frame))
@@ -184,7 +193,7 @@ def check(res: OverloadResult) -> None:
     # stats for the newest frames keep coming: the record advances within every 3 s and lags by at most
     # ~3 s of offered frames (one inference on a loaded machine plus the frames that arrive meanwhile)
     assert all(b > a for a, b in zip(res.recorded, res.recorded[3:], strict=False)), res.recorded
-    assert max(res.lag_frames) <= 3 * RATE, res.summary()
+    assert max(res.lag_frames) <= 3 * res.rate, res.summary()
 
 
 def test_overload_ten_times_capacity_memory_bounded_metrics_fast_drops_exact(tmp_path: Path) -> None:
