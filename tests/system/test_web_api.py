@@ -101,6 +101,8 @@ def test_changepoints_alerts_status_overlay_and_the_daemon_endpoints(live: LiveD
     status, alerts = get_json(live.url + "/api/alerts")
     assert status == 200 and [a["name"] for a in alerts["firing"]] == ["ManyWires"]  # > 1 wire per frame
     assert alerts["firing"][0]["state"] == "firing" and alerts["firing"][0]["labels"]["statistic"] == "particle_count"
+    status, names = get_json(live.url + "/api/stats")
+    assert status == 200 and {"particle_count", "width_px_mean", "orientation_order"} <= set(names)
     status, st = get_json(live.url + "/api/status")
     assert status == 200 and st["processed"] >= 12 and st["backend"] == "watershed" and st["fps"] > 0
     assert st["received"] >= st["processed"] and "dropped" in st
