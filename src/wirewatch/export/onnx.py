@@ -101,7 +101,7 @@ def export_metadata(state: dict[str, Any], input_size: tuple[int, int], score_th
 
 def export_onnx(checkpoint: str | Path, out: str | Path, input_size: tuple[int, int] = (512, 512),
                 score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Path:
-    """Write ``out`` (.onnx) from a training checkpoint and check it loads in onnxruntime."""
+    """Write ``out`` (.onnx, checked with ``onnx.checker``) from a training checkpoint."""
     import onnx
 
     out = Path(out)
