@@ -84,7 +84,6 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._sinks_closed = False
-        self._series: str | None = None
         self._series_pixel_size: float | None = None
         self._last_frame_id: int | None = None
         self.processed = 0
@@ -287,7 +286,6 @@ class Pipeline:
 
     def _on_series(self, event: SeriesEvent) -> None:
         if isinstance(event, SeriesStart):
-            self._series = event.series_id
             self._series_pixel_size = event.pixel_size_nm
         else:
             self._series_pixel_size = None
