@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh full
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests deploy
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
