@@ -78,8 +78,9 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
             verdict.append(f"mask AP {ratio:.1f}x the watershed baseline's (target >= 3x: "
                            f"{'met' if ratio >= 3 else 'NOT met'})")
         lines += ["", "Against the issue's targets (default preset): " + "; ".join(verdict) + "."]
-    lines += ["", "s/frame: onnxruntime CPU, whole segment() call (graph + mask pasting), measured on the shared "
-              "2-core machine while other jobs ran (noisy, likely ~2x an idle machine)."]
+    lines += ["", "s/frame: onnxruntime CPU, whole `segment()` call (graph + mask pasting) at score threshold "
+              "0.05, as `python -m wirewatch.train.ship` ran it (threads and machine load as it ran; noisy). "
+              "The speed table below is the cleaner figure."]
     if bench is not None and bench.is_file():
         lines += ["", "## Speed (`wirewatch bench model`, 512 x 512, same frames, same work)", "",
                   "| runtime | device | median ms | p90 ms | frames/s | detections |", "| --- | --- | --- | --- | --- | --- |"]
