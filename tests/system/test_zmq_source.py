@@ -189,18 +189,22 @@ def test_queue_with_a_slow_consumer_is_lossless(ctx: zmq.Context) -> None:
                        context=ctx)
     source.start()
     try:
-        sent = 0
         frames = []
         decoder = make_decoder("array-1.0")
         img = images(1)[0]
         blocked = 0
+        # a PUSH with no peer yet also answers Again: send the first frame blocking, so the
+        # Again below can only be back-pressure from the connected (and slow) consumer
+        push.setsockopt(zmq.SNDTIMEO, 10_000)
+        push.send_multipart(enc.encode_array10(0, img))
+        sent = 1
         while sent < 60:
             try:
                 push.send_multipart(enc.encode_array10(sent, img), zmq.NOBLOCK)
                 sent += 1
             except zmq.Again:  # back-pressure reached the sender
                 blocked += 1
-                msg = source.get(timeout=1)
+                msg = source.get(timeout=5)
                 assert msg is not None
                 frames += decoder.decode(msg.parts)
                 time.sleep(0.005)
