@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from wirewatch.daemon.http import HttpServer, Response
+from wirewatch.web.server import HttpServer, Response
 
 
 def get(url: str, token: str | None = None) -> tuple[int, str]:

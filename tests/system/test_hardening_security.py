@@ -26,7 +26,7 @@ from wirewatch.daemon.http import HttpConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_array10
 from wirewatch.security import RedactingFilter, check_file_permissions, install_log_redaction, redact
-from wirewatch.web.server import WebServer
+from wirewatch.web.server import HttpServer
 
 from .test_daemon_pipeline import rods, wait_for
 from .test_hardening_faults import _bind_push
@@ -182,7 +182,7 @@ def test_http_binds_loopback_by_default() -> None:
         assert get(daemon.http.url + "/healthz") == 200
     finally:
         daemon.close()
-    server = WebServer(CollectorRegistry())
+    server = HttpServer(CollectorRegistry())
     try:
         assert server.host == "127.0.0.1"
     finally:
@@ -261,7 +261,7 @@ def test_a_token_in_a_url_is_masked_in_the_cli_log(caplog: pytest.LogCaptureFixt
     assert any(isinstance(f, RedactingFilter) for h in logging.getLogger().handlers for f in h.filters)
     install_log_redaction()  # idempotent; makes sure the capture handler of this test has it too
     token = "web-token-5e6f7a8b9c0d"
-    server = WebServer(CollectorRegistry(), bearer_token=token)
+    server = HttpServer(CollectorRegistry(), bearer_token=token)
     try:
         req = urllib.request.Request(server.url + "/?token=" + token)
         with contextlib.suppress(urllib.error.HTTPError):

@@ -115,14 +115,14 @@ def test_upload_page_shows_overlay_table_and_sorts(tmp_path: Path, browser: Any)
     from selenium.webdriver.common.by import By
 
     from wirewatch.segment import load_segmenter
-    from wirewatch.web import WebApp, WebServer
+    from wirewatch.web import HttpServer, WebApp
 
     image = tmp_path / "rods.png"
     image.write_bytes(png_bytes(rods_image()))
     from prometheus_client import CollectorRegistry
 
-    server = WebServer(CollectorRegistry(), port=0,
-                       app=WebApp(segmenter=load_segmenter("watershed"), backend="watershed"))
+    server = HttpServer(CollectorRegistry(), port=0,
+                        app=WebApp(segmenter=load_segmenter("watershed"), backend="watershed"))
     try:
         browser.get(server.url + "/segment")
         browser.find_element(By.ID, "file").send_keys(str(image))

@@ -22,14 +22,14 @@ from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.simulate.producer import Simulator
 from wirewatch.simulate.scenario import resolve_scenario
-from wirewatch.web import WebConfig, WebServer
+from wirewatch.web import HttpServer, WebConfig
 from wirewatch.web.mount import serve_pipeline
 
 
 @dataclass
 class LiveDaemon:
     daemon: Daemon
-    server: WebServer
+    server: HttpServer
     sim: Simulator
     record: Path
     sim_thread: threading.Thread

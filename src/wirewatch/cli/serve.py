@@ -28,7 +28,7 @@ def serve(
     from prometheus_client import CollectorRegistry
 
     from wirewatch.daemon.service import _read_token
-    from wirewatch.web import WebApp, WebConfig, WebServer
+    from wirewatch.web import HttpServer, WebApp, WebConfig
 
     if backend == "auto":  # the daemon's rule: the shipped model when installed, else watershed
         from wirewatch.config.daemon import SegmentConfig
@@ -40,7 +40,8 @@ def serve(
     segmenter = load_segmenter(name, **options)  # loaded now: a bad model is an error before serving
     config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
-    server = WebServer(CollectorRegistry(), host=host, port=port, app=app, bearer_token=_read_token(token_file))
+    server = HttpServer(CollectorRegistry(), host=host, port=port, app=app,
+                        bearer_token=_read_token(token_file))
     typer.echo(f"wirewatch web view on {server.url}/segment (backend {name}); Ctrl-C stops")
     stop = threading.Event()
     try:

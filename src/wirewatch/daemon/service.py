@@ -16,9 +16,9 @@ from wirewatch.config.daemon import DaemonConfig
 from wirewatch.errors import ConfigError
 from wirewatch.ingest.base import Source
 from wirewatch.segment.base import Segmenter
+from wirewatch.web.server import HttpServer
 
 from .build import Built, build_pipeline
-from .http import HttpServer
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Daemon:
         self.built: Built = build_pipeline(config, registry=registry, segmenter=segmenter, source=source,
                                            zmq_context=zmq_context)
         self.pipeline: Pipeline = self.built.pipeline
-        self.http: Any = None  # HttpServer, or wirewatch.web's WebServer (same url/add_route/close)
+        self.http: HttpServer | None = None  # /metrics, /healthz, /readyz and the web view, one port
         self.stop_event = threading.Event()
         self._closed = False
 
@@ -46,16 +46,16 @@ class Daemon:
         try:
             if http.enabled:
                 token = _read_token(http.bearer_token_file)
+                app = None
                 if http.web.enabled:  # the web view (live page, uploads) on the same port as /metrics
-                    from wirewatch.web.mount import serve_pipeline
+                    from wirewatch.web.mount import attach_web_view
 
-                    self.http = serve_pipeline(self.pipeline, self.registry, host=http.host, port=http.port,
-                                               bearer_token=token, config=http.web, backend=self.built.backend)
+                    app = attach_web_view(self.pipeline, config=http.web, backend=self.built.backend)
+                self.http = HttpServer(self.registry, host=http.host, port=http.port,
+                                       healthy=lambda: self.pipeline.healthy, ready=lambda: self.pipeline.ready,
+                                       bearer_token=token, app=app, request_timeout_s=http.request_timeout_s)
+                if app is not None:
                     log.info("web view on %s/", self.http.url)
-                else:
-                    self.http = HttpServer(self.registry, host=http.host, port=http.port,
-                                           healthy=lambda: self.pipeline.healthy,
-                                           ready=lambda: self.pipeline.ready, bearer_token=token)
                 log.info("metrics on %s/metrics", self.http.url)
             if self.built.publisher is not None:
                 self.built.publisher.start()

@@ -1,7 +1,7 @@
 """``WebApp``: the live page, the upload page and the JSON API, independent of the HTTP server.
 
 ``handle(request)`` returns a ``Response``, an ``EventStream`` (server-sent events) or None (not
-mine). ``wirewatch.web.server.WebServer`` serves it next to ``/metrics``, ``/healthz``, ``/readyz``.
+mine). ``wirewatch.web.server.HttpServer`` serves it next to ``/metrics``, ``/healthz``, ``/readyz``.
 """
 
 from __future__ import annotations

@@ -157,9 +157,6 @@ def run_web_bench(*, rate: float = 10.0, browsers: int = 3, seconds: float = 20.
     from wirewatch.daemon.service import Daemon
     from wirewatch.errors import BackendUnavailable
 
-    from .config import WebConfig
-    from .mount import serve_pipeline
-
     binary = chromium_binary()
     if watcher not in ("chromium", "sse"):
         raise ValueError(f"watcher must be chromium or sse, got {watcher!r}")
@@ -172,18 +169,17 @@ def run_web_bench(*, rate: float = 10.0, browsers: int = 3, seconds: float = 20.
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     config = DaemonConfig.model_validate({
         "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest"},
-        "segment": {"backend": backend}, "http": {"enabled": False},
+        "segment": {"backend": backend}, "http": {"port": 0},  # the daemon's own server, web view on
         "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": []},
     })
     daemon = Daemon(config)
-    server = serve_pipeline(daemon.pipeline, daemon.registry, port=0, config=WebConfig(),
-                            backend=daemon.built.backend)
-    app = server.app
-    assert app is not None
     result = WebBenchResult(rate=rate, browsers=browsers, backend=daemon.built.backend, watcher=watcher)
     open_: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
         daemon.start()
+        server = daemon.http
+        app = server.app if server is not None else None
+        assert server is not None and app is not None
         deadline = time.monotonic() + 120
         while daemon.pipeline.processed < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -224,7 +220,6 @@ def run_web_bench(*, rate: float = 10.0, browsers: int = 3, seconds: float = 20.
     finally:
         close_browsers(open_)
         sim.terminate()
-        server.close()
         daemon.stop()
         daemon.close()
         try:

@@ -1,12 +1,20 @@
-"""``WebServer``: the daemon's HTTP endpoints (``/metrics``, ``/healthz``, ``/readyz``, routes added with
-``add_route``) plus the web view (``WebApp``) on one stdlib ``ThreadingHTTPServer`` port.
+"""``HttpServer``: the one HTTP server of wirewatch, on one stdlib ``ThreadingHTTPServer`` port.
 
-Same public behaviour as ``wirewatch.daemon.http.HttpServer`` (127.0.0.1 by default, optional bearer
-token on every route), so the daemon can use either. One thread per connection: a live page's event
-stream holds its own thread and its own bounded queue, and a socket write that a stuck browser blocks
-times out (``write_timeout_s``) instead of waiting forever. Browsers cannot send an Authorization header
-with a page load or ``EventSource``, so with a token the pages also accept a ``wirewatch_token`` cookie,
-set by opening ``/?token=TOKEN`` once.
+It always serves ``/metrics`` (prometheus-client, from the registry given), ``/healthz`` and ``/readyz``
+(200/503 from two callables) and any page another part adds with ``add_route(path, handler)``; with a
+``WebApp`` mounted (the daemon's ``http.web.enabled``, ``wirewatch serve``) it also serves the web view's
+pages, static files, JSON API, uploads and event stream. Binds 127.0.0.1 unless told otherwise; an optional
+bearer token protects every route.
+
+- One thread per connection. A connection that sends nothing, or stops half-way through a request, is
+  closed after ``request_timeout_s`` (``http.request_timeout_s``), so idle or stuck clients cannot pile up
+  threads forever; a live page's event stream (long-lived by design) switches its socket to
+  ``write_timeout_s``, so a stuck browser's write gives up instead of blocking.
+- Browsers cannot send an Authorization header with a page load or ``EventSource``, so with a token and the
+  web view mounted the server also accepts a ``wirewatch_token`` cookie, set by opening ``/?token=TOKEN``
+  once (303 to the same address without the token). Without the web view a token in a URL is refused (401).
+- The DEBUG request log masks ``token=`` values (``wirewatch.security.redact``) itself, so a program that
+  embeds the server with its own logging never writes a token out.
 """
 
 from __future__ import annotations
@@ -20,40 +28,41 @@ import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from wirewatch.security import redact
+
 from .app import EventStream, Request, Response, WebApp
 from .upload import HttpError
+
+__all__ = ["DEFAULT_REQUEST_TIMEOUT_S", "TOKEN_COOKIE", "Handler", "HttpServer", "Response"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_COOKIE = "wirewatch_token"
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
 SSE_SNDBUF = 64 * 1024
 
-
-class ResponseLike(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def content_type(self) -> str: ...
+Handler = Callable[[], Response]
 
 
-Handler = Callable[[], ResponseLike]
-
-
-class WebServer:
-    """``/metrics`` from ``registry``; ``/healthz`` and ``/readyz`` from the callables; ``app``'s pages and API."""
+class HttpServer:
+    """``/metrics`` from ``registry``; ``/healthz`` 200 while ``healthy()``; ``/readyz`` 200 while ``ready()``;
+    pages added with ``add_route``; ``app``'s pages and API when given. Serves from daemon threads at once;
+    ``close()`` stops it."""
 
     def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 0,
                  healthy: Callable[[], bool] = lambda: True, ready: Callable[[], bool] = lambda: True,
-                 bearer_token: str | None = None, app: WebApp | None = None) -> None:
+                 bearer_token: str | None = None, app: WebApp | None = None,
+                 request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S) -> None:
+        if request_timeout_s <= 0:
+            raise ValueError(f"request_timeout_s must be positive, got {request_timeout_s}")
         self.app = app
+        self.request_timeout_s = request_timeout_s
         self.routes: dict[str, Handler] = {
             "/metrics": lambda: Response(200, generate_latest(registry), CONTENT_TYPE_LATEST),
             "/healthz": lambda: Response(200, b"ok\n") if healthy() else Response(503, b"unhealthy\n"),
@@ -84,10 +93,12 @@ class WebServer:
         self._thread.join(timeout=5)
 
 
-def _authorised(headers: Any, token: bytes) -> bool:
+def _authorised(headers: Any, token: bytes, *, cookie_ok: bool) -> bool:
     header = headers.get("Authorization") or ""
     if header.startswith("Bearer ") and hmac.compare_digest(header[len("Bearer "):].strip().encode(), token):
         return True
+    if not cookie_ok:
+        return False
     cookie = SimpleCookie()
     try:
         cookie.load(headers.get("Cookie") or "")
@@ -97,10 +108,15 @@ def _authorised(headers: Any, token: bytes) -> bool:
     return morsel is not None and hmac.compare_digest(morsel.value.encode(), token)
 
 
-def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPRequestHandler]:
+def _make_handler(server: HttpServer, token: bytes | None) -> type[BaseHTTPRequestHandler]:
+    browser_auth = server.app is not None  # cookie and /?token= only where there are pages for a browser
+
     class _Handler(BaseHTTPRequestHandler):
         server_version = "wirewatch"
         protocol_version = "HTTP/1.1"
+        # socketserver sets this on each connection: reading a request (line, headers, body) that stalls
+        # this long raises TimeoutError and the connection is closed, freeing its thread.
+        timeout = server.request_timeout_s
 
         def do_GET(self) -> None:
             self._dispatch("GET")
@@ -114,9 +130,9 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
         def _dispatch(self, method: str) -> None:
             parts = urlsplit(self.path)
             path = parts.path
-            if token is not None and not _authorised(self.headers, token):
+            if token is not None and not _authorised(self.headers, token, cookie_ok=browser_auth):
                 given = parse_qs(parts.query).get("token", [""])[-1].encode()
-                if method == "GET" and given and hmac.compare_digest(given, token):
+                if browser_auth and method == "GET" and given and hmac.compare_digest(given, token):
                     # A browser opened /?token=...: remember it in a cookie and drop it from the address bar.
                     rest = {k: v for k, v in parse_qs(parts.query).items() if k != "token"}
                     location = path + ("?" + urlencode(rest, doseq=True) if rest else "")
@@ -126,7 +142,7 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
                     self._refuse(method, Response(401, b"unauthorised\n"), {"WWW-Authenticate": "Bearer"})
                 return
             try:
-                result: ResponseLike | EventStream | None = None
+                result: Response | EventStream | None = None
                 route = server.routes.get(path) if method in ("GET", "HEAD") else None
                 if route is not None:
                     result = route()
@@ -144,13 +160,13 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
                     self._send(result, head=method == "HEAD")
             except HttpError as exc:
                 self._refuse(method, Response(exc.status, f"{exc}\n".encode()))
-            except OSError:
+            except OSError:  # the client left, or its request body stalled past the timeout
                 self.close_connection = True
             except Exception:  # a failing page must not take the server down
                 log.exception("HTTP handler for %s %s failed", method, path)
                 self._refuse(method, Response(500, b"internal error\n"))
 
-        def _refuse(self, method: str, response: ResponseLike, headers: dict[str, str] | None = None) -> None:
+        def _refuse(self, method: str, response: Response, headers: dict[str, str] | None = None) -> None:
             """An answer after which the connection closes: a POST body may be left unread (e.g. 413)."""
             if method == "POST":
                 self.close_connection = True
@@ -176,11 +192,11 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
             except OSError:
                 pass
 
-        def _send(self, response: ResponseLike, headers: dict[str, str] | None = None, head: bool = False) -> None:
+        def _send(self, response: Response, headers: dict[str, str] | None = None, head: bool = False) -> None:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
-            for k, v in {**getattr(response, "headers", {}), **(headers or {})}.items():
+            for k, v in {**response.headers, **(headers or {})}.items():
                 self.send_header(k, v)
             self.end_headers()
             if not head:
@@ -193,6 +209,8 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
             client = stream.client
             self.close_connection = True
             try:
+                # Long-lived by design: the request timeout no longer applies; a write that a stuck
+                # browser blocks gives up after write_timeout_s instead.
                 self.connection.settimeout(app.config.write_timeout_s)
                 # A small kernel send buffer: a page that stops reading blocks our writes (and is dropped)
                 # after ~100 kB instead of megabytes of autotuned buffer.
@@ -238,7 +256,9 @@ def _make_handler(server: WebServer, token: bytes | None) -> type[BaseHTTPReques
             except (OSError, ValueError):
                 return True
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: no per-request log lines
-            log.debug("http: " + format, *args)
+        def log_message(self, format: str, *args: Any) -> None:
+            # DEBUG only (no per-request lines by default); the request line may carry ?token=: masked here.
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("http: %s", redact(format % args))
 
     return _Handler
