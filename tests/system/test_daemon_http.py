@@ -1,14 +1,28 @@
-"""The HTTP endpoints on a real loopback port: routes, bearer token, failing handlers."""
+"""The HTTP server on a real loopback port: routes, bearer token, failing handlers, request timeout,
+log redaction."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
 
+from wirewatch.config.daemon import DaemonConfig
+from wirewatch.daemon.http import HttpConfig
+from wirewatch.daemon.service import Daemon
+from wirewatch.web import WebApp, WebConfig
+from wirewatch.web.hub import encode_event
 from wirewatch.web.server import HttpServer, Response
+
+from .helpers import wait_for
 
 
 def get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -58,3 +72,121 @@ def test_bearer_token_protects_every_route(registry: CollectorRegistry) -> None:
         assert status == 200 and "wirewatch_test_total" in body
     finally:
         server.close()
+
+
+def _closed_by_server_within(sock: socket.socket, limit: float) -> float:
+    """Seconds until the server closes ``sock`` (recv returns b""); fails past ``limit``."""
+    sock.settimeout(limit)
+    t0 = time.monotonic()
+    try:
+        while sock.recv(4096):  # a timed-out request may get a short answer before the close
+            pass
+    except TimeoutError:
+        raise AssertionError(f"the server kept an idle connection open for more than {limit} s") from None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - t0
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_request_timeout(registry: CollectorRegistry) -> None:
+    """A client that connects and sends nothing, one that stops mid-request and a keep-alive connection left
+    idle after a request are each closed after ``request_timeout_s``, freeing their threads; ``/metrics``
+    keeps answering meanwhile."""
+    server = HttpServer(registry, port=0, request_timeout_s=1.0)
+    try:
+        opened = time.monotonic()
+        silent = socket.create_connection((server.host, server.port))
+        partial = socket.create_connection((server.host, server.port))
+        partial.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        kept = socket.create_connection((server.host, server.port))
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200")  # answered; the connection stays open (keep-alive)
+        threads_held = threading.active_count()
+        for _ in range(3):  # the server answers others while the three connections hang
+            status, body = get(server.url + "/metrics")
+            assert status == 200 and "wirewatch_test_total 3.0" in body
+        for sock in (silent, partial, kept):
+            _closed_by_server_within(sock, 5.0)
+            assert time.monotonic() - opened >= 0.95  # not before the timeout
+            sock.close()
+        wait_for(lambda: threading.active_count() <= threads_held - 3, 5.0)
+        assert get(server.url + "/healthz")[0] == 200
+    finally:
+        server.close()
+
+
+def test_request_timeout_comes_from_the_http_config_and_must_be_positive() -> None:
+    assert HttpConfig().request_timeout_s == 10.0
+    assert HttpConfig.model_validate({"request_timeout_s": 2.5}).request_timeout_s == 2.5
+    with pytest.raises(ValidationError):
+        HttpConfig.model_validate({"request_timeout_s": 0})
+    with pytest.raises(ValueError, match="request_timeout_s"):
+        HttpServer(CollectorRegistry(), request_timeout_s=0)
+    cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"},
+                                       "http": {"port": 0, "request_timeout_s": 0.5, "web": {"enabled": False}},
+                                       "segment": {"backend": "watershed"}, "alerts": {"enabled": False}})
+    daemon = Daemon(cfg).start()
+    try:
+        assert daemon.http is not None and daemon.http.request_timeout_s == 0.5 and daemon.http.app is None
+        with socket.create_connection((daemon.http.host, daemon.http.port)) as silent:
+            assert _closed_by_server_within(silent, 5.0) < 5.0
+    finally:
+        daemon.close()
+
+
+def test_an_event_stream_outlives_the_request_timeout() -> None:
+    """Live pages' event streams are long-lived by design: still open and delivering after several
+    request timeouts."""
+    app = WebApp(config=WebConfig(push_interval_s=0.0))
+    server = HttpServer(CollectorRegistry(), port=0, app=app, request_timeout_s=0.3)
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as sse:
+            sse.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            seen = b""
+            while b"event: hello" not in seen:
+                seen += sse.recv(65536)
+            assert seen.startswith(b"HTTP/1.1 200") and b"text/event-stream" in seen
+            time.sleep(1.2)  # four request timeouts
+            assert app.hub.client_count == 1
+            app.hub.publish(encode_event("status", {"probe": 42}))
+            seen = b""
+            while b'{"probe":42}' not in seen:
+                chunk = sse.recv(65536)
+                assert chunk, "the server closed the event stream"
+                seen += chunk
+            assert b"event: status" in seen
+    finally:
+        server.close()
+
+
+def test_the_debug_request_log_masks_a_token_in_the_url() -> None:
+    """The server's own request log line never carries a ``token=`` value, whatever logging the embedding
+    program set up (here: a bare handler on the server's logger, no CLI redaction filter)."""
+    token = "url-token-4d3c2b1a0f"
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("wirewatch.web.server")
+    handler, level = Collect(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    servers = [HttpServer(CollectorRegistry(), port=0, bearer_token=token),  # /metrics only: URL tokens refused
+               HttpServer(CollectorRegistry(), port=0, bearer_token=token, app=WebApp())]  # web view: 303 + cookie
+    try:
+        for server in servers:
+            for path in (f"/metrics?token={token}", f"/?x=1&token={token}", "/healthz?token=wrong-guess-77"):
+                req = urllib.request.Request(server.url + path)
+                with contextlib.suppress(urllib.error.HTTPError):
+                    urllib.request.urlopen(req, timeout=5).read()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        for server in servers:
+            server.close()
+    requests = [line for line in lines if "GET /" in line]
+    assert len(requests) >= 6, lines
+    assert all("token=***" in line for line in requests if "token" in line)
+    assert not any(token in line or "wrong-guess-77" in line for line in lines), lines
