@@ -107,3 +107,26 @@ def test_plot_series_marks_change_points(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="at least one"):
         plot_series(x, {}, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_pngs_get_the_ordinary_file_mode_not_a_secrets(tmp_path: Path) -> None:
+    """Plots are written through a 0600 temp file; the result has the mode the umask gives any new file
+    (0644 under umask 022), like the record and the other outputs, and no temp file is left behind."""
+    import os
+    import stat
+
+    from wirewatch.plots import new_figure, save_figure, save_rgb
+
+    old = os.umask(0o022)
+    try:
+        fig = new_figure(2, 2)
+        fig.add_subplot(1, 1, 1).plot([0, 1], [1, 0])
+        written = [save_figure(fig, tmp_path / "out" / "stats.png"),
+                   save_rgb(np.zeros((4, 5, 3), np.uint8), tmp_path / "out" / "overlay.png")]
+        os.umask(0o077)  # a user who keeps everything private gets private plots
+        written.append(save_rgb(np.zeros((4, 5, 3), np.uint8), tmp_path / "out" / "private.png"))
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [0o644, 0o644, 0o600]
+    assert Image.open(written[1]).size == (5, 4)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["overlay.png", "private.png", "stats.png"]
