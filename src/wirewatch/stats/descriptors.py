@@ -90,13 +90,56 @@ def _warn_empty(skipped: int, total: int) -> None:
 
 
 def _row_occupancy(masks: np.ndarray) -> np.ndarray:
-    """(N, H) bool: which rows of each mask hold a pixel. One pass over the stack (OpenCV's SIMD row sums)."""
+    """(N, H) bool: which rows of each mask hold a pixel: the one full pass over the stack (OpenCV row sums).
+
+    Every byte of the stack is read once here, at memory speed: a model's boxes may be loose or
+    tight, so they cannot say where a mask ends. Everything after this reads the row bands only.
+    """
     n, h, w = masks.shape
     if n * h == 0 or w == 0:
         return np.zeros((n, h), bool)
-    rows = np.ascontiguousarray(masks).reshape(n * h, w).view(np.uint8)
+    rows = masks.reshape(n * h, w).view(np.uint8)
     sums = cv2.reduce(rows, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
     return np.asarray(sums.reshape(n, h) > 0)
+
+
+def _band_pixels(masks: np.ndarray, keep: np.ndarray, y0: np.ndarray, y1: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels of every kept mask, found in its row band only, without a per-particle loop.
+
+    The bands (rows ``y0[j]:y1[j]`` of mask ``keep[j]``) are gathered one after another into one
+    (R, W) block. Returns ``band_row`` (the block row of each pixel: sorted, so pixels come grouped
+    by particle and row-major within each), ``xs`` (frame column of each pixel) and ``row_y``
+    (frame row of each block row), as ``index_dtype`` integers.
+    """
+    n, h, w = masks.shape
+    heights = y1 - y0
+    band_first = np.zeros(len(keep), np.int64)
+    np.cumsum(heights[:-1], out=band_first[1:])
+    row_y = np.arange(int(heights.sum()), dtype=np.int64) - np.repeat(band_first - y0, heights)
+    stack_rows = row_y + np.repeat(keep * h, heights)
+    index_dtype = _index_dtype(h, w)
+    if w % 8 == 0:
+        # Scan 8 pixels at a time as uint64 words, then look inside the few non-zero words only.
+        # Byte b of a word in memory is column 8 * word + b, whatever the byte order.
+        words_per_row = w // 8
+        block = np.take(masks.view(np.uint64).reshape(n * h, words_per_row), stack_rows, axis=0).ravel()
+        hit_words = np.flatnonzero(block != 0).astype(index_dtype)  # bool scan: SIMD, unlike uint64
+        word_row, word_col = np.divmod(hit_words, words_per_row)
+        word_col *= 8
+        hit_bytes = np.flatnonzero(np.take(block, hit_words).view(bool)).astype(index_dtype)  # bytes are 0 or 1
+        word = hit_bytes >> 3
+        xs = np.take(word_col, word)  # np.take: twice as fast as fancy indexing here
+        xs += hit_bytes & 7
+        return np.take(word_row, word), xs, row_y.astype(index_dtype)
+    bands = np.take(masks.reshape(n * h, w), stack_rows, axis=0)
+    band_row, xs = np.divmod(np.flatnonzero(bands).astype(index_dtype), w)
+    return band_row, xs, row_y.astype(index_dtype)
+
+
+def _index_dtype(h: int, w: int) -> type[np.signedinteger]:
+    """int32 for pixel coordinates and indices (half the memory traffic) unless the frame needs int64."""
+    return np.int32 if h * w < 2**31 and max(h, w) < 2**15 else np.int64
 
 
 @dataclass(frozen=True)
@@ -119,8 +162,11 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     ``masks`` (N, H, W) bool; ``image`` (H, W) optional, any real dtype (optical density or grey
     levels: ``od_mean`` / ``od_integrated`` are the mean / sum of its values under the mask, NaN
     without an image); ``pixel_size_nm`` adds the ``*_nm`` columns (NaN without it).
+
+    Cost: one pass over the stack for the occupied rows, then only the particles' row bands and
+    their pixel lists, all particles at once (numpy), plus one ``minAreaRect`` per particle.
     """
-    masks = as_mask_stack(masks)
+    masks = np.ascontiguousarray(as_mask_stack(masks))
     pixel_size_nm = check_pixel_size(pixel_size_nm)
     n, h, w = masks.shape
     if image is not None:
@@ -135,65 +181,61 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
         _warn_empty(skipped, n)
     keep = np.flatnonzero(nonempty)
     k = len(keep)
-    y0 = rows[keep].argmax(axis=1)
-    y1 = h - rows[keep, ::-1].argmax(axis=1)
-
-    x0_list: list[int] = []
-    x1_list: list[int] = []
-    ys_crop: list[np.ndarray] = []
-    xs_crop: list[np.ndarray] = []
-    # One short loop over each particle's row band / box crop (C calls inside), never the full frame.
-    for i, top, bottom in zip(keep.tolist(), y0.tolist(), y1.tolist(), strict=True):
-        band = masks[i, top:bottom]
-        cols = np.flatnonzero(band.any(axis=0))
-        left, right = int(cols[0]), int(cols[-1]) + 1
-        ys, xs = np.nonzero(band[:, left:right])
-        x0_list.append(left)
-        x1_list.append(right)
-        ys_crop.append(ys)
-        xs_crop.append(xs)
-    x0 = np.array(x0_list, np.int64)
-    x1 = np.array(x1_list, np.int64)
-
-    counts = np.fromiter((len(a) for a in xs_crop), np.int64, count=k)
-    owner = np.repeat(np.arange(k), counts)
-    # Pixel lists of all particles in their crops' coordinates, grouped by particle, row-major.
-    ys = np.concatenate(ys_crop) if k else np.zeros(0, np.int64)
-    xs = np.concatenate(xs_crop) if k else np.zeros(0, np.int64)
+    if k == 0:
+        return _empty_table((h, w), skipped)
+    occupied = rows[keep]
+    y0 = occupied.argmax(axis=1)
+    y1 = h - occupied[:, ::-1].argmax(axis=1)
+    band_row, xs, row_y = _band_pixels(masks, keep, y0, y1)
+    ys = np.take(row_y, band_row)
+    # A particle's pixels start at its first band row, which holds a pixel: no group is empty.
+    band_first = np.zeros(k, np.int64)
+    np.cumsum((y1 - y0)[:-1], out=band_first[1:])
+    starts = np.searchsorted(band_row, band_first)
+    counts = np.diff(starts, append=len(xs))
+    x0 = np.minimum.reduceat(xs, starts).astype(np.int64)
+    x1 = np.maximum.reduceat(xs, starts).astype(np.int64) + 1
     area = counts.astype(np.float64)
-    length, width = _rotated_rectangle_sides(xs, ys, owner, counts, h)  # translation invariant
 
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if k else np.zeros(0, np.int64)
+    flat = ys * w  # frame pixel index
+    flat += xs
+    cover = np.zeros(h * w, np.uint16)  # masks covering each pixel (add.at on uint16 beats bincount here)
+    np.add.at(cover, flat, np.uint16(1))
 
-    def per_particle_sum(values: np.ndarray) -> np.ndarray:
-        # Pixels are grouped by particle and no group is empty, so reduceat sums each group
-        # (an order of magnitude faster than a weighted bincount).
-        if k == 0:
-            return np.zeros(0)
-        return np.add.reduceat(values, starts).astype(np.float64)
+    # Raw sums over every particle's pixels, exact in int64 (coordinates < 2**15: products fit
+    # the int32 index type, sums are taken in int64).
+    sum_x = np.add.reduceat(xs, starts, dtype=np.int64)
+    sum_y = np.add.reduceat(ys, starts, dtype=np.int64)
+    product = xs * xs
+    sum_xx = np.add.reduceat(product, starts, dtype=np.int64)
+    np.multiply(ys, ys, out=product)
+    sum_yy = np.add.reduceat(product, starts, dtype=np.int64)
+    np.multiply(xs, ys, out=product)
+    sum_xy = np.add.reduceat(product, starts, dtype=np.int64)
+    overlap = np.add.reduceat(np.take(cover, flat) > 1, starts, dtype=np.int64)  # pixels also inside another mask
+    # Shift the sums exactly (integers) to box coordinates x - x0, y - y0, where numbers are small
+    # enough for the float moments below to have no cancellation trouble.
+    sum_xx = sum_xx - 2 * x0 * sum_x + counts * x0 * x0
+    sum_yy = sum_yy - 2 * y0 * sum_y + counts * y0 * y0
+    sum_xy = sum_xy - y0 * sum_x - x0 * sum_y + counts * x0 * y0
+    sum_x = sum_x - counts * x0
+    sum_y = sum_y - counts * y0
 
-    # Integer sums are exact and skip a float conversion of every pixel (crop coordinates < 2**16).
-    xf = xs.astype(np.int64, copy=False)
-    yf = ys.astype(np.int64, copy=False)
-    mean_x = per_particle_sum(xf) / area  # in crop coordinates until the offsets are added below
-    mean_y = per_particle_sum(yf) / area
-    # Central second moments from raw ones (crop coordinates < 2**16: no cancellation trouble in float64).
-    mu20 = per_particle_sum(xf * xf) - area * mean_x * mean_x
-    mu02 = per_particle_sum(yf * yf) - area * mean_y * mean_y
-    mu11 = per_particle_sum(xf * yf) - area * mean_x * mean_y
+    mean_x = sum_x / area  # in box coordinates until the offsets are added below
+    mean_y = sum_y / area
+    mu20 = sum_xx - area * mean_x * mean_x
+    mu02 = sum_yy - area * mean_y * mean_y
+    mu11 = sum_xy - area * mean_x * mean_y
     mean_x += x0
     mean_y += y0
     # Image y points down: flip its sign (mu11 -> -mu11) so angles are counter-clockwise on screen.
     orientation = np.degrees(0.5 * np.arctan2(-2.0 * mu11, mu20 - mu02)) % 180.0
     orientation = np.where(orientation >= 180.0, 0.0, orientation)  # rounding guard for -tiny % 180
 
-    flat = ys * w + xs + np.repeat(y0 * w + x0, counts)  # frame pixel index
-    cover = np.zeros(h * w, np.uint16)  # masks covering each pixel (add.at on uint16 beats bincount here)
-    np.add.at(cover, flat, np.uint16(1))
-    overlap_px = per_particle_sum((cover[flat] > 1).astype(np.float64))
+    length, width = _rotated_rectangle_sides(xs, ys, band_row, starts, x0, y0)
 
     if image is not None:
-        od_integrated = per_particle_sum(image.ravel()[flat].astype(np.float64))
+        od_integrated = np.add.reduceat(np.take(image.ravel(), flat), starts, dtype=np.float64)
         od_mean = od_integrated / area
     else:
         od_integrated = np.full(k, np.nan)
@@ -202,7 +244,7 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     scale = pixel_size_nm if pixel_size_nm is not None else math.nan
     columns: dict[str, np.ndarray] = {
         "mask_index": keep.astype(np.int64),
-        "area_px": counts,
+        "area_px": counts.astype(np.int64),
         "area_nm2": area * scale * scale,
         "length_px": length,
         "width_px": width,
@@ -212,45 +254,91 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
         "orientation_deg": orientation,
         "centroid_x": mean_x + 0.5,
         "centroid_y": mean_y + 0.5,
-        "bbox_x0": x0,
+        "bbox_x0": x0.astype(np.int64),
         "bbox_y0": y0.astype(np.int64),
-        "bbox_x1": x1,
+        "bbox_x1": x1.astype(np.int64),
         "bbox_y1": y1.astype(np.int64),
         "od_mean": od_mean,
         "od_integrated": od_integrated,
-        "overlap_fraction": overlap_px / area if k else np.zeros(0),
+        "overlap_fraction": overlap / area,
         "touches_border": (x0 == 0) | (y0 == 0) | (x1 == w) | (y1 == h),
     }
     return ParticleTable(columns=columns, frame_shape=(h, w), covered_px=int(np.count_nonzero(cover)),
                          empty_masks_skipped=skipped)
 
 
+def _empty_table(frame_shape: tuple[int, int], skipped: int) -> ParticleTable:
+    """The table of a frame without particles: every column empty, with its usual dtype."""
+    int_columns = {"mask_index", "area_px", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"}
+    columns = {name: np.zeros(0, bool if name == "touches_border" else np.int64 if name in int_columns
+                               else np.float64) for name in PARTICLE_COLUMNS}
+    return ParticleTable(columns=columns, frame_shape=frame_shape, covered_px=0, empty_masks_skipped=skipped)
 
-def _rotated_rectangle_sides(xs: np.ndarray, ys: np.ndarray, owner: np.ndarray, counts: np.ndarray,
-                             frame_height: int) -> tuple[np.ndarray, np.ndarray]:
+
+def _rotated_rectangle_sides(xs: np.ndarray, ys: np.ndarray, band_row: np.ndarray, starts: np.ndarray,
+                             x0: np.ndarray, y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Long and short side (+1 px) of each particle's minimum-area rectangle around its pixel centres.
 
-    The convex hull (hence the rectangle) only depends on the first and last pixel of every row,
-    so OpenCV gets those (found vectorised from the row-major pixel lists), not every pixel.
+    ``xs``, ``ys``: the pixels' frame coordinates, grouped by particle and row-major within each;
+    ``band_row`` numbers their rows (distinct across particles); ``starts`` each particle's first
+    pixel; ``x0``, ``y0`` its box corner. The rectangle only depends on the convex hull, so OpenCV
+    gets the hull candidates among each row's first and last pixel (in box coordinates), not every pixel.
     """
-    k = len(counts)
-    length = np.empty(k)
-    width = np.empty(k)
-    if k == 0:
-        return length, width
-    row_key = owner * frame_height + ys
-    change = np.flatnonzero(np.diff(row_key)) + 1
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change, [len(xs)])) - 1
-    ends_owner = owner[starts]
-    pts = np.empty((2 * len(starts), 2), np.float32)
-    pts[0::2, 0] = xs[starts]
-    pts[0::2, 1] = ys[starts]
-    pts[1::2, 0] = xs[ends]
-    pts[1::2, 1] = ys[ends]
-    bounds = (np.searchsorted(ends_owner, np.arange(k + 1)) * 2).tolist()
-    sides = np.array([cv2.minAreaRect(pts[lo:hi])[1] for lo, hi in itertools.pairwise(bounds)],
+    k = len(starts)
+    first_of_row = np.empty(len(xs), bool)
+    first_of_row[0] = True
+    np.not_equal(band_row[1:], band_row[:-1], out=first_of_row[1:])
+    row_first = np.flatnonzero(first_of_row)
+    row_last = np.empty_like(row_first)
+    row_last[:-1] = row_first[1:] - 1
+    row_last[-1] = len(xs) - 1
+    owner = np.repeat(np.arange(k), np.diff(np.searchsorted(row_first, starts), append=len(row_first)))
+    row_y = np.take(ys, row_first) - np.take(y0, owner)
+    left = _hull_candidates(np.take(xs, row_first) - np.take(x0, owner), row_y, owner, side=-1)
+    right = _hull_candidates(np.take(xs, row_last) - np.take(x0, owner), row_y, owner, side=1)
+    # Each particle's left candidates, then its right ones, in one (M, 2) int32 array.
+    left_bounds = np.searchsorted(left[2], np.arange(k + 1))
+    right_bounds = np.searchsorted(right[2], np.arange(k + 1))
+    bounds = left_bounds + right_bounds
+    points = np.empty((int(bounds[-1]), 2), np.int32)
+    for (x, y, _owner), own_bounds, other_bounds in ((left, left_bounds, right_bounds),
+                                                   (right, right_bounds, left_bounds[1:])):
+        at = np.arange(len(x)) + np.repeat(other_bounds[:k], np.diff(own_bounds))
+        points[at, 0] = x
+        points[at, 1] = y
+    edges = bounds.tolist()
+    sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(edges)],
                      np.float64).reshape(k, 2)
-    length[:] = sides.max(axis=1) + 1.0
-    width[:] = sides.min(axis=1) + 1.0
-    return length, width
+    return sides.max(axis=1) + 1.0, sides.min(axis=1) + 1.0
+
+
+# Passes of the local convexity filter: each drops about half of a digital straight edge's points.
+HULL_FILTER_PASSES = 2
+
+
+def _hull_candidates(x: np.ndarray, y: np.ndarray, owner: np.ndarray, side: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop row extremes that cannot be convex-hull vertices, for all particles at once.
+
+    ``x``, ``y``, ``owner``: one side's extreme pixel per occupied row (``side`` -1: first pixels,
+    +1: last), rows in order within each particle. A point that is not strictly outside the chord
+    between its neighbours on its side lies between that chord and the row's other extreme, so it
+    is not a hull vertex and dropping it leaves the hull (hence the rectangle) unchanged. Each
+    particle's top and bottom rows are always kept. Exact integer arithmetic.
+    """
+    x = x.astype(np.int64)
+    y = y.astype(np.int64)
+    for _ in range(HULL_FILTER_PASSES):
+        if len(x) < 3:
+            break
+        same_particle = (owner[1:-1] == owner[:-2]) & (owner[1:-1] == owner[2:])
+        # x of the chord at the middle row, compared without division: (xb - xa)(yc - ya) vs (xc - xa)(yb - ya).
+        middle = (x[1:-1] - x[:-2]) * (y[2:] - y[:-2])
+        chord = (x[2:] - x[:-2]) * (y[1:-1] - y[:-2])
+        outside = middle < chord if side < 0 else middle > chord
+        keep = np.ones(len(x), bool)
+        keep[1:-1] = outside | ~same_particle
+        if keep.all():
+            break
+        x, y, owner = x[keep], y[keep], owner[keep]
+    return x, y, owner
