@@ -207,6 +207,45 @@ def test_overlay_cache_renders_only_new_frames_and_at_most_once_per_interval() -
     assert cache.get()[0] == 2 and cache.encoded == 2
 
 
+def test_push_work_is_done_once_per_frame_for_any_number_of_pages_and_not_at_all_without() -> None:
+    """Nobody watching: no event is encoded and no overlay rendered. Three pages watching: each frame's event
+    is encoded once and the very same bytes go to every page; overlays are rendered at most once per
+    ``overlay_interval_s`` (latest frame wins), also shared; a page joining gets the current overlay at once."""
+    app = WebApp(config=WebConfig(overlay_interval_s=0.25, push_interval_s=0.0, client_queue=200))
+    state = app.state
+    try:
+        for i in range(10):
+            state.observe(result(i))
+        time.sleep(0.6)  # the pusher would have run by now
+        assert app.hub.published == 0 and app.overlays.encoded == 0
+        pages = [app.hub.subscribe() for _ in range(3)]
+        assert all(p is not None for p in pages)
+        t0 = time.monotonic()
+        for i in range(10, 40):  # 30 frames at ~20 frames/s
+            state.observe(result(i))
+            time.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.4)  # the last overlay
+        got = [[ev for ev in p.drain()] for p in pages if p is not None]
+        frames = [[ev for ev in g if ev.name == "frame"] for g in got]
+        assert [len(f) for f in frames] == [30, 30, 30]
+        assert all(a is b is c for a, b, c in zip(*frames, strict=True))  # one encoding, shared
+        overlays = [[ev for ev in g if ev.name == "overlay"] for g in got]
+        assert all(a is b is c for a, b, c in zip(*overlays, strict=True))
+        rendered = app.overlays.encoded
+        assert 2 <= rendered <= elapsed / 0.25 + 2, (rendered, elapsed)  # rate-limited, not 30
+        assert len(overlays[0]) == rendered
+        assert json.loads(overlays[0][-1].data)["frame"] == 39  # the latest frame won
+        events = app.handle(Request("GET", "/api/events", "", {}, io.BytesIO()))
+        assert isinstance(events, EventStream)
+        first = events.client.drain()  # queued for the newcomer alone, after its hello
+        assert [ev.name for ev in first] == ["overlay"] and json.loads(first[0].data)["frame"] == 39
+        assert app.overlays.encoded == rendered  # the cached overlay, not rendered again
+        assert all(p is not None and p.drain() == [] for p in pages)
+    finally:
+        app.close()
+
+
 # -- app routes (no sockets) ---------------------------------------------------------------------------------
 
 def call(app: WebApp, path: str, query: str = "", method: str = "GET", headers: dict[str, str] | None = None,

@@ -20,7 +20,7 @@ from wirewatch.segment.base import Segmenter
 from .config import WebConfig
 from .hub import Client, PushHub, encode_event
 from .live import LiveState, live_record
-from .overlay import OverlayCache, OverlayPusher
+from .overlay import OverlayCache, OverlayPusher, overlay_event
 from .upload import HttpError, decode_image, parse_multipart, read_body, segment_upload
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,9 @@ class WebApp:
             "changepoints": self.state.changepoints(), "alerts": self.state.alerts(),
             "status": self.state.status(), "backend": self.backend,
         }).wire()
-        self.state.changed.set()  # the pusher sends the current overlay to the newcomer
+        frame, jpeg = self.overlays.get()  # the newcomer sees the current overlay at once (cached, rate-limited)
+        if jpeg is not None:
+            client.offer(overlay_event(frame, jpeg))  # to this page only, right after the hello
         return EventStream(client, hello)
 
     # -- uploads ----------------------------------------------------------------------------------------------

@@ -10,19 +10,24 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Event:
-    """One server-sent event, already encoded once for every client."""
+    """One server-sent event, encoded once (JSON and SSE framing) and shared by every client's queue: what
+    each watching page adds is a queue slot and its socket write, never another encoding."""
 
     name: str
     data: bytes  # UTF-8 JSON
+    _wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wire", b"event: " + self.name.encode() + b"\ndata: " + self.data + b"\n\n")
 
     def wire(self) -> bytes:
-        return b"event: " + self.name.encode() + b"\ndata: " + self.data + b"\n\n"
+        return self._wire
 
 
 def encode_event(name: str, payload: Any) -> Event:
@@ -35,6 +40,14 @@ class Client:
     def __init__(self, capacity: int) -> None:
         self.queue: queue.Queue[Event] = queue.Queue(maxsize=capacity)
         self.closed = threading.Event()
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event`` without blocking; False when the queue is full."""
+        try:
+            self.queue.put_nowait(event)
+            return True
+        except queue.Full:
+            return False
 
     def drain(self) -> list[Event]:
         """Every event waiting now, without blocking."""
@@ -61,6 +74,7 @@ class PushHub:
         self._clients: list[Client] = []
         self._lock = threading.Lock()
         self.dropped_clients = 0  # clients disconnected for being too slow
+        self.published = 0  # events offered (once each, whatever the number of clients; tests read it)
         self.watching = threading.Event()  # set while at least one client is connected
 
     @property
@@ -87,10 +101,9 @@ class PushHub:
 
     def publish(self, event: Event) -> None:
         """Offer ``event`` to every client; a client whose queue is full is dropped (never waited for)."""
+        self.published += 1
         for client in list(self._clients):  # a copy: no lock held while touching queues
-            try:
-                client.queue.put_nowait(event)
-            except queue.Full:
+            if not client.offer(event):
                 self.dropped_clients += 1
                 self.unsubscribe(client)
 

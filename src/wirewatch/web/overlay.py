@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .hub import PushHub, encode_event
+from .hub import Event, PushHub, encode_event
 from .live import LiveState, ResultLike
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ def live_overlay_jpeg(image: np.ndarray, masks: np.ndarray, max_side: int | None
     if not ok:
         raise ValueError("JPEG encoding failed")
     return bytes(buf)
+
+
+def overlay_event(frame: int | None, jpeg: bytes) -> Event:
+    return encode_event("overlay", {"frame": frame, "jpeg": base64.b64encode(jpeg).decode("ascii")})
 
 
 class OverlayCache:
@@ -149,8 +153,7 @@ class OverlayPusher:
                     frame, jpeg = self.cache.get()
                     if jpeg is not None:
                         pushed_version = self.state.version
-                        self.hub.publish(encode_event("overlay", {
-                            "frame": frame, "jpeg": base64.b64encode(jpeg).decode("ascii")}))
+                        self.hub.publish(overlay_event(frame, jpeg))  # one encoding for every page
                 else:
                     self.state.changed.clear()
             except Exception:  # never let a rendering bug end the thread

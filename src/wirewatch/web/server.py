@@ -50,6 +50,13 @@ SSE_SNDBUF = 64 * 1024
 Handler = Callable[[], Response]
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of connections (a few browsers opening pages,
+    # scrapers, stuck clients) then waits for TCP SYN retransmits, 1-3 s each, before even being accepted.
+    request_queue_size = 128
+
+
 class HttpServer:
     """``/metrics`` from ``registry``; ``/healthz`` 200 while ``healthy()``; ``/readyz`` 200 while ``ready()``;
     pages added with ``add_route``; ``app``'s pages and API when given. Serves from daemon threads at once;
@@ -70,8 +77,7 @@ class HttpServer:
         }
         self._closing = threading.Event()
         handler = _make_handler(self, bearer_token.encode() if bearer_token else None)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _ThreadingServer((host, port), handler)
         self.host = str(self._server.server_address[0])
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="wirewatch-http", daemon=True)
