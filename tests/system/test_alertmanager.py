@@ -4,111 +4,29 @@ The test starts Alertmanager on free ports with clustering off, a temporary
 storage path and a config that forwards notifications (resolved ones too) to a
 local HTTP receiver, then drives the real rule engine and sink:
 firing -> visible through GET /api/v2/alerts -> resolved -> gone from the API
-and Alertmanager itself notifies "resolved".
+and Alertmanager itself notifies "resolved". (The ``alertmanager`` and ``am_hook`` fixtures are in
+conftest.py.)
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.system.alert_receiver import AlertReceiver, free_port
+from tests.system.alert_receiver import AlertReceiver
+from tests.system.helpers import ALERTMANAGER_BINARY, Alertmanager, wait_for
 from wirewatch.publish import AlertsConfig, build_publisher
 from wirewatch.publish.config import AlertmanagerSinkConfig
 from wirewatch.publish.metrics import AlertMetrics
 from wirewatch.publish.sinks.alertmanager import AlertmanagerSink
 from wirewatch.types import Alert, FrameStats
 
-BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(
-    BINARY is None, reason="Alertmanager binary absent: apt-get install prometheus-alertmanager (.ci/run does)")
-
-AM_CONFIG = """
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: {hook}/am
-        send_resolved: true
-"""
-
-
-class Alertmanager:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.log_path = log_path
-
-    def alerts(self, **filters: str) -> list[dict[str, Any]]:
-        query = urllib.parse.urlencode([("filter", f'{k}="{v}"') for k, v in filters.items()])
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts?{query}", timeout=5) as resp:
-            data: list[dict[str, Any]] = json.loads(resp.read())
-            return data
-
-
-@pytest.fixture
-def am_hook() -> Iterator[AlertReceiver]:
-    hook = AlertReceiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path, am_hook: AlertReceiver) -> Iterator[Alertmanager]:
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(AM_CONFIG.format(hook=am_hook.url))
-    port = free_port()
-    log_path = tmp_path / "alertmanager.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(BINARY), f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Alertmanager did not become ready:\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.1)
-    yield Alertmanager(proc, url, log_path)
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _wait(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    ALERTMANAGER_BINARY is None,
+    reason="Alertmanager binary absent: apt-get install prometheus-alertmanager (.ci/run does)")
 
 
 def test_threshold_alert_fires_shows_in_api_then_resolves(alertmanager: Alertmanager,
@@ -134,7 +52,7 @@ def test_threshold_alert_fires_shows_in_api_then_resolves(alertmanager: Alertman
         assert [a.state for a in fired] == ["firing"]  # fires once on the 3rd low frame, no duplicates
         assert sink.flush(10)
 
-        found = _wait(lambda: alertmanager.alerts(alertname="ParticleCountLow"), what="alert in Alertmanager")
+        found = wait_for(lambda: alertmanager.alerts(alertname="ParticleCountLow"), what="alert in Alertmanager")
         assert len(found) == 1
         am_alert = found[0]
         assert am_alert["labels"] == {"alertname": "ParticleCountLow", "instance": "test-rig",
@@ -146,7 +64,7 @@ def test_threshold_alert_fires_shows_in_api_then_resolves(alertmanager: Alertman
         assert am_alert["generatorURL"] == "http://127.0.0.1:9100/status"
 
         # Alertmanager routes it: its own webhook notification says "firing"
-        note = _wait(lambda: [r.json() for r in am_hook.accepted() if r.json()["status"] == "firing"],
+        note = wait_for(lambda: [r.json() for r in am_hook.accepted() if r.json()["status"] == "firing"],
                      what="firing notification from Alertmanager")[0]
         assert note["alerts"][0]["labels"]["alertname"] == "ParticleCountLow"
 
@@ -154,8 +72,8 @@ def test_threshold_alert_fires_shows_in_api_then_resolves(alertmanager: Alertman
         resolved = publisher.publish(FrameStats(5, t0 + 5, {"particle_count": 12.0}), [], now=time.time())
         assert [a.state for a in resolved] == ["resolved"]
         assert sink.flush(10)
-        _wait(lambda: alertmanager.alerts(alertname="ParticleCountLow") == [], what="alert to leave the API")
-        note = _wait(lambda: [r.json() for r in am_hook.accepted() if r.json()["status"] == "resolved"],
+        wait_for(lambda: alertmanager.alerts(alertname="ParticleCountLow") == [], what="alert to leave the API")
+        note = wait_for(lambda: [r.json() for r in am_hook.accepted() if r.json()["status"] == "resolved"],
                      timeout=15, what="resolved notification from Alertmanager")[0]
         assert note["alerts"][0]["labels"]["alertname"] == "ParticleCountLow"
         assert note["alerts"][0]["endsAt"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
@@ -177,7 +95,7 @@ def test_firing_alerts_are_resent_and_endsat_ttl_is_honoured(alertmanager: Alert
         sink.send(Alert(name="NoFrames", state="firing", labels={"severity": "critical"},
                         annotations={"summary": "no frames"}, starts_at=time.time()))
         assert sink.flush(5)
-        _wait(lambda: alertmanager.alerts(alertname="NoFrames"), what="alert in Alertmanager")
+        wait_for(lambda: alertmanager.alerts(alertname="NoFrames"), what="alert in Alertmanager")
         time.sleep(2.0)  # two TTLs: still active only because the sink keeps re-posting it
         assert len(alertmanager.alerts(alertname="NoFrames")) == 1
         posts = AlertMetrics.on(registry).alerts_sent.labels(sink="alertmanager", result="success")._value.get()
@@ -185,7 +103,7 @@ def test_firing_alerts_are_resent_and_endsat_ttl_is_honoured(alertmanager: Alert
     finally:
         sink.close(2)
     # the sink is gone: nobody re-posts, so Alertmanager lets it expire at endsAt (= last post + TTL)
-    _wait(lambda: alertmanager.alerts(alertname="NoFrames") == [], timeout=5, what="alert to expire")
+    wait_for(lambda: alertmanager.alerts(alertname="NoFrames") == [], timeout=5, what="alert to expire")
 
 
 def test_rejected_request_is_counted_failed_not_retried(alertmanager: Alertmanager) -> None:
@@ -218,5 +136,5 @@ def test_cli_alerts_test_reaches_alertmanager(alertmanager: Alertmanager, am_hoo
     result = CliRunner().invoke(app, ["alerts", "test", str(path), "--no-resolve"])
     assert result.exit_code == 0, result.output
     assert "alertmanager: OK (success 1)" in result.output
-    (found,) = _wait(lambda: alertmanager.alerts(alertname="WirewatchTestAlert"), what="the test alert")
+    (found,) = wait_for(lambda: alertmanager.alerts(alertname="WirewatchTestAlert"), what="the test alert")
     assert found["labels"] == {"alertname": "WirewatchTestAlert", "severity": "info", "test": "true"}

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import zmq
 
 from tests.system.alert_receiver import AlertReceiver
-from tests.system.test_alertmanager import BINARY, Alertmanager, alertmanager, am_hook  # noqa: F401 (fixtures)
-from wirewatch.config.daemon import DaemonConfig
+from tests.system.helpers import ALERTMANAGER_BINARY, Alertmanager, daemon_config, wait_for
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_series
 
 pytestmark = pytest.mark.skipif(
-    BINARY is None, reason="Alertmanager binary absent: apt-get install prometheus-alertmanager (.ci/run does)")
+    ALERTMANAGER_BINARY is None,
+    reason="Alertmanager binary absent: apt-get install prometheus-alertmanager (.ci/run does)")
 
 
 def _frame(i: int, wires: bool, size: int = 96) -> np.ndarray:
@@ -32,38 +30,14 @@ def _frame(i: int, wires: bool, size: int = 96) -> np.ndarray:
     return img
 
 
-def _wait(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture
-def pusher() -> Iterator[tuple[zmq.Socket, str]]:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 2000)
-    sock.bind("tcp://127.0.0.1:*")
-    yield sock, sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-    sock.close(0)
-    ctx.term()
-
-
 def test_daemon_alert_reaches_alertmanager_webhook_and_zmq_then_resolves(
-        tmp_path: Path, pusher: tuple[zmq.Socket, str], alertmanager: Alertmanager) -> None:  # noqa: F811
+        tmp_path: Path, pusher: tuple[zmq.Socket, str], alertmanager: Alertmanager) -> None:
     sock, endpoint = pusher
     hook = AlertReceiver()
-    config = DaemonConfig.model_validate({
-        "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "queue"},
-        "segment": {"backend": "watershed"},
-        "changepoint": {"enabled": False},
-        "http": {"port": 0},
-        "pipeline": {"shutdown_timeout_s": 3},  # the stream never ends on its own here
-        "alerts": {
+    config = daemon_config(
+        endpoint, "array-1.0", ingest={"policy": "queue"}, changepoint={"enabled": False},
+        pipeline={"shutdown_timeout_s": 3},  # the stream never ends on its own here
+        alerts={
             "labels": {"instance": "e2e"},
             "rules": [{"kind": "threshold", "name": "NoWiresSeen", "statistic": "particle_count", "min": 1,
                        "for_frames": 3, "clear_frames": 2, "severity": "critical"}],
@@ -71,8 +45,7 @@ def test_daemon_alert_reaches_alertmanager_webhook_and_zmq_then_resolves(
                       {"type": "webhook", "url": hook.url + "/hook", "spool_dir": str(tmp_path / "spool"),
                        "backoff_initial_s": 0.05}],
             "zmq": {"bind": "tcp://127.0.0.1:*", "topics": ["alert"]},
-        },
-    })
+        })
     daemon = Daemon(config).start()
     sub_ctx = zmq.Context()
     sub = sub_ctx.socket(zmq.SUB)
@@ -86,14 +59,14 @@ def test_daemon_alert_reaches_alertmanager_webhook_and_zmq_then_resolves(
         frames = [_frame(i, wires=True) for i in range(4)] + [_frame(i, wires=False) for i in range(4, 9)]
         for parts in encode_series("array-1.0", frames, first_frame=0):
             sock.send_multipart(parts)
-        found = _wait(lambda: alertmanager.alerts(alertname="NoWiresSeen"), what="the alert in Alertmanager")
+        found = wait_for(lambda: alertmanager.alerts(alertname="NoWiresSeen"), what="the alert in Alertmanager")
         assert found[0]["labels"] == {"alertname": "NoWiresSeen", "instance": "e2e", "statistic": "particle_count",
                                       "severity": "critical"}
         assert "particle_count = 0 at frame 6" in found[0]["annotations"]["description"]
 
         for parts in encode_series("array-1.0", [_frame(i, wires=True) for i in range(9, 13)], first_frame=9):
             sock.send_multipart(parts)
-        _wait(lambda: alertmanager.alerts(alertname="NoWiresSeen") == [], what="the alert to resolve")
+        wait_for(lambda: alertmanager.alerts(alertname="NoWiresSeen") == [], what="the alert to resolve")
         hook.wait_for(2, timeout=15)
         assert sub.poll(5000)
         zmq_msgs = [json.loads(sub.recv_multipart()[1])]

@@ -19,7 +19,7 @@ from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_array10
 
-from .test_daemon_pipeline import rods, wait_for
+from .helpers import rods, wait_for
 
 WIREWATCH = [sys.executable, "-m", "wirewatch"]
 

@@ -15,14 +15,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.http import HttpConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.web import WebApp, WebConfig
 from wirewatch.web.hub import encode_event
 from wirewatch.web.server import HttpServer, Response
 
-from .helpers import wait_for
+from .helpers import daemon_config, wait_for
 
 
 def get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -122,9 +121,8 @@ def test_request_timeout_comes_from_the_http_config_and_must_be_positive() -> No
         HttpConfig.model_validate({"request_timeout_s": 0})
     with pytest.raises(ValueError, match="request_timeout_s"):
         HttpServer(CollectorRegistry(), request_timeout_s=0)
-    cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"},
-                                       "http": {"port": 0, "request_timeout_s": 0.5, "web": {"enabled": False}},
-                                       "segment": {"backend": "watershed"}, "alerts": {"enabled": False}})
+    cfg = daemon_config("tcp://127.0.0.1:1", http={"request_timeout_s": 0.5, "web": {"enabled": False}},
+                        alerts={"enabled": False})
     daemon = Daemon(cfg).start()
     try:
         assert daemon.http is not None and daemon.http.request_timeout_s == 0.5 and daemon.http.app is None

@@ -7,7 +7,6 @@ import struct
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +23,15 @@ from wirewatch.publish.config import ZmqPublishConfig
 from wirewatch.publish.record import read_record
 from wirewatch.types import Detections
 
+from .helpers import bind_push, daemon_config, last_endpoint, rods, wait_for
+
 DECTRIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "dectris-stream2"
 
 
-def rods(i: int, size: int = 96) -> np.ndarray:
-    """A small uint8 frame with 2-3 bright rods that move a little from frame to frame."""
-    img = np.zeros((size, size), np.uint8)
-    img[10 + i % 5:16 + i % 5, 8:70] = 200
-    img[30:90, 60 + i % 3:66 + i % 3] = 180
-    if i % 2:
-        img[70:76, 5:40] = 220
-    return img
-
-
-@pytest.fixture
-def pusher() -> Iterator[tuple[zmq.Socket, str]]:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 2000)
-    sock.bind("tcp://127.0.0.1:*")
-    yield sock, sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-    sock.close(0)
-    ctx.term()
-
-
 def config(tmp_path: Path, endpoint: str, fmt: str, **ingest: Any) -> DaemonConfig:
-    return DaemonConfig.model_validate({
-        "ingest": {"endpoint": endpoint, "format": fmt, "policy": "queue", **ingest},
-        "segment": {"backend": "watershed"},
-        "changepoint": {"enabled": False},
-        "record": {"path": str(tmp_path / "record.jsonl"), "fsync": "never"},
-        "http": {"port": 0},
-        "pipeline": {"shutdown_timeout_s": 20},
-    })
-
-
-def wait_for(cond: Any, timeout: float = 30.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
+    return daemon_config(endpoint, fmt, ingest={"policy": "queue", **ingest}, changepoint={"enabled": False},
+                         record={"path": str(tmp_path / "record.jsonl"), "fsync": "never"},
+                         pipeline={"shutdown_timeout_s": 20})
 
 
 def counter(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -378,11 +345,9 @@ def test_sender_restart_mid_series_reconnects_and_starts_a_new_series(tmp_path: 
 
     ctx = zmq.Context()
     sockets: list[zmq.Socket] = []
-    first = ctx.socket(zmq.PUSH)
+    first = bind_push(ctx)
     sockets.append(first)
-    first.setsockopt(zmq.LINGER, 2000)
-    first.bind("tcp://127.0.0.1:*")
-    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    endpoint = last_endpoint(first)
     daemon = Daemon(config(tmp_path, endpoint, "stream2")).start()
     try:
         first.send_multipart(encode_stream2_start(series_unique_id="A", image_shape=(96, 96), image_dtype="uint8"))
@@ -390,15 +355,8 @@ def test_sender_restart_mid_series_reconnects_and_starts_a_new_series(tmp_path: 
             first.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
         wait_for(lambda: daemon.pipeline.processed == 5)
         first.close()  # the sender is gone, mid-series
-        second = ctx.socket(zmq.PUSH)
+        second = bind_push(ctx, endpoint)  # ...and back on the same port
         sockets.append(second)
-        second.setsockopt(zmq.LINGER, 2000)
-        for _ in range(100):  # ...and back on the same port (libzmq releases it asynchronously)
-            try:
-                second.bind(endpoint)
-                break
-            except zmq.ZMQError:
-                time.sleep(0.05)
         for parts in encode_series("stream2", [rods(i) for i in range(5)], series_id=2,
                                    series_unique_id="B"):
             second.send_multipart(parts)

@@ -27,6 +27,8 @@ from wirewatch.epics.server import PvaServer
 from wirewatch.epics.simulator import PvaSimulator
 from wirewatch.publish.record import read_record
 
+from .helpers import rods
+
 INPUT_PV = "TEST:cam1:Pva1:Image"
 PREFIX = "TEST:WW:"
 
@@ -46,16 +48,6 @@ def pva_conf() -> dict[str, str]:
         "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1", "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
         "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
     }
-
-
-def rods(i: int, size: int = 96) -> np.ndarray:
-    """uint8 frame: 2 bright rods, a third one on odd frames."""
-    img = np.zeros((size, size), np.uint8)
-    img[10 + i % 5:16 + i % 5, 8:70] = 200
-    img[30:90, 60 + i % 3:66 + i % 3] = 180
-    if i % 2:
-        img[70:76, 5:40] = 220
-    return img
 
 
 def rods16(i: int) -> np.ndarray:

@@ -23,18 +23,12 @@ from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_array10, encode_stream2_end, encode_stream2_image, encode_stream2_start
 
-from .test_daemon_pipeline import rods, wait_for
+from .helpers import bind_push, daemon_config, last_endpoint, rods, wait_for
 
 
 def _config(tmp_path: Path, endpoint: str, fmt: str, record: Path, **http: Any) -> DaemonConfig:
-    return DaemonConfig.model_validate({
-        "ingest": {"endpoint": endpoint, "format": fmt, "policy": "queue"},
-        "segment": {"backend": "watershed"},
-        "changepoint": {"enabled": True, "warmup": 5},
-        "alerts": {"enabled": False},
-        "record": {"path": str(record), "fsync": "always"},
-        "http": {"port": 0, **http},
-    })
+    return daemon_config(endpoint, fmt, ingest={"policy": "queue"}, changepoint={"enabled": True, "warmup": 5},
+                         alerts={"enabled": False}, record={"path": str(record), "fsync": "always"}, http=http)
 
 
 def _counter(daemon: Daemon, name: str, **labels: str) -> float:
@@ -50,31 +44,14 @@ def _lines(record: Path) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------- publisher restart mid-series
 
-def _bind_push(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """Bind a PUSH on ``endpoint``; retried briefly because the old socket's port is released asynchronously."""
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 2000)
-    for _ in range(50):
-        try:
-            sock.bind(endpoint)
-            return sock
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EADDRINUSE:
-                raise
-            time.sleep(0.1)
-    raise AssertionError(f"could not bind {endpoint} again")
-
-
 def test_stream2_publisher_restart_mid_series_reconnects_and_keeps_series_apart(tmp_path: Path) -> None:
     """The detector process dies after 8 images of series A (no end message) and a new one binds the same
     port: first it resumes series A (no start message seen again), then starts series B. The daemon
     reconnects by itself, records every frame once under the right series and resets at each series."""
     record = tmp_path / "record.jsonl"
     ctx = zmq.Context()
-    first = ctx.socket(zmq.PUSH)
-    first.setsockopt(zmq.LINGER, 2000)
-    first.bind("tcp://127.0.0.1:*")
-    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    first = bind_push(ctx)
+    endpoint = last_endpoint(first)
     daemon = Daemon(_config(tmp_path, endpoint, "stream2", record)).start()
     shape = rods(0).shape
     try:
@@ -83,7 +60,7 @@ def test_stream2_publisher_restart_mid_series_reconnects_and_keeps_series_apart(
             first.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
         wait_for(lambda: daemon.pipeline.processed == 8)
         first.close()  # the publisher dies mid-series: no end message
-        second = _bind_push(ctx, endpoint)
+        second = bind_push(ctx, endpoint)
         try:
             for i in range(8, 12):  # the restarted publisher carries on with series A
                 second.send_multipart(encode_stream2_image(i, rods(i), series_unique_id="A"))
@@ -112,17 +89,15 @@ def test_array10_publisher_restart_with_ids_from_zero_is_a_new_series(tmp_path: 
     going backwards, recorded in full (nothing taken for a replay) and the change detector is reset."""
     record = tmp_path / "record.jsonl"
     ctx = zmq.Context()
-    first = ctx.socket(zmq.PUSH)
-    first.setsockopt(zmq.LINGER, 2000)
-    first.bind("tcp://127.0.0.1:*")
-    endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+    first = bind_push(ctx)
+    endpoint = last_endpoint(first)
     daemon = Daemon(_config(tmp_path, endpoint, "array-1.0", record)).start()
     try:
         for i in range(10):
             first.send_multipart(encode_array10(100 + i, rods(i)))
         wait_for(lambda: daemon.pipeline.processed == 10)
         first.close()
-        second = _bind_push(ctx, endpoint)
+        second = bind_push(ctx, endpoint)
         try:
             for i in range(5):
                 second.send_multipart(encode_array10(i, rods(i)))
@@ -173,10 +148,8 @@ def test_disk_full_for_the_record_is_counted_survived_and_recovered(tiny_disk: P
     record = tiny_disk / "record.jsonl"
     caplog.set_level(logging.INFO, logger="wirewatch")
     ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.bind("tcp://127.0.0.1:*")
-    daemon = Daemon(_config(tiny_disk, push.getsockopt_string(zmq.LAST_ENDPOINT), "array-1.0", record)).start()
+    push = bind_push(ctx)
+    daemon = Daemon(_config(tiny_disk, last_endpoint(push), "array-1.0", record)).start()
     filler = tiny_disk / "filler"
     try:
         for i in range(5):
@@ -235,10 +208,8 @@ def test_malformed_stream1_messages_are_counted_by_kind_and_skipped(tmp_path: Pa
         ("bad_header", [b"{not json", b"{}"]),
     ]
     ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.bind("tcp://127.0.0.1:*")
-    daemon = Daemon(_config(tmp_path, push.getsockopt_string(zmq.LAST_ENDPOINT), "stream1", record)).start()
+    push = bind_push(ctx)
+    daemon = Daemon(_config(tmp_path, last_endpoint(push), "stream1", record)).start()
     try:
         push.send_multipart(encode_stream1_header(1, image_shape=rods(0).shape))
         good = 0
@@ -334,8 +305,7 @@ def test_metrics_answer_within_1_s_while_200_clients_hold_connections_open(tmp_p
     ``/metrics`` for anyone else: each connection has its own thread."""
     import socket
 
-    cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"}, "http": {"port": 0},
-                                       "segment": {"backend": "watershed"}, "alerts": {"enabled": False}})
+    cfg = daemon_config("tcp://127.0.0.1:1", alerts={"enabled": False})
     daemon = Daemon(cfg).start()
     held: list[socket.socket] = []
     try:

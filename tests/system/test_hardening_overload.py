@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from wirewatch.ingest import encode_array10
 
+from .helpers import bind_push, last_endpoint, wait_for
 from .test_daemon_cli import _read_endpoint
-from .test_daemon_pipeline import wait_for
 
 WIREWATCH = [sys.executable, "-m", "wirewatch"]
 SIZE = 512  # frame side: the watershed backend segments ~5-10 of these per second on this machine
@@ -110,10 +110,8 @@ class OverloadResult:
 def run_overload(tmp_path: Path, seconds: float) -> OverloadResult:
     record = tmp_path / "record.jsonl"
     ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.bind("tcp://127.0.0.1:*")
-    endpoint = push.getsockopt_string(zmq.LAST_ENDPOINT)
+    push = bind_push(ctx, linger_ms=0)
+    endpoint = last_endpoint(push)
     proc = subprocess.Popen([*WIREWATCH, "run", "--input", endpoint, "--format", "array-1.0", "--backend",
                              "watershed", "--record", str(record), "--metrics-port", "0", "--policy", "latest",
                              "--publish", "tcp://127.0.0.1:*"], stderr=subprocess.PIPE, text=True)

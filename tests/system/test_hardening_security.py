@@ -10,7 +10,6 @@ import stat
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,9 @@ from wirewatch.ingest import encode_array10
 from wirewatch.security import RedactingFilter, check_file_permissions, install_log_redaction, redact
 from wirewatch.web.server import HttpServer
 
-from .test_daemon_pipeline import rods, wait_for
-from .test_hardening_faults import _bind_push
+from .helpers import bind_push, daemon_config, rods, wait_for
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE")
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def generate(folder: Path, name: str) -> tuple[Path, Path]:
@@ -157,7 +148,7 @@ def test_plaintext_sender_cannot_feed_a_curve_daemon(tmp_path: Path, ctx: zmq.Co
     daemon, curve_push, _ = _curve_daemon(tmp_path, ctx)
     curve_push.close(0)
     endpoint = daemon.config.ingest.endpoint
-    plain = _bind_push(ctx, endpoint)  # an impostor on the detector's address, without the detector's key
+    plain = bind_push(ctx, endpoint)  # an impostor on the detector's address, without the detector's key
     daemon.start()
     try:
         for i in range(5):
@@ -174,8 +165,7 @@ def test_plaintext_sender_cannot_feed_a_curve_daemon(tmp_path: Path, ctx: zmq.Co
 def test_http_binds_loopback_by_default() -> None:
     assert HttpConfig().host == "127.0.0.1"
     assert load_daemon_config(shipped_config_path(), environ={}).http.host == "127.0.0.1"
-    cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"}, "http": {"port": 0},
-                                       "segment": {"backend": "watershed"}, "alerts": {"enabled": False}})
+    cfg = daemon_config("tcp://127.0.0.1:1", alerts={"enabled": False})
     daemon = Daemon(cfg).start()
     try:
         assert daemon.http is not None and daemon.http.host == "127.0.0.1"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -35,13 +34,20 @@ import pytest
 import yaml
 
 from tests.system.alert_receiver import free_port
+from tests.system.helpers import (
+    ALERTMANAGER_BINARY,
+    PROMETHEUS_BINARY,
+    Server,
+    start_alertmanager,
+    start_server,
+    stop_server,
+)
 from tests.unit.test_deploy_metrics import DASHBOARD, DEPLOY, ROOT, RULES, dashboard_exprs
 
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = [
-    pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary absent: apt-get install prometheus (.ci/run does)"),
-    pytest.mark.skipif(ALERTMANAGER is None,
+    pytest.mark.skipif(PROMETHEUS_BINARY is None,
+                       reason="prometheus binary absent: apt-get install prometheus (.ci/run does)"),
+    pytest.mark.skipif(ALERTMANAGER_BINARY is None,
                        reason="alertmanager binary absent: apt-get install prometheus-alertmanager (.ci/run does)"),
     pytest.mark.timeout(240),
 ]
@@ -81,37 +87,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, *, logs: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})\n{tails}")
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-
-def start_server(argv: list[str], url: str, ready_path: str, log: Path) -> Server:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(proc, url, log)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{argv[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with urllib.request.urlopen(url + ready_path, timeout=2) as resp:
-            return resp.status == 200
-
-    wait_for(f"{Path(argv[0]).name} ready", ready, 30, logs=(log,))
-    return server
-
-
-def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(timeout=5)
-
-
 @pytest.fixture
 def process_control() -> Iterator[Any]:
     module = load_receiver_module()
@@ -122,6 +97,7 @@ def process_control() -> Iterator[Any]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, process_control: Any) -> Iterator[Server]:
+    """Alertmanager with the shipped config (this module's own, not conftest's test-receiver one)."""
     config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
     hook = next(r for r in config["receivers"] if r["name"] == "process-control")["webhook_configs"][0]
     hook["url"] = f"http://127.0.0.1:{process_control.port}/alerts"
@@ -130,12 +106,7 @@ def alertmanager(tmp_path: Path, process_control: Any) -> Iterator[Server]:
     config["route"]["group_interval"] = "1s"
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    assert ALERTMANAGER is not None
-    server = start_server(
-        [ALERTMANAGER, f"--config.file={path}", f"--storage.path={tmp_path / 'am-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        f"http://127.0.0.1:{port}", "/-/ready", tmp_path / "alertmanager.log")
+    server = start_alertmanager(path, tmp_path)
     yield server
     stop_server(server)
 
@@ -199,9 +170,9 @@ def prometheus(tmp_path: Path, stack: Stack, alertmanager: Server) -> Iterator[S
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
-    assert PROMETHEUS is not None
+    assert PROMETHEUS_BINARY is not None
     server = start_server(
-        [PROMETHEUS, f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        [PROMETHEUS_BINARY, f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
         f"http://127.0.0.1:{port}", "/-/ready", tmp_path / "prometheus.log")
     yield server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,6 @@ from wirewatch.ingest.decoders import FORMATS
 from wirewatch.types import Frame, SeriesEnd, SeriesStart
 
 N = 30
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +33,6 @@ def keys(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
     allowed.mkdir()
     (allowed / "daemon.key").write_bytes(out["daemon"][0].read_bytes())
     return out
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def frames_through(source: ZmqSource, send: zmq.Socket, n: int = 5, timeout: float = 3.0) -> list[int]:

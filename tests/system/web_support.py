@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,12 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from tests.system import helpers
+from tests.system.helpers import wait_for
 from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.simulate.producer import Simulator
 from wirewatch.simulate.scenario import resolve_scenario
 from wirewatch.web import HttpServer, WebConfig
 from wirewatch.web.mount import serve_pipeline
+
+__all__ = ["LiveDaemon", "daemon_config", "get", "get_json", "multipart", "png_bytes", "post", "rods_image",
+           "start_live", "stop_live", "wait_for"]
 
 
 @dataclass
@@ -53,15 +57,11 @@ class LiveDaemon:
 
 
 def daemon_config(endpoint: str, record: Path, *, http: dict[str, Any] | None = None, **alerts: Any) -> DaemonConfig:
-    return DaemonConfig.model_validate({
-        "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest"},
-        "segment": {"backend": "watershed"},
-        "changepoint": {"enabled": True},
-        "record": {"path": str(record), "fsync": "never"},
-        "http": http or {"enabled": False},
-        "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": [], **alerts},
-        "pipeline": {"shutdown_timeout_s": 10},
-    })
+    """The live daemon's config: latest-frame policy, change points on, no HTTP of its own unless ``http``."""
+    return helpers.daemon_config(endpoint, "array-1.0", ingest={"policy": "latest"}, changepoint={"enabled": True},
+                                 record={"path": str(record), "fsync": "never"}, http=http or {"enabled": False},
+                                 alerts={"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": [], **alerts},
+                                 pipeline={"shutdown_timeout_s": 10})
 
 
 def start_live(tmp_path: Path, *, rate: float = 10.0, frames: int = 100_000, scenario: str = "demo",
@@ -88,14 +88,6 @@ def stop_live(live: LiveDaemon) -> None:
     live.daemon.stop()
     live.daemon.close()
     live.sim.close()
-
-
-def wait_for(cond: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def get(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, bytes, dict[str, str]]:
