@@ -176,14 +176,25 @@ def test_strided_unaligned_and_integer_inputs_match_reference() -> None:
     assert_matches_reference(masks.astype(np.uint8), image.astype(np.uint16))
 
 
-def test_int64_index_path_gives_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames too big for int32 indices switch to int64; same numbers on a small frame."""
+def test_more_than_255_masks_on_one_pixel() -> None:
+    """Cover counts add 8 pixels per word: past 255 masks a lane would carry, so they go in passes."""
+    h, w = 24, 40
+    masks = np.zeros((300, h, w), bool)
+    for i in range(300):
+        masks[i, 5 + i % 7:15 + i % 5, 10 + i % 9:30 - i % 4] = True
+    masks[7, 20:24, 0:3] = True  # one mask with a pixel of its own
+    assert_matches_reference(masks)
+    assert particle_descriptors(masks).columns["overlap_fraction"][7] < 1.0
+
+
+def test_cover_passes_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
     masks, image = awkward_frame(96, 136, 2)
-    small = particle_descriptors(masks, image).columns
-    monkeypatch.setattr(descriptors_module, "_index_dtype", lambda h, w: np.int64)
-    wide = particle_descriptors(masks, image).columns
+    one_pass = particle_descriptors(masks, image)
+    monkeypatch.setattr(descriptors_module, "MAX_MASKS_PER_COVER_PASS", 4)
+    passes = particle_descriptors(masks, image)
+    assert passes.covered_px == one_pass.covered_px
     for name in PARTICLE_COLUMNS:
-        np.testing.assert_array_equal(wide[name], small[name], err_msg=name)
+        np.testing.assert_array_equal(passes.columns[name], one_pass.columns[name], err_msg=name)
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,12 +1,20 @@
-"""Benchmark body: ``measure`` on a synthetic frame of straight rods (target: <= 5 ms for 100 on 512 x 512)."""
+"""Benchmark body: ``measure`` on a synthetic frame of straight rods (target: <= 5 ms for 100 on 512 x 512).
+
+The target is CPU time on one core (``cpu_median_ms``: process CPU time per call with every thread
+pool at one thread): wall-clock time on the shared development machine mostly measures the other
+processes, so it is reported too but not judged.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+TARGET_CPU_MS = 5.0
 
 
 def rod_frame(size: int, particles: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,34 +44,55 @@ def rod_frame(size: int, particles: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 def run(size: int = 512, particles: int = 100, repeats: int = 50, seed: int = 0,
         pixel_size_nm: float | None = 10.0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Time ``measure(masks, image, pixel_size_nm=...)``: wall-clock ms (median, p90, min), the
-    thread's CPU ms (median), and the frame's facts."""
+    """Time ``measure(masks, image, pixel_size_nm=...)`` with OpenCV at one thread.
+
+    Returns process CPU ms per call (median, p90, min; the target applies to the median), the
+    calling thread's CPU ms (median), wall-clock ms (median, p90, min), the 1-minute load average
+    before and after (how busy the machine was), and the frame's facts.
+    """
+    import cv2
+
     from wirewatch.stats import measure
 
     masks, image = rod_frame(size, particles, seed)
-    measure(masks, image, pixel_size_nm=pixel_size_nm)  # warm-up: imports, caches
-    times = []
-    cpu_times = []
-    for i in range(repeats):
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        stats = measure(masks, image, pixel_size_nm=pixel_size_nm)
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.thread_time() - c0)
-        if progress is not None:
-            progress(i + 1, repeats)
-    ms = np.array(times) * 1e3
-    cpu_ms = np.array(cpu_times) * 1e3
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one core; measure() uses no BLAS/OpenMP (their pools: OMP_NUM_THREADS=1 in the CLI)
+    try:
+        load_before = os.getloadavg()[0]
+        measure(masks, image, pixel_size_nm=pixel_size_nm)  # warm-up: imports, caches, allocator
+        wall, cpu, thread_cpu = [], [], []
+        for i in range(repeats):
+            c0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+            stats = measure(masks, image, pixel_size_nm=pixel_size_nm)
+            w1, t1, c1 = time.perf_counter(), time.thread_time(), time.process_time()
+            wall.append(w1 - w0)
+            thread_cpu.append(t1 - t0)
+            cpu.append(c1 - c0)
+            if progress is not None:
+                progress(i + 1, repeats)
+        load_after = os.getloadavg()[0]
+    finally:
+        cv2.setNumThreads(opencv_threads)
+    wall_ms, cpu_ms = np.array(wall) * 1e3, np.array(cpu) * 1e3
+    cpu_median = float(np.median(cpu_ms))
     return {
         "size": size,
         "particles": int(stats.aggregates["particle_count"]),
         "mask_pixels": int(masks.sum()),
         "coverage_fraction": float(stats.aggregates["coverage_fraction"]),
         "repeats": repeats,
-        "median_ms": float(np.median(ms)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "min_ms": float(ms.min()),
-        # CPU time of this thread: what one core spends, less inflated than wall time on a busy machine.
-        "cpu_median_ms": float(np.median(cpu_ms)),
-        "target_ms": 5.0,
+        # Process CPU time per call, one thread: the figure the target applies to.
+        "cpu_median_ms": cpu_median,
+        "cpu_p90_ms": float(np.percentile(cpu_ms, 90)),
+        "cpu_min_ms": float(cpu_ms.min()),
+        "thread_cpu_median_ms": float(np.median(thread_cpu) * 1e3),
+        # Wall-clock time: inflated by whatever else runs on the machine.
+        "median_ms": float(np.median(wall_ms)),
+        "p90_ms": float(np.percentile(wall_ms, 90)),
+        "min_ms": float(wall_ms.min()),
+        "load_average_1min": [load_before, load_after],
+        "cpu_count": os.cpu_count(),
+        "target_ms": TARGET_CPU_MS,
+        "target_applies_to": "cpu_median_ms",
+        "meets_target": cpu_median <= TARGET_CPU_MS,
     }

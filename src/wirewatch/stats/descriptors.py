@@ -89,6 +89,24 @@ def _warn_empty(skipped: int, total: int) -> None:
         log.debug("skipped %d empty (zero-pixel) mask(s) of %d", skipped, total)
 
 
+# The stack is scanned as little-endian uint64 words of 8 mask bytes ("lanes", each 0 or 1): lane
+# i of a word is memory byte i, i.e. column 8 * word + i. For such a word v, the top byte of
+# v * C is sum(lane_i * c_(7-i)) over the lanes, exactly: with the constants below no byte of the
+# product exceeds 255 (at most 8, 28 and 140), so no carry disturbs it.
+WORD = np.dtype("<u8")
+LANE_COUNT = np.uint64(0x0101010101010101)  # -> number of set lanes
+LANE_INDEX_SUM = np.uint64(0x0001020304050607)  # -> sum of the set lanes' indices i
+LANE_SQUARE_SUM = np.uint64(0x0001040910192431)  # -> sum of i * i over the set lanes
+TOP_BYTE = np.uint64(56)
+# np.add.at of words adds per lane without carries while at most 255 masks cover one pixel.
+MAX_MASKS_PER_COVER_PASS = 255
+
+
+def _lane_sum(words: np.ndarray, constant: np.uint64) -> np.ndarray:
+    """sum over the set lanes of each word, weighted as ``constant`` says (see above); int64."""
+    return ((words * constant) >> TOP_BYTE).astype(np.int64)
+
+
 def _row_occupancy(masks: np.ndarray) -> np.ndarray:
     """(N, H) bool: which rows of each mask hold a pixel: the one full pass over the stack (OpenCV row sums).
 
@@ -103,43 +121,61 @@ def _row_occupancy(masks: np.ndarray) -> np.ndarray:
     return np.asarray(sums.reshape(n, h) > 0)
 
 
-def _band_pixels(masks: np.ndarray, keep: np.ndarray, y0: np.ndarray, y1: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pixels of every kept mask, found in its row band only, without a per-particle loop.
+@dataclass(frozen=True)
+class _BandWords:
+    """The non-zero words of every kept mask's row band, grouped by particle, row-major within each.
 
-    The bands (rows ``y0[j]:y1[j]`` of mask ``keep[j]``) are gathered one after another into one
-    (R, W) block. Returns ``band_row`` (the block row of each pixel: sorted, so pixels come grouped
-    by particle and row-major within each), ``xs`` (frame column of each pixel) and ``row_y``
-    (frame row of each block row), as ``index_dtype`` integers.
+    ``values`` the words; ``frame_y``, ``frame_x`` the frame row and the column of lane 0;
+    ``frame_word`` the index in a frame of ``words_per_row`` words a row; ``band_row`` numbers
+    the rows (distinct across particles); ``starts`` each particle's first word.
     """
+
+    values: np.ndarray
+    frame_y: np.ndarray
+    frame_x: np.ndarray
+    frame_word: np.ndarray
+    band_row: np.ndarray
+    starts: np.ndarray
+    words_per_row: int
+
+
+def _band_words(masks: np.ndarray, keep: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> _BandWords:
+    """Gather the bands (rows ``y0[j]:y1[j]`` of mask ``keep[j]``) and keep their non-zero words."""
     n, h, w = masks.shape
+    words_per_row = -(-w // 8)
     heights = y1 - y0
     band_first = np.zeros(len(keep), np.int64)
     np.cumsum(heights[:-1], out=band_first[1:])
     row_y = np.arange(int(heights.sum()), dtype=np.int64) - np.repeat(band_first - y0, heights)
     stack_rows = row_y + np.repeat(keep * h, heights)
-    index_dtype = _index_dtype(h, w)
     if w % 8 == 0:
-        # Scan 8 pixels at a time as uint64 words, then look inside the few non-zero words only.
-        # Byte b of a word in memory is column 8 * word + b, whatever the byte order.
-        words_per_row = w // 8
-        block = np.take(masks.view(np.uint64).reshape(n * h, words_per_row), stack_rows, axis=0).ravel()
-        hit_words = np.flatnonzero(block != 0).astype(index_dtype)  # bool scan: SIMD, unlike uint64
-        word_row, word_col = np.divmod(hit_words, words_per_row)
-        word_col *= 8
-        hit_bytes = np.flatnonzero(np.take(block, hit_words).view(bool)).astype(index_dtype)  # bytes are 0 or 1
-        word = hit_bytes >> 3
-        xs = np.take(word_col, word)  # np.take: twice as fast as fancy indexing here
-        xs += hit_bytes & 7
-        return np.take(word_row, word), xs, row_y.astype(index_dtype)
-    bands = np.take(masks.reshape(n * h, w), stack_rows, axis=0)
-    band_row, xs = np.divmod(np.flatnonzero(bands).astype(index_dtype), w)
-    return band_row, xs, row_y.astype(index_dtype)
+        block = np.take(masks.reshape(n * h, w).view(WORD), stack_rows, axis=0).ravel()
+    else:  # pad rows to whole words
+        padded = np.zeros((len(stack_rows), 8 * words_per_row), np.uint8)
+        padded[:, :w] = np.take(masks.reshape(n * h, w), stack_rows, axis=0)
+        block = padded.view(WORD).ravel()
+    hit = np.flatnonzero(block != 0)  # a bool scan (SIMD), much faster than nonzero on uint64
+    band_row, column = np.divmod(hit, words_per_row)
+    frame_y = np.take(row_y, band_row)
+    # A particle's first band row holds a pixel, so each particle owns at least one word.
+    starts = np.searchsorted(band_row, band_first)
+    return _BandWords(values=np.take(block, hit), frame_y=frame_y, frame_x=column * 8,
+                      frame_word=frame_y * words_per_row + column, band_row=band_row, starts=starts,
+                      words_per_row=words_per_row)
 
 
-def _index_dtype(h: int, w: int) -> type[np.signedinteger]:
-    """int32 for pixel coordinates and indices (half the memory traffic) unless the frame needs int64."""
-    return np.int32 if h * w < 2**31 and max(h, w) < 2**15 else np.int64
+def _cover_lanes(band: _BandWords, frame_words: int) -> np.ndarray:
+    """Masks covering each pixel of the word-padded frame: adds whole words, 8 pixels at a time.
+
+    One pass when at most 255 particles (no lane can carry); else one pass per 255 particles.
+    """
+    bounds = [*band.starts[::MAX_MASKS_PER_COVER_PASS].tolist(), len(band.values)]
+    passes = []
+    for lo, hi in itertools.pairwise(bounds):
+        cover = np.zeros(frame_words, WORD)
+        np.add.at(cover, band.frame_word[lo:hi], band.values[lo:hi])
+        passes.append(cover.view(np.uint8))
+    return passes[0] if len(passes) == 1 else np.stack(passes).sum(axis=0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -163,8 +199,8 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     levels: ``od_mean`` / ``od_integrated`` are the mean / sum of its values under the mask, NaN
     without an image); ``pixel_size_nm`` adds the ``*_nm`` columns (NaN without it).
 
-    Cost: one pass over the stack for the occupied rows, then only the particles' row bands and
-    their pixel lists, all particles at once (numpy), plus one ``minAreaRect`` per particle.
+    Cost: one pass over the stack for the occupied rows; then only the particles' row bands,
+    8 pixels (one uint64 word) at a time, all particles at once; one ``minAreaRect`` per particle.
     """
     masks = np.ascontiguousarray(as_mask_stack(masks))
     pixel_size_nm = check_pixel_size(pixel_size_nm)
@@ -186,33 +222,34 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     occupied = rows[keep]
     y0 = occupied.argmax(axis=1)
     y1 = h - occupied[:, ::-1].argmax(axis=1)
-    band_row, xs, row_y = _band_pixels(masks, keep, y0, y1)
-    ys = np.take(row_y, band_row)
-    # A particle's pixels start at its first band row, which holds a pixel: no group is empty.
-    band_first = np.zeros(k, np.int64)
-    np.cumsum((y1 - y0)[:-1], out=band_first[1:])
-    starts = np.searchsorted(band_row, band_first)
-    counts = np.diff(starts, append=len(xs))
-    x0 = np.minimum.reduceat(xs, starts).astype(np.int64)
-    x1 = np.maximum.reduceat(xs, starts).astype(np.int64) + 1
+    band = _band_words(masks, keep, y0, y1)
+    words, starts = band.values, band.starts
+
+    # Sums over each particle's pixels, from each word's lane count and lane index sums: pixel
+    # x = frame_x + i, y = frame_y. All integers (int64): exact.
+    count = _lane_sum(words, LANE_COUNT)
+    index_sum = _lane_sum(words, LANE_INDEX_SUM)
+    x, y = band.frame_x, band.frame_y
+    sum_x_word = count * x + index_sum
+    per_word = np.empty((6, len(words)), np.int64)
+    per_word[0] = count
+    per_word[1] = sum_x_word
+    np.multiply(count, y, out=per_word[2])  # sum y
+    per_word[3] = count * x * x + 2 * x * index_sum + _lane_sum(words, LANE_SQUARE_SUM)  # sum x^2
+    np.multiply(per_word[2], y, out=per_word[4])  # sum y^2
+    np.multiply(sum_x_word, y, out=per_word[5])  # sum x y
+    counts, sum_x, sum_y, sum_xx, sum_yy, sum_xy = np.add.reduceat(per_word, starts, axis=1)
+
+    left_x, right_x, row_y, row_owner, row_starts = _row_extremes(band, k)
+    x0 = np.minimum.reduceat(left_x, row_starts)
+    x1 = np.maximum.reduceat(right_x, row_starts) + 1
     area = counts.astype(np.float64)
 
-    flat = ys * w  # frame pixel index
-    flat += xs
-    cover = np.zeros(h * w, np.uint16)  # masks covering each pixel (add.at on uint16 beats bincount here)
-    np.add.at(cover, flat, np.uint16(1))
+    cover = _cover_lanes(band, h * band.words_per_row)
+    # Lanes whose pixel another mask covers too: compare 8 cover counts, read the result as a word.
+    shared = (np.take(cover.reshape(-1, 8), band.frame_word, axis=0) > 1).view(WORD).ravel()
+    overlap = np.add.reduceat(_lane_sum(shared & words, LANE_COUNT), starts)
 
-    # Raw sums over every particle's pixels, exact in int64 (coordinates < 2**15: products fit
-    # the int32 index type, sums are taken in int64).
-    sum_x = np.add.reduceat(xs, starts, dtype=np.int64)
-    sum_y = np.add.reduceat(ys, starts, dtype=np.int64)
-    product = xs * xs
-    sum_xx = np.add.reduceat(product, starts, dtype=np.int64)
-    np.multiply(ys, ys, out=product)
-    sum_yy = np.add.reduceat(product, starts, dtype=np.int64)
-    np.multiply(xs, ys, out=product)
-    sum_xy = np.add.reduceat(product, starts, dtype=np.int64)
-    overlap = np.add.reduceat(np.take(cover, flat) > 1, starts, dtype=np.int64)  # pixels also inside another mask
     # Shift the sums exactly (integers) to box coordinates x - x0, y - y0, where numbers are small
     # enough for the float moments below to have no cancellation trouble.
     sum_xx = sum_xx - 2 * x0 * sum_x + counts * x0 * x0
@@ -232,10 +269,11 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     orientation = np.degrees(0.5 * np.arctan2(-2.0 * mu11, mu20 - mu02)) % 180.0
     orientation = np.where(orientation >= 180.0, 0.0, orientation)  # rounding guard for -tiny % 180
 
-    length, width = _rotated_rectangle_sides(xs, ys, band_row, starts, x0, y0)
+    length, width = _rotated_rectangle_sides(left_x - np.take(x0, row_owner), right_x - np.take(x0, row_owner),
+                                             row_y - np.take(y0, row_owner), row_owner, k)
 
     if image is not None:
-        od_integrated = np.add.reduceat(np.take(image.ravel(), flat), starts, dtype=np.float64)
+        od_integrated = _image_sums(image, band)
         od_mean = od_integrated / area
     else:
         od_integrated = np.full(k, np.nan)
@@ -267,6 +305,50 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
                          empty_masks_skipped=skipped)
 
 
+def _image_sums(image: np.ndarray, band: _BandWords) -> np.ndarray:
+    """Sum of the image under each particle, in float64: the 8 values behind each word, masked by its lanes."""
+    h, w = image.shape
+    width = 8 * band.words_per_row
+    if w == width:
+        values = np.ascontiguousarray(image).reshape(-1, 8)
+    else:
+        padded = np.zeros((h, width), image.dtype)
+        padded[:, :w] = image
+        values = padded.reshape(-1, 8)
+    lanes = band.values.view(np.uint8).reshape(-1, 8).view(bool)
+    # where, not multiply: NaN or inf outside the mask must not leak in.
+    under = np.where(lanes, np.take(values, band.frame_word, axis=0), 0)
+    return np.add.reduceat(under.ravel(), band.starts * 8, dtype=np.float64)
+
+
+def _row_extremes(band: _BandWords, k: int) -> tuple[np.ndarray, ...]:
+    """First and last pixel column of every occupied row, its frame row, owner and each particle's first row."""
+    new_row = np.empty(len(band.values), bool)
+    new_row[0] = True
+    np.not_equal(band.band_row[1:], band.band_row[:-1], out=new_row[1:])
+    first = np.flatnonzero(new_row)
+    last = np.empty_like(first)
+    last[:-1] = first[1:] - 1
+    last[-1] = len(band.values) - 1
+    left_x = np.take(band.frame_x, first) + _lowest_lane(np.take(band.values, first))
+    right_x = np.take(band.frame_x, last) + _highest_lane(np.take(band.values, last))
+    row_starts = np.searchsorted(first, band.starts)
+    row_owner = np.repeat(np.arange(k), np.diff(row_starts, append=len(first)))
+    return left_x, right_x, np.take(band.frame_y, first), row_owner, row_starts
+
+
+def _lowest_lane(words: np.ndarray) -> np.ndarray:
+    """Index of the first set lane of each (non-zero) word: its lowest set bit, located by frexp."""
+    lowest_bit = words & (~words + np.uint64(1))  # a power of two: exact in float64
+    return (np.frexp(lowest_bit.astype(np.float64))[1] - 1) >> 3
+
+
+def _highest_lane(words: np.ndarray) -> np.ndarray:
+    """Index of the last set lane of each (non-zero) word. Lanes are 0/1 bytes, so the word is
+    below 1.01 x its top bit and the float64 rounding cannot reach the next power of two."""
+    return (np.frexp(words.astype(np.float64))[1] - 1) >> 3
+
+
 def _empty_table(frame_shape: tuple[int, int], skipped: int) -> ParticleTable:
     """The table of a frame without particles: every column empty, with its usual dtype."""
     int_columns = {"mask_index", "area_px", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"}
@@ -275,39 +357,27 @@ def _empty_table(frame_shape: tuple[int, int], skipped: int) -> ParticleTable:
     return ParticleTable(columns=columns, frame_shape=frame_shape, covered_px=0, empty_masks_skipped=skipped)
 
 
-def _rotated_rectangle_sides(xs: np.ndarray, ys: np.ndarray, band_row: np.ndarray, starts: np.ndarray,
-                             x0: np.ndarray, y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.ndarray, owner: np.ndarray,
+                             k: int) -> tuple[np.ndarray, np.ndarray]:
     """Long and short side (+1 px) of each particle's minimum-area rectangle around its pixel centres.
 
-    ``xs``, ``ys``: the pixels' frame coordinates, grouped by particle and row-major within each;
-    ``band_row`` numbers their rows (distinct across particles); ``starts`` each particle's first
-    pixel; ``x0``, ``y0`` its box corner. The rectangle only depends on the convex hull, so OpenCV
-    gets the hull candidates among each row's first and last pixel (in box coordinates), not every pixel.
+    Inputs: first and last pixel of every occupied row in box coordinates, rows in order within
+    each particle, ``owner`` the particle of each row. The rectangle only depends on the convex
+    hull, so OpenCV gets the hull candidates among those points, not every pixel.
     """
-    k = len(starts)
-    first_of_row = np.empty(len(xs), bool)
-    first_of_row[0] = True
-    np.not_equal(band_row[1:], band_row[:-1], out=first_of_row[1:])
-    row_first = np.flatnonzero(first_of_row)
-    row_last = np.empty_like(row_first)
-    row_last[:-1] = row_first[1:] - 1
-    row_last[-1] = len(xs) - 1
-    owner = np.repeat(np.arange(k), np.diff(np.searchsorted(row_first, starts), append=len(row_first)))
-    row_y = np.take(ys, row_first) - np.take(y0, owner)
-    left = _hull_candidates(np.take(xs, row_first) - np.take(x0, owner), row_y, owner, side=-1)
-    right = _hull_candidates(np.take(xs, row_last) - np.take(x0, owner), row_y, owner, side=1)
+    left = _hull_candidates(left_x, row_y, owner, side=-1)
+    right = _hull_candidates(right_x, row_y, owner, side=1)
     # Each particle's left candidates, then its right ones, in one (M, 2) int32 array.
     left_bounds = np.searchsorted(left[2], np.arange(k + 1))
     right_bounds = np.searchsorted(right[2], np.arange(k + 1))
     bounds = left_bounds + right_bounds
     points = np.empty((int(bounds[-1]), 2), np.int32)
     for (x, y, _owner), own_bounds, other_bounds in ((left, left_bounds, right_bounds),
-                                                   (right, right_bounds, left_bounds[1:])):
+                                                     (right, right_bounds, left_bounds[1:])):
         at = np.arange(len(x)) + np.repeat(other_bounds[:k], np.diff(own_bounds))
         points[at, 0] = x
         points[at, 1] = y
-    edges = bounds.tolist()
-    sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(edges)],
+    sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(bounds.tolist())],
                      np.float64).reshape(k, 2)
     return sides.max(axis=1) + 1.0, sides.min(axis=1) + 1.0
 
@@ -326,8 +396,6 @@ def _hull_candidates(x: np.ndarray, y: np.ndarray, owner: np.ndarray, side: int
     is not a hull vertex and dropping it leaves the hull (hence the rectangle) unchanged. Each
     particle's top and bottom rows are always kept. Exact integer arithmetic.
     """
-    x = x.astype(np.int64)
-    y = y.astype(np.int64)
     for _ in range(HULL_FILTER_PASSES):
         if len(x) < 3:
             break
