@@ -188,3 +188,22 @@ def test_the_debug_request_log_masks_a_token_in_the_url() -> None:
     assert len(requests) >= 6, lines
     assert all("token=***" in line for line in requests if "token" in line)
     assert not any(token in line or "wrong-guess-77" in line for line in lines), lines
+
+
+def test_an_upload_that_stalls_is_abandoned_after_the_request_timeout_and_frees_its_slot() -> None:
+    """A POST that declares 100 kB and sends 10 bytes is dropped after the timeout; with one upload slot,
+    the next upload is served (answered 400 for its bad body, not 503 for a slot still held)."""
+    app = WebApp(config=WebConfig(max_pending_uploads=1))
+    server = HttpServer(CollectorRegistry(), port=0, app=app, request_timeout_s=0.5)
+    try:
+        with socket.create_connection((server.host, server.port)) as stalled:
+            stalled.sendall(b"POST /api/segment HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                            b"boundary=b\r\nContent-Length: 100000\r\n\r\n0123456789")
+            _closed_by_server_within(stalled, 5.0)
+        req = urllib.request.Request(server.url + "/api/segment", data=b"not a form", method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == 400
+    finally:
+        server.close()
