@@ -180,11 +180,29 @@ def test_more_than_255_masks_on_one_pixel() -> None:
     """Cover counts add 8 pixels per word: past 255 masks a lane would carry, so they go in passes."""
     h, w = 24, 40
     masks = np.zeros((300, h, w), bool)
+    masks[:, 5:15, 10:30] = True  # 300 masks on these pixels: 300 = 44 mod 256 ...
+    masks[:256, 15:18, 10:30] = True  # ... 256 on these: 0 mod 256 ...
+    masks[:257, 18:20, 10:30] = True  # ... and 257: 1 mod 256
     for i in range(300):
-        masks[i, 5 + i % 7:15 + i % 5, 10 + i % 9:30 - i % 4] = True
-    masks[7, 20:24, 0:3] = True  # one mask with a pixel of its own
+        masks[i, i % h, 30 + i % 10] = True  # and pixels shared by fewer masks
     assert_matches_reference(masks)
-    assert particle_descriptors(masks).columns["overlap_fraction"][7] < 1.0
+    assert particle_descriptors(masks).covered_px == 20 * 15 + np.count_nonzero(masks[:, :, 30:].any(axis=0))
+
+
+def test_nan_and_inf_beside_a_mask_stay_out_of_its_optical_density() -> None:
+    """The image is read 8 pixels at a time: values beside the mask in the same word must not leak in."""
+    masks = np.zeros((2, 6, 16), bool)
+    masks[0, 1:5, 3:5] = True
+    masks[1, 2, 9] = True
+    image = np.ones((6, 16))
+    image[:, 0:3] = np.nan
+    image[:, 5:8] = np.inf
+    image[:, 10:16] = -np.inf
+    image[2, 9] = 4.0
+    cols = particle_descriptors(masks, image).columns
+    np.testing.assert_array_equal(cols["od_integrated"], [8.0, 4.0])
+    image[3, 4] = np.nan  # under the mask: it counts
+    assert np.isnan(particle_descriptors(masks, image).columns["od_integrated"][0])
 
 
 def test_cover_passes_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -269,8 +269,9 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     orientation = np.degrees(0.5 * np.arctan2(-2.0 * mu11, mu20 - mu02)) % 180.0
     orientation = np.where(orientation >= 180.0, 0.0, orientation)  # rounding guard for -tiny % 180
 
-    length, width = _rotated_rectangle_sides(left_x - np.take(x0, row_owner), right_x - np.take(x0, row_owner),
-                                             row_y - np.take(y0, row_owner), row_owner, k)
+    row_x0 = np.take(x0, row_owner)
+    length, width = _rotated_rectangle_sides(left_x - row_x0, right_x - row_x0, row_y - np.take(y0, row_owner),
+                                             row_owner, row_starts)
 
     if image is not None:
         od_integrated = _image_sums(image, band)
@@ -357,27 +358,31 @@ def _empty_table(frame_shape: tuple[int, int], skipped: int) -> ParticleTable:
     return ParticleTable(columns=columns, frame_shape=frame_shape, covered_px=0, empty_masks_skipped=skipped)
 
 
-def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.ndarray, owner: np.ndarray,
-                             k: int) -> tuple[np.ndarray, np.ndarray]:
+def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.ndarray, row_owner: np.ndarray,
+                             row_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Long and short side (+1 px) of each particle's minimum-area rectangle around its pixel centres.
 
     Inputs: first and last pixel of every occupied row in box coordinates, rows in order within
-    each particle, ``owner`` the particle of each row. The rectangle only depends on the convex
-    hull, so OpenCV gets the hull candidates among those points, not every pixel.
+    each particle, ``row_owner`` the particle of each row and ``row_starts`` each particle's first
+    row. The rectangle only depends on the convex hull, so OpenCV gets the hull candidates among
+    those points, not every pixel.
     """
-    left = _hull_candidates(left_x, row_y, owner, side=-1)
-    right = _hull_candidates(right_x, row_y, owner, side=1)
-    # Each particle's left candidates, then its right ones, in one (M, 2) int32 array.
-    left_bounds = np.searchsorted(left[2], np.arange(k + 1))
-    right_bounds = np.searchsorted(right[2], np.arange(k + 1))
-    bounds = left_bounds + right_bounds
-    points = np.empty((int(bounds[-1]), 2), np.int32)
-    for (x, y, _owner), own_bounds, other_bounds in ((left, left_bounds, right_bounds),
-                                                     (right, right_bounds, left_bounds[1:])):
-        at = np.arange(len(x)) + np.repeat(other_bounds[:k], np.diff(own_bounds))
-        points[at, 0] = x
-        points[at, 1] = y
-    sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(bounds.tolist())],
+    k = len(row_starts)
+    rows = len(row_y)
+    # One array of chains: each particle's first pixels (rows going down), then its last pixels.
+    at_left = np.arange(rows) + np.take(row_starts, row_owner)
+    at_right = at_left + np.take(np.diff(row_starts, append=rows), row_owner)
+    x = np.empty(2 * rows, np.int64)
+    y = np.empty(2 * rows, np.int64)
+    chain = np.empty(2 * rows, np.int64)
+    x[at_left], x[at_right] = left_x, right_x
+    y[at_left] = y[at_right] = row_y
+    chain[at_left] = 2 * row_owner
+    chain[at_right] = 2 * row_owner + 1
+    x, y, chain = _hull_candidates(x, y, chain)
+    points = np.column_stack((x, y)).astype(np.int32)
+    bounds = np.searchsorted(chain, 2 * np.arange(k + 1)).tolist()
+    sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(bounds)],
                      np.float64).reshape(k, 2)
     return sides.max(axis=1) + 1.0, sides.min(axis=1) + 1.0
 
@@ -386,27 +391,26 @@ def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.
 HULL_FILTER_PASSES = 2
 
 
-def _hull_candidates(x: np.ndarray, y: np.ndarray, owner: np.ndarray, side: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hull_candidates(x: np.ndarray, y: np.ndarray, chain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop row extremes that cannot be convex-hull vertices, for all particles at once.
 
-    ``x``, ``y``, ``owner``: one side's extreme pixel per occupied row (``side`` -1: first pixels,
-    +1: last), rows in order within each particle. A point that is not strictly outside the chord
-    between its neighbours on its side lies between that chord and the row's other extreme, so it
-    is not a hull vertex and dropping it leaves the hull (hence the rectangle) unchanged. Each
-    particle's top and bottom rows are always kept. Exact integer arithmetic.
+    ``x``, ``y``: one extreme pixel per occupied row, rows going down along each chain; ``chain``
+    is 2 x particle for first pixels (the left side), 2 x particle + 1 for last pixels (right).
+    A point that is not strictly outside the chord between its neighbours on its side lies
+    between that chord and its row's other extreme, so it is not a hull vertex, and dropping it
+    leaves the hull (hence the rectangle) unchanged. Chain ends always stay. Exact integers.
     """
     for _ in range(HULL_FILTER_PASSES):
         if len(x) < 3:
             break
-        same_particle = (owner[1:-1] == owner[:-2]) & (owner[1:-1] == owner[2:])
-        # x of the chord at the middle row, compared without division: (xb - xa)(yc - ya) vs (xc - xa)(yb - ya).
-        middle = (x[1:-1] - x[:-2]) * (y[2:] - y[:-2])
-        chord = (x[2:] - x[:-2]) * (y[1:-1] - y[:-2])
-        outside = middle < chord if side < 0 else middle > chord
+        same_chain = (chain[1:-1] == chain[:-2]) & (chain[1:-1] == chain[2:])
+        # The middle point against the chord at its row, without division:
+        # (xb - xa)(yc - ya) vs (xc - xa)(yb - ya); outside is smaller on the left, larger on the right.
+        beyond = (x[1:-1] - x[:-2]) * (y[2:] - y[:-2]) - (x[2:] - x[:-2]) * (y[1:-1] - y[:-2])
+        outside = np.where(chain[1:-1] & 1, beyond > 0, beyond < 0)
         keep = np.ones(len(x), bool)
-        keep[1:-1] = outside | ~same_particle
+        keep[1:-1] = outside | ~same_chain
         if keep.all():
             break
-        x, y, owner = x[keep], y[keep], owner[keep]
-    return x, y, owner
+        x, y, chain = x[keep], y[keep], chain[keep]
+    return x, y, chain
