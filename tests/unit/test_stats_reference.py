@@ -215,6 +215,13 @@ def test_cover_passes_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> No
         np.testing.assert_array_equal(passes.columns[name], one_pass.columns[name], err_msg=name)
 
 
+@pytest.mark.parametrize("passes", [0, 2, 8])
+def test_any_number_of_hull_filter_passes_keeps_the_rectangles(passes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(descriptors_module, "HULL_FILTER_PASSES", passes)
+    masks, image = awkward_frame(96, 136, 4)
+    assert_matches_reference(masks, image)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(min_value=0, max_value=2**31 - 1))
 def test_hull_filter_keeps_the_rectangle_of_ragged_masks(seed: int) -> None:
