@@ -37,13 +37,33 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     onnx_path = root / "model.onnx"
     argv = sys.argv
     sys.argv = ["wirewatch", "export", "--checkpoint", str(root / "run" / "final.pt"), "--out", str(onnx_path),
-                "--height", "96", "--width", "96", "--score-threshold", "0.3"]
+                "--height", "96", "--width", "96", "--score-threshold", "0.3", "--precision", "fp32"]
     try:
         main()  # returns normally on success; errors exit with code 2
     finally:
         sys.argv = argv
     assert onnx_path.is_file()
     return {"data": data, "checkpoint": root / "run" / "final.pt", "onnx": onnx_path}
+
+
+@pytest.fixture(scope="module")
+def int8_model(trained: dict[str, Path]) -> Path:
+    """The same checkpoint through ``wirewatch export`` with the default precision (int8)."""
+    from wirewatch.cli.app import main
+
+    out = trained["onnx"].with_name("model-int8.onnx")
+    argv = sys.argv
+    sys.argv = ["wirewatch", "export", "--checkpoint", str(trained["checkpoint"]), "--out", str(out),
+                "--height", "96", "--width", "96", "--score-threshold", "0.3"]
+    try:
+        # A 4-step model scores ~180 near-random boxes per frame: many sit at the threshold, so int8 and
+        # float agree on ~83 % of them (the real model: 92 %); the check itself is tested below.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("wirewatch.export.quantize.MIN_MATCHED_FRACTION", 0.6)
+            main()
+    finally:
+        sys.argv = argv
+    return out
 
 
 def toy_image(data: Path, index: int) -> np.ndarray:
@@ -137,6 +157,75 @@ def test_model_file_problems_are_model_errors(trained: dict[str, Path], tmp_path
         fixed.segment(np.zeros((128, 128), np.float32))
     with pytest.raises(InputError, match=r"score_threshold must be within 0\.\.1"):
         OnnxSegmenter(trained["onnx"], score_threshold=1.5)
+
+
+def test_int8_export_quantises_the_backbone_and_keeps_the_detections(trained: dict[str, Path], int8_model: Path) -> None:
+    import onnx
+
+    from wirewatch.export.quantize import compare_detections, synthetic_frames
+
+    graph = onnx.load(str(int8_model)).graph
+    ops = [n.op_type for n in graph.node]
+    # Every backbone/FPN/RPN convolution gets its weights and input through Q/DQ pairs; the heads stay float.
+    dequantized = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    backbone_convs = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith(("/backbone/", "/rpn/"))]
+    assert len(backbone_convs) >= 20 and ops.count("QuantizeLinear") >= len(backbone_convs)
+    assert all(any(i.endswith(("_quantized", "_DequantizeLinear_Output")) or i in dequantized or "DequantizeLinear" in i
+                   for i in n.input) for n in backbone_convs)
+    heads = [n for n in graph.node if n.name.startswith("/roi_heads/mask_head") and n.op_type == "Conv"]
+    assert heads and not any("DequantizeLinear" in i for n in heads for i in n.input)
+    assert int8_model.stat().st_size < 0.5 * trained["onnx"].stat().st_size
+    meta = read_onnx_metadata(int8_model)
+    assert meta.raw["precision"] == "int8" and read_onnx_metadata(trained["onnx"]).raw["precision"] == "fp32"
+    report = json.loads(meta.raw["quantization"])
+    assert report["agreement"]["matched_fraction"] >= 0.6
+    # The runtime takes it like any export; detections agree with the float model on the toy images.
+    image = toy_image(trained["data"], 6)
+    dets = OnnxSegmenter(int8_model).segment(image)
+    assert dets.image_shape == image.shape and np.all(dets.scores >= 0.3)
+    frames = [toy_image(trained["data"], i) for i in (6, 7)] + synthetic_frames((96, 96), 1, seed=3)
+    agreement = compare_detections(trained["onnx"], int8_model, frames, 0.3)
+    assert agreement.float_detections > 0 and agreement.matched_fraction >= 0.6
+    assert agreement.mean_matched_iou >= 0.8
+
+
+def test_int8_export_refuses_a_model_that_disagrees(trained: dict[str, Path], tmp_path: Path) -> None:
+    from wirewatch.export.quantize import QuantizationMismatch, quantize_model
+
+    out = tmp_path / "int8.onnx"
+    with pytest.raises(QuantizationMismatch, match="export with --precision fp32"):
+        quantize_model(trained["onnx"], out, input_size=(96, 96), score_threshold=0.3, calibration_per_preset=1,
+                       check_per_preset=1, min_matched_fraction=1.01)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_box_iou_and_greedy_matching() -> None:
+    from wirewatch.export.quantize import _greedy_matches, box_iou
+
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    b = np.array([[0, 0, 10, 5], [21, 20, 31, 30], [100, 100, 110, 110]], np.float32)
+    iou = box_iou(a, b)
+    np.testing.assert_allclose(iou[0], [0.5, 0.0, 0.0])
+    np.testing.assert_allclose(iou[1, 1], 90 / 110)
+    assert _greedy_matches(iou, 0.5) == pytest.approx([90 / 110, 0.5])
+    assert box_iou(a[:0], b).shape == (0, 3) and _greedy_matches(box_iou(a[:0], b), 0.5) == []
+
+
+def test_threads_and_spinning_reach_the_session(trained: dict[str, Path]) -> None:
+    from wirewatch.segment.onnx_backend import usable_cores
+
+    default = OnnxSegmenter(trained["onnx"])
+    options = default.session.get_session_options()
+    assert default.threads == usable_cores() == options.intra_op_num_threads
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    one = OnnxSegmenter(trained["onnx"], threads=1, spinning=True)
+    options = one.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    image = toy_image(trained["data"], 6)
+    np.testing.assert_allclose(one.segment(image).boxes, default.segment(image).boxes, atol=1e-3)
+    with pytest.raises(InputError, match="threads must be at least 1"):
+        OnnxSegmenter(trained["onnx"], threads=0)
 
 
 def test_onnx_without_wirewatch_metadata_is_rejected(tmp_path: Path) -> None:

@@ -16,6 +16,10 @@ def bench_daemon(
     seconds: float = typer.Option(30.0, help="Measured seconds per backend (after warm-up)."),
     warmup: float = typer.Option(5.0, help="Warm-up seconds not measured."),
     decode: bool = typer.Option(True, "--decode/--no-decode", help="Also time one 514 x 1030 bslz4 decode."),
+    model: str | None = typer.Option(None, "--model", help="Model file or shipped name for the ONNX backend."),
+    option: list[str] = typer.Option([], "--option", "-o",
+                                     help="Segment backend option key=value (repeatable), e.g. threads=1, "
+                                          "spinning=true: the daemon's segment.options."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Run the whole daemon against a loopback sender and report throughput and latency."""
@@ -28,9 +32,11 @@ def bench_daemon(
     from wirewatch.daemon.bench import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
 
     logging.getLogger("wirewatch").setLevel(logging.WARNING)
+    options = _parse_options(option)
     frames = bench_frames(size)
     results = [run_daemon_bench(None if b == "auto" else b, size=size, rate=rate, seconds=seconds,
-                                warmup_s=warmup, frames=frames) for b in backends]
+                                warmup_s=warmup, frames=frames, model=model if b != "watershed" else None,
+                                options=options if b != "watershed" else None) for b in backends]
     decode_rows = []
     if decode:
         from wirewatch.bench.decode import run_decode_bench
@@ -53,6 +59,27 @@ def bench_daemon(
                       f"{r.particles_mean:.1f}", "ok" if r.meets_target else "MISSED")
     console = Console(width=max(Console().width, 150))
     console.print(table)
+    for r in results:
+        stages = ", ".join(f"{k} {v * 1000:.1f}" for k, v in r.stages_p50_s.items())
+        console.print(f"{r.backend}{f' {r.options}' if r.options else ''}: per-stage p50 ms: {stages}; "
+                      f"CPU {r.cpu_cores_used:.2f} cores, {r.cpu_s_per_frame:.3f} CPU s/frame; "
+                      f"load average {r.load_average[0]:.1f} -> {r.load_average[1]:.1f}")
     for d in decode_rows:
         console.print(f"decode {d.name}: median {d.median_ms:.2f} ms, p90 {d.p90_ms:.2f} ms "
                       f"({'ok' if d.meets_target else 'MISSED'} < 5 ms)")
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    """``key=value`` pairs; values parsed as JSON when they are (numbers, true/false), else kept as text."""
+    from wirewatch.errors import InputError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--option expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

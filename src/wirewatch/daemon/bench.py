@@ -9,9 +9,10 @@ overload policy. Run with ``rate`` above the daemon's capacity to measure its su
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,13 @@ class DaemonBench:
     latency_p99_s: float
     segment_p50_s: float
     particles_mean: float
+    # p50 seconds per stage of the processed frames (decode, preprocess, segment, measure, changepoint,
+    # publish) and ``waiting``: total latency minus those stages (raw buffer and queues).
+    stages_p50_s: dict[str, float] = field(default_factory=dict)
+    cpu_cores_used: float = float("nan")  # process CPU seconds per wall second in the window (sender included)
+    cpu_s_per_frame: float = float("nan")
+    load_average: tuple[float, float] = (float("nan"), float("nan"))  # 1-minute load at the start and the end
+    options: dict[str, Any] = field(default_factory=dict)  # segment backend options used
 
     @property
     def meets_target(self) -> bool:
@@ -56,7 +64,7 @@ def bench_frames(size: int, count: int = 12, seed: int = 0) -> list[np.ndarray]:
 
 def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0, seconds: float = 30.0,
                      warmup_s: float = 5.0, model: str | None = None, frames: list[np.ndarray] | None = None,
-                     ) -> DaemonBench:
+                     options: dict[str, Any] | None = None) -> DaemonBench:
     import zmq
 
     from wirewatch.ingest import encode_array10
@@ -78,29 +86,37 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         segment["backend"] = backend
     if model is not None:
         segment["model"] = model
+    if options:
+        segment["options"] = dict(options)
     if segment:
         overrides["segment"] = segment
     path = shipped_config_path() if shipped_config_path().is_file() else None
     daemon = Daemon(load_daemon_config(path, overrides=overrides))
-    results: list[tuple[float, float, float, int]] = []  # published_at, latency, segment s, particles
+    results: list[tuple[float, float, float, int, dict[str, float]]] = []  # published_at, latency, segment, n, timings
     lock = threading.Lock()
+    cpu_marks: list[float] = []  # process CPU time when the measuring window opens
 
     def on_result(r: FrameResult) -> None:
         with lock:
-            results.append((r.published_at, r.latency_s, float(r.timings.get("segment", np.nan)), len(r.detections)))
+            results.append((r.published_at, r.latency_s, float(r.timings.get("segment", np.nan)), len(r.detections),
+                            dict(r.timings)))
 
     daemon.pipeline.listeners.append(on_result)
+    load_start = os.getloadavg()[0]
     daemon.start()
     sent = 0
     t0 = time.time()
     try:
         while time.time() - t0 < warmup_s + seconds:
+            if not cpu_marks and time.time() - t0 >= warmup_s:
+                cpu_marks.append(time.process_time())
             due = t0 + sent / rate
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
             push.send_multipart(encode_array10(sent, images[sent % len(images)], timestamp=time.time()))
             sent += 1
+        cpu_marks.append(time.process_time())
         time.sleep(0.5)
     finally:
         daemon.stop()
@@ -111,6 +127,12 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     with lock:
         warm = [r for r in results if r[0] >= window_start]
     window = (warm[-1][0] - window_start) if warm else seconds
+    stage_names = ("decode", "preprocess", "segment", "measure", "changepoint", "publish")
+    stages = {name: float(np.median([r[4].get(name, 0.0) for r in warm])) if warm else float("nan")
+              for name in stage_names}
+    stages["waiting"] = float(np.median([r[4].get("total", r[1]) - sum(r[4].get(n, 0.0) for n in stage_names)
+                                         for r in warm])) if warm else float("nan")
+    cpu_s = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else float("nan")
     lat = np.array([r[1] for r in warm]) if warm else np.array([np.nan])
     seg = np.array([r[2] for r in warm]) if warm else np.array([np.nan])
     dropped = int(sum(daemon.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
@@ -121,4 +143,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         fps=len(warm) / window if window > 0 else 0.0,
         latency_p50_s=float(np.nanpercentile(lat, 50)), latency_p99_s=float(np.nanpercentile(lat, 99)),
         segment_p50_s=float(np.nanpercentile(seg, 50)),
-        particles_mean=float(np.mean([r[3] for r in warm])) if warm else float("nan"))
+        particles_mean=float(np.mean([r[3] for r in warm])) if warm else float("nan"),
+        stages_p50_s=stages, cpu_cores_used=cpu_s / seconds,
+        cpu_s_per_frame=cpu_s / len(warm) if warm else float("nan"),
+        load_average=(load_start, os.getloadavg()[0]), options=dict(options or {}))
