@@ -11,13 +11,12 @@ from wirewatch.stats.descriptors import (
     particle_descriptors,
 )
 from wirewatch.stats.measure import masks_from_labels, measure
-from wirewatch.stats.tables import atomic_write_text, json_safe, particle_rows, write_csv, write_json
+from wirewatch.stats.tables import json_safe, particle_rows, write_csv, write_json
 
 __all__ = [
     "PARTICLE_COLUMNS",
     "ParticleTable",
     "aggregate_names",
-    "atomic_write_text",
     "axial_orientation",
     "check_pixel_size",
     "frame_aggregates",

@@ -6,33 +6,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wirewatch.errors import InputError
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write {p}: {exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+from wirewatch.files import write_text_atomically
 
 
 def plain(value: Any) -> Any:
@@ -56,7 +36,7 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
+    return write_text_atomically(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
@@ -74,7 +54,7 @@ def csv_text(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
     """CSV with ``header`` columns (missing cells empty, NaN empty, booleans 0/1), written atomically."""
-    return atomic_write_text(path, csv_text(header, rows))
+    return write_text_atomically(path, csv_text(header, rows))
 
 
 def particle_rows(particles: Mapping[str, np.ndarray], **extra: Any) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from wirewatch import __version__, coco
 from wirewatch.errors import ConfigError, InputError
+from wirewatch.files import write_bytes_atomically
 from wirewatch.synth.config import SynthConfig
 from wirewatch.synth.generate import Sample, generate
 
@@ -48,12 +49,6 @@ def split_counts(count: int, split: float | None) -> tuple[int, int]:
     if count > 1:
         n_train = min(max(n_train, 1), count - 1)  # both parts non-empty when there is anything to split
     return n_train, count - n_train
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -156,9 +151,9 @@ def _render_one(index: int) -> tuple[int, list[dict[str, Any]], int]:
     out: Path = _JOB["out"]
     cfg: SynthConfig = _JOB["config"]
     sample = generate(cfg, sample_seed(_JOB["seed"], index))
-    atomic_write_bytes(out / "images" / image_name(index), encode_png(sample.image))
+    write_bytes_atomically(out / "images" / image_name(index), encode_png(sample.image))
     if _JOB["tiff"]:
-        atomic_write_bytes(out / "od" / f"{index:06d}.tif", encode_tiff(sample.od))
+        write_bytes_atomically(out / "od" / f"{index:06d}.tif", encode_tiff(sample.od))
     anns = sample_annotations(sample, index + 1, 0)
     return index, anns, len(sample.wires)
 
@@ -259,7 +254,7 @@ def write_dataset(out_dir: str | Path, config: SynthConfig, count: int, seed: in
                 anns_out.append({**a, "id": ann_id})
                 ann_id += 1
         data = coco.dataset([images[i] for i in idx], anns_out, info={**info, "split": name})
-        atomic_write_bytes(out / f"{name}.json", json.dumps(data, separators=(",", ":")).encode())
+        write_bytes_atomically(out / f"{name}.json", json.dumps(data, separators=(",", ":")).encode())
     if preview is not None:
         from wirewatch.synth.preview import write_preview
 
@@ -279,7 +274,7 @@ def write_dataset(out_dir: str | Path, config: SynthConfig, count: int, seed: in
                   "coco": [f"{name}.json" for name in parts]},
         "config": config.model_dump(mode="json"),
     }
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomically(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
 
 

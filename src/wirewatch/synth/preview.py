@@ -49,10 +49,11 @@ def contact_sheet(samples: list[Sample], columns: int = 3, gap: int = 4) -> np.n
 
 def write_preview(path: str | Path, config: SynthConfig, seed: int, n: int = 9, columns: int = 3) -> Path:
     """Render the dataset's first ``n`` images (same seeds as ``write_dataset``) into a PNG contact sheet."""
-    from wirewatch.synth.dataset import atomic_write_bytes, encode_png, sample_seed
+    from wirewatch.files import write_bytes_atomically
+    from wirewatch.synth.dataset import encode_png, sample_seed
 
     samples = [generate(config, sample_seed(seed, i)) for i in range(n)]
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(p, encode_png(contact_sheet(samples, columns)))
+    write_bytes_atomically(p, encode_png(contact_sheet(samples, columns)))
     return p

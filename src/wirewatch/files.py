@@ -1,0 +1,55 @@
+"""Atomic file writes: a reader (a dashboard, another process, a crash half-way) never sees half a file.
+
+Written to a temporary file in the same folder, then renamed over the target. Outputs get the mode
+any other new file gets (0644 under the usual umask 022); mkstemp's 0600 is for secrets, and
+secrets are written by ``wirewatch.security``, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from wirewatch.errors import InputError
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write`` with a binary file handle, then rename the result to ``path``."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {p}: {exc}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
+    return write_atomically(path, lambda fh: fh.write(data))
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """UTF-8, newlines as given (CSV writers choose their own)."""
+    return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` sets it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
