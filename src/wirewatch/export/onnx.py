@@ -10,6 +10,7 @@ The file carries its metadata (``metadata_props``) so the runtime can check it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import Iterator
@@ -33,15 +34,21 @@ OPSET = 17
 
 
 class DetectionGraph(nn.Module):
-    """Mask R-CNN up to (and not including) the mask pasting, for one grey frame."""
+    """Mask R-CNN up to (and not including) the mask pasting, for one grey frame.
+
+    The model sees the grey frame copied to 3 channels, normalised alike: the stem convolution is folded
+    to one input channel (weights summed over channels, the same result) so the graph neither builds
+    nor convolves the copies (a third of the 7x7 stem's work).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = copy.deepcopy(model).eval()  # the caller's model keeps its 3-channel stem
+        self.single_channel = _fold_grey_stem(self.model)
 
     def forward(self, image: Tensor, score_threshold: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         m: Any = self.model
-        image_list, _ = m.transform([grey_to_model_input(image)])
+        image_list, _ = m.transform([image.unsqueeze(0) if self.single_channel else grey_to_model_input(image)])
         features = m.backbone(image_list.tensors)
         proposals, _ = m.rpn(image_list, features)
         # The score threshold is a graph input: detections below it never reach the mask head,
@@ -55,6 +62,26 @@ class DetectionGraph(nn.Module):
         d = detections[0]
         # NativeScaleTransform does not resize, so boxes are already in frame pixels.
         return d["boxes"], d["scores"], d["labels"], d["masks"][:, 0]
+
+
+def _fold_grey_stem(model: nn.Module) -> bool:
+    """Replace the stem conv by its 1-channel equivalent when the 3 input channels are always equal."""
+    m: Any = model
+    mean, std = list(m.transform.image_mean), list(m.transform.image_std)
+    body = getattr(getattr(m, "backbone", None), "body", None)
+    conv = getattr(body, "conv1", None)
+    if not (isinstance(conv, nn.Conv2d) and conv.in_channels == 3 and conv.groups == 1
+            and len(set(mean)) == 1 and len(set(std)) == 1):
+        return False
+    folded = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                       bias=conv.bias is not None)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            folded.bias.copy_(conv.bias)
+    body.conv1 = folded
+    m.transform.image_mean, m.transform.image_std = mean[:1], std[:1]
+    return True
 
 
 def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
