@@ -68,16 +68,16 @@ def _fold_grey_stem(model: nn.Module) -> bool:
     """Replace the stem conv by its 1-channel equivalent when the 3 input channels are always equal."""
     m: Any = model
     mean, std = list(m.transform.image_mean), list(m.transform.image_std)
-    body = getattr(getattr(m, "backbone", None), "body", None)
-    conv = getattr(body, "conv1", None)
+    body: Any = getattr(getattr(m, "backbone", None), "body", None)
+    conv: Any = getattr(body, "conv1", None)
     if not (isinstance(conv, nn.Conv2d) and conv.in_channels == 3 and conv.groups == 1
             and len(set(mean)) == 1 and len(set(std)) == 1):
         return False
-    folded = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                       bias=conv.bias is not None)
+    c: Any = conv  # torch types kernel_size etc. as tuple[int, ...]; Conv2d's signature wants pairs
+    folded = nn.Conv2d(1, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, bias=c.bias is not None)
     with torch.no_grad():
         folded.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
-        if conv.bias is not None:
+        if conv.bias is not None and folded.bias is not None:
             folded.bias.copy_(conv.bias)
     body.conv1 = folded
     m.transform.image_mean, m.transform.image_std = mean[:1], std[:1]
