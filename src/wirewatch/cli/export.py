@@ -15,7 +15,7 @@ def export(
     width: int = typer.Option(512, "--width", help="Input width recorded in the metadata."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="Default detection threshold stored in the metadata."),
     precision: str = typer.Option("int8", "--precision",
-                                  help="onnx: int8 (backbone/FPN/RPN convolutions quantised: ~30 % less CPU per frame, "
+                                  help="onnx: int8 (backbone/FPN/RPN convolutions quantised: ~25 % less CPU per frame, "
                                        "same AP, checked against fp32 on synthetic frames) or fp32."),
     onnx_model: Path | None = typer.Option(None, "--onnx", help="tensorrt: build from this ONNX file instead of exporting first."),
     fp16: bool = typer.Option(True, "--fp16/--fp32", help="tensorrt: half precision."),

@@ -134,7 +134,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, input_size: tuple[int, 
                 score_threshold: float = 0.5, mask_threshold: float = 0.5, precision: str = "fp32") -> Path:
     """Write ``out`` (.onnx, checked with ``onnx.checker``) from a training checkpoint.
 
-    ``precision="int8"``: backbone/FPN/RPN convolutions quantised (``wirewatch.export.quantize``: ~30 % less
+    ``precision="int8"``: backbone/FPN/RPN convolutions quantised (``wirewatch.export.quantize``: ~25 % less
     CPU per frame, same AP); the float graph is compared with it on synthetic frames first.
     """
     import onnx

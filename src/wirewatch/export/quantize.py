@@ -1,10 +1,10 @@
 """Int8 weights and activations for the convolutions of the backbone, FPN and RPN of an exported model.
 
 On the 2-core CPU these convolutions are ~75 % of a 512 px frame; onnxruntime's int8 kernels (QDQ
-format, per-channel weights, calibrated activation ranges) cut the whole graph's CPU time by ~30 %
-(615 -> 435 ms on one thread) and the file from 56 to 21 MB, with the same AP on the ptychography
-eval set (box 0.486 vs 0.484, mask 0.321 vs 0.318 on 50 images). The RoI heads (RoIAlign, box MLP,
-mask head) stay in float: they gain nothing measurable and carry the per-detection precision.
+format, per-channel weights, calibrated activation ranges) cut the whole graph's CPU time by ~25 %
+(546 -> 412 ms on one thread) and the file from 56.5 to 20.7 MB, with the same AP on the ptychography
+eval set (box 0.490 vs 0.484, mask 0.328 vs 0.318 on its first 50 images). The RoI heads (RoIAlign, box
+MLP, mask head) stay in float: int8 there gained nothing measurable.
 
 Activation ranges come from synthetic frames of the modalities the model is meant for (``wirewatch.synth``
 presets at the model's input size, scaled as the daemon scales 8-bit frames); the quantised graph is

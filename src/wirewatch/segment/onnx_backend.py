@@ -88,8 +88,8 @@ class OnnxSegmenter:
         options.log_severity_level = 3
         options.intra_op_num_threads = self.threads
         # Busy-waiting pool threads burn the core that the daemon's other stages (and, beside a microscope,
-        # other programs) need: with one core taken by another process, 2 spinning threads ran a 512 px frame
-        # at 0.87 frames/s and 751 ms CPU, 2 sleeping ones at 1.65 frames/s and 590 ms CPU.
+        # other programs) need: with one of 2 cores taken by another process, the daemon ran 512 px frames at
+        # 1.65 frames/s and 0.58 CPU s per frame with spinning threads, 2.19 and 0.44 without (docs/daemon.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         try:
             self.session = ort.InferenceSession(str(self.model_path), sess_options=options,
