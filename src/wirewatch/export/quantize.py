@@ -84,8 +84,8 @@ def quantize_model(src: str | Path, dst: str | Path, *, input_size: tuple[int, i
                    min_matched_fraction: float | None = None) -> Agreement:
     """Write the int8 version of the float model ``src`` to ``dst`` (metadata kept, ``precision`` added).
 
-    Raises ``QuantizationMismatch`` (and writes nothing) when fewer than ``min_matched_fraction`` of the
-    float graph's detections on the check frames are found again by the int8 graph.
+    Raises ``QuantizationMismatch`` (and writes nothing) when, on the check frames, fewer than
+    ``min_matched_fraction`` (default ``MIN_MATCHED_FRACTION``) of either graph's detections are found by the other.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -113,14 +113,16 @@ def quantize_model(src: str | Path, dst: str | Path, *, input_size: tuple[int, i
     log.info("quantising %d convolutions to int8 (calibration: %d synthetic frames)", len(nodes), len(calibration))
     # Per-channel int8 weights, uint8 activations with calibrated (min/max) ranges: onnxruntime's fast
     # u8s8 path on AVX2. The quantiser logs a pre-processing hint at WARNING; shape inference is not needed.
-    logging.getLogger().disabled, was_disabled = True, logging.getLogger().disabled
     try:
-        quantize_static(str(src), str(tmp), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        nodes_to_quantize=nodes, op_types_to_quantize=["Conv"],
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    finally:
-        logging.getLogger().disabled = was_disabled
-    try:
+        logging.getLogger().disabled, was_disabled = True, logging.getLogger().disabled
+        try:
+            quantize_static(str(src), str(tmp), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            nodes_to_quantize=nodes, op_types_to_quantize=["Conv"],
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        except Exception as exc:  # onnxruntime's quantiser on a graph it cannot handle
+            raise ModelError(f"int8 quantisation of {src} failed: {exc!r}; export with --precision fp32") from exc
+        finally:
+            logging.getLogger().disabled = was_disabled
         agreement = compare_detections(src, tmp, synthetic_frames(input_size, check_per_preset, seed=950_000),
                                        score_threshold)
         log.info("int8 vs float on %d check frames: %d of %d float detections found by int8, %d of %d int8 ones "
