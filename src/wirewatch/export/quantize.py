@@ -2,9 +2,10 @@
 
 On the 2-core CPU these convolutions are ~75 % of a 512 px frame; onnxruntime's int8 kernels (QDQ
 format, per-channel weights, calibrated activation ranges) cut the whole graph's CPU time by ~25 %
-(546 -> 412 ms on one thread) and the file from 56.5 to 20.7 MB, with the same AP on the ptychography
-eval set (box 0.490 vs 0.484, mask 0.328 vs 0.318 on its first 50 images). The RoI heads (RoIAlign, box
-MLP, mask head) stay in float: int8 there gained nothing measurable.
+(609 -> 449 ms on one thread) and the file from 56.5 to 20.7 MB; AP on the first 50 ptychography eval
+images: shipped weights box 0.483 / mask 0.319 (fp32 0.484 / 0.318), a better mid-training model
+0.559 / 0.352 (fp32 0.555 / 0.358). The RoI heads (RoIAlign, box MLP, mask head) stay in float: int8
+there gained nothing measurable.
 
 Activation ranges come from synthetic frames of the distribution the model was trained on (``wirewatch.synth``
 presets at the model's input size, scaled as the daemon scales 8-bit frames); the quantised graph is
