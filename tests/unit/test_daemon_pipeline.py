@@ -192,6 +192,11 @@ def test_auto_backend_falls_back_to_watershed_without_a_model(caplog: pytest.Log
     with caplog.at_level(logging.WARNING):
         assert resolve_backend(cfg.segment) == ("watershed", {})
     assert "watershed" in caplog.text
+    with_options = DaemonConfig.model_validate({"segment": {"backend": "auto", "model": "/nonexistent/model.onnx",
+                                                            "options": {"threads": 1}}})
+    with caplog.at_level(logging.WARNING):
+        assert resolve_backend(with_options.segment) == ("watershed", {})  # model options not passed to watershed
+    assert "ignoring segment.options ['threads']" in caplog.text
     explicit = DaemonConfig.model_validate({"segment": {"backend": "onnxruntime", "model": "m.onnx"}})
     assert resolve_backend(explicit.segment) == ("onnxruntime", {"model": "m.onnx"})
 

@@ -53,7 +53,9 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
         else:
             log.warning("segmenter: no ONNX model %r installed (or no onnxruntime backend); using the watershed "
                         "baseline, which does not separate crossing wires", model_name)
-            backend = "watershed"
+            if options:  # with auto, segment.options are the model's (threads, spinning, ...): not watershed's
+                log.warning("segmenter: ignoring segment.options %s, meant for the model backend", sorted(options))
+            backend, options = "watershed", {}
     if backend != "watershed":
         options["model"] = config.model or "default"
     return backend, options
