@@ -27,7 +27,22 @@ def _row(name: str, m: dict[str, Any]) -> str:
             + f" | {m.get('seconds_per_frame', 'n/a')} |")
 
 
-def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: str = "") -> Path:
+def export_description(model: Path | None) -> str:
+    """How the shipped file was exported, from its own metadata (precision, size)."""
+    if model is None or not model.is_file():
+        return "Exported to ONNX opset 17"
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    size = f"{model.stat().st_size / 1e6:.1f} MB"
+    if meta.get("precision") == "int8":
+        return (f"Exported to ONNX opset 17 with the backbone, FPN and RPN convolutions in int8 (calibrated on "
+                f"synthetic frames; RoI heads in float; `wirewatch export` default), {size}")
+    return f"Exported to ONNX opset 17 in {meta.get('precision', 'fp32')}, {size}"
+
+
+def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: str = "",
+               model_file: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for src, dst in (("config.yaml", "default.train-config.yaml"), ("train.log", "default.train.log"),
                      ("metrics.csv", "default.metrics.csv"), ("curve.png", "default.curve.png")):
@@ -49,7 +64,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         "",
         "Mask R-CNN, `compact` variant (ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads; "
         "see `docs/model.md`), one class `nanowire`, trained from random initialisation on synthetic "
-        "images only, on a shared 2-core CPU. Exported to ONNX opset 17; the graph ends at 28 x 28 mask "
+        "images only, on a shared 2-core CPU. " + export_description(model_file) + "; the graph ends at 28 x 28 mask "
         "probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "
         "(optical density, bright wires), any size, native pixel scale (trained on 256 px crops of 512 px "
         "frames). Default score threshold 0.5, mask threshold 0.5.",
@@ -134,9 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--notes", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="the exported file the card describes")
     args = parser.parse_args(argv)
     notes = args.notes.read_text() if args.notes else ""
-    print(write_card(args.run, args.eval_dir, args.out, args.bench, notes))
+    print(write_card(args.run, args.eval_dir, args.out, args.bench, notes, args.model))
 
 
 if __name__ == "__main__":
