@@ -161,7 +161,7 @@ def test_disk_full_for_the_record_is_counted_survived_and_recovered(tiny_disk: P
             push.send_multipart(encode_array10(i, rods(i)))
         wait_for(lambda: daemon.pipeline.processed == 15)
         url = daemon.http.url  # type: ignore[union-attr]
-        body = urllib.request.urlopen(url + "/metrics", timeout=1).read().decode()
+        body = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
         assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200  # no crash
         # the record's last, partly used page still takes a few lines; then writes fail
         on_disk = len(_lines(record))  # also: no partial line was left behind

@@ -154,7 +154,7 @@ def test_latest_with_a_slow_consumer_is_bounded_and_exact(ctx: zmq.Context) -> N
         for i in messages:
             push.send_multipart(message(i))  # never stalls for long: the drain thread keeps reading
             if i % 50 == 25:  # a consumer far slower than the sender
-                msg = source.get(timeout=1)
+                msg = source.get(timeout=5)
                 assert msg is not None
                 take(msg)
         wait_for(lambda: source.stats().received == len(messages))
