@@ -213,3 +213,15 @@ def test_train_cli_runs_resumes_and_extends_the_schedule(toy: Path, tmp_path: Pa
     main()
     assert read_checkpoint(run / "final.pt")["step"] == 3
     assert "steps: 3" in (run / "config.yaml").read_text()
+
+
+def test_cli_usage_errors_are_one_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """typer >= 0.20 vendors click: usage errors still print click's message and exit with code 2."""
+    from wirewatch.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Missing option '--out'" in err and "Traceback" not in err

@@ -18,7 +18,7 @@ def train(
     batch_size: int | None = typer.Option(None, "--batch-size"),
     lr: float | None = typer.Option(None, "--lr"),
     seed: int | None = typer.Option(None, "--seed"),
-    init: Path | None = typer.Option(None, "--init", help="Start from these weights (checkpoint or state dict; mismatched heads skipped)."),
+    init: Path | None = typer.Option(None, "--init", help="Start from these weights (checkpoint, state dict, or an exported .onnx of the same variant; mismatched heads skipped)."),
     val_every: int | None = typer.Option(None, "--val-every"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly (model, optimiser, schedule, RNG)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps in this call (resume later)."),

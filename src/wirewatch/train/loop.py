@@ -39,6 +39,7 @@ LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", 
 AP_KEYS = ("bbox.AP", "bbox.AP50", "bbox.AP75", "segm.AP", "segm.AP50", "segm.AP75")
 CSV_COLUMNS = ("step", "elapsed_s", "lr", "loss", *LOSS_KEYS, "s_per_step", *AP_KEYS)
 CHECKPOINT_FORMAT = 1
+BN_CALIBRATION_BATCHES = 8  # batches of training crops when warm-starting from an ONNX export
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,22 @@ class Trainer:
         else:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
             if cfg.init:
-                report = load_init_weights(self.model, cfg.init)
-                log.info("init from %s: %s", cfg.init, report.summary())
+                self._init_weights(cfg.init)
+
+    def _init_weights(self, path: str) -> None:
+        from wirewatch.train.recover import is_onnx_file, onnx_variant, recalibrate_batchnorm
+
+        if is_onnx_file(path):
+            variant = onnx_variant(path)
+            if variant is not None and variant != self.cfg.variant:
+                raise InputError(f"--init {path} is a {variant!r} model but this run trains {self.cfg.variant!r}")
+        report = load_init_weights(self.model, path)
+        log.info("init from %s: %s", path, report.summary())
+        if is_onnx_file(path):
+            # The export folded BatchNorm into the convolutions; re-derive it from training batches
+            # so train mode starts from the exported function (see wirewatch.train.recover).
+            n = recalibrate_batchnorm(self.model, (self.next_batch()[0] for _ in range(BN_CALIBRATION_BATCHES)))
+            log.info("BatchNorm recalibrated on %d training batches (%d layers)", BN_CALIBRATION_BATCHES, n)
 
     # ----------------------------------------------------------------- schedule
     def progress(self, elapsed_s: float | None = None) -> float:

@@ -145,8 +145,14 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 
 def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
-    """Load every tensor whose name and shape match; class-count-dependent heads are skipped."""
-    source = read_state_dict(path)
+    """Load every tensor whose name and shape match; class-count-dependent heads are skipped.
+
+    ``path`` may also be an exported ONNX model of the same variant (``wirewatch.train.recover``):
+    the way back when a training checkpoint is lost; recalibrate its BatchNorm before training.
+    """
+    from wirewatch.train.recover import is_onnx_file, state_dict_from_onnx
+
+    source = state_dict_from_onnx(path, model) if is_onnx_file(path) else read_state_dict(path)
     target = model.state_dict()
     usable: dict[str, Tensor] = {}
     skipped: list[str] = []
