@@ -24,6 +24,7 @@ def test_run_reports_cpu_and_wall_figures_and_restores_opencv_threads() -> None:
     assert result["target_applies_to"] == "cpu_median_ms"
     assert result["meets_target"] == (result["cpu_median_ms"] <= 5.0)
     assert len(result["load_average_1min"]) == 2
+    assert set(result["machine"]) == {"cpu", "python", "numpy", "opencv"} and result["machine"]["numpy"] == np.__version__
 
 
 def test_rod_frame_is_the_documented_workload() -> None:

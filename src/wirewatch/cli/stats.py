@@ -96,7 +96,8 @@ def bench_stats(
                f"  CPU  median {result['cpu_median_ms']:.2f} ms, p90 {result['cpu_p90_ms']:.2f} ms, "
                f"min {result['cpu_min_ms']:.2f} ms  (target <= {result['target_ms']:.0f} ms CPU median: {verdict})\n"
                f"  wall median {result['median_ms']:.2f} ms, p90 {result['p90_ms']:.2f} ms, min {result['min_ms']:.2f} ms"
-               f"  (load average {load[0]:.2f} -> {load[1]:.2f} on {result['cpu_count']} CPUs)")
+               f"  (load average {load[0]:.2f} -> {load[1]:.2f} on {result['cpu_count']} CPUs)\n"
+               f"  {result['machine']['cpu']}; numpy {result['machine']['numpy']}, OpenCV {result['machine']['opencv']}")
     if json_out is not None:
         write_json(json_out, result)
 

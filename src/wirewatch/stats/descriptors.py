@@ -117,6 +117,8 @@ def _row_occupancy(masks: np.ndarray) -> np.ndarray:
     if n * h == 0 or w == 0:
         return np.zeros((n, h), bool)
     rows = masks.reshape(n * h, w).view(np.uint8)
+    # OpenCV >= 4.14 (the pyproject floor): 0.9 ms for 100 masks at 512 px; 4.11-4.13 took 46 ms for this
+    # call, where numpy's bool any(axis=1) takes 1.3-1.6 ms.
     sums = cv2.reduce(rows, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
     return np.asarray(sums.reshape(n, h) > 0)
 
