@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -110,6 +111,33 @@ def test_idle_and_half_sent_connections_are_closed_after_the_request_timeout(reg
             sock.close()
         wait_for(lambda: threading.active_count() <= threads_held - 3, 5.0)
         assert get(server.url + "/healthz")[0] == 200
+    finally:
+        server.close()
+
+
+def test_trickled_headers_are_cut_at_the_request_timeout_in_total(registry: CollectorRegistry) -> None:
+    """Slowloris: a header byte every 0.2 s passes a 1 s per-read timeout forever; the request line and
+    headers must be complete within 1 s in total, so the server closes the connection after ~1 s, and the
+    next client on a fresh connection is answered as usual."""
+    server = HttpServer(registry, port=0, request_timeout_s=1.0)
+    try:
+        sock = socket.create_connection((server.host, server.port))
+        opened = time.monotonic()
+        closed_at = None
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:  # 8 s of trickle at most
+            if select.select([sock], [], [], 0.2)[0]:  # readable: the server closed (no answer is sent)
+                closed_at = time.monotonic() - opened
+                assert sock.recv(4096) == b""
+                break
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.monotonic() - opened
+                break
+        assert closed_at is not None and 0.9 <= closed_at < 3.0, closed_at
+        sock.close()
+        status, body = get(server.url + "/metrics")
+        assert status == 200 and "wirewatch_test_total" in body
     finally:
         server.close()
 

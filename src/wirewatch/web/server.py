@@ -6,9 +6,10 @@ It always serves ``/metrics`` (prometheus-client, from the registry given), ``/h
 pages, static files, JSON API, uploads and event stream. Binds 127.0.0.1 unless told otherwise; an optional
 bearer token protects every route.
 
-- One thread per connection. A connection that sends nothing, or stops half-way through a request, is
-  closed after ``request_timeout_s`` (``http.request_timeout_s``), so idle or stuck clients cannot pile up
-  threads forever; a live page's event stream (long-lived by design) switches its socket to
+- One thread per connection. A connection that sends nothing, stops half-way through a request, or
+  trickles its request line and headers so that they are not complete within ``request_timeout_s``
+  (``http.request_timeout_s``) is closed, so idle, stuck or slowloris clients cannot pile up threads
+  forever (a request body, e.g. an upload, is bounded per read: it may take longer while it keeps moving); a live page's event stream (long-lived by design) switches its socket to
   ``write_timeout_s``, so a stuck browser's write gives up instead of blocking.
 - Browsers cannot send an Authorization header with a page load or ``EventSource``, so with a token and the
   web view mounted the server also accepts a ``wirewatch_token`` cookie, set by opening ``/?token=TOKEN``
@@ -20,6 +21,7 @@ bearer token protects every route.
 from __future__ import annotations
 
 import hmac
+import io
 import logging
 import select
 import socket
@@ -99,6 +101,23 @@ class HttpServer:
         self._thread.join(timeout=5)
 
 
+class _DeadlineSocketIO(socket.SocketIO):
+    """A socket reader whose reads also end at ``deadline`` (monotonic seconds; None: per read only)."""
+
+    def __init__(self, sock: socket.socket, per_read_s: float) -> None:
+        super().__init__(sock, "rb")
+        self.per_read_s = per_read_s
+        self.deadline: float | None = None
+
+    def readinto(self, b: Any) -> int | None:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request line and headers not complete within the request timeout")
+            self._sock.settimeout(min(self.per_read_s, left))  # type: ignore[attr-defined]
+        return super().readinto(b)
+
+
 def _authorised(headers: Any, token: bytes, *, cookie_ok: bool) -> bool:
     header = headers.get("Authorization") or ""
     if header.startswith("Bearer ") and hmac.compare_digest(header[len("Bearer "):].strip().encode(), token):
@@ -123,6 +142,26 @@ def _make_handler(server: HttpServer, token: bytes | None) -> type[BaseHTTPReque
         # socketserver sets this on each connection: reading a request (line, headers, body) that stalls
         # this long raises TimeoutError and the connection is closed, freeing its thread.
         timeout = server.request_timeout_s
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()  # the stdlib's reader (releases its reference on the socket), replaced by:
+            # The request line and headers must also arrive *in total* within the timeout: a client
+            # trickling a byte every few seconds passes every per-read timeout but not this deadline.
+            self._reader = _DeadlineSocketIO(self.connection, server.request_timeout_s)
+            self.rfile = io.BufferedReader(self._reader)
+
+        def handle_one_request(self) -> None:
+            self._reader.deadline = time.monotonic() + server.request_timeout_s
+            super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()
+            # Headers complete: a body (an upload) is bounded per read only, so a large file on a slow
+            # link is not cut off while it keeps moving.
+            self._reader.deadline = None
+            self.connection.settimeout(server.request_timeout_s)
+            return parsed
 
         def do_GET(self) -> None:
             self._dispatch("GET")
