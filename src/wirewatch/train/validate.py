@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from wirewatch import coco
+from wirewatch.segment.paste import paste_masks
 from wirewatch.train.data import CocoFolder
 from wirewatch.train.model import grey_to_model_input
 
@@ -19,13 +20,27 @@ from wirewatch.train.model import grey_to_model_input
 @torch.no_grad()
 def predict(model: nn.Module, image: np.ndarray, mask_threshold: float = 0.5
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full-frame inference at native scale: boxes (N, 4), scores (N,), bool masks (N, H, W)."""
+    """Full-frame inference at native scale: boxes (N, 4), scores (N,), bool masks (N, H, W).
+
+    The 28 x 28 mask probabilities are pasted by ``wirewatch.segment.paste`` (the runtime's paste, the exact
+    inverse of the training targets), not torchvision's, so validation scores what the daemon will see.
+    """
+    m: Any = model
     was_training = model.training
     model.eval()
-    out = model([grey_to_model_input(torch.from_numpy(np.ascontiguousarray(image, np.float32)))])[0]
-    model.train(was_training)
-    masks = (out["masks"][:, 0] >= mask_threshold).numpy()
-    return out["boxes"].numpy(), out["scores"].numpy(), masks
+    try:
+        x = grey_to_model_input(torch.from_numpy(np.ascontiguousarray(image, np.float32)))
+        images, _ = m.transform([x])
+        features = m.backbone(images.tensors)
+        proposals, _ = m.rpn(images, features)
+        detections, _ = m.roi_heads(features, proposals, images.image_sizes)
+    finally:
+        model.train(was_training)
+    d = detections[0]
+    # NativeScaleTransform never resizes, so boxes are already in frame pixels.
+    boxes = d["boxes"].numpy()
+    masks = paste_masks(d["masks"][:, 0].numpy(), boxes, image.shape[:2], mask_threshold)
+    return boxes, d["scores"].numpy(), masks
 
 
 def evaluate_folder(model: nn.Module, folder: CocoFolder, indices: Sequence[int] | None = None,
