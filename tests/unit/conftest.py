@@ -21,7 +21,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("onnx")
     data = write_toy_dataset(root / "data", n_train=6, n_val=2, size=96, seed=5)
     cfg = TrainConfig(data=str(data), out=str(root / "run"), steps=4, batch_size=2, crop_size=64,
-                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=4, log_every=2)
+                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=4, log_every=2, precise_bn_batches=2)
     Trainer(cfg, show_progress=False).run()
     onnx_path = root / "model.onnx"
     argv = sys.argv

@@ -107,7 +107,7 @@ def test_training_warm_starts_from_an_export(trained: dict[str, Path], tmp_path:
     from wirewatch.train.loop import Trainer
 
     cfg = TrainConfig(data=str(trained["data"]), out=str(tmp_path / "warm"), init=str(trained["onnx"]), steps=1,
-                      batch_size=2, crop_size=64, warmup_steps=0, lr=1e-9, val_images=0, checkpoint_every=1,
+                      batch_size=2, crop_size=64, warmup_steps=0, lr=1e-9, val_images=0, checkpoint_every=1, precise_bn_batches=2,
                       log_every=1)
     trainer = Trainer(cfg, show_progress=False)
     reference = recovered(trained["onnx"])

@@ -27,7 +27,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def smoke_config(data: Path, out: Path, **extra: object) -> TrainConfig:
     base = dict(data=str(data), out=str(out), steps=8, batch_size=2, crop_size=64, warmup_steps=2, lr=0.01,
-                val_every=100, val_images=0, checkpoint_every=4, log_every=2, threads=2)
+                val_every=100, val_images=0, checkpoint_every=4, log_every=2, threads=2, precise_bn_batches=2)
     base.update(extra)
     return TrainConfig.model_validate(base)
 
@@ -225,3 +225,34 @@ def test_cli_usage_errors_are_one_message_not_a_traceback(monkeypatch: pytest.Mo
         main()
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "Missing option '--out'" in err and "Traceback" not in err
+
+
+def test_precise_batchnorm_averages_batch_statistics_and_keeps_weights() -> None:
+    from wirewatch.train.batchnorm import precise_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model("compact")
+    gen = torch.Generator().manual_seed(1)
+    batches = [[torch.rand(3, 64, 64, generator=gen) * (k + 1) for _ in range(2)] for k in range(3)]
+    bn = model.backbone.body.bn1
+    seen: list[torch.Tensor] = []
+    hook = bn.register_forward_pre_hook(lambda _m, args: seen.append(args[0].mean(dim=(0, 2, 3))))
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    assert precise_batchnorm(model, batches) == 3
+    hook.remove()
+    # Cumulative average of the three batch means (the batches differ in scale, so an EMA would not match).
+    assert torch.allclose(bn.running_mean, torch.stack(seen).mean(0), atol=1e-5)
+    assert bn.momentum == 0.1 and model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    before = bn.running_mean.clone()
+    assert precise_batchnorm(model, []) == 0
+    assert torch.equal(bn.running_mean, before)  # nothing seen: statistics kept
+
+
+def test_final_checkpoint_has_precise_batchnorm(toy: Path, tmp_path: Path) -> None:
+    trainer = Trainer(smoke_config(toy, tmp_path / "p", steps=2, precise_bn_batches=3), show_progress=False)
+    trainer.run()
+    log_text = (tmp_path / "p" / "train.log").read_text()
+    assert "step 2 BatchNorm statistics re-estimated on 3 batches" in log_text
+    final = read_checkpoint(tmp_path / "p" / "final.pt")["model"]
+    assert int(final["backbone.body.bn1.num_batches_tracked"]) == 3  # reset, then 3 batches

@@ -50,5 +50,8 @@ class TrainConfig(StrictModel):
     val_every: int = Field(default=250, gt=0)
     val_images: int = Field(default=40, ge=0)
     detections_per_image: int = Field(default=200, gt=0)
+    precise_bn_batches: int = Field(
+        default=50, ge=0, description="training batches over which BatchNorm statistics are re-estimated "
+        "before each validation and the final checkpoint (0: keep the moving averages)")
     augmentation: AugmentationConfig = Field(default_factory=lambda: AugmentationConfig())
     schedule: Literal["cosine"] = "cosine"

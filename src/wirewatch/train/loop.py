@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from wirewatch.errors import InputError, ModelError
+from wirewatch.train.batchnorm import precise_batchnorm
 from wirewatch.train.config import TrainConfig
 from wirewatch.train.data import CocoFolder, Sample, augment, random_crop
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
@@ -91,6 +92,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.rng = np.random.default_rng(cfg.seed)
         self.last_metrics: dict[str, float] = {}
+        self._precise_bn_step = -1
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._attach_log_file()
         if resume:
@@ -128,14 +130,17 @@ class Trainer:
         return self.cfg.lr * lr_factor(self.step, self.progress(), self.cfg.warmup_steps)
 
     # ----------------------------------------------------------------- data
-    def next_batch(self) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    def next_batch(self, rng: np.random.Generator | None = None
+                   ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """A batch of augmented random crops, drawn with ``rng`` (default: the run's own generator)."""
+        rng = self.rng if rng is None else rng
         images, targets = [], []
         aug = self.cfg.augmentation.build()
         for _ in range(self.cfg.batch_size):
-            index = int(self.rng.integers(0, len(self.train_data)))
-            sample = random_crop(self.train_data.load(index), self.cfg.crop_size, self.rng,
+            index = int(rng.integers(0, len(self.train_data)))
+            sample = random_crop(self.train_data.load(index), self.cfg.crop_size, rng,
                                  self.cfg.min_instance_area_px)
-            sample = augment(sample, aug, self.rng)
+            sample = augment(sample, aug, rng)
             image, target = to_torch(sample)
             images.append(image)
             targets.append(target)
@@ -206,14 +211,29 @@ class Trainer:
                     self.save_checkpoint(self.run_dir / "last.pt")
         final = None
         if self.finished():
+            self.precise_bn()  # eval mode (export, the daemon) uses these statistics
             final = self.run_dir / "final.pt"
             self.save_checkpoint(final)
             log.info("schedule finished at step %d (%.0f s); final checkpoint %s", self.step, self.elapsed_s, final)
         return TrainResult(self.run_dir, self.step, final, last_losses, self.last_metrics)
 
+    def precise_bn(self) -> None:
+        """Re-estimate BatchNorm statistics (``wirewatch.train.batchnorm``) on crops of their own generator
+        (seeded by run seed and step), so the training sequence does not depend on when this runs."""
+        n = self.cfg.precise_bn_batches
+        if n == 0 or self._precise_bn_step == self.step:
+            return
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([self.cfg.seed, self.step])
+        precise_batchnorm(self.model, (self.next_batch(rng)[0] for _ in range(n)))
+        self._precise_bn_step = self.step
+        log.info("step %d BatchNorm statistics re-estimated on %d batches (%.0f s)", self.step, n,
+                 time.perf_counter() - t0)
+
     def validate(self) -> dict[str, float]:
         if self.val_data is None or self.cfg.val_images == 0:
             return {}
+        self.precise_bn()
         t0 = time.perf_counter()
         n = min(self.cfg.val_images, len(self.val_data))
         metrics = evaluate_folder(self.model, self.val_data, range(n))
