@@ -73,24 +73,32 @@ def test_recalibrated_batchnorm_keeps_eval_and_matches_train_mode(trained: dict[
 
 
 def test_int8_shipped_model_recovers_its_detections() -> None:
-    """The shipped (int8) model back in torch finds the wires the ONNX graph finds."""
-    from torchvision.ops import box_iou
-
+    """The shipped (int8) model back in torch finds the wires the ONNX graph finds, by the export's own
+    int8-vs-float agreement rule (``wirewatch.export.quantize``): the recovered weights are the float graph
+    behind the int8 one, so a detection a hair either side of the threshold is not a disagreement."""
+    from wirewatch.export.quantize import MIN_MATCHED_FRACTION, SCORE_MARGIN, _greedy_matches, box_iou
     from wirewatch.synth import generate, preset_config
 
     path = packaged_model_path()
     model = recovered(path)
-    segmenter = OnnxSegmenter(path, score_threshold=0.5)
-    image = generate(preset_config("ptychography", 256), seed=4242).image.astype(np.float32) / 255.0
-    with torch.no_grad():
-        out = model([grey_to_model_input(torch.from_numpy(image))])[0]
-    boxes = out["boxes"][out["scores"] >= 0.5]
-    dets = segmenter.segment(image)
-    assert len(dets) >= 5 and abs(len(boxes) - len(dets)) <= max(2, len(dets) // 10)
-    best = box_iou(torch.from_numpy(dets.boxes), boxes).max(dim=1).values
-    # The export's own int8 check (wirewatch.export.quantize): >= 85 % matched at box IoU >= 0.5; the
-    # float weights lack only the int8 activation rounding, so most boxes agree far closer than that.
-    assert float((best >= 0.5).float().mean()) >= 0.85 and float(best.median()) >= 0.95
+    low = 0.5 - SCORE_MARGIN
+    segmenter = OnnxSegmenter(path, score_threshold=low)
+    sure = found = 0
+    ious: list[float] = []
+    for seed in (4242, 4243):
+        image = generate(preset_config("ptychography", 256), seed=seed).image.astype(np.float32) / 255.0
+        with torch.no_grad():
+            out = model([grey_to_model_input(torch.from_numpy(image))])[0]
+        t_boxes, t_scores = out["boxes"].numpy(), out["scores"].numpy()
+        o_boxes, o_scores, _, _ = segmenter.raw(image)
+        for a_boxes, a_scores, b_boxes, b_scores in ((o_boxes, o_scores, t_boxes, t_scores),
+                                                     (t_boxes, t_scores, o_boxes, o_scores)):
+            matched = _greedy_matches(box_iou(a_boxes[a_scores >= 0.5], b_boxes[b_scores >= low]), 0.5)
+            sure += int((a_scores >= 0.5).sum())
+            found += len(matched)
+            ious.extend(matched)
+    assert sure >= 20 and found / sure >= MIN_MATCHED_FRACTION, (found, sure)
+    assert float(np.median(ious)) >= 0.95
 
 
 def test_foreign_files_are_named(trained: dict[str, Path], tmp_path: Path) -> None:

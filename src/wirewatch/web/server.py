@@ -9,8 +9,9 @@ bearer token protects every route.
 - One thread per connection. A connection that sends nothing, stops half-way through a request, or
   trickles its request line and headers so that they are not complete within ``request_timeout_s``
   (``http.request_timeout_s``) is closed, so idle, stuck or slowloris clients cannot pile up threads
-  forever (a request body, e.g. an upload, is bounded per read: it may take longer while it keeps moving); a live page's event stream (long-lived by design) switches its socket to
-  ``write_timeout_s``, so a stuck browser's write gives up instead of blocking.
+  forever. A request body (an upload) is bounded per read only: it may take longer while it keeps
+  moving. A live page's event stream (long-lived by design) switches its socket to ``write_timeout_s``,
+  so a stuck browser's write gives up instead of blocking.
 - Browsers cannot send an Authorization header with a page load or ``EventSource``, so with a token and the
   web view mounted the server also accepts a ``wirewatch_token`` cookie, set by opening ``/?token=TOKEN``
   once (303 to the same address without the token). Without the web view a token in a URL is refused (401).
