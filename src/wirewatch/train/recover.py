@@ -15,7 +15,6 @@ that is how each graph weight finds its module.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from wirewatch.errors import InputError, ModelError
-
-log = logging.getLogger(__name__)
 
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm")
 
@@ -96,7 +93,7 @@ def state_dict_from_onnx(path: str | Path, model: nn.Module) -> dict[str, Tensor
         bn = _batchnorm_after(module)
         if bn is not None and f"{bn}.running_mean" in target:
             c = weight.shape[0]
-            eps = float(_get(model, bn).eps)
+            eps = float(model.get_submodule(bn).eps)  # type: ignore[arg-type]
             out[f"{bn}.weight"] = torch.ones(c)
             out[f"{bn}.bias"] = torch.from_numpy(bias if bias is not None else np.zeros(c, np.float32))
             out[f"{bn}.running_mean"] = torch.zeros(c)
@@ -141,13 +138,6 @@ def _batchnorm_after(conv_path: str) -> str | None:
     return None
 
 
-def _get(model: nn.Module, path: str) -> Any:
-    obj: Any = model
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Sequence[Tensor]]) -> int:
     """Re-express every BatchNorm around the batch statistics of ``batches``, same eval-mode function.
@@ -167,11 +157,12 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Sequence[Tensor]])
             sums[name].append(torch.stack([z.sum(dims), (z * z).sum(dims),
                                            torch.full_like(z[0, :, 0, 0], z.numel() / z.shape[1])]))
         hooks.append(bn.register_forward_pre_hook(hook))
+    m: Any = model
     was_training = model.training
     model.eval()
     try:
-        for images in batches:
-            model(list(images))
+        for images in batches:  # only the backbone holds BatchNorm: the heads need not run
+            m.backbone(m.transform(list(images))[0].tensors)
     finally:
         for h in hooks:
             h.remove()
