@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 MAX_BODY_BYTES = 1 << 20  # Alertmanager caps a post at max_alerts; 1 MiB is plenty
+DISCARD_BYTES, DISCARD_TIMEOUT_S = 16 << 20, 5.0  # what an oversized post may still send before its 413
 
 
 class PayloadError(ValueError):
@@ -106,6 +107,16 @@ class Receiver:
                     self._reply(411, {"error": "Content-Length required"})
                     return
                 if length < 0 or length > MAX_BODY_BYTES:
+                    # Let the client finish sending (read and dropped, never kept) so it reads the 413
+                    # instead of a connection reset; a body beyond DISCARD_BYTES is cut off with the close.
+                    self.close_connection = True
+                    self.connection.settimeout(DISCARD_TIMEOUT_S)
+                    left = min(max(length, 0), DISCARD_BYTES)
+                    try:
+                        while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
+                            left -= len(chunk)
+                    except OSError:
+                        pass
                     self._reply(413, {"error": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"})
                     return
                 try:
