@@ -13,15 +13,20 @@ import pytest
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A compact model trained a few steps on toy rods, exported through the CLI."""
     pytest.importorskip("torch", reason="exporting needs the `train` extra (torch, torchvision, onnx)")
+    return train_and_export(tmp_path_factory.mktemp("onnx"), "compact")
+
+
+def train_and_export(root: Path, variant: str, steps: int = 4) -> dict[str, Path]:
+    """Train ``variant`` ``steps`` steps on toy rods under ``root`` and export it (fp32) through the CLI."""
     from wirewatch.cli.app import main
     from wirewatch.train.config import TrainConfig
     from wirewatch.train.loop import Trainer
     from wirewatch.train.toy import write_toy_dataset
 
-    root = tmp_path_factory.mktemp("onnx")
     data = write_toy_dataset(root / "data", n_train=6, n_val=2, size=96, seed=5)
-    cfg = TrainConfig(data=str(data), out=str(root / "run"), steps=4, batch_size=2, crop_size=64,
-                      warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=4, log_every=2, precise_bn_batches=2)
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), variant=variant, steps=steps, batch_size=2,
+                      crop_size=64, warmup_steps=2, lr=0.01, val_images=0, checkpoint_every=steps, log_every=2,
+                      precise_bn_batches=2)
     Trainer(cfg, show_progress=False).run()
     onnx_path = root / "model.onnx"
     argv = sys.argv

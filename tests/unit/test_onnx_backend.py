@@ -15,7 +15,7 @@ from wirewatch.segment.model_files import packaged_model_path, read_onnx_metadat
 from wirewatch.segment.onnx_backend import OnnxSegmenter
 from wirewatch.segment.paste import paste_masks
 
-from .conftest import toy_image
+from .conftest import toy_image, train_and_export
 
 # The module fixture trains and exports a model (~1 min on an idle 2-core machine, several on a loaded one).
 pytestmark = pytest.mark.timeout(900)
@@ -66,6 +66,31 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
         assert np.all(inter[nonempty] / union[nonempty] >= 0.99)
         compared += int(nonempty.sum())
     assert compared > 0
+
+
+def test_compact56_exports_56_pixel_masks_that_match_pytorch(tmp_path: Path) -> None:
+    """The fine-mask variant: 56 x 56 mask probabilities out of the graph, declared in the metadata,
+    pasted by the runtime to the same masks as the torch model's."""
+    pytest.importorskip("torch", reason="exporting needs the `train` extra (torch, torchvision, onnx)")
+    from wirewatch.export.onnx import model_from_checkpoint
+    from wirewatch.train.validate import predict
+
+    files = train_and_export(tmp_path, "compact56", steps=2)
+    segmenter = OnnxSegmenter(files["onnx"], score_threshold=0.05)
+    assert segmenter.metadata.variant == "compact56" and segmenter.metadata.mask_size == 56
+    model, _ = model_from_checkpoint(files["checkpoint"])
+    model.roi_heads.score_thresh = 0.05
+    image = toy_image(files["data"], 6)
+    raw = segmenter.session.run(None, {"image": image, "score_threshold": np.array(0.05, np.float32)})
+    assert raw[3].shape[1:] == (56, 56) and len(raw[3]) > 0
+    boxes, scores, masks = predict(model, image)
+    got = segmenter.segment(image)
+    assert len(got) == len(scores) > 0
+    np.testing.assert_allclose(got.scores, scores, rtol=1e-3, atol=1e-5)
+    assert np.max(np.abs(got.boxes - boxes) / np.maximum(np.abs(boxes), 1.0)) <= 1e-3
+    inter = (got.masks & masks).sum(axis=(1, 2))
+    union = (got.masks | masks).sum(axis=(1, 2))
+    assert np.all(inter[union > 0] / union[union > 0] >= 0.99)
 
 
 def test_metadata_is_embedded_and_read_back(trained: dict[str, Path]) -> None:

@@ -14,7 +14,12 @@ from wirewatch.errors import ModelError  # noqa: E402
 from wirewatch.segment.model_files import packaged_model_path  # noqa: E402
 from wirewatch.segment.onnx_backend import OnnxSegmenter  # noqa: E402
 from wirewatch.train.model import build_model, grey_to_model_input, load_init_weights  # noqa: E402
-from wirewatch.train.recover import _module_path, recalibrate_batchnorm, state_dict_from_onnx  # noqa: E402
+from wirewatch.train.recover import (  # noqa: E402
+    _module_path,
+    onnx_variant,
+    recalibrate_batchnorm,
+    state_dict_from_onnx,
+)
 
 from .conftest import toy_image  # noqa: E402
 
@@ -22,7 +27,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def recovered(path: Path) -> torch.nn.Module:
-    model = build_model("compact")
+    model = build_model(onnx_variant(path) or "compact")
     model.load_state_dict(state_dict_from_onnx(path, model), strict=False)
     return model.eval()
 

@@ -1,8 +1,9 @@
-"""Export a trained Mask R-CNN to ONNX, ending at the 28 x 28 mask probabilities.
+"""Export a trained Mask R-CNN to ONNX, ending at the low-resolution mask probabilities.
 
 The graph takes one grey frame ``image`` (H, W) float32 in 0..1 (H and W dynamic,
 native pixel scale) and returns ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,)
-and ``mask_probs`` (N, 28, 28). Mask pasting is left to the runtime
+and ``mask_probs`` (N, M, M): M = 28, or 56 for ``compact56``, in the metadata as
+``mask_size``. Mask pasting is left to the runtime
 (``wirewatch.segment.paste``): in-graph pasting cost about 1 s per frame.
 The file carries its metadata (``metadata_props``) so the runtime can check it.
 """
@@ -22,7 +23,14 @@ from torch import Tensor, nn
 
 from wirewatch.errors import InputError, ModelError
 from wirewatch.train.loop import read_checkpoint
-from wirewatch.train.model import CLASS_NAMES, IMAGE_MEAN, IMAGE_STD, build_model, grey_to_model_input
+from wirewatch.train.model import (
+    CLASS_NAMES,
+    IMAGE_MEAN,
+    IMAGE_STD,
+    build_model,
+    grey_to_model_input,
+    mask_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,7 @@ def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, 
 def export_metadata(state: dict[str, Any], input_size: tuple[int, int], score_threshold: float,
                     mask_threshold: float = 0.5) -> dict[str, str]:
     cfg = state.get("config", {})
+    variant = str(state.get("variant", cfg.get("variant", "compact")))
     return {
         "format": METADATA_FORMAT,
         "input_name": INPUT_NAME,
@@ -113,9 +122,9 @@ def export_metadata(state: dict[str, Any], input_size: tuple[int, int], score_th
         "input_scale": "native: no resize in the graph; trained on native-scale crops",
         "normalisation": json.dumps({"mean": IMAGE_MEAN, "std": IMAGE_STD, "applied": "in graph"}),
         "outputs": json.dumps(list(OUTPUT_NAMES)),
-        "mask_size": "28",
+        "mask_size": str(mask_size(variant)),
         "class_names": json.dumps(list(CLASS_NAMES)),
-        "variant": str(state.get("variant", cfg.get("variant", ""))),
+        "variant": variant,
         "training_data_config_hash": str(state.get("data_config_hash", "unknown")),
         "training_step": str(state.get("step", "")),
         "training_config": json.dumps(cfg, sort_keys=True),
@@ -163,7 +172,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, input_size: tuple[int, 
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "wirewatch"
-    proto.doc_string = "wirewatch Mask R-CNN (nanowires); outputs end at 28x28 mask probabilities"
+    side = mask_size(str(state.get("variant", state.get("config", {}).get("variant", "compact"))))
+    proto.doc_string = f"wirewatch Mask R-CNN (nanowires); outputs end at {side}x{side} mask probabilities"
     onnx.checker.check_model(proto)
     if precision == "int8":
         from wirewatch.export.quantize import quantize_model

@@ -18,6 +18,12 @@ from typing import Any
 import yaml
 
 TARGETS = {"segm.AP": 0.85, "bbox.AP": 0.85}
+VARIANT_WORDS = {
+    "compact": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 28 x 28 masks from 14 x 14 RoIs on FPN levels by box size",
+    "compact56": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 56 x 56 masks from 28 x 28 RoIs "
+                 "on the stride-4 level",
+    "r50_fpn": "the paper's ResNet-50 + FPN 256 ch, torchvision's head sizes",
+}
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -59,13 +65,16 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
     evals = {p.stem: json.loads(p.read_text()) for p in sorted(eval_dir.glob("*.json"))}
     model = {k.removeprefix("model-"): v for k, v in evals.items() if k.startswith("model-")}
     baseline = {k.removeprefix("watershed-"): v for k, v in evals.items() if k.startswith("watershed-")}
+    from wirewatch.train.model import mask_size
+
+    side = mask_size(cfg["variant"])
     lines = [
         "# Model card: wirewatch default nanowire segmenter (`default.onnx`)",
         "",
-        "Mask R-CNN, `compact` variant (ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads; "
+        f"Mask R-CNN, `{cfg['variant']}` variant ({VARIANT_WORDS.get(cfg['variant'], 'see `docs/model.md`')}; "
         "see `docs/model.md`), one class `nanowire`, trained from random initialisation on synthetic "
-        "images only, on a shared 2-core CPU. " + export_description(model_file) + "; the graph ends at 28 x 28 mask "
-        "probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "
+        "images only, on a shared 2-core CPU. " + export_description(model_file) + f"; the graph ends at {side} x "
+        f"{side} mask probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "
         "(optical density, bright wires), any size, native pixel scale (trained on 256 px crops of 512 px "
         "frames). Default score threshold 0.5, mask threshold 0.5.",
         "",
