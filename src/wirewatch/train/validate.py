@@ -22,7 +22,7 @@ def predict(model: nn.Module, image: np.ndarray, mask_threshold: float = 0.5
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full-frame inference at native scale: boxes (N, 4), scores (N,), bool masks (N, H, W).
 
-    The 28 x 28 mask probabilities are pasted by ``wirewatch.segment.paste`` (the runtime's paste, the exact
+    The M x M mask probabilities are pasted by ``wirewatch.segment.paste`` (the runtime's paste, the exact
     inverse of the training targets), not torchvision's, so validation scores what the daemon will see.
     """
     m: Any = model
