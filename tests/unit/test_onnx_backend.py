@@ -154,6 +154,13 @@ def test_model_file_problems_are_model_errors(trained: dict[str, Path], tmp_path
         fixed.segment(np.zeros((128, 128), np.float32))
     with pytest.raises(InputError, match=r"score_threshold must be within 0\.\.1"):
         OnnxSegmenter(trained["onnx"], score_threshold=1.5)
+    import onnx
+
+    mislabelled = onnx.load(str(trained["onnx"]))
+    next(p for p in mislabelled.metadata_props if p.key == "mask_size").value = "56"
+    onnx.save(mislabelled, str(tmp_path / "mislabelled.onnx"))
+    with pytest.raises(ModelError, match="mask_probs are 28x28 but the metadata says mask_size 56"):
+        OnnxSegmenter(tmp_path / "mislabelled.onnx")
 
 
 def test_int8_export_quantises_the_backbone_and_keeps_the_detections(trained: dict[str, Path], int8_model: Path) -> None:

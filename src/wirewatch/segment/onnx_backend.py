@@ -124,11 +124,16 @@ class OnnxSegmenter:
                              f"scalar score threshold, got {[(i.name, i.shape) for i in inputs]}")
         if tuple(outputs) != EXPECTED_OUTPUTS:
             raise ModelError(f"{self.model_path}: expected outputs {list(EXPECTED_OUTPUTS)}, got {outputs}")
+        # The paste reads any M x M grid, but a grid that contradicts the metadata means a mislabelled file.
+        grid = self.session.get_outputs()[3].shape[1:]
+        if all(isinstance(d, int) for d in grid) and tuple(grid) != (self.metadata.mask_size,) * 2:
+            raise ModelError(f"{self.model_path}: mask_probs are {grid[0]}x{grid[1]} but the metadata says "
+                             f"mask_size {self.metadata.mask_size}")
         self.input_name = image_inputs[0].name
         self.threshold_input = scalar_inputs[0].name if scalar_inputs else None
 
     def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The graph's outputs for a validated image: boxes, scores, labels, 28x28 mask probabilities."""
+        """The graph's outputs for a validated image: boxes, scores, labels, M x M mask probabilities."""
         feed: dict[str, np.ndarray] = {self.input_name: image}
         if self.threshold_input is not None:
             feed[self.threshold_input] = np.asarray(self.score_threshold, np.float32)
