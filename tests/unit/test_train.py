@@ -161,6 +161,25 @@ def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
 
 
+def test_train_only_moves_the_named_heads_and_nothing_else(toy: Path, tmp_path: Path) -> None:
+    """``train_only``: the mask branch learns on a frozen detector; frozen weights and BatchNorm statistics
+    stay bit-identical (BatchNorm in eval mode while training), and a resumed run keeps the freeze."""
+    heads = ["roi_heads.mask_head", "roi_heads.mask_predictor"]
+    trainer = Trainer(smoke_config(toy, tmp_path / "h", steps=4, train_only=heads), show_progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert len(trainer.frozen_batchnorm) == 20  # ResNet-18's BatchNorm layers
+    trainer.run()
+    after = trainer.model.state_dict()
+    moved = {k for k in after if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(tuple(heads)) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("roi_heads.mask_predictor") for k in moved)
+    resumed = Trainer(smoke_config(toy, tmp_path / "h", steps=4, train_only=heads), resume=True, show_progress=False)
+    assert {n for n, p in resumed.model.named_parameters() if p.requires_grad} == \
+        {n for n in dict(resumed.model.named_parameters()) if n.startswith(tuple(heads))}
+    with pytest.raises(InputError, match=r"train_only prefixes \['roi_heads.mask_hed'\] match no parameter"):
+        Trainer(smoke_config(toy, tmp_path / "x", train_only=["roi_heads.mask_hed"]), show_progress=False)
+
+
 def test_validation_writes_ap_columns_and_curve(toy: Path, tmp_path: Path) -> None:
     trainer = Trainer(smoke_config(toy, tmp_path / "v", steps=2, val_every=2, val_images=2), show_progress=False)
     result = trainer.run()

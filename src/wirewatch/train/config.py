@@ -53,5 +53,8 @@ class TrainConfig(StrictModel):
     precise_bn_batches: int = Field(
         default=50, ge=0, description="training batches over which BatchNorm statistics are re-estimated "
         "before each validation and the final checkpoint (0: keep the moving averages)")
+    train_only: list[str] = Field(
+        default_factory=list, description="parameter-name prefixes to train (e.g. roi_heads.mask_head); "
+        "everything else is frozen, its BatchNorm statistics included (empty: train everything)")
     augmentation: AugmentationConfig = Field(default_factory=lambda: AugmentationConfig())
     schedule: Literal["cosine"] = "cosine"

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
@@ -60,6 +61,25 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
+def freeze_all_but(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Module]:
+    """Freeze every parameter whose name starts with none of ``prefixes`` (none: train everything).
+
+    Returns the frozen BatchNorm layers, which the training step keeps in eval mode: their statistics
+    are part of what is frozen (a trained backbone under a new head keeps computing the same features).
+    """
+    if not prefixes:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        raise InputError(f"train_only prefixes {unmatched} match no parameter of this model "
+                         f"(e.g. {', '.join(sorted({n.rsplit('.', 2)[0] for n in names})[:5])})")
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in prefixes))
+    return [m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not any(name.startswith(p) for p in prefixes)]
+
+
 def data_config_hash(root: str | Path) -> str:
     """sha256 of the synthesiser's manifest (its config and seed), or of train.json without one."""
     root = Path(root)
@@ -85,6 +105,7 @@ class Trainer:
         self.data_hash = data_config_hash(cfg.data)
         torch.manual_seed(cfg.seed)  # before building: the random init is part of the run's seed
         self.model = build_model(cfg.variant, len(CLASS_NAMES), cfg.detections_per_image)
+        self.frozen_batchnorm = freeze_all_but(self.model, cfg.train_only)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
@@ -149,6 +170,8 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def train_step(self) -> dict[str, float]:
         self.model.train()
+        for module in self.frozen_batchnorm:
+            module.eval()
         images, targets = self.next_batch()
         lr = self.current_lr()
         for group in self.optimizer.param_groups:
@@ -221,7 +244,7 @@ class Trainer:
         """Re-estimate BatchNorm statistics (``wirewatch.train.batchnorm``) on crops of their own generator
         (seeded by run seed and step), so the training sequence does not depend on when this runs."""
         n = self.cfg.precise_bn_batches
-        if n == 0 or self._precise_bn_step == self.step:
+        if n == 0 or self._precise_bn_step == self.step or self.cfg.train_only:
             return
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.cfg.seed, self.step])
