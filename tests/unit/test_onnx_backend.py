@@ -68,16 +68,17 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
     assert compared > 0
 
 
-def test_compact56_exports_56_pixel_masks_that_match_pytorch(tmp_path: Path) -> None:
-    """The fine-mask variant: 56 x 56 mask probabilities out of the graph, declared in the metadata,
-    pasted by the runtime to the same masks as the torch model's."""
+@pytest.mark.parametrize("variant", ["compact56", "compact56i"])
+def test_compact56_exports_56_pixel_masks_that_match_pytorch(tmp_path: Path, variant: str) -> None:
+    """The fine-mask variants (compact56i's head also reads the frame): 56 x 56 mask probabilities out of
+    the graph, declared in the metadata, pasted by the runtime to the same masks as the torch model's."""
     pytest.importorskip("torch", reason="exporting needs the `train` extra (torch, torchvision, onnx)")
     from wirewatch.export.onnx import model_from_checkpoint
     from wirewatch.train.validate import predict
 
-    files = train_and_export(tmp_path, "compact56", steps=2)
+    files = train_and_export(tmp_path, variant, steps=2)
     segmenter = OnnxSegmenter(files["onnx"], score_threshold=0.05)
-    assert segmenter.metadata.variant == "compact56" and segmenter.metadata.mask_size == 56
+    assert segmenter.metadata.variant == variant and segmenter.metadata.mask_size == 56
     model, _ = model_from_checkpoint(files["checkpoint"])
     model.roi_heads.score_thresh = 0.05
     image = toy_image(files["data"], 6)

@@ -15,7 +15,7 @@ from wirewatch.errors import InputError, ModelError  # noqa: E402
 from wirewatch.train.config import TrainConfig  # noqa: E402
 from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, boxes_of, random_crop  # noqa: E402
 from wirewatch.train.loop import Trainer, lr_factor, read_checkpoint  # noqa: E402
-from wirewatch.train.model import build_model, load_init_weights  # noqa: E402
+from wirewatch.train.model import build_model, grey_to_model_input, load_init_weights  # noqa: E402
 from wirewatch.train.toy import write_toy_dataset  # noqa: E402
 from wirewatch.train.validate import coco_ap  # noqa: E402
 
@@ -121,6 +121,29 @@ def test_init_weights_skip_heads_of_another_class_count(tmp_path: Path) -> None:
         load_init_weights(target, junk)
     with pytest.raises(InputError, match="not found"):
         load_init_weights(target, tmp_path / "absent.pth")
+
+
+def test_image_guided_variant_starts_as_the_model_it_grew_from(tmp_path: Path) -> None:
+    """compact56 -> compact56i: the mask head's first conv gains the frame's 4 channels at zero weight, so
+    the grown model predicts the same masks; with weight on them, the frame changes the masks."""
+    torch.manual_seed(0)
+    source = build_model("compact56").eval()
+    path = tmp_path / "compact56.pth"
+    torch.save(source.state_dict(), path)
+    grown = build_model("compact56i").eval()
+    report = load_init_weights(grown, path)
+    assert report.widened == ("roi_heads.mask_head.0.0.weight",) and not report.skipped_shape
+    first = grown.state_dict()["roi_heads.mask_head.0.0.weight"]
+    assert first.shape[1] == 128 + 4 and torch.count_nonzero(first[:, 128:]) == 0
+    image = torch.rand(96, 96)
+    with torch.no_grad():
+        a = source([grey_to_model_input(image)])[0]
+        b = grown([grey_to_model_input(image)])[0]
+        assert len(a["masks"]) > 0 and torch.equal(a["boxes"], b["boxes"])
+        assert torch.allclose(a["masks"], b["masks"], atol=1e-6)
+        grown.state_dict()["roi_heads.mask_head.0.0.weight"][:, 128:] = 1.0
+        c = grown([grey_to_model_input(image)])[0]
+    assert not torch.allclose(a["masks"], c["masks"], atol=1e-3)
 
 
 # ------------------------------------------------------------------ metrics

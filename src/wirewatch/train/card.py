@@ -22,6 +22,7 @@ VARIANT_WORDS = {
     "compact": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 28 x 28 masks from 14 x 14 RoIs on FPN levels by box size",
     "compact56": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 56 x 56 masks from 28 x 28 RoIs "
                  "on the stride-4 level",
+    "compact56i": "as compact56, and the mask head also reads the frame's pixels on the 56 x 56 mask grid",
     "r50_fpn": "the paper's ResNet-50 + FPN 256 ch, torchvision's head sizes",
 }
 

@@ -24,6 +24,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from wirewatch.errors import InputError, ModelError
+from wirewatch.train.image_guided import IMAGE_CHANNELS, make_image_guided
 
 CLASS_NAMES = ("background", "nanowire")
 # Grey input replicated to 3 channels; one mean/std for all three (kept in the ONNX metadata).
@@ -56,6 +57,7 @@ class VariantSpec:
     # Mask branch: RoIAlign grid (the head doubles it: 14 -> 28 x 28 masks) and the FPN levels it reads.
     mask_pool: int = 14
     mask_levels: tuple[str, ...] = ("0", "1", "2", "3")
+    mask_reads_image: bool = False  # the mask head also sees the frame on its grid (wirewatch.train.image_guided)
 
 
 VARIANTS: dict[str, VariantSpec] = {
@@ -67,6 +69,9 @@ VARIANTS: dict[str, VariantSpec] = {
     # With ground-truth boxes the compact head reached mask AP 0.48 on 30 fresh frames, where its
     # 28 x 28 targets pasted back score 0.995: the head, not the grid size, was the limit.
     "compact56": VariantSpec("resnet18", 128, 256, (64, 64, 64), 128, 128, mask_pool=28, mask_levels=("0",)),
+    # compact56 whose mask head also reads the frame's pixels on the 56 x 56 mask grid: sub-pixel edges.
+    "compact56i": VariantSpec("resnet18", 128, 256, (64, 64, 64), 128, 128, mask_pool=28, mask_levels=("0",),
+                              mask_reads_image=True),
     # The paper's ResNet-50-FPN with torchvision's default head sizes.
     "r50_fpn": VariantSpec("resnet50", 256, 1024, (256, 256, 256, 256), 512, 256),
 }
@@ -104,10 +109,12 @@ def build_model(variant: str = "compact", num_classes: int = len(CLASS_NAMES),
         box_detections_per_img=detections_per_image,
         box_score_thresh=score_threshold,
         mask_roi_pool=MultiScaleRoIAlign(list(spec.mask_levels), spec.mask_pool, 2),
-        mask_head=MaskRCNNHeads(c, list(spec.mask_head_layers), 1),
+        mask_head=MaskRCNNHeads(c + (IMAGE_CHANNELS if spec.mask_reads_image else 0), list(spec.mask_head_layers), 1),
         mask_predictor=MaskRCNNPredictor(spec.mask_head_layers[-1], spec.mask_head_layers[-1], num_classes),
     )
     model.transform = NativeScaleTransform(512, 4096, list(IMAGE_MEAN), list(IMAGE_STD))
+    if spec.mask_reads_image:
+        make_image_guided(model, list(spec.mask_levels), spec.mask_pool)
     return model
 
 
@@ -135,9 +142,10 @@ class InitReport:
     skipped_shape: tuple[str, ...]
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
+    widened: tuple[str, ...] = ()  # conv weights loaded into more input channels (the new ones zero)
 
     def summary(self) -> str:
-        return (f"loaded {self.loaded} tensors; skipped {len(self.skipped_shape)} with mismatched shapes "
+        return (f"loaded {self.loaded} tensors ({len(self.widened)} widened with zero-weight inputs); skipped {len(self.skipped_shape)} with mismatched shapes "
                 f"({', '.join(self.skipped_shape[:6])}{'...' if len(self.skipped_shape) > 6 else ''}); "
                 f"{len(self.missing)} model tensors left at init; {len(self.unexpected)} file tensors unused")
 
@@ -170,10 +178,18 @@ def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
     target = model.state_dict()
     usable: dict[str, Tensor] = {}
     skipped: list[str] = []
+    widened: list[str] = []
     for name, tensor in source.items():
         if name in target:
             if target[name].shape == tensor.shape:
                 usable[name] = tensor
+            elif _is_widened_input(tensor, target[name]):
+                # A conv that gained input channels (compact56 -> compact56i): the new inputs start at zero
+                # weight, so the layer computes what it computed before and learns to use them.
+                grown = torch.zeros_like(target[name])
+                grown[:, : tensor.shape[1]] = tensor
+                usable[name] = grown
+                widened.append(name)
             else:
                 skipped.append(name)
     result = model.load_state_dict(usable, strict=False)
@@ -181,4 +197,10 @@ def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
     if not usable:
         raise ModelError(f"no tensor in {path} matches this model (wrong variant?)")
     return InitReport(loaded=len(usable), skipped_shape=tuple(skipped),
-                      missing=tuple(result.missing_keys), unexpected=unexpected)
+                      missing=tuple(result.missing_keys), unexpected=unexpected, widened=tuple(widened))
+
+
+def _is_widened_input(source: Tensor, target: Tensor) -> bool:
+    """A conv weight (out, in, k, k) whose target has the same shape but more input channels."""
+    return (source.ndim == 4 and target.ndim == 4 and source.shape[0] == target.shape[0]
+            and source.shape[2:] == target.shape[2:] and source.shape[1] < target.shape[1])
