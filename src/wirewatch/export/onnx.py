@@ -2,8 +2,8 @@
 
 The graph takes one grey frame ``image`` (H, W) float32 in 0..1 (H and W dynamic,
 native pixel scale) and returns ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,)
-and ``mask_probs`` (N, M, M): M = 28, or 56 for ``compact56``, in the metadata as
-``mask_size``. Mask pasting is left to the runtime
+and ``mask_probs`` (N, M, M): M = 28, or 56 for the ``compact56`` variants, in the
+metadata as ``mask_size``. Mask pasting is left to the runtime
 (``wirewatch.segment.paste``): in-graph pasting cost about 1 s per frame.
 The file carries its metadata (``metadata_props``) so the runtime can check it.
 """
@@ -168,11 +168,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, input_size: tuple[int, 
         )
     proto = onnx.load(str(tmp))
     del proto.metadata_props[:]
-    for key, value in export_metadata(state, input_size, score_threshold, mask_threshold).items():
+    metadata = export_metadata(state, input_size, score_threshold, mask_threshold)
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "wirewatch"
-    side = mask_size(str(state.get("variant", state.get("config", {}).get("variant", "compact"))))
+    side = metadata["mask_size"]
     proto.doc_string = f"wirewatch Mask R-CNN (nanowires); outputs end at {side}x{side} mask probabilities"
     onnx.checker.check_model(proto)
     if precision == "int8":

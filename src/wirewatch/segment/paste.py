@@ -1,4 +1,4 @@
-"""Paste low-resolution (M x M: 28, or 56 for `compact56`) mask probabilities into the frame with OpenCV.
+"""Paste low-resolution (M x M: 28, or 56 for the `compact56` variants) mask probabilities into the frame with OpenCV.
 
 The mask head learns targets made by torchvision's ``project_masks_on_boxes``: ``roi_align`` of the
 ground-truth mask over the box (``aligned=False``, each bin averaged over ceil(w / M) x ceil(h / M)

@@ -72,7 +72,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
     lines = [
         "# Model card: wirewatch default nanowire segmenter (`default.onnx`)",
         "",
-        f"Mask R-CNN, `{cfg['variant']}` variant ({VARIANT_WORDS.get(cfg['variant'], 'see `docs/model.md`')}; "
+        f"Mask R-CNN, `{cfg['variant']}` variant ({VARIANT_WORDS.get(cfg['variant'], cfg['variant'])}; "
         "see `docs/model.md`), one class `nanowire`, trained from random initialisation on synthetic "
         "images only, on a shared 2-core CPU. " + export_description(model_file) + f"; the graph ends at {side} x "
         f"{side} mask probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "

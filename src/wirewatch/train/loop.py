@@ -244,7 +244,8 @@ class Trainer:
         """Re-estimate BatchNorm statistics (``wirewatch.train.batchnorm``) on crops of their own generator
         (seeded by run seed and step), so the training sequence does not depend on when this runs."""
         n = self.cfg.precise_bn_batches
-        if n == 0 or self._precise_bn_step == self.step or self.cfg.train_only:
+        # Re-estimating would overwrite the statistics that train_only froze.
+        if n == 0 or self._precise_bn_step == self.step or self.frozen_batchnorm:
             return
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.cfg.seed, self.step])
