@@ -65,9 +65,11 @@ VARIANTS: dict[str, VariantSpec] = {
     "compact": VariantSpec("resnet18", 128, 256, (128, 128), 128, 128),
     # compact with a finer mask branch for thin wires: every RoI read from the stride-4 level (FPN's
     # size-based level choice sends a long diagonal wire's big box to stride 16, coarser than the
-    # wire is wide) on a 28 x 28 grid, so masks come out 56 x 56; slimmer head channels pay for it.
-    # With ground-truth boxes the compact head reached mask AP 0.48 on 30 fresh frames, where its
-    # 28 x 28 targets pasted back score 0.995: the head, not the grid size, was the limit.
+    # wire is wide) on a 28 x 28 grid, so masks come out 56 x 56; slimmer head channels pay for part
+    # of it (~2.5 instead of ~1.5 s per training step). With ground-truth boxes the compact head reached
+    # mask AP 0.48 on 30 fresh frames, where its 28 x 28 targets pasted back score 0.995: the head, not
+    # the grid size, is the limit. Trained on the shipped detector's frozen features it has not beaten
+    # the compact head yet (docs/model.md, "Variants").
     "compact56": VariantSpec("resnet18", 128, 256, (64, 64, 64), 128, 128, mask_pool=28, mask_levels=("0",)),
     # compact56 whose mask head also reads the frame's pixels on the 56 x 56 mask grid: sub-pixel edges.
     "compact56i": VariantSpec("resnet18", 128, 256, (64, 64, 64), 128, 128, mask_pool=28, mask_levels=("0",),
