@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import roi_align
+from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
 from wirewatch import coco
 from wirewatch.segment.paste import paste_masks
@@ -49,9 +49,9 @@ def mask_probs_on_boxes(model: nn.Module, image: np.ndarray, boxes: np.ndarray) 
 
 
 def encode_on_grid(masks: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
-    """True masks as the mask head's training targets (torchvision's ``project_masks_on_boxes``)."""
-    rois = torch.cat([torch.arange(len(boxes), dtype=torch.float32)[:, None], torch.from_numpy(boxes)], 1)
-    return roi_align(torch.from_numpy(masks.astype(np.float32))[:, None], rois, (side, side), 1.0)[:, 0].numpy()
+    """True masks as the mask head's training targets: torchvision's own ``project_masks_on_boxes``."""
+    return project_masks_on_boxes(torch.from_numpy(masks), torch.from_numpy(boxes),
+                                  torch.arange(len(boxes)), side).numpy()
 
 
 def diagnose(model: nn.Module, folder: CocoFolder, images: int) -> dict[str, dict[str, float]]:
