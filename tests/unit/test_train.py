@@ -203,6 +203,24 @@ def test_train_only_moves_the_named_heads_and_nothing_else(toy: Path, tmp_path: 
         Trainer(smoke_config(toy, tmp_path / "x", train_only=["roi_heads.mask_hed"]), show_progress=False)
 
 
+def test_loss_weights_scale_the_optimised_sum(toy: Path, tmp_path: Path) -> None:
+    """The logged total is the weighted sum of the (unweighted) logged terms; zero weights and no weight decay
+    leave every parameter where it was, so the weights really reach the gradient."""
+    trainer = Trainer(smoke_config(toy, tmp_path / "w", loss_weights={"loss_mask": 3.0}), show_progress=False)
+    values = trainer.train_step()
+    terms = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+    assert values["loss"] == pytest.approx(sum(values[k] for k in terms) + 2 * values["loss_mask"], rel=1e-5)
+    frozen = Trainer(smoke_config(toy, tmp_path / "z", weight_decay=0.0, loss_weights=dict.fromkeys(terms, 0.0)),
+                     show_progress=False)
+    before = {k: v.clone() for k, v in frozen.model.named_parameters()}
+    frozen.train_step()
+    assert all(torch.equal(before[k], v) for k, v in frozen.model.named_parameters())
+    with pytest.raises(ValueError, match=r"unknown loss terms \['loss_masks'\]"):
+        smoke_config(toy, tmp_path / "x", loss_weights={"loss_masks": 2.0})
+    with pytest.raises(ValueError, match="loss weights must be >= 0"):
+        smoke_config(toy, tmp_path / "x", loss_weights={"loss_mask": -1.0})
+
+
 def test_validation_writes_ap_columns_and_curve(toy: Path, tmp_path: Path) -> None:
     trainer = Trainer(smoke_config(toy, tmp_path / "v", steps=2, val_every=2, val_images=2), show_progress=False)
     result = trainer.run()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from wirewatch.config.base import StrictModel
 from wirewatch.train.data import Augmentation
+
+# torchvision's Mask R-CNN loss terms, in the order they are logged.
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
 class AugmentationConfig(StrictModel):
@@ -56,5 +59,19 @@ class TrainConfig(StrictModel):
     train_only: list[str] = Field(
         default_factory=list, description="parameter-name prefixes to train (e.g. roi_heads.mask_head); "
         "everything else is frozen, its BatchNorm statistics included (empty: train everything)")
+    loss_weights: dict[str, float] = Field(
+        default_factory=dict, description="multiplier per torchvision loss term (e.g. loss_mask: 2.0) in the "
+        "optimised sum; terms not named weigh 1. The logged terms stay unweighted, the logged total is weighted")
     augmentation: AugmentationConfig = Field(default_factory=lambda: AugmentationConfig())
     schedule: Literal["cosine"] = "cosine"
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _known_loss_terms(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"unknown loss terms {unknown}; allowed: {list(LOSS_TERMS)}")
+        negative = sorted(k for k, w in weights.items() if not w >= 0)
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {[(k, weights[k]) for k in negative]}")
+        return weights

@@ -30,14 +30,14 @@ from torch import nn
 
 from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
-from wirewatch.train.config import TrainConfig
+from wirewatch.train.config import LOSS_TERMS, TrainConfig
 from wirewatch.train.data import CocoFolder, Sample, augment, random_crop
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
 from wirewatch.train.validate import evaluate_folder
 
 log = logging.getLogger("wirewatch.train")
 
-LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+LOSS_KEYS = LOSS_TERMS
 AP_KEYS = ("bbox.AP", "bbox.AP50", "bbox.AP75", "segm.AP", "segm.AP50", "segm.AP75")
 CSV_COLUMNS = ("step", "elapsed_s", "lr", "loss", *LOSS_KEYS, "s_per_step", *AP_KEYS)
 CHECKPOINT_FORMAT = 1
@@ -177,7 +177,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_dict = self.model(images, targets)
-        loss = sum(loss_dict.values())
+        weights = self.cfg.loss_weights
+        loss = sum(v * weights.get(k, 1.0) for k, v in loss_dict.items())
         assert isinstance(loss, torch.Tensor)
         values = {k: float(v.detach()) for k, v in loss_dict.items()}
         values["loss"] = float(loss.detach())
