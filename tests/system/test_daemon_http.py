@@ -160,6 +160,45 @@ def test_request_timeout_comes_from_the_http_config_and_must_be_positive() -> No
         daemon.close()
 
 
+def test_connections_beyond_the_cap_get_503_and_a_freed_slot_serves_again(registry: CollectorRegistry) -> None:
+    """With ``max_connections`` held by silent clients, one more connection is answered 503 (not left
+    hanging, no thread started); once a held connection closes, requests are served again."""
+    server = HttpServer(registry, port=0, request_timeout_s=30.0, max_connections=2)
+    held = [socket.create_connection((server.host, server.port)) for _ in range(2)]
+    try:
+        wait_for(lambda: server.open_connections == 2, 5.0)  # both accepted, each holding its thread
+        threads = threading.active_count()
+        started = time.monotonic()
+        status, body = get(server.url + "/metrics")
+        assert (status, body) == (503, "too many connections\n")
+        assert time.monotonic() - started < 2.0 and threading.active_count() == threads
+        assert server.refused_connections == 1
+        held.pop().close()  # the server reads EOF and frees that slot
+        wait_for(lambda: get(server.url + "/metrics")[0] == 200, 5.0)
+        assert "wirewatch_test_total 3.0" in get(server.url + "/metrics")[1]
+    finally:
+        for sock in held:
+            sock.close()
+        server.close()
+
+
+def test_max_connections_comes_from_the_http_config_and_must_be_positive() -> None:
+    assert HttpConfig().max_connections == 256
+    with pytest.raises(ValidationError):
+        HttpConfig.model_validate({"max_connections": 0})
+    with pytest.raises(ValueError, match="max_connections must be at least 1, got 0"):
+        HttpServer(CollectorRegistry(), max_connections=0)
+    cfg = daemon_config("tcp://127.0.0.1:1", http={"max_connections": 1, "web": {"enabled": False}},
+                        alerts={"enabled": False})
+    daemon = Daemon(cfg).start()
+    try:
+        assert daemon.http is not None
+        with socket.create_connection((daemon.http.host, daemon.http.port)):
+            wait_for(lambda: get(daemon.http.url + "/healthz")[0] == 503, 5.0)  # type: ignore[union-attr]
+    finally:
+        daemon.close()
+
+
 def test_an_event_stream_outlives_the_request_timeout() -> None:
     """Live pages' event streams are long-lived by design: still open and delivering after several
     request timeouts."""

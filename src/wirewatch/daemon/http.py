@@ -22,4 +22,6 @@ class HttpConfig(StrictModel):
     # A connection that sends nothing (or stops mid-request) this long is closed, freeing its thread;
     # live pages' event streams are exempt (they use web.write_timeout_s for their writes).
     request_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # Connections served at once (one thread each, live pages' event streams included); more get 503.
+    max_connections: int = Field(default=256, ge=1, le=10_000)
     web: WebConfig = Field(default_factory=WebConfig)  # the web view on the same port (wirewatch.web)

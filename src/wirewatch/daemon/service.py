@@ -53,7 +53,8 @@ class Daemon:
                     app = attach_web_view(self.pipeline, config=http.web, backend=self.built.backend)
                 self.http = HttpServer(self.registry, host=http.host, port=http.port,
                                        healthy=lambda: self.pipeline.healthy, ready=lambda: self.pipeline.ready,
-                                       bearer_token=token, app=app, request_timeout_s=http.request_timeout_s)
+                                       bearer_token=token, app=app, request_timeout_s=http.request_timeout_s,
+                                       max_connections=http.max_connections)
                 if app is not None:
                     log.info("web view on %s/", self.http.url)
                 log.info("metrics on %s/metrics", self.http.url)

@@ -12,6 +12,9 @@ bearer token protects every route.
   forever. A request body (an upload) is bounded per read only: it may take longer while it keeps
   moving. A live page's event stream (long-lived by design) switches its socket to ``write_timeout_s``,
   so a stuck browser's write gives up instead of blocking.
+- At most ``max_connections`` (``http.max_connections``, 256) connections are served at once, event streams
+  included; one more is answered ``503 too many connections`` (``Retry-After: 1``) by the accepting thread
+  and closed, so a flood of clients costs no more threads than that.
 - Browsers cannot send an Authorization header with a page load or ``EventSource``, so with a token and the
   web view mounted the server also accepts a ``wirewatch_token`` cookie, set by opening ``/?token=TOKEN``
   once (303 to the same address without the token). Without the web view a token in a URL is refused (401).
@@ -41,16 +44,21 @@ from wirewatch.security import redact
 from .app import EventStream, Request, Response, WebApp
 from .upload import HttpError
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT_S", "TOKEN_COOKIE", "Handler", "HttpServer", "Response"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_REQUEST_TIMEOUT_S", "TOKEN_COOKIE", "Handler", "HttpServer", "Response"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_COOKIE = "wirewatch_token"
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
 KEEPALIVE_S = 15.0
 SSE_SNDBUF = 64 * 1024
 
 Handler = Callable[[], Response]
+
+
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 b"Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n")
 
 
 class _ThreadingServer(ThreadingHTTPServer):
@@ -58,6 +66,46 @@ class _ThreadingServer(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a burst of connections (a few browsers opening pages,
     # scrapers, stuck clients) then waits for TCP SYN retransmits, 1-3 s each, before even being accepted.
     request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int) -> None:
+        # One thread per connection: without a cap, a flood of connections is a flood of threads.
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warning("http: connection limit reached, %d connection(s) refused with 503 so far",
+                            self.refused)
+            self._refuse_busy(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give the slot back
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        """Answer 503 without a thread (this runs on the accepting thread, so nothing here may wait)."""
+        try:
+            request.setblocking(False)
+            request.send(BUSY_RESPONSE)  # fits any fresh socket's send buffer
+            # Drop what the client already sent, so that closing does not reset the connection (a reset
+            # can reach the client before the 503 does).
+            while request.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
 
 class HttpServer:
@@ -68,9 +116,12 @@ class HttpServer:
     def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 0,
                  healthy: Callable[[], bool] = lambda: True, ready: Callable[[], bool] = lambda: True,
                  bearer_token: str | None = None, app: WebApp | None = None,
-                 request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S) -> None:
+                 request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         if request_timeout_s <= 0:
             raise ValueError(f"request_timeout_s must be positive, got {request_timeout_s}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self.app = app
         self.request_timeout_s = request_timeout_s
         self.routes: dict[str, Handler] = {
@@ -80,11 +131,22 @@ class HttpServer:
         }
         self._closing = threading.Event()
         handler = _make_handler(self, bearer_token.encode() if bearer_token else None)
-        self._server = _ThreadingServer((host, port), handler)
+        self.max_connections = max_connections
+        self._server = _ThreadingServer((host, port), handler, max_connections)
         self.host = str(self._server.server_address[0])
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="wirewatch-http", daemon=True)
         self._thread.start()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (each holds a thread)."""
+        return self.max_connections - self._server.slots._value  # type: ignore[attr-defined]
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections answered 503 because ``max_connections`` were open."""
+        return self._server.refused
 
     @property
     def url(self) -> str:
