@@ -130,12 +130,14 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         f"{cfg['crop_size']} px crops, SGD lr {cfg['lr']} momentum {cfg['momentum']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_steps']}-step warm-up, cosine decay to zero over "
         + (f"{cfg['time_budget_s']:.0f} s" if cfg.get("time_budget_s") else f"{cfg['steps']} steps")
-        + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, {cfg['threads']} thread(s)).",
+        + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, {cfg['threads']} thread(s)"
+        + "".join(f", {term} weighted {w}" for term, w in (cfg.get("loss_weights") or {}).items()) + ").",
         f"- Ran {last.get('step', '?')} steps in {float(last.get('elapsed_s', 0) or 0) / 60:.0f} min "
         f"({int(last.get('step', 0) or 0) * cfg['batch_size']} crops seen); mean step time "
         f"in the last log window {last.get('s_per_step', '?')} s.",
         "- Records: `default.train.log`, `default.metrics.csv`, learning curve `default.curve.png` "
-        "(training loss; validation AP on 40 val images every 250 steps):",
+        f"(training loss; validation AP on {cfg.get('val_images', 40)} val images every "
+        f"{cfg.get('val_every', 250)} steps):",
         "",
         "![learning curve](default.curve.png)",
         "",
