@@ -37,9 +37,8 @@ from wirewatch.train.validate import evaluate_folder
 
 log = logging.getLogger("wirewatch.train")
 
-LOSS_KEYS = LOSS_TERMS
 AP_KEYS = ("bbox.AP", "bbox.AP50", "bbox.AP75", "segm.AP", "segm.AP50", "segm.AP75")
-CSV_COLUMNS = ("step", "elapsed_s", "lr", "loss", *LOSS_KEYS, "s_per_step", *AP_KEYS)
+CSV_COLUMNS = ("step", "elapsed_s", "lr", "loss", *LOSS_TERMS, "s_per_step", *AP_KEYS)
 CHECKPOINT_FORMAT = 1
 BN_CALIBRATION_BATCHES = 8  # batches of training crops when warm-starting from an ONNX export
 
@@ -272,7 +271,7 @@ class Trainer:
     def _log_row(self, window: list[dict[str, float]], metrics: dict[str, float]) -> None:
         row: dict[str, Any] = {"step": self.step, "elapsed_s": round(self.elapsed_s, 1),
                                "lr": window[-1]["lr"] if window else self.current_lr()}
-        for key in ("loss", *LOSS_KEYS, "s_per_step"):
+        for key in ("loss", *LOSS_TERMS, "s_per_step"):
             vals = [w[key] for w in window if key in w and math.isfinite(w[key])]
             row[key] = round(float(np.mean(vals)), 5) if vals else ""
         for key in AP_KEYS:
