@@ -173,9 +173,10 @@ def test_connections_beyond_the_cap_get_503_and_a_freed_slot_serves_again(regist
         assert (status, body) == (503, "too many connections\n")
         assert time.monotonic() - started < 2.0 and threading.active_count() == threads
         assert server.refused_connections == 1
-        held.pop().close()  # the server reads EOF and frees that slot
-        wait_for(lambda: get(server.url + "/metrics")[0] == 200, 5.0)
-        assert "wirewatch_test_total 3.0" in get(server.url + "/metrics")[1]
+        held.pop().close()  # the server reads EOF, its thread ends and frees that slot
+        wait_for(lambda: server.open_connections == 1, 5.0)
+        status, body = get(server.url + "/metrics")
+        assert status == 200 and "wirewatch_test_total 3.0" in body
     finally:
         for sock in held:
             sock.close()
