@@ -57,8 +57,9 @@ SSE_SNDBUF = 64 * 1024
 Handler = Callable[[], Response]
 
 
+_BUSY_BODY = b"too many connections\n"
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                 b"Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n")
+                 b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class _ThreadingServer(ThreadingHTTPServer):
@@ -99,10 +100,10 @@ class _ThreadingServer(ThreadingHTTPServer):
         try:
             request.setblocking(False)
             request.send(BUSY_RESPONSE)  # fits any fresh socket's send buffer
-            # Drop what the client already sent, so that closing does not reset the connection (a reset
-            # can reach the client before the 503 does).
-            while request.recv(1 << 16):
-                pass
+            # Drop what the client already sent (a request line and headers), so that closing does not
+            # reset the connection before the 503 arrives. One read only: a client that keeps sending
+            # must not hold the accepting thread.
+            request.recv(1 << 16)
         except OSError:
             pass
         self.shutdown_request(request)
