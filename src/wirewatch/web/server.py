@@ -72,6 +72,8 @@ class _ThreadingServer(ThreadingHTTPServer):
                  max_connections: int) -> None:
         # One thread per connection: without a cap, a flood of connections is a flood of threads.
         self.slots = threading.BoundedSemaphore(max_connections)
+        self.open = 0  # connections holding a slot; counted here because a semaphore does not say
+        self._open_lock = threading.Lock()
         self.refused = 0
         super().__init__(address, handler)
 
@@ -83,17 +85,24 @@ class _ThreadingServer(ThreadingHTTPServer):
                             self.refused)
             self._refuse_busy(request)
             return
+        with self._open_lock:
+            self.open += 1
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread started: give the slot back
-            self.slots.release()
+            self._release_slot()
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        with self._open_lock:
+            self.open -= 1
+        self.slots.release()
 
     def _refuse_busy(self, request: socket.socket) -> None:
         """Answer 503 without a thread (this runs on the accepting thread, so nothing here may wait)."""
@@ -142,7 +151,7 @@ class HttpServer:
     @property
     def open_connections(self) -> int:
         """Connections being served now (each holds a thread)."""
-        return self.max_connections - self._server.slots._value  # type: ignore[attr-defined]
+        return self._server.open
 
     @property
     def refused_connections(self) -> int:
