@@ -7,6 +7,7 @@ Stages are built here and handed to ``Pipeline`` already made; tests may pass an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -102,6 +103,22 @@ class Built:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def source_counters(metrics: DaemonMetrics) -> tuple[Callable[[str, RawMessage], None],
+                                                   Callable[[str, str], None]]:
+    """A source's ``on_drop`` and ``on_reject`` callbacks, counting into the daemon's metrics (a frame refused
+    because the daemon is shutting down is a drop, not a bad frame)."""
+    def on_drop(reason: str, msg: RawMessage) -> None:
+        metrics.frames_dropped.labels(reason=reason).inc()
+
+    def on_reject(kind: str, detail: str) -> None:
+        if kind == "shutdown":
+            metrics.frames_dropped.labels(reason="shutdown").inc()
+        else:
+            metrics.frame_errors.labels(kind=kind).inc()
+
+    return on_drop, on_reject
+
+
 def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None = None,
                    segmenter: Segmenter | None = None, source: Source | None = None,
                    zmq_context: Any = None) -> Built:
@@ -117,15 +134,7 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
                           tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap,
                           max_detections=config.segment.max_detections)
 
-    def on_drop(reason: str, msg: RawMessage) -> None:
-        metrics.frames_dropped.labels(reason=reason).inc()
-
-    def on_reject(kind: str, detail: str) -> None:
-        if kind == "shutdown":
-            metrics.frames_dropped.labels(reason="shutdown").inc()
-        else:
-            metrics.frame_errors.labels(kind=kind).inc()
-
+    on_drop, on_reject = source_counters(metrics)
     from wirewatch.stats import measure
 
     record: RecordSink | None = None

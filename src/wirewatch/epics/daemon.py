@@ -18,10 +18,10 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from wirewatch.daemon.build import source_counters
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.epics.server import Controls, PvaServer
 from wirewatch.epics.source import PvaSource
-from wirewatch.ingest.base import RawMessage
 from wirewatch.types import Alert, ChangePoint
 
 log = logging.getLogger(__name__)
@@ -124,16 +124,7 @@ def attach_epics(daemon: Any, epics: EpicsConfig, *, pv_prefix: str | None = Non
     metrics = built.metrics
     source = pipeline.source
     if isinstance(source, PvaSource) and source.on_drop is None:  # once: the collector must not be doubled
-        def on_drop(reason: str, msg: RawMessage) -> None:
-            metrics.frames_dropped.labels(reason=reason).inc()
-
-        def on_reject(kind: str, detail: str) -> None:
-            if kind == "shutdown":
-                metrics.frames_dropped.labels(reason="shutdown").inc()
-            else:
-                metrics.frame_errors.labels(kind=kind).inc()
-
-        source.on_drop, source.on_reject = on_drop, on_reject
+        source.on_drop, source.on_reject = source_counters(metrics)
         built.registry.register(PvaSourceCollector(source))
     prefix = pv_prefix or epics.server.prefix
     if prefix is None:
