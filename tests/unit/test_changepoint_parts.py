@@ -9,6 +9,7 @@ import ruptures as rpt
 from wirewatch.changepoint.calibrate import cusum_arl, cusum_threshold, windowed_penalty
 from wirewatch.changepoint.config import ChangepointConfig, WindowedConfig
 from wirewatch.changepoint.costs import CostL2Cumsum, CostNormalCumsum
+from wirewatch.changepoint.online import ONLINE_TESTS
 from wirewatch.changepoint.robust import forward_fill, hampel, robust_location, robust_scale
 from wirewatch.changepoint.windowed import WindowedSearch
 from wirewatch.config.base import validate
@@ -77,6 +78,26 @@ def test_windowed_penalty_gives_about_the_target_rate_on_noise() -> None:
     stricter = windowed_penalty(cost="l2", method="binseg", n_dims=5, window=100, min_size=8, jump=2, width=40,
                                 alpha_run=alpha / 100)
     assert stricter > penalty
+
+
+@pytest.mark.parametrize("name", sorted(ONLINE_TESTS))
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_online_test_dates_a_step_after_a_relearnt_baseline(name: str, sign: float) -> None:
+    # After a change the test re-learns its baseline; a later step up or down must still be dated where its
+    # one-sided sum last left zero, not at the alarm (the two sides keep separate records).
+    test = ONLINE_TESTS[name](drift=0.5, threshold=5.0, clip=5.0, baseline_alpha=0.01, holdoff=5, warmup=20)
+    test.start(np.zeros(1))
+    test.on_change(100, np.full((10, 1), 3.0))  # a reported change at 100, ten samples after it seen
+    scale = np.ones(1)
+    alarm = None
+    for index in range(110, 200):
+        value = 3.0 + (sign * 2.0 if index >= 150 else 0.0)
+        alarm = test.update(index, np.array([value]), scale)
+        if alarm is not None:
+            break
+    assert alarm is not None, "a 2-sigma step went unnoticed for 50 samples"
+    assert 149 <= alarm.index <= 151  # dated at the step, not at the alarm a few samples later
+    assert alarm.columns == (0,)
 
 
 def test_windowed_search_finds_and_refines_a_step() -> None:

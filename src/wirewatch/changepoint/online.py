@@ -60,7 +60,7 @@ class CusumTest:
         self._relearn()
         n = len(self.mu)
         self.pos, self.neg = [0.0] * n, [0.0] * n
-        self.pos_zero = self.neg_zero = [index] * n
+        self.pos_zero, self.neg_zero = [index] * n, [index] * n  # two lists: each side dates its own start
 
     def _relearn(self) -> None:
         if not self._learning:
