@@ -321,15 +321,19 @@ def test_final_checkpoint_has_precise_batchnorm(toy: Path, tmp_path: Path) -> No
 def test_diagnosis_separates_the_mask_head_from_the_grid(trained: dict[str, Path], tmp_path: Path) -> None:
     """``wirewatch.train.diagnose``: ground-truth boxes score box AP 1; true masks encoded on the model's
     grid and pasted back score near 1 (the ceiling), the finer grid at least as high; the 4-step toy
-    model's own mask head is far below that ceiling."""
+    model's own mask head is far below that ceiling. Boxes grown 1x reproduce the plain rows (up to float
+    rounding of a threshold pixel)."""
     import json
 
     from wirewatch.train.diagnose import main
 
     out = tmp_path / "diagnosis.json"
     main(["--checkpoint", str(trained["checkpoint"]), "--data", str(trained["data"]), "--images", "3",
-          "--json", str(out)])
+          "--json", str(out), "--expand", "1", "1.25"])
     rows = json.loads(out.read_text())
+    for kind in ("model", "gt_boxes"):
+        assert rows[f"{kind}_x1"] == pytest.approx(rows[kind], abs=1e-3)
+        assert rows[f"{kind}_x1.25"]["mask_grid"] == 28 and 0 <= rows[f"{kind}_x1.25"]["segm.AP"] <= 1
     assert rows["grid"]["mask_grid"] == 28 and rows["grid_2x"]["mask_grid"] == 56
     assert rows["gt_boxes"]["bbox.AP"] > 0.99 and rows["grid"]["bbox.AP"] > 0.99
     assert rows["grid"]["segm.AP"] >= 0.9 and rows["grid_2x"]["segm.AP"] >= rows["grid"]["segm.AP"] - 0.01
