@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (src/wirewatch/models/default.onnx) and its model-card numbers.
-# CPU, 2 cores; about 9 h of training in five legs (see MODEL_CARD.md). Run from
+# CPU, 2 cores; about 11 h of training in six legs (see MODEL_CARD.md). Run from
 # the repository root. Each leg warm-starts from the previous one's weights with a fresh schedule.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/wirewatch-runs}
@@ -36,26 +36,31 @@ wirewatch train --config src/wirewatch/models/default.leg4-train-config.yaml --d
 # 7. leg 4's int8 export (the model shipped before this one, commit 11d9a74); its checkpoint was lost with
 #    its machine too, so leg 5 warm-starts from this file as leg 4 did from leg 3's
 wirewatch export --checkpoint "$RUNS/compact-r4/final.pt" --format onnx --out "$RUNS/leg4-shipped.onnx"
-# 8. leg 5: the shipped weights: peak lr 0.005, 50-step warm-up, cosine to zero over 7000 s, seed 5, the
-#    mask loss weighted 2x, 25 precise-BatchNorm batches, validation every 500 steps (default.train-config.yaml)
-wirewatch train --config src/wirewatch/models/default.train-config.yaml --data "$DATA" \
+# 8. leg 5: peak lr 0.005, 50-step warm-up, cosine to zero over 7000 s, seed 5, the mask loss weighted 2x,
+#    25 precise-BatchNorm batches, validation every 500 steps (default.leg5-train-config.yaml; shipped in
+#    commit 63fca67)
+wirewatch train --config src/wirewatch/models/default.leg5-train-config.yaml --data "$DATA" \
     --out "$RUNS/compact-r5" --init "$RUNS/leg4-shipped.onnx" --no-progress
+# 9. leg 6: the shipped weights: leg 5's recipe, seed 6, cosine over 7200 s, from leg 5's checkpoint
+#    (default.train-config.yaml)
+wirewatch train --config src/wirewatch/models/default.train-config.yaml --data "$DATA" \
+    --out "$RUNS/compact-r6" --init "$RUNS/compact-r5/final.pt" --no-progress
 
-# 9. export: int8 backbone/FPN/RPN convolutions (the default; --precision fp32 for the float graph)
-wirewatch export --checkpoint "$RUNS/compact-r5/final.pt" --format onnx --out src/wirewatch/models/default.onnx
+# 10. export: int8 backbone/FPN/RPN convolutions (the default; --precision fp32 for the float graph)
+wirewatch export --checkpoint "$RUNS/compact-r6/final.pt" --format onnx --out src/wirewatch/models/default.onnx
 
-# 10. evaluation on fresh images with seeds never used in training
-mkdir -p "$RUNS/eval-r5"
+# 11. evaluation on fresh images with seeds never used in training
+mkdir -p "$RUNS/eval-r6"
 for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do  # preset:seed:images scored
     IFS=: read -r preset seed limit <<< "$spec"
     [ -d "$RUNS/data/eval-$preset-200-seed$seed" ] || wirewatch synth --out "$RUNS/data/eval-$preset-200-seed$seed" \
         --preset "$preset" --count 200 --seed "$seed" --no-split
     python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
-        --option score_threshold=0.05 --json "$RUNS/eval-r5/model-$preset.json"
+        --option score_threshold=0.05 --json "$RUNS/eval-r6/model-$preset.json"
 done
 python -m wirewatch.train.ship --backend watershed --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --json "$RUNS/eval-r5/watershed-ptychography.json"
-wirewatch bench model --checkpoint "$RUNS/compact-r5/final.pt" --model default --frames 20 \
-    --json "$RUNS/eval-r5/bench-model.json"
-python -m wirewatch.train.card --run "$RUNS/compact-r5" --eval-dir "$RUNS/eval-r5" \
-    --out src/wirewatch/models --bench "$RUNS/eval-r5/bench-model.json" --model src/wirewatch/models/default.onnx
+    --json "$RUNS/eval-r6/watershed-ptychography.json"
+wirewatch bench model --checkpoint "$RUNS/compact-r6/final.pt" --model default --frames 20 \
+    --json "$RUNS/eval-r6/bench-model.json"
+python -m wirewatch.train.card --run "$RUNS/compact-r6" --eval-dir "$RUNS/eval-r6" \
+    --out src/wirewatch/models --bench "$RUNS/eval-r6/bench-model.json" --model src/wirewatch/models/default.onnx
