@@ -92,13 +92,12 @@ def diagnose(model: nn.Module, folder: CocoFolder, images: int,
         present = sample.masks.any(axis=(1, 2))
         features = frame_features(model, sample.image) if present.any() or expand else None
         shape = sample.image.shape[:2]
-        for f in expand:
-            if features is None or not len(boxes):
-                continue
-            grown = expand_boxes(np.asarray(boxes, np.float32), f)
-            pasted = paste_masks(mask_probs_on_boxes(model, features, grown), grown, shape)
-            results[f"model_x{f:g}"] += [detection_result(image_id, b, mk, float(s))
-                                         for b, s, mk in zip(boxes, scores, pasted, strict=True) if mk.any()]
+        if features is not None and len(boxes):
+            for f in expand:
+                grown = expand_boxes(np.asarray(boxes, np.float32), f)
+                pasted = paste_masks(mask_probs_on_boxes(model, features, grown), grown, shape)
+                results[f"model_x{f:g}"] += [detection_result(image_id, b, mk, float(s))
+                                             for b, s, mk in zip(boxes, scores, pasted, strict=True) if mk.any()]
         if features is None or not present.any():
             continue
         true_masks, gt_boxes = sample.masks[present], sample.boxes[present].astype(np.float32)

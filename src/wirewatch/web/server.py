@@ -71,22 +71,24 @@ class _ThreadingServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  max_connections: int) -> None:
         # One thread per connection: without a cap, a flood of connections is a flood of threads.
-        self.slots = threading.BoundedSemaphore(max_connections)
-        self.open = 0  # connections holding a slot; counted here because a semaphore does not say
+        self.max_connections = max_connections
+        self.open = 0  # connections being served, each on its own thread
         self._open_lock = threading.Lock()
         self.refused = 0
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        with self._open_lock:
+            busy = self.open >= self.max_connections
+            if not busy:
+                self.open += 1
+        if busy:
             self.refused += 1
             if self.refused == 1 or self.refused % 100 == 0:
                 log.warning("http: connection limit reached, %d connection(s) refused with 503 so far",
                             self.refused)
             self._refuse_busy(request)
             return
-        with self._open_lock:
-            self.open += 1
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread started: give the slot back
@@ -102,7 +104,6 @@ class _ThreadingServer(ThreadingHTTPServer):
     def _release_slot(self) -> None:
         with self._open_lock:
             self.open -= 1
-        self.slots.release()
 
     def _refuse_busy(self, request: socket.socket) -> None:
         """Answer 503 without a thread (this runs on the accepting thread, so nothing here may wait)."""
