@@ -142,7 +142,6 @@ class HttpServer:
         }
         self._closing = threading.Event()
         handler = _make_handler(self, bearer_token.encode() if bearer_token else None)
-        self.max_connections = max_connections
         self._server = _ThreadingServer((host, port), handler, max_connections)
         self.host = str(self._server.server_address[0])
         self.port = int(self._server.server_address[1])
