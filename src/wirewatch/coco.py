@@ -14,6 +14,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 CATEGORY = {"id": 1, "name": "nanowire", "supercategory": "particle"}
+MASK_SCORE = "mask_score"  # optional key of a results entry: the score that ranks its mask (mask AP)
 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
@@ -60,15 +61,27 @@ def annotation(ann_id: int, image_id: int, mask: np.ndarray, **extra: Any) -> di
     }
 
 
-def result(image_id: int, mask: np.ndarray, score: float) -> dict[str, Any]:
-    """A COCO results entry (detection) for one predicted mask."""
-    return {
+def result(image_id: int, mask: np.ndarray, score: float, mask_score: float | None = None) -> dict[str, Any]:
+    """A COCO results entry (detection) for one predicted mask: ``score`` the detector's confidence,
+    ``mask_score`` (optional extra key) the confidence in the mask, which ranks it for mask AP."""
+    entry = {
         "image_id": image_id,
         "category_id": CATEGORY["id"],
         "segmentation": encode_mask(mask),
         "bbox": mask_bbox(mask),
         "score": float(score),
     }
+    if mask_score is not None:
+        entry[MASK_SCORE] = float(mask_score)
+    return entry
+
+
+def ranked_for(iou_type: str, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``results`` scored for ``iou_type``: masks ("segm") by their ``mask_score`` where an entry
+    has one (as Mask Scoring R-CNN ranks masks), boxes by the detector's ``score``."""
+    if iou_type != "segm":
+        return [dict(r) for r in results]
+    return [{**r, "score": r.get(MASK_SCORE, r["score"])} for r in results]
 
 
 def dataset(images: Sequence[dict[str, Any]], annotations: Iterable[dict[str, Any]],
@@ -102,8 +115,8 @@ def coco_metrics(gt: dict[str, Any], results: list[dict[str, Any]],
         coco_gt = COCO()
         coco_gt.dataset = {**gt, "categories": gt.get("categories") or [CATEGORY]}
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(r) for r in results])
         for iou_type in iou_types:
+            coco_dt = coco_gt.loadRes(ranked_for(iou_type, results))
             ev = COCOeval(coco_gt, coco_dt, iouType=iou_type)
             # pycocotools' standard maxDets (1, 10, 100): summarize() reads AP at 100 only, so raising it
             # would turn AP into -1; the top 100 detections per image are scored, as in COCO.

@@ -65,14 +65,18 @@ StreamEvent = Frame | SeriesStart | SeriesEnd
 class Detections:
     """Instances found in one image, in that image's pixel coordinates.
 
-    ``boxes`` (N, 4) float32 as x0, y0, x1, y1; ``scores`` (N,) float32;
-    ``masks`` (N, H, W) bool full-frame masks, H x W = ``image_shape``.
+    ``boxes`` (N, 4) float32 as x0, y0, x1, y1; ``scores`` (N,) float32, the detector's
+    confidence (thresholds and particle counts use it); ``masks`` (N, H, W) bool full-frame
+    masks, H x W = ``image_shape``; ``mask_scores`` (N,) float32 or None, the confidence that
+    the mask itself is right (model backends: score x mask "maskness", see
+    ``wirewatch.segment.maskness``); it ranks masks for mask AP. None means "same as ``scores``".
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     masks: np.ndarray
     image_shape: tuple[int, int]
+    mask_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scores)
@@ -81,9 +85,22 @@ class Detections:
         if self.masks.shape != (n, *self.image_shape):
             raise ValueError(f"masks must have shape ({n}, {self.image_shape[0]}, {self.image_shape[1]}), "
                              f"got {self.masks.shape}")
+        if self.mask_scores is not None and self.mask_scores.shape != (n,):
+            raise ValueError(f"mask_scores must have shape ({n},), got {self.mask_scores.shape}")
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def mask_confidence(self) -> np.ndarray:
+        """``mask_scores`` where the backend gives them, else ``scores``: what ranks the masks."""
+        return self.scores if self.mask_scores is None else self.mask_scores
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections at ``keep`` (indices or a boolean mask), every per-detection array alike."""
+        return Detections(boxes=self.boxes[keep], scores=self.scores[keep], masks=self.masks[keep],
+                          image_shape=self.image_shape,
+                          mask_scores=None if self.mask_scores is None else self.mask_scores[keep])
 
     @classmethod
     def empty(cls, image_shape: tuple[int, int]) -> Detections:

@@ -110,6 +110,24 @@ def test_results_for_images_missing_from_the_ground_truth_are_an_error() -> None
         evaluate(gt, [coco.result(7, block(1, 1, 3, 3), 0.5), coco.result(9, block(1, 1, 3, 3), 0.5)])
 
 
+@pytest.mark.parametrize(("key", "value"), [("score", "high"), ("mask_score", None), ("mask_score", float("nan")),
+                                            ("score", True)])
+def test_a_score_that_is_not_a_number_is_named(key: str, value: object) -> None:
+    gt = ground_truth(GT_MASKS)
+    good = coco.result(1, block(10, 10, 10, 10), 0.9, mask_score=0.8)
+    with pytest.raises(InputError, match=rf"detection 1 has {key} .*expected a finite number"):
+        evaluate(gt, [good, {**good, key: value}])
+
+
+def test_mask_scores_rank_the_masks() -> None:
+    """The same two masks for one true wire: ranked by the detector's score the bad mask comes first."""
+    true, bad = block(5, 5, 10, 10), block(5, 12, 10, 10)  # IoU 3 / 17
+    gt = ground_truth([[true]])
+    plain = evaluate(gt, [coco.result(1, bad, 0.9), coco.result(1, true, 0.8)]).metrics
+    ranked = evaluate(gt, [coco.result(1, bad, 0.9, 0.1), coco.result(1, true, 0.8, 0.7)]).metrics
+    assert ranked["segm.AP"] == pytest.approx(1.0) and plain["segm.AP"] < 0.9
+
+
 @pytest.mark.parametrize(("gt", "match"), [
     ({"annotations": []}, "'images' list"),
     ({"images": [{"id": 1, "width": 4}], "annotations": []}, "lacks height"),

@@ -44,6 +44,9 @@ def test_segment_stats_evaluate_chain(dataset: Path, tmp_path: Path) -> None:
     particles = rows(seg / "particles.csv")
     assert len(particles) == len(results)  # watershed scores are all >= 0.5
     assert {int(p["annotation_id"]) for p in particles} == set(range(1, len(results) + 1))
+    # watershed has no mask scores of its own: each mask is ranked by its detection score
+    assert all(r["mask_score"] == r["score"] for r in results)
+    assert all(p["mask_score"] == p["score"] for p in particles)
     assert float(particles[0]["length_nm"]) == pytest.approx(10 * float(particles[0]["length_px"]))
     summary = rows(seg / "summary.csv")
     assert [int(s["detections"]) for s in summary] == [

@@ -68,10 +68,13 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
     compared = 0
     for index in (6, 7):  # the two validation images
         image = toy_image(trained["data"], index)
-        boxes, scores, masks = predict(model, image)
+        boxes, scores, masks, mask_scores = predict(model, image)
         got = segmenter.segment(image)
         assert len(got) == len(scores) > 0
         np.testing.assert_allclose(got.scores, scores, rtol=1e-3, atol=1e-5)
+        # score x maskness, from the same mask probabilities on both sides
+        assert got.mask_scores is not None and np.all(got.mask_scores <= got.scores + 1e-6)
+        np.testing.assert_allclose(got.mask_scores, mask_scores, rtol=1e-2, atol=1e-3)
         scale = np.maximum(np.abs(boxes), 1.0)
         assert np.max(np.abs(got.boxes - boxes) / scale) <= 1e-3
         compared += assert_same_masks(got.masks, masks)
@@ -94,7 +97,7 @@ def test_compact56_exports_56_pixel_masks_that_match_pytorch(tmp_path: Path, var
     image = toy_image(files["data"], 6)
     raw = segmenter.session.run(None, {"image": image, "score_threshold": np.array(0.05, np.float32)})
     assert raw[3].shape[1:] == (56, 56) and len(raw[3]) > 0
-    boxes, scores, masks = predict(model, image)
+    boxes, scores, masks, _ = predict(model, image)
     got = segmenter.segment(image)
     assert len(got) == len(scores) > 0
     np.testing.assert_allclose(got.scores, scores, rtol=1e-3, atol=1e-5)

@@ -26,8 +26,9 @@ class ThresholdSegmenter:
         self.shapes.append(image.shape)
         labels, n = ndimage.label(image > 0.5)
         masks = np.stack([labels == i for i in range(1, n + 1)]) if n else np.zeros((0, *image.shape), bool)
-        return Detections(boxes=boxes_of(masks), scores=np.linspace(0.9, 0.5, n).astype(np.float32),
-                          masks=masks, image_shape=image.shape)
+        scores = np.linspace(0.9, 0.5, n).astype(np.float32)
+        return Detections(boxes=boxes_of(masks), scores=scores, masks=masks, image_shape=image.shape,
+                          mask_scores=scores / 2)
 
 
 def test_uint8_maps_by_255_like_the_synthetic_training_images() -> None:
@@ -155,3 +156,17 @@ def test_max_detections_keeps_the_best_scores_in_order() -> None:
     np.testing.assert_allclose(det.scores, [0.9, 0.7])
     small = FitSegmenter(ThresholdSegmenter(), max_side=515, max_detections=1).segment(_rods((514, 1030)))
     assert len(small) == 1 and small.masks.shape == (1, 514, 1030)
+
+
+@pytest.mark.parametrize("kw", [dict(max_side=None, max_detections=2), dict(max_side=515, mode="resize"),
+                                dict(max_side=300, mode="tile", tile_size=256, tile_overlap=64)])
+def test_mask_scores_follow_their_detections(kw: dict) -> None:
+    """Capping, resizing, tiling and NODATA clearing keep each detection's mask score beside it."""
+    det = FitSegmenter(ThresholdSegmenter(), **kw).segment(_rods((514, 1030)))
+    assert len(det) >= 2 and det.mask_scores is not None
+    np.testing.assert_allclose(det.mask_scores, det.scores / 2, rtol=1e-6)
+    valid = np.ones((514, 1030), bool)
+    valid[470:, :] = False
+    cleared = restrict_to_valid(det, valid)
+    assert cleared.mask_scores is not None
+    np.testing.assert_allclose(cleared.mask_scores, cleared.scores / 2, rtol=1e-6)

@@ -122,7 +122,8 @@ def segment(
             h, w = image.shape
             image_entries.append({"id": image_id, "file_name": str(path.resolve()), "height": h, "width": w})
             first_result = len(results)
-            results.extend(coco.result(image_id, m, float(s)) for m, s in zip(det.masks, det.scores, strict=True))
+            results.extend(coco.result(image_id, m, float(s), float(ms))
+                           for m, s, ms in zip(det.masks, det.scores, det.mask_confidence, strict=True))
             keep = np.flatnonzero(det.scores >= score_threshold)
             stats = measure(det.masks[keep], image, pixel_size_nm=pixel_size_nm, frame_id=image_id)
             detection = keep[np.asarray(stats.particles["mask_index"], int)]
@@ -131,6 +132,7 @@ def segment(
             for row, d in zip(rows, detection, strict=True):
                 row["annotation_id"] = first_result + int(d) + 1  # 1-based position in results.json
                 row["score"] = float(det.scores[d])
+                row["mask_score"] = float(det.mask_confidence[d])
             particles.extend(rows)
             summary.append({"image_id": image_id, "file_name": str(path), "detections": len(det),
                             "seconds": seconds, **stats.aggregates})

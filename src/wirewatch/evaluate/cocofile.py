@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -76,6 +77,10 @@ def check_results(results: Any, gt: dict[str, Any], source: str = "results") -> 
     for i, r in enumerate(results):
         if not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r:
             raise InputError(f"{source}: detection {i} needs 'image_id' and 'segmentation'")
+        for key in ("score", coco.MASK_SCORE):  # they rank the detections: numbers or absent
+            if key in r and (isinstance(r[key], bool) or not isinstance(r[key], int | float)
+                             or not math.isfinite(r[key])):
+                raise InputError(f"{source}: detection {i} has {key} {r[key]!r}; expected a finite number")
         if r["image_id"] not in known:
             strays.add(r["image_id"])
             continue

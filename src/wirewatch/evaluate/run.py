@@ -175,7 +175,8 @@ def segment_ground_truth_images(gt: dict[str, Any], segmenter: Any, image_roots:
             raise InputError(f"image {img['file_name']}: size {image.shape[1]}x{image.shape[0]} does not match the "
                              f"ground truth's {img['width']}x{img['height']}")
         det = segmenter.segment(image)
-        results.extend(coco.result(img["id"], m, float(s)) for m, s in zip(det.masks, det.scores, strict=True))
+        results.extend(coco.result(img["id"], m, float(s), float(ms))
+                       for m, s, ms in zip(det.masks, det.scores, det.mask_confidence, strict=True))
         if progress is not None:
             progress(n + 1, len(gt["images"]))
     return results

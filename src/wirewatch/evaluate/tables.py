@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from wirewatch import coco
 from wirewatch.errors import InputError
 from wirewatch.evaluate.cocofile import masks_by_image, resolve_image
 from wirewatch.stats import PARTICLE_COLUMNS, aggregate_names, check_pixel_size, measure, particle_rows
 
 log = logging.getLogger(__name__)
 
-PARTICLE_HEADER: tuple[str, ...] = ("image_id", "annotation_id", "file_name", "score",
+PARTICLE_HEADER: tuple[str, ...] = ("image_id", "annotation_id", "file_name", "score", "mask_score",
                                     *(c for c in PARTICLE_COLUMNS if c != "mask_index"))
 
 
@@ -43,7 +44,8 @@ def measure_coco(entries: Sequence[dict[str, Any]], images: Sequence[dict[str, A
     """(particle rows, frame rows) for every image; optical density read from the image files when found.
 
     ``entries`` are COCO annotations or results; each particle row carries ``image_id``,
-    ``annotation_id`` (the entry's ``id``, else its 1-based position in ``entries``) and ``score``.
+    ``annotation_id`` (the entry's ``id``, else its 1-based position in ``entries``), ``score`` and
+    ``mask_score`` (empty where the entry has none).
     A frame whose file is missing gets NaN optical density (or an error with ``require_images``).
     """
     pixel_size_nm = check_pixel_size(pixel_size_nm)
@@ -81,6 +83,7 @@ def measure_coco(entries: Sequence[dict[str, Any]], images: Sequence[dict[str, A
         for row, i in zip(rows, idx, strict=True):
             row["annotation_id"] = items[i]["_ann"]
             row["score"] = items[i].get("score", "")
+            row["mask_score"] = items[i].get(coco.MASK_SCORE, "")
         particles.extend(rows)
         frames.append({"image_id": img["id"], "file_name": name, **stats.aggregates})
         if progress is not None:

@@ -46,8 +46,7 @@ class FitSegmenter:
         if self.max_detections is None or len(det) <= self.max_detections:
             return det
         keep = np.sort(np.argsort(-det.scores, kind="stable")[:self.max_detections])
-        return Detections(boxes=det.boxes[keep], scores=det.scores[keep], masks=det.masks[keep],
-                          image_shape=det.image_shape)
+        return det.select(keep)
 
     def _resized(self, image: np.ndarray) -> Detections:
         h, w = image.shape
@@ -63,7 +62,8 @@ class FitSegmenter:
             masks[i] = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         factors = np.asarray([w / small_w, h / small_h, w / small_w, h / small_h], np.float32)
         boxes = det.boxes.astype(np.float32) * factors
-        return Detections(boxes=boxes, scores=det.scores.astype(np.float32), masks=masks, image_shape=(h, w))
+        return Detections(boxes=boxes, scores=det.scores.astype(np.float32), masks=masks, image_shape=(h, w),
+                          mask_scores=det.mask_scores)
 
     def _tiled(self, image: np.ndarray) -> Detections:
         h, w = image.shape
@@ -71,8 +71,8 @@ class FitSegmenter:
         for y0, x0 in tile_origins((h, w), self.tile_size, self.tile_overlap):
             y1, x1 = min(y0 + self.tile_size, h), min(x0 + self.tile_size, w)
             det = self._capped(self.inner.segment(np.ascontiguousarray(image[y0:y1, x0:x1])))
-            for score, m in zip(det.scores, det.masks, strict=True):
-                piece = TilePiece.from_tile_mask(float(score), m, (y0, y1, x0, x1), (h, w))
+            for score, mask_score, m in zip(det.scores, det.mask_confidence, det.masks, strict=True):
+                piece = TilePiece.from_tile_mask(float(score), m, (y0, y1, x0, x1), (h, w), float(mask_score))
                 if piece is not None:
                     candidates.append(piece)
         return merge_tile_detections(candidates, (h, w), self.merge_overlap, limit=self.max_detections)
@@ -85,24 +85,26 @@ class TilePiece:
     """One detection seen by one or more tiles: its mask cropped to its bounding box (``box``) in frame
     coordinates, so memory grows with the wire, not with the frame."""
 
-    __slots__ = ("box", "crop", "score", "windows")
+    __slots__ = ("box", "crop", "mask_score", "score", "windows")
 
-    def __init__(self, score: float, crop: np.ndarray, box: Window, window: Window) -> None:
+    def __init__(self, score: float, crop: np.ndarray, box: Window, window: Window,
+                 mask_score: float | None = None) -> None:
         self.score = score
+        self.mask_score = score if mask_score is None else mask_score
         self.crop = crop
         self.box = box
         self.windows = [window]  # the tiles that saw it
 
     @classmethod
     def from_tile_mask(cls, score: float, mask: np.ndarray, window: Window,
-                       shape: tuple[int, int]) -> TilePiece | None:
+                       shape: tuple[int, int], mask_score: float | None = None) -> TilePiece | None:
         rows = np.flatnonzero(mask.any(axis=1))
         if len(rows) == 0:
             return None
         cols = np.flatnonzero(mask.any(axis=0))
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         y0, x0 = window[0], window[2]
-        return cls(score, mask[r0:r1, c0:c1].copy(), (y0 + r0, y0 + r1, x0 + c0, x0 + c1), window)
+        return cls(score, mask[r0:r1, c0:c1].copy(), (y0 + r0, y0 + r1, x0 + c0, x0 + c1), window, mask_score)
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The mask over frame region [y0, y1) x [x0, x1) (False outside the piece)."""
@@ -120,6 +122,7 @@ class TilePiece:
         self.crop = self.region(y0, y1, x0, x1) | other.region(y0, y1, x0, x1)
         self.box = (y0, y1, x0, x1)
         self.windows.extend(other.windows)
+        self.mask_score = max(self.mask_score, other.mask_score)
 
     def full(self, shape: tuple[int, int]) -> np.ndarray:
         return self.region(0, shape[0], 0, shape[1])
@@ -178,7 +181,8 @@ def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
     masks = np.stack([k.full(shape) for k in kept])
     boxes = np.asarray([(k.box[2], k.box[0], k.box[3], k.box[1]) for k in kept], np.float32)
     return Detections(boxes=boxes, scores=np.asarray([k.score for k in kept], np.float32),
-                      masks=masks, image_shape=shape)
+                      masks=masks, image_shape=shape,
+                      mask_scores=np.asarray([k.mask_score for k in kept], np.float32))
 
 
 def boxes_of(masks: np.ndarray) -> np.ndarray:
@@ -201,4 +205,5 @@ def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:
     if keep.all() and np.array_equal(masks, det.masks):
         return det
     masks = masks[keep]
-    return Detections(boxes=boxes_of(masks), scores=det.scores[keep], masks=masks, image_shape=det.image_shape)
+    return Detections(boxes=boxes_of(masks), scores=det.scores[keep], masks=masks, image_shape=det.image_shape,
+                      mask_scores=None if det.mask_scores is None else det.mask_scores[keep])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
 from wirewatch.segment.paste import paste_masks
 from wirewatch.types import Detections
@@ -149,4 +150,5 @@ class OnnxSegmenter:
         keep = scores >= self.score_threshold
         boxes, scores, probs = boxes[keep].astype(np.float32), scores[keep].astype(np.float32), probs[keep]
         masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
-        return Detections(boxes=boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image.shape)
+        return Detections(boxes=boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image.shape,
+                          mask_scores=mask_scores(scores, probs, self.mask_threshold))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
 from wirewatch.segment.paste import paste_masks
@@ -130,4 +131,5 @@ class TensorRTSegmenter:
         keep = scores >= self.score_threshold
         boxes, scores, probs = boxes[keep], scores[keep], probs[keep]
         masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
-        return Detections(boxes=boxes, scores=scores, masks=masks, image_shape=image.shape)
+        return Detections(boxes=boxes, scores=scores, masks=masks, image_shape=image.shape,
+                          mask_scores=mask_scores(scores, probs, self.mask_threshold))

@@ -86,7 +86,7 @@ def diagnose(model: nn.Module, folder: CocoFolder, images: int,
     for i in indices:
         sample = folder.load(i)
         image_id = int(folder.images[i]["id"])
-        boxes, scores, masks = predict(model, sample.image)
+        boxes, scores, masks, _ = predict(model, sample.image)
         results["model"] += [detection_result(image_id, b, mk, float(s))
                              for b, s, mk in zip(boxes, scores, masks, strict=True) if mk.any()]
         present = sample.masks.any(axis=(1, 2))

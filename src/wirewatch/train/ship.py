@@ -38,9 +38,10 @@ def score_segmenter(segmenter: Segmenter, folder: CocoFolder, limit: int | None 
             dets = segmenter.segment(sample.image)
             seconds += time.perf_counter() - t0
             image_id = int(folder.images[i]["id"])
-            for box, score, mask in zip(dets.boxes, dets.scores, dets.masks, strict=True):
+            for box, score, mask_score, mask in zip(dets.boxes, dets.scores, dets.mask_confidence, dets.masks,
+                                                    strict=True):
                 if mask.any():
-                    results.append(detection_result(image_id, box, mask, float(score)))
+                    results.append(detection_result(image_id, box, mask, float(score), float(mask_score)))
             bar.update(task, advance=1)
     metrics: dict[str, Any] = dict(coco_ap(gt, results))
     metrics.update({"images": n, "detections": len(results), "instances": len(gt["annotations"]),

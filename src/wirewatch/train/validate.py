@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from wirewatch import coco
+from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.paste import paste_masks
 from wirewatch.train.data import CocoFolder
 from wirewatch.train.model import grey_to_model_input
@@ -19,8 +20,9 @@ from wirewatch.train.model import grey_to_model_input
 
 @torch.no_grad()
 def predict(model: nn.Module, image: np.ndarray, mask_threshold: float = 0.5
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full-frame inference at native scale: boxes (N, 4), scores (N,), bool masks (N, H, W).
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full-frame inference at native scale: boxes (N, 4), scores (N,), bool masks (N, H, W) and mask
+    scores (N,): score x maskness, as the runtime backends give them (``wirewatch.segment.maskness``).
 
     The M x M mask probabilities are pasted by ``wirewatch.segment.paste`` (the runtime's paste, the exact
     inverse of the training targets), not torchvision's, so validation scores what the daemon will see.
@@ -39,8 +41,9 @@ def predict(model: nn.Module, image: np.ndarray, mask_threshold: float = 0.5
     d = detections[0]
     # NativeScaleTransform never resizes, so boxes are already in frame pixels.
     boxes = d["boxes"].numpy()
-    masks = paste_masks(d["masks"][:, 0].numpy(), boxes, image.shape[:2], mask_threshold)
-    return boxes, d["scores"].numpy(), masks
+    probs, scores = d["masks"][:, 0].numpy(), d["scores"].numpy()
+    masks = paste_masks(probs, boxes, image.shape[:2], mask_threshold)
+    return boxes, scores, masks, mask_scores(scores, probs, mask_threshold)
 
 
 def evaluate_folder(model: nn.Module, folder: CocoFolder, indices: Sequence[int] | None = None,
@@ -53,18 +56,20 @@ def evaluate_folder(model: nn.Module, folder: CocoFolder, indices: Sequence[int]
     results: list[dict[str, Any]] = []
     for i in indices:
         sample = folder.load(i)
-        boxes, scores, masks = predict(model, sample.image)
+        boxes, scores, masks, mask_conf = predict(model, sample.image)
         image_id = int(folder.images[i]["id"])
-        for box, score, mask in zip(boxes, scores, masks, strict=True):
+        for box, score, mask, mask_score in zip(boxes, scores, masks, mask_conf, strict=True):
             if score >= score_threshold and mask.any():
-                results.append(detection_result(image_id, box, mask, float(score)))
+                results.append(detection_result(image_id, box, mask, float(score), float(mask_score)))
     return coco_ap(gt, results)
 
 
-def detection_result(image_id: int, box: np.ndarray, mask: np.ndarray, score: float) -> dict[str, Any]:
-    """COCO result with the detector's own box (box AP) and its mask (mask AP)."""
+def detection_result(image_id: int, box: np.ndarray, mask: np.ndarray, score: float,
+                     mask_score: float | None = None) -> dict[str, Any]:
+    """COCO result with the detector's own box (box AP, ranked by ``score``) and its mask (mask AP,
+    ranked by ``mask_score`` when given, as Mask Scoring R-CNN ranks masks)."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    return {**coco.result(image_id, mask, score), "bbox": [x0, y0, x1 - x0, y1 - y0]}
+    return {**coco.result(image_id, mask, score, mask_score), "bbox": [x0, y0, x1 - x0, y1 - y0]}
 
 
 def coco_ap(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, float]:
@@ -88,8 +93,8 @@ def coco_ap(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, floa
         coco_gt = COCO()
         coco_gt.dataset = {**gt, "categories": gt.get("categories") or [coco.CATEGORY]}
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(r) for r in results])
         for iou_type in ("bbox", "segm"):
+            coco_dt = coco_gt.loadRes(coco.ranked_for(iou_type, results))
             ev = COCOeval(coco_gt, coco_dt, iouType=iou_type)
             ev.params.maxDets = [1, 10, max_dets]
             ev.evaluate()
