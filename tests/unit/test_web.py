@@ -297,6 +297,7 @@ def test_app_upload_segments_and_answers_particles_frame_and_overlay() -> None:
         out = json.loads(r.body)
         assert out["frame"]["particle_count"] == 2 and len(out["particles"]) == 2
         assert set(PARTICLE_COLUMNS) - {"mask_index"} <= set(out["particles"][0])
+        assert all(p["mask_score"] == p["score"] for p in out["particles"])  # watershed: no mask scores of its own
         assert sorted(p["length_px"] for p in out["particles"]) == pytest.approx([30, 50], abs=1.5)
         assert Image.open(io.BytesIO(base64.b64decode(out["overlay_png"]))).size == (64, 64)
         assert "histograms_png" not in out

@@ -190,7 +190,7 @@ def _decode_tiff(data: bytes, max_pixels: int, name: str) -> np.ndarray:
 
 # -- the segmentation answer ---------------------------------------------------------------------------------
 
-PARTICLE_FIELDS: tuple[str, ...] = ("id", "score")
+PARTICLE_FIELDS: tuple[str, ...] = ("id", "score", "mask_score")
 
 
 def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: float = 0.5,
@@ -199,7 +199,7 @@ def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: 
     """Segment one image: ``{"particles": [...], "frame": {...}, "overlay_png", "histograms_png", ...}``.
 
     Particles carry the ``particles.csv`` descriptors (``wirewatch.stats.PARTICLE_COLUMNS``) plus ``id`` (the
-    mask's index in the overlay) and ``score``; ``frame`` is the per-frame aggregates (NaN -> null)."""
+    mask's index in the overlay), ``score`` and ``mask_score``; ``frame`` is the per-frame aggregates (NaN -> null)."""
     from wirewatch.publish.encode import finite_or_none
     from wirewatch.stats import measure, particle_rows
 
@@ -216,7 +216,8 @@ def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: 
     particles = []
     for row, i in zip(rows, index, strict=True):
         clean = {k: (bool(v) if isinstance(v, bool | np.bool_) else finite_or_none(v)) for k, v in row.items()}
-        particles.append({"id": int(i), "score": float(det.scores[keep[i]]), **clean})
+        particles.append({"id": int(i), "score": float(det.scores[keep[i]]),
+                          "mask_score": float(det.mask_confidence[keep[i]]), **clean})
     result: dict[str, Any] = {
         "width": int(image.shape[1]), "height": int(image.shape[0]),
         "detections": len(det), "score_threshold": score_threshold,
