@@ -149,7 +149,7 @@ def test_upload_page_shows_overlay_table_and_sorts(tmp_path: Path, browser: Any)
         wait_for(lambda: browser.execute_script("return window.__csv") is not None, 10, "the CSV download")
         csv_text = browser.execute_script("return window.__csv")
         lines = csv_text.strip().split("\n")
-        assert len(lines) == 4 and lines[0].startswith("id,score,area_px")
+        assert len(lines) == 4 and lines[0].startswith("id,score,mask_score,area_px")
         time.sleep(0.2)
         browser.save_screenshot(str(artifacts(tmp_path) / "web-segment.png"))
         assert console_errors(browser) == []
