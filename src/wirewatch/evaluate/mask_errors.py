@@ -27,6 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wirewatch.evaluate.metrics import greedy_pairs
+
 PLACES = ("crossing", "edge", "elsewhere")
 
 
@@ -82,20 +84,7 @@ def pair_masks(pred: np.ndarray, truth: np.ndarray, min_iou: float = 0.5) -> lis
     """One-to-one (pred, truth, IoU) pairs, greedily by IoU, each at least ``min_iou``."""
     if len(pred) == 0 or len(truth) == 0:
         return []
-    iou = mask_iou(pred, truth)
-    pairs: list[tuple[int, int, float]] = []
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        p, t = divmod(int(flat), iou.shape[1])
-        if iou[p, t] < min_iou:
-            break
-        if p in used_p or t in used_t:
-            continue
-        pairs.append((p, t, float(iou[p, t])))
-        used_p.add(p)
-        used_t.add(t)
-    return pairs
+    return greedy_pairs(mask_iou(pred, truth), min_iou)
 
 
 def outline_band(mask: np.ndarray) -> np.ndarray:

@@ -29,6 +29,22 @@ class PixelCounts:
         return PixelCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
 
 
+def greedy_pairs(iou: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
+    """One-to-one (row, column, IoU) pairs of an IoU matrix, best pair first, each at least ``min_iou``."""
+    pairs: list[tuple[int, int, float]] = []
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):  # stable: ties go to the first row, then column
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < min_iou:
+            break
+        if i not in used_rows and j not in used_cols:
+            pairs.append((i, j, float(iou[i, j])))
+            used_rows.add(i)
+            used_cols.add(j)
+    return pairs
+
+
 def pixel_counts(pred: np.ndarray, gt: np.ndarray) -> PixelCounts:
     """Counts from two 2-D foreground masks of the same shape."""
     pred = np.asarray(pred, bool)

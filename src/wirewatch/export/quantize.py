@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from wirewatch.errors import ModelError
+from wirewatch.evaluate.metrics import greedy_pairs
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,9 @@ def compare_detections(float_model: Path, int8_model: Path, frames: Sequence[np.
         sure_a, sure_b = scores_a >= score_threshold, scores_b >= score_threshold
         n_float += int(sure_a.sum())
         n_int8 += int(sure_b.sum())
-        a_found = _greedy_matches(box_iou(boxes_a[sure_a], boxes_b[scores_b >= low]), 0.5)
+        a_found = [iou for _, _, iou in greedy_pairs(box_iou(boxes_a[sure_a], boxes_b[scores_b >= low]), 0.5)]
         float_found += len(a_found)
-        int8_found += len(_greedy_matches(box_iou(boxes_b[sure_b], boxes_a[scores_a >= low]), 0.5))
+        int8_found += len(greedy_pairs(box_iou(boxes_b[sure_b], boxes_a[scores_a >= low]), 0.5))
         ious.extend(a_found)
     return Agreement(frames=len(frames), float_detections=n_float, int8_detections=n_int8, float_found=float_found,
                      int8_found=int8_found, mean_matched_iou=float(np.mean(ious)) if ious else float("nan"))
@@ -209,19 +210,3 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _greedy_matches(iou: np.ndarray, min_iou: float) -> list[float]:
-    """IoUs of greedy one-to-one matches, best pair first."""
-    out: list[float] = []
-    if iou.size == 0:
-        return out
-    iou = iou.copy()
-    while True:
-        i, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
-        best = float(iou[i, j])
-        if best < min_iou:
-            return out
-        out.append(best)
-        iou[i, :] = -1.0
-        iou[:, j] = -1.0
