@@ -216,15 +216,16 @@ def test_int8_export_refuses_a_model_that_disagrees(trained: dict[str, Path], tm
 
 
 def test_box_iou_and_greedy_matching() -> None:
-    from wirewatch.export.quantize import _greedy_matches, box_iou
+    from wirewatch.evaluate.metrics import greedy_pairs
+    from wirewatch.export.quantize import box_iou
 
     a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
     b = np.array([[0, 0, 10, 5], [21, 20, 31, 30], [100, 100, 110, 110]], np.float32)
     iou = box_iou(a, b)
     np.testing.assert_allclose(iou[0], [0.5, 0.0, 0.0])
     np.testing.assert_allclose(iou[1, 1], 90 / 110)
-    assert _greedy_matches(iou, 0.5) == pytest.approx([90 / 110, 0.5])
-    assert box_iou(a[:0], b).shape == (0, 3) and _greedy_matches(box_iou(a[:0], b), 0.5) == []
+    assert [m for _, _, m in greedy_pairs(iou, 0.5)] == pytest.approx([90 / 110, 0.5])
+    assert box_iou(a[:0], b).shape == (0, 3) and greedy_pairs(box_iou(a[:0], b), 0.5) == []
 
 
 def test_threads_and_spinning_reach_the_session(trained: dict[str, Path]) -> None:

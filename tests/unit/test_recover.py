@@ -81,7 +81,8 @@ def test_int8_shipped_model_recovers_its_detections() -> None:
     """The shipped (int8) model back in torch finds the wires the ONNX graph finds, by the export's own
     int8-vs-float agreement rule (``wirewatch.export.quantize``): the recovered weights are the float graph
     behind the int8 one, so a detection a hair either side of the threshold is not a disagreement."""
-    from wirewatch.export.quantize import MIN_MATCHED_FRACTION, SCORE_MARGIN, _greedy_matches, box_iou
+    from wirewatch.evaluate.metrics import greedy_pairs
+    from wirewatch.export.quantize import MIN_MATCHED_FRACTION, SCORE_MARGIN, box_iou
     from wirewatch.synth import generate, preset_config
 
     path = packaged_model_path()
@@ -98,10 +99,10 @@ def test_int8_shipped_model_recovers_its_detections() -> None:
         o_boxes, o_scores, _, _ = segmenter.raw(image)
         for a_boxes, a_scores, b_boxes, b_scores in ((o_boxes, o_scores, t_boxes, t_scores),
                                                      (t_boxes, t_scores, o_boxes, o_scores)):
-            matched = _greedy_matches(box_iou(a_boxes[a_scores >= 0.5], b_boxes[b_scores >= low]), 0.5)
+            matched = greedy_pairs(box_iou(a_boxes[a_scores >= 0.5], b_boxes[b_scores >= low]), 0.5)
             sure += int((a_scores >= 0.5).sum())
             found += len(matched)
-            ious.extend(matched)
+            ious.extend(iou for _, _, iou in matched)
     assert sure >= 20 and found / sure >= MIN_MATCHED_FRACTION, (found, sure)
     assert float(np.median(ious)) >= 0.95
 
