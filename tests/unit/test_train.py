@@ -177,11 +177,17 @@ def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None
     interrupted = Trainer(smoke_config(toy, tmp_path / "b"), show_progress=False)
     interrupted.run(max_steps_this_call=4)
     assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+    # A kill between checkpoints leaves rows for steps the resumed run trains again.
+    metrics_b = tmp_path / "b" / "metrics.csv"
+    metrics_b.write_text(metrics_b.read_text() + "6,1.0,0.01,9.9" + "," * (rows[0].count(",") - 3) + "\n")
     resumed = Trainer(smoke_config(toy, tmp_path / "b"), resume=True, show_progress=False)
     assert resumed.step == 4
     resumed.run()
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+    steps = [line.split(",")[0] for line in metrics_b.read_text().splitlines()[1:]]
+    assert steps == [line.split(",")[0] for line in rows[1:]] == ["2", "4", "6", "8"]
+    assert "9.9" not in metrics_b.read_text()
 
 
 def test_train_only_moves_the_named_heads_and_nothing_else(toy: Path, tmp_path: Path) -> None:

@@ -36,16 +36,18 @@ PLACES = ("crossing", "edge", "elsewhere")
 class MaskErrors:
     """Pixel error counts of paired masks, summed over frames (``add``)."""
 
-    pairs: int = 0
     unpaired_truth: int = 0
     true_pixels: int = 0
     crossing_pixels: int = 0  # true pixels of paired wires that another true wire also covers
     missed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PLACES, 0))
     extra: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PLACES, 0))
-    ious: list[float] = field(default_factory=list)
+    ious: list[float] = field(default_factory=list)  # one per pair
+
+    @property
+    def pairs(self) -> int:
+        return len(self.ious)
 
     def add(self, other: MaskErrors) -> None:
-        self.pairs += other.pairs
         self.unpaired_truth += other.unpaired_truth
         self.true_pixels += other.true_pixels
         self.crossing_pixels += other.crossing_pixels
@@ -115,7 +117,6 @@ def frame_mask_errors(pred: np.ndarray, truth: np.ndarray, min_iou: float = 0.5)
         for place, where in zip(PLACES, (crossing, edge, elsewhere), strict=True):
             out.missed[place] += int(np.count_nonzero(missed & where))
             out.extra[place] += int(np.count_nonzero(extra & where))
-        out.pairs += 1
         out.true_pixels += int(np.count_nonzero(T))
         out.crossing_pixels += int(np.count_nonzero(T & crossing))
         out.ious.append(iou)

@@ -335,6 +335,30 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.last_metrics = dict(state.get("last_metrics") or {})
         log.info("resumed %s at step %d (%.0f s elapsed)", path, self.step, self.elapsed_s)
+        dropped = trim_metrics_after(self.run_dir / "metrics.csv", self.step)
+        if dropped:
+            # Those steps are trained again from the checkpoint; keeping both copies would zigzag the curve.
+            log.info("metrics.csv: dropped %d row(s) logged after step %d (train.log keeps them)", dropped, self.step)
+
+
+def trim_metrics_after(path: Path, step: int) -> int:
+    """Remove rows for steps after ``step`` from a run's metrics.csv (atomically); returns how many."""
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fieldnames = reader.fieldnames or CSV_COLUMNS
+        rows = list(reader)
+    kept = [r for r in rows if not r.get("step", "").isdigit() or int(r["step"]) <= step]
+    if len(kept) == len(rows):
+        return 0
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+    return len(rows) - len(kept)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
