@@ -215,6 +215,26 @@ def test_int8_export_refuses_a_model_that_disagrees(trained: dict[str, Path], tm
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_ship_compares_a_candidate_with_a_baseline_fold_by_fold(trained: dict[str, Path], int8_model: Path,
+                                                                 tmp_path: Path) -> None:
+    """``python -m wirewatch.train.ship --baseline``: both models on the same images, AP differences per fold."""
+    from wirewatch.train.ship import main as ship
+
+    common = ["--data", str(trained["data"]), "--split", "train", "--folds", "3", "--option", "score_threshold=0.3"]
+    ship(["--model", str(trained["onnx"]), "--baseline", str(int8_model), *common, "--json", str(tmp_path / "a.json")])
+    out = json.loads((tmp_path / "a.json").read_text())
+    assert out["images"] == out["baseline"]["images"] == 6 and out["baseline"]["model"] == str(int8_model)
+    for key in ("bbox.AP", "segm.AP"):
+        fold = out["paired"][key]
+        assert len(fold["candidate"]) == len(fold["baseline"]) == 3
+        assert fold["mean_diff"] == pytest.approx(np.mean(np.subtract(fold["candidate"], fold["baseline"])), abs=2e-4)
+    ship(["--model", str(trained["onnx"]), "--baseline", str(trained["onnx"]), *common, "--json", str(tmp_path / "b.json")])
+    same = json.loads((tmp_path / "b.json").read_text())
+    assert same["baseline"]["segm.AP"] == same["segm.AP"] and same["paired"]["segm.AP"]["mean_diff"] == 0.0
+    with pytest.raises(SystemExit):  # argparse usage error, before any model is loaded
+        ship(["--model", str(trained["onnx"]), "--baseline", str(int8_model), *common[:4], "--folds", "1"])
+
+
 def test_box_iou_and_greedy_matching() -> None:
     from wirewatch.evaluate.metrics import greedy_pairs
     from wirewatch.export.quantize import box_iou
