@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch", reason="wirewatch.train needs the `train` extra (torch, torchvision)")
 
-from wirewatch import coco  # noqa: E402
-from wirewatch.errors import InputError  # noqa: E402
-from wirewatch.train.ship import paired_folds  # noqa: E402
+from wirewatch import coco
+from wirewatch.errors import InputError
+from wirewatch.train.ship import paired_folds
 
 
 def _square(x: int, y: int, size: int = 12) -> np.ndarray:
