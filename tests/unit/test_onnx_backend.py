@@ -233,6 +233,8 @@ def test_ship_compares_a_candidate_with_a_baseline_fold_by_fold(trained: dict[st
     assert same["baseline"]["segm.AP"] == same["segm.AP"] and same["paired"]["segm.AP"]["mean_diff"] == 0.0
     with pytest.raises(SystemExit):  # argparse usage error, before any model is loaded
         ship(["--model", str(trained["onnx"]), "--baseline", str(int8_model), *common[:4], "--folds", "1"])
+    with pytest.raises(SystemExit):  # more folds than images: refused before both models run
+        ship(["--model", str(trained["onnx"]), "--baseline", str(int8_model), *common[:4], "--folds", "7"])
 
 
 def test_box_iou_and_greedy_matching() -> None:

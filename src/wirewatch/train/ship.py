@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend != "watershed":
         options["model"] = args.model
     folder = CocoFolder(args.data, args.split)
+    n = len(folder) if args.limit is None else min(args.limit, len(folder))
+    if args.baseline is not None and args.folds > n:
+        parser.error(f"--folds {args.folds} is more than the {n} images scored")  # before minutes of inference
     gt, results, seconds = segment_folder(load_segmenter(args.backend, **options), folder, args.limit)
     metrics = score_results(gt, results, seconds)
     if args.baseline is not None:
