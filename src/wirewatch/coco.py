@@ -95,6 +95,12 @@ def dataset(images: Sequence[dict[str, Any]], annotations: Iterable[dict[str, An
     }
 
 
+def subset(source: dict[str, Any], images: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The dataset of ``images`` (entries of ``source``) with only their annotations from ``source``."""
+    ids = {int(im["id"]) for im in images}
+    return dataset(images, [a for a in source["annotations"] if a["image_id"] in ids])
+
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 

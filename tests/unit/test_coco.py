@@ -42,3 +42,13 @@ def test_shifted_mask_fails_high_iou_thresholds() -> None:
     m = coco.coco_metrics(_gt(), res, iou_types=("segm",))
     assert m["segm.AP50"] == 1.0
     assert m["segm.AP75"] < 1.0
+
+
+def test_subset_keeps_only_the_chosen_images_and_their_annotations() -> None:
+    images = [{"id": i, "file_name": f"{i}.png", "height": 32, "width": 40} for i in (1, 2, 3)]
+    anns = [coco.annotation(n + 1, image_id, m)
+            for n, (image_id, m) in enumerate([(1, _masks()[0]), (2, _masks()[1]), (3, _masks()[0]), (3, _masks()[1])])]
+    part = coco.subset(coco.dataset(images, anns), [images[0], images[2]])
+    assert [im["id"] for im in part["images"]] == [1, 3]
+    assert [a["id"] for a in part["annotations"]] == [1, 3, 4]
+    assert part["categories"] == [coco.CATEGORY]

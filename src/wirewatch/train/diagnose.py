@@ -78,8 +78,7 @@ def diagnose(model: nn.Module, folder: CocoFolder, images: int,
     images of ``folder``."""
     indices = list(range(min(images, len(folder))))
     chosen = [folder.images[i] for i in indices]
-    ids = {int(im["id"]) for im in chosen}
-    gt = coco.dataset(chosen, [a for a in folder.coco["annotations"] if a["image_id"] in ids])
+    gt = coco.subset(folder.coco, chosen)
     rows = ROWS + tuple(f"{kind}_x{f:g}" for f in expand for kind in ("model", "gt_boxes"))
     results: dict[str, list[dict[str, Any]]] = {row: [] for row in rows}
     side = 0

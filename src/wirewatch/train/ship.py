@@ -31,9 +31,7 @@ def segment_folder(segmenter: Segmenter, folder: CocoFolder, limit: int | None =
     from rich.progress import Progress
 
     n = len(folder) if limit is None else min(limit, len(folder))
-    images = folder.images[:n]
-    ids = {int(im["id"]) for im in images}
-    gt = coco.dataset(images, [a for a in folder.coco["annotations"] if a["image_id"] in ids])
+    gt = coco.subset(folder.coco, folder.images[:n])
     results: list[dict[str, Any]] = []
     seconds = 0.0
     with Progress(disable=not progress) as bar:
@@ -80,7 +78,7 @@ def paired_folds(gt: dict[str, Any], results: list[dict[str, Any]], baseline: li
     for f in range(folds):
         part = images[f * len(images) // folds:(f + 1) * len(images) // folds]
         ids = {int(im["id"]) for im in part}
-        fold_gt = coco.dataset(part, [a for a in gt["annotations"] if a["image_id"] in ids])
+        fold_gt = coco.subset(gt, part)
         cand = coco_ap(fold_gt, [r for r in results if r["image_id"] in ids])
         base = coco_ap(fold_gt, [r for r in baseline if r["image_id"] in ids])
         for key in rows:

@@ -51,8 +51,7 @@ def evaluate_folder(model: nn.Module, folder: CocoFolder, indices: Sequence[int]
     """pycocotools metrics (``bbox.AP``, ``segm.AP``, ...) on the chosen images of ``folder``."""
     indices = list(range(len(folder))) if indices is None else list(indices)
     images = [folder.images[i] for i in indices]
-    ids = {int(im["id"]) for im in images}
-    gt = coco.dataset(images, [a for a in folder.coco["annotations"] if a["image_id"] in ids])
+    gt = coco.subset(folder.coco, images)
     results: list[dict[str, Any]] = []
     for i in indices:
         sample = folder.load(i)
