@@ -17,7 +17,7 @@ def _run(tmp_path: Path) -> tuple[Path, Path]:
                                                     "seed": 1, "counts": {"train": 24, "val": 6}}))
     run = tmp_path / "run"
     run.mkdir()
-    cfg = dict(data=str(data), out=str(run), variant="compact", batch_size=4, crop_size=256, lr=0.005,
+    cfg = dict(data=str(data), out=str(run), variant="compact", batch_size=4, crop_size=48, lr=0.005,
                momentum=0.9, weight_decay=1e-4, warmup_steps=50, time_budget_s=7000.0, steps=100000,
                grad_clip=10.0, seed=5, threads=2, val_every=500, val_images=40, loss_weights={"loss_mask": 2.0})
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -45,5 +45,6 @@ def test_card_states_recipe_validation_cadence_and_verdicts_from_the_files(tmp_p
     assert "bbox.AP 0.860 vs target 0.85 (met)" in card and "segm.AP 0.600 vs target 0.85 (NOT met)" in card
     assert "mask AP 4.7x the watershed baseline's (target >= 3x: met)" in card
     assert "Ran 500 steps in 15 min (2000 crops seen)" in card
+    assert "trained on 48 px crops of 64 px frames" in card and "batch 4, 48 px crops" in card
     assert (tmp_path / "out" / "default.train-config.yaml").is_file()
     assert (tmp_path / "out" / "default.synth-manifest.json").is_file()

@@ -76,8 +76,9 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         "see `docs/model.md`), one class `nanowire`, trained from random initialisation on synthetic "
         "images only, on a shared 2-core CPU. " + export_description(model_file) + f"; the graph ends at {side} x "
         f"{side} mask probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "
-        "(optical density, bright wires), any size, native pixel scale (trained on 256 px crops of 512 px "
-        "frames). Default score threshold 0.5, mask threshold 0.5.",
+        "(optical density, bright wires), any size, native pixel scale (trained on "
+        f"{cfg['crop_size']} px crops of {manifest.get('size', '?')} px frames). "
+        "Default score threshold 0.5, mask threshold 0.5.",
         "",
         "## Quality (pycocotools, every detection counted)",
         "",
