@@ -24,9 +24,7 @@ def _frames(n: int = 8) -> tuple[dict, list[dict], list[dict]]:
     anns, cand, base = [], [], []
     for i in range(n):
         truth = _square(10 + i, 20)
-        anns.append({"id": i + 1, "image_id": i + 1, "category_id": coco.CATEGORY["id"], "iscrowd": 0,
-                     "segmentation": coco.encode_mask(truth), "bbox": coco.mask_bbox(truth),
-                     "area": float(truth.sum())})
+        anns.append(coco.annotation(i + 1, i + 1, truth))
         cand.append(coco.result(i + 1, truth, 0.9, 0.9))
         base.append(coco.result(i + 1, truth if i % 2 == 0 else _square(40, 45), 0.9, 0.9))
     return coco.dataset(images, anns), cand, base

@@ -24,13 +24,18 @@ from wirewatch.train.data import CocoFolder
 from wirewatch.train.validate import coco_ap, detection_result
 
 
+def scored_count(folder: CocoFolder, limit: int | None) -> int:
+    """How many images a run with ``--limit`` scores: the first ``limit``, or all of them."""
+    return len(folder) if limit is None else min(limit, len(folder))
+
+
 def segment_folder(segmenter: Segmenter, folder: CocoFolder, limit: int | None = None,
                    progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     """Ground truth, COCO results and total segmenting seconds of ``segmenter`` on (the first ``limit``)
     images of ``folder``."""
     from rich.progress import Progress
 
-    n = len(folder) if limit is None else min(limit, len(folder))
+    n = scored_count(folder, limit)
     gt = coco.subset(folder.coco, folder.images[:n])
     results: list[dict[str, Any]] = []
     seconds = 0.0
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend != "watershed":
         options["model"] = args.model
     folder = CocoFolder(args.data, args.split)
-    n = len(folder) if args.limit is None else min(args.limit, len(folder))
+    n = scored_count(folder, args.limit)
     if args.baseline is not None and args.folds > n:
         parser.error(f"--folds {args.folds} is more than the {n} images scored")  # before minutes of inference
     gt, results, seconds = segment_folder(load_segmenter(args.backend, **options), folder, args.limit)
