@@ -238,6 +238,14 @@ def _segments(p: dict, cos_tilt: float) -> list[_Segment]:
     return segs
 
 
+def _placed(p: dict, cos_tilt: float, n: int) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """Window, thickness and axial coordinate of wire ``p`` foreshortened by ``cos_tilt`` in an ``n`` px
+    frame, or None when it falls outside."""
+    segs = _segments(p, cos_tilt)
+    win = _window(segs, n)
+    return None if win is None else (win, *_render_wire(segs, win))
+
+
 def generate(config: SynthConfig, seed: int) -> Sample:
     """Render one frame from ``config`` with ``seed`` (same inputs, same arrays)."""
     rng = np.random.default_rng(seed)
@@ -250,27 +258,24 @@ def generate(config: SynthConfig, seed: int) -> Sample:
     kept: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
     wires: list[WireParams] = []
     for p in params:
-        segs = _segments(p, 1.0)
-        win = _window(segs, n)
-        if win is None:
+        placed = _placed(p, 1.0, n)
+        if placed is None:
             continue
+        win, t, s = placed
         r0, r1, c0, c1 = win
-        t, s = _render_wire(segs, win)
         footprint = t > 0
-        below = height[r0:r1, c0:c1]
-        support = float(below[footprint].max()) if footprint.any() else 0.0
+        support = float(height[r0:r1, c0:c1][footprint].max()) if footprint.any() else 0.0
         tilt = 0.0
         if support > 0 and max_tilt > 0:
             # It rests on what lies under it: one end on the substrate, raised over the crossing.
             tilt = min(math.atan(support / max(p["length"] / 2.0, 1e-6)), max_tilt)
-            segs = _segments(p, math.cos(tilt))
-            win = _window(segs, n)
-            if win is None:
+            placed = _placed(p, math.cos(tilt), n)
+            if placed is None:
                 continue
+            win, t, s = placed
             r0, r1, c0, c1 = win
-            t, s = _render_wire(segs, win)
             footprint = t > 0
-            below = height[r0:r1, c0:c1]
+        below = height[r0:r1, c0:c1]
         area = int(footprint.sum())
         if area < config.wires.min_area_px:
             continue
