@@ -20,7 +20,7 @@ from wirewatch.daemon.http import HttpConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.web import WebApp, WebConfig
 from wirewatch.web.hub import encode_event
-from wirewatch.web.server import HttpServer, Response
+from wirewatch.web.server import BODY_MIN_RATE, HttpServer, Response
 
 from .helpers import daemon_config, wait_for
 
@@ -273,5 +273,67 @@ def test_an_upload_that_stalls_is_abandoned_after_the_request_timeout_and_frees_
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=5)
         assert err.value.code == 400
+    finally:
+        server.close()
+
+
+def _post_head(length: int) -> bytes:
+    return (b"POST /api/segment HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: %d\r\n\r\n" % length)
+
+
+def test_a_trickled_upload_body_is_cut_off_below_the_minimum_rate() -> None:
+    """A body sent a byte every 0.05 s (20 bytes/s) passes every per-read timeout but falls below
+    ``BODY_MIN_RATE``: the server closes the connection about one request timeout after the headers
+    (its deadline grows by only 20 / 500 s a second) and the upload slot is free again."""
+    app = WebApp(config=WebConfig(max_pending_uploads=1))
+    server = HttpServer(CollectorRegistry(), port=0, app=app, request_timeout_s=0.5)
+    try:
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.sendall(_post_head(2000))
+            opened = time.monotonic()
+            closed_at = None
+            for _ in range(200):  # 10 s of trickle at most
+                if select.select([sock], [], [], 0.05)[0]:
+                    closed_at = time.monotonic() - opened
+                    assert sock.recv(4096) == b""  # closed, no answer
+                    break
+                try:
+                    sock.sendall(b"x")
+                except (BrokenPipeError, ConnectionResetError):
+                    closed_at = time.monotonic() - opened
+                    break
+            assert closed_at is not None and 0.45 <= closed_at < 2.0, closed_at
+        req = urllib.request.Request(server.url + "/api/segment", data=b"not a form", method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == 400  # the slot was given back: not 503
+    finally:
+        server.close()
+
+
+def test_an_upload_that_keeps_moving_may_outlast_the_request_timeout() -> None:
+    """3000 bytes in 100-byte pieces every 0.04 s (~2.5 kB/s, above ``BODY_MIN_RATE``) take 1.2 s,
+    more than twice the 0.5 s request timeout: the whole body is read and answered (400 for its
+    content, not a closed connection or a short body)."""
+    assert BODY_MIN_RATE <= 2000
+    app = WebApp()
+    server = HttpServer(CollectorRegistry(), port=0, app=app, request_timeout_s=0.5)
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(_post_head(3000))
+            t0 = time.monotonic()
+            for _ in range(30):
+                time.sleep(0.04)
+                sock.sendall(b"x" * 100)
+            assert time.monotonic() - t0 >= 1.0
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = sock.recv(4096)
+                assert chunk, f"the server closed a body that kept moving: {answer!r}"
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"multipart" in answer and b"ended after" not in answer, answer
     finally:
         server.close()

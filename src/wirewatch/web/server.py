@@ -9,8 +9,9 @@ bearer token protects every route.
 - One thread per connection. A connection that sends nothing, stops half-way through a request, or
   trickles its request line and headers so that they are not complete within ``request_timeout_s``
   (``http.request_timeout_s``) is closed, so idle, stuck or slowloris clients cannot pile up threads
-  forever. A request body (an upload) is bounded per read only: it may take longer while it keeps
-  moving. A live page's event stream (long-lived by design) switches its socket to ``write_timeout_s``,
+  forever. A request body (an upload) may take longer while it keeps moving: each byte read moves its
+  deadline on by 1 / ``BODY_MIN_RATE`` s (500 bytes/s, Apache mod_reqtimeout's ``MinRate``), so a large
+  file on a slow link gets through and a body trickled a byte at a time is closed. A live page's event stream (long-lived by design) switches its socket to ``write_timeout_s``,
   so a stuck browser's write gives up instead of blocking.
 - At most ``max_connections`` (``http.max_connections``, 256) connections are served at once, event streams
   included; one more is answered ``503 too many connections`` (``Retry-After: 1``) by the accepting thread
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 TOKEN_COOKIE = "wirewatch_token"
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
+# A request body must arrive at this rate on average (after the first request timeout's grace): Apache
+# mod_reqtimeout's default MinRate. A 2 MB frame on a 1 Mbit/s link needs 16 s, allowed; a byte a second is not.
+BODY_MIN_RATE = 500.0
 KEEPALIVE_S = 15.0
 SSE_SNDBUF = 64 * 1024
 
@@ -175,20 +179,39 @@ class HttpServer:
 
 
 class _DeadlineSocketIO(socket.SocketIO):
-    """A socket reader whose reads also end at ``deadline`` (monotonic seconds; None: per read only)."""
+    """A socket reader whose reads also end at ``deadline`` (monotonic seconds; None: per read only).
 
-    def __init__(self, sock: socket.socket, per_read_s: float) -> None:
+    ``head()`` starts a request line and headers: a fixed deadline. ``body()`` starts a request body: the
+    deadline moves on by 1 / ``min_rate`` s for every byte read, so only a body slower than ``min_rate``
+    on average runs out of time."""
+
+    def __init__(self, sock: socket.socket, per_read_s: float, min_rate: float) -> None:
         super().__init__(sock, "rb")
         self.per_read_s = per_read_s
+        self.min_rate = min_rate
         self.deadline: float | None = None
+        self._in_body = False
+
+    def head(self) -> None:
+        self.deadline, self._in_body = time.monotonic() + self.per_read_s, False
+
+    def body(self) -> None:
+        self.deadline, self._in_body = time.monotonic() + self.per_read_s, True
 
     def readinto(self, b: Any) -> int | None:
         if self.deadline is not None:
             left = self.deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError("request line and headers not complete within the request timeout")
+                raise TimeoutError(f"request body slower than {self.min_rate:g} bytes/s" if self._in_body
+                                   else "request line and headers not complete within the request timeout")
             self._sock.settimeout(min(self.per_read_s, left))  # type: ignore[attr-defined]
-        return super().readinto(b)
+        try:
+            n = super().readinto(b)
+        finally:  # the response's writes get the whole per-read timeout, not what was left of the deadline
+            self._sock.settimeout(self.per_read_s)  # type: ignore[attr-defined]
+        if n and self._in_body and self.deadline is not None:
+            self.deadline += n / self.min_rate
+        return n
 
 
 def _authorised(headers: Any, token: bytes, *, cookie_ok: bool) -> bool:
@@ -221,19 +244,18 @@ def _make_handler(server: HttpServer, token: bytes | None) -> type[BaseHTTPReque
             self.rfile.close()  # the stdlib's reader (releases its reference on the socket), replaced by:
             # The request line and headers must also arrive *in total* within the timeout: a client
             # trickling a byte every few seconds passes every per-read timeout but not this deadline.
-            self._reader = _DeadlineSocketIO(self.connection, server.request_timeout_s)
+            self._reader = _DeadlineSocketIO(self.connection, server.request_timeout_s, BODY_MIN_RATE)
             self.rfile = io.BufferedReader(self._reader)
 
         def handle_one_request(self) -> None:
-            self._reader.deadline = time.monotonic() + server.request_timeout_s
+            self._reader.head()
             super().handle_one_request()
 
         def parse_request(self) -> bool:
             parsed = super().parse_request()
-            # Headers complete: a body (an upload) is bounded per read only, so a large file on a slow
-            # link is not cut off while it keeps moving.
-            self._reader.deadline = None
-            self.connection.settimeout(server.request_timeout_s)
+            # Headers complete: a body (an upload) may take longer than the timeout while it keeps
+            # moving at BODY_MIN_RATE or faster, so a large file on a slow link is not cut off.
+            self._reader.body()
             return parsed
 
         def do_GET(self) -> None:
