@@ -80,8 +80,9 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
 
 
 def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
-                  score_threshold: float, threads: int = 2) -> list[ModelBenchRow]:
-    """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present)."""
+                  score_threshold: float, threads: int = 2, views: Sequence[int] = ()) -> list[ModelBenchRow]:
+    """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present);
+    one more onnxruntime CPU row per test-time ``views`` count asked for (``wirewatch.segment.views``)."""
     import onnxruntime as ort
 
     from wirewatch.segment.onnx_backend import OnnxSegmenter
@@ -111,6 +112,10 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
                             threads=threads)
         variant = seg.metadata.variant
         rows.append(time_frames("onnxruntime", "cpu", variant, images, _counter(seg)))
+        for n in views:
+            seg_views = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
+                                      threads=threads, views=n)
+            rows.append(time_frames(f"onnxruntime views={n}", "cpu", variant, images, _counter(seg_views)))
         available = ort.get_available_providers()
         for provider, label in (("CUDAExecutionProvider", "onnxruntime cuda"),
                                 ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):

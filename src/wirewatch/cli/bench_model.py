@@ -18,6 +18,8 @@ def bench_model(
     size: int = typer.Option(512, "--size", help="Frame side in pixels."),
     score_threshold: float = typer.Option(0.5, "--score-threshold"),
     threads: int = typer.Option(2, "--threads"),
+    views: list[int] = typer.Option([], "--views", help="Also time onnxruntime CPU with this many test-time "
+                                    "views (2 or 4: the frame and its mirror images; repeatable)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """Per-frame latency and frames/s: PyTorch eager vs onnxruntime (CPU; GPU rows when available)."""
@@ -37,7 +39,7 @@ def bench_model(
     console = Console()
     console.print(f"model benchmark: {frames} frames {size} x {size}, {os.cpu_count()} CPUs, "
                   f"load average {os.getloadavg()[0]:.2f}")
-    rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads)
+    rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads, views)
     table = Table(title=f"segmentation model per frame at {size} x {size}")
     for col in ("runtime", "device", "variant", "median ms", "p90 ms", "frames/s", "detections"):
         table.add_column(col)

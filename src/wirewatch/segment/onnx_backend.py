@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
-from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
-from wirewatch.segment.paste import paste_masks
+from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class OnnxSegmenter:
     def __init__(self, model: str | Path = DEFAULT_MODEL, providers: Sequence[str] | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
-                 spinning: bool = False) -> None:
+                 spinning: bool = False, views: int = 1) -> None:
         import onnxruntime as ort
 
         self.model_path = resolve_model_path(model)
@@ -84,6 +83,7 @@ class OnnxSegmenter:
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.threads = usable_cores() if threads is None else int(threads)
+        self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.spinning = bool(spinning)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -146,9 +146,10 @@ class OnnxSegmenter:
         if self.input_size is not None and image.shape != tuple(self.input_size):
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the configured model input "
                              f"{self.input_size[0]}x{self.input_size[1]}")
+        return segment_views(self._detect, image, self.views, self.mask_threshold)
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""
         boxes, scores, _, probs = self.raw(image)
         keep = scores >= self.score_threshold
-        boxes, scores, probs = boxes[keep].astype(np.float32), scores[keep].astype(np.float32), probs[keep]
-        masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
-        return Detections(boxes=boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image.shape,
-                          mask_scores=mask_scores(scores, probs, self.mask_threshold))
+        return boxes[keep].astype(np.float32).reshape(-1, 4), scores[keep].astype(np.float32), probs[keep]

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
-from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
-from wirewatch.segment.paste import paste_masks
+from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
 
@@ -53,7 +52,8 @@ class TensorRTSegmenter:
     name = "tensorrt"
 
     def __init__(self, model: str | Path, score_threshold: float | None = None,
-                 mask_threshold: float | None = None) -> None:
+                 mask_threshold: float | None = None, views: int = 1) -> None:
+        self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         reason = gpu_unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
@@ -104,6 +104,10 @@ class TensorRTSegmenter:
         if image.shape != self.shape:
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the engine's fixed input "
                              f"{self.shape[0]}x{self.shape[1]}")
+        return segment_views(self._detect, image, self.views, self.mask_threshold)
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""
         cudart = self._cudart
         kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -129,7 +133,4 @@ class TensorRTSegmenter:
         scores = outputs["scores"].reshape(-1)[:n].astype(np.float32)
         probs = outputs["mask_probs"].reshape(-1, *outputs["mask_probs"].shape[-2:])[:n].astype(np.float32)
         keep = scores >= self.score_threshold
-        boxes, scores, probs = boxes[keep], scores[keep], probs[keep]
-        masks = paste_masks(probs, boxes, image.shape, self.mask_threshold)
-        return Detections(boxes=boxes, scores=scores, masks=masks, image_shape=image.shape,
-                          mask_scores=mask_scores(scores, probs, self.mask_threshold))
+        return boxes[keep], scores[keep], probs[keep]
