@@ -24,10 +24,11 @@ def test_bench_reports_rate_latency_and_where_the_time_goes() -> None:
 
 
 def test_bench_option_parsing() -> None:
-    from wirewatch.cli.bench_daemon import _parse_options
+    # bench daemon -o and segment / evaluate --option share one parser (YAML scalars).
+    from wirewatch.cli.segment import parse_options
     from wirewatch.errors import InputError
 
-    assert _parse_options(["threads=1", "spinning=true", "model=x.onnx"]) == {
-        "threads": 1, "spinning": True, "model": "x.onnx"}
+    assert parse_options(["threads=1", "spinning=true", "model=x.onnx", "views=4"]) == {
+        "threads": 1, "spinning": True, "model": "x.onnx", "views": 4}
     with pytest.raises(InputError, match="key=value"):
-        _parse_options(["threads"])
+        parse_options(["threads"])

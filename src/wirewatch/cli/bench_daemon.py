@@ -29,10 +29,11 @@ def bench_daemon(
     from rich.console import Console
     from rich.table import Table
 
+    from wirewatch.cli.segment import parse_options
     from wirewatch.daemon.bench import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
 
     logging.getLogger("wirewatch").setLevel(logging.WARNING)
-    options = _parse_options(option)
+    options = parse_options(option)
     frames = bench_frames(size)
     results = [run_daemon_bench(None if b == "auto" else b, size=size, rate=rate, seconds=seconds,
                                 warmup_s=warmup, frames=frames, model=model if b != "watershed" else None,
@@ -67,19 +68,3 @@ def bench_daemon(
     for d in decode_rows:
         console.print(f"decode {d.name}: median {d.median_ms:.2f} ms, p90 {d.p90_ms:.2f} ms "
                       f"({'ok' if d.meets_target else 'MISSED'} < 5 ms)")
-
-
-def _parse_options(items: list[str]) -> dict[str, object]:
-    """``key=value`` pairs; values parsed as JSON when they are (numbers, true/false), else kept as text."""
-    from wirewatch.errors import InputError
-
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--option expects key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
