@@ -25,6 +25,7 @@ import numpy as np
 
 from wirewatch.errors import ModelError
 from wirewatch.evaluate.metrics import greedy_pairs
+from wirewatch.segment.views import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -196,17 +197,3 @@ def compare_detections(float_model: Path, int8_model: Path, frames: Sequence[np.
         ious.extend(a_found)
     return Agreement(frames=len(frames), float_detections=n_float, int8_detections=n_int8, float_found=float_found,
                      int8_found=int8_found, mean_matched_iou=float(np.mean(ious)) if ious else float("nan"))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) x0, y0, x1, y1 boxes -> (N, M) IoU."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)

@@ -11,7 +11,7 @@ threshold behave as with one view; a view that finds nothing there changes nothi
 
 Why: the mask head's edges are a pixel or so off in no fixed direction; averaging mirror images cancels
 part of that. Measured with the shipped model on 100 val images (score threshold 0.05): mask AP 0.672
-(1 view), 0.693 (2), 0.704 (4); box AP 0.833, 0.833, 0.838. Each view costs one more pass of the model.
+(1 view), 0.693 (2), 0.704 (4); box AP 0.833, 0.835, 0.838. Each view costs one more pass of the model.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def unmirror(view: str, boxes: np.ndarray, probs: np.ndarray, image_shape: tuple
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) IoU of x0, y0, x1, y1 boxes."""
+    """(A, B) IoU of x0, y0, x1, y1 boxes (float64; 0 where the union is empty)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
     lo = np.maximum(a[:, None, :2], b[None, :, :2])
     hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
@@ -84,7 +85,7 @@ def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: t
     for view_boxes, view_probs in others:
         if n == 0 or len(view_boxes) == 0:
             continue
-        iou = box_iou(boxes.astype(np.float64), view_boxes.astype(np.float64))
+        iou = box_iou(boxes, view_boxes)
         best = iou.argmax(axis=1)
         for i in np.flatnonzero(iou[np.arange(n), best] >= MATCH_IOU):
             matches[i].append((view_boxes[best[i]], view_probs[best[i]]))

@@ -11,8 +11,9 @@ bearer token protects every route.
   (``http.request_timeout_s``) is closed, so idle, stuck or slowloris clients cannot pile up threads
   forever. A request body (an upload) may take longer while it keeps moving: each byte read moves its
   deadline on by 1 / ``BODY_MIN_RATE`` s (500 bytes/s, Apache mod_reqtimeout's ``MinRate``), so a large
-  file on a slow link gets through and a body trickled a byte at a time is closed. A live page's event stream (long-lived by design) switches its socket to ``write_timeout_s``,
-  so a stuck browser's write gives up instead of blocking.
+  file on a slow link gets through and a body trickled a byte at a time is closed. A live page's event
+  stream (long-lived by design) switches its socket to ``write_timeout_s``, so a stuck browser's write
+  gives up instead of blocking.
 - At most ``max_connections`` (``http.max_connections``, 256) connections are served at once, event streams
   included; one more is answered ``503 too many connections`` (``Retry-After: 1``) by the accepting thread
   and closed, so a flood of clients costs no more threads than that.
