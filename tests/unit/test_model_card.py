@@ -10,7 +10,7 @@ import yaml
 from wirewatch.train.card import write_card
 
 
-def _run(tmp_path: Path) -> tuple[Path, Path]:
+def _run(tmp_path: Path, **recipe: object) -> tuple[Path, Path]:
     data = tmp_path / "data"
     data.mkdir()
     (data / "manifest.json").write_text(json.dumps({"config": {"name": "ptychography"}, "count": 30, "size": 64,
@@ -19,7 +19,7 @@ def _run(tmp_path: Path) -> tuple[Path, Path]:
     run.mkdir()
     cfg = dict(data=str(data), out=str(run), variant="compact", batch_size=4, crop_size=48, lr=0.005,
                momentum=0.9, weight_decay=1e-4, warmup_steps=50, time_budget_s=7000.0, steps=100000,
-               grad_clip=10.0, seed=5, threads=2, val_every=500, val_images=40, loss_weights={"loss_mask": 2.0})
+               grad_clip=10.0, seed=5, threads=2, val_every=500, val_images=40, loss_weights={"loss_mask": 2.0}, **recipe)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "metrics.csv").write_text(
         "step,elapsed_s,lr,loss,s_per_step,bbox.AP,bbox.AP50,segm.AP,segm.AP50\n"
@@ -39,7 +39,7 @@ def test_card_states_recipe_validation_cadence_and_verdicts_from_the_files(tmp_p
     run, evals = _run(tmp_path)
     card = write_card(run, evals, tmp_path / "out", bench=None).read_text()
     assert "SGD lr 0.005" in card and "cosine decay to zero over 7000 s" in card
-    assert "seed 5, 2 thread(s), loss_mask weighted 2.0)" in card
+    assert "seed 5, 2 thread(s), loss_mask weighted 2.0)" in card and "Dice" not in card
     assert "validation AP on 40 val images every 500 steps" in card
     assert "| 500 | 0.737 | 0.947 | 0.525 | 0.858 |" in card
     assert "bbox.AP 0.860 vs target 0.85 (met)" in card and "segm.AP 0.600 vs target 0.85 (NOT met)" in card
@@ -48,3 +48,9 @@ def test_card_states_recipe_validation_cadence_and_verdicts_from_the_files(tmp_p
     assert "trained on 48 px crops of 64 px frames" in card and "batch 4, 48 px crops" in card
     assert (tmp_path / "out" / "default.train-config.yaml").is_file()
     assert (tmp_path / "out" / "default.synth-manifest.json").is_file()
+
+
+def test_card_names_the_dice_term_of_the_mask_loss(tmp_path: Path) -> None:
+    run, evals = _run(tmp_path, mask_dice_weight=1.0)
+    card = write_card(run, evals, tmp_path / "out", bench=None).read_text()
+    assert "2 thread(s), mask loss BCE + 1.0 x Dice, loss_mask weighted 2.0)" in card

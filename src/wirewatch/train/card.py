@@ -132,6 +132,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         f"{cfg['weight_decay']}, {cfg['warmup_steps']}-step warm-up, cosine decay to zero over "
         + (f"{cfg['time_budget_s']:.0f} s" if cfg.get("time_budget_s") else f"{cfg['steps']} steps")
         + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, {cfg['threads']} thread(s)"
+        + (f", mask loss BCE + {cfg['mask_dice_weight']} x Dice" if cfg.get("mask_dice_weight") else "")
         + "".join(f", {term} weighted {w}" for term, w in (cfg.get("loss_weights") or {}).items()) + ").",
         f"- Ran {last.get('step', '?')} steps in {float(last.get('elapsed_s', 0) or 0) / 60:.0f} min "
         f"({int(last.get('step', 0) or 0) * cfg['batch_size']} crops seen); mean step time "

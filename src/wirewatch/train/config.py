@@ -62,6 +62,10 @@ class TrainConfig(StrictModel):
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="multiplier per torchvision loss term (e.g. loss_mask: 2.0) in the "
         "optimised sum; terms not named weigh 1. The logged terms stay unweighted, the logged total is weighted")
+    mask_dice_weight: float = Field(
+        default=0.0, ge=0, description="adds this times a soft Dice loss per RoI to loss_mask's BCE "
+        "(wirewatch.train.mask_loss; 0: torchvision's loss unchanged); loss_weights.loss_mask scales the sum, "
+        "and metrics.csv's loss_mask logs the sum")
     augmentation: AugmentationConfig = Field(default_factory=lambda: AugmentationConfig())
     schedule: Literal["cosine"] = "cosine"
 

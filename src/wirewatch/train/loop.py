@@ -32,6 +32,7 @@ from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
 from wirewatch.train.config import LOSS_TERMS, TrainConfig
 from wirewatch.train.data import CocoFolder, Sample, augment, random_crop
+from wirewatch.train.mask_loss import dice_mask_loss
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
 from wirewatch.train.validate import evaluate_folder
 
@@ -175,7 +176,8 @@ class Trainer:
         lr = self.current_lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss_dict = self.model(images, targets)
+        with dice_mask_loss(self.cfg.mask_dice_weight):
+            loss_dict = self.model(images, targets)
         weights = self.cfg.loss_weights
         loss = sum(v * weights.get(k, 1.0) for k, v in loss_dict.items())
         assert isinstance(loss, torch.Tensor)
