@@ -81,22 +81,22 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
     assert compared > 0
 
 
-@pytest.mark.parametrize("variant", ["compact56", "compact56i"])
-def test_compact56_exports_56_pixel_masks_that_match_pytorch(tmp_path: Path, variant: str) -> None:
-    """The fine-mask variants (compact56i's head also reads the frame): 56 x 56 mask probabilities out of
-    the graph, declared in the metadata, pasted by the runtime to the same masks as the torch model's."""
+@pytest.mark.parametrize(("variant", "grid"), [("compact56", 56), ("compact56i", 56), ("compact_m4", 28)])
+def test_other_variants_export_masks_that_match_pytorch(tmp_path: Path, variant: str, grid: int) -> None:
+    """The fine-mask variants (compact56i's head also reads the frame) and the deeper mask head: M x M mask
+    probabilities out of the graph, declared in the metadata, pasted by the runtime to the torch model's masks."""
     pytest.importorskip("torch", reason="exporting needs the `train` extra (torch, torchvision, onnx)")
     from wirewatch.export.onnx import model_from_checkpoint
     from wirewatch.train.validate import predict
 
     files = train_and_export(tmp_path, variant, steps=2)
     segmenter = OnnxSegmenter(files["onnx"], score_threshold=0.05)
-    assert segmenter.metadata.variant == variant and segmenter.metadata.mask_size == 56
+    assert segmenter.metadata.variant == variant and segmenter.metadata.mask_size == grid
     model, _ = model_from_checkpoint(files["checkpoint"])
     model.roi_heads.score_thresh = 0.05
     image = toy_image(files["data"], 6)
     raw = segmenter.session.run(None, {"image": image, "score_threshold": np.array(0.05, np.float32)})
-    assert raw[3].shape[1:] == (56, 56) and len(raw[3]) > 0
+    assert raw[3].shape[1:] == (grid, grid) and len(raw[3]) > 0
     boxes, scores, masks, _ = predict(model, image)
     got = segmenter.segment(image)
     assert len(got) == len(scores) > 0

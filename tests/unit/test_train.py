@@ -146,6 +146,37 @@ def test_image_guided_variant_starts_as_the_model_it_grew_from(tmp_path: Path) -
     assert not torch.allclose(a["masks"], c["masks"], atol=1e-3)
 
 
+
+def test_deeper_mask_head_starts_as_the_model_it_grew_from(tmp_path: Path) -> None:
+    """compact -> compact_m4: the two mask-head convs the file lacks start as identities (each follows a
+    ReLU, so its input is non-negative), so the grown model predicts the same masks; trained, they move."""
+    torch.manual_seed(0)
+    source = build_model("compact").eval()
+    path = tmp_path / "compact.pth"
+    torch.save(source.state_dict(), path)
+    grown = build_model("compact_m4").eval()
+    report = load_init_weights(grown, path)
+    assert report.deepened == ("roi_heads.mask_head.2.0.weight", "roi_heads.mask_head.3.0.weight")
+    assert report.loaded == len(source.state_dict()) and not report.missing and not report.skipped_shape
+    assert "2 mask-head convs added as identities" in report.summary()
+    state = grown.state_dict()
+    assert torch.count_nonzero(state["roi_heads.mask_head.3.0.bias"]) == 0
+    assert torch.count_nonzero(state["roi_heads.mask_head.3.0.weight"]) == 128  # one 1 per channel, centre tap
+    image = torch.rand(96, 96)
+    with torch.no_grad():
+        a = source([grey_to_model_input(image)])[0]
+        b = grown([grey_to_model_input(image)])[0]
+        assert len(a["masks"]) > 0 and torch.equal(a["boxes"], b["boxes"])
+        assert torch.allclose(a["masks"], b["masks"], atol=1e-6)
+        state["roi_heads.mask_head.2.0.weight"].mul_(-1.0)  # a negated identity + ReLU blanks the head
+        c = grown([grey_to_model_input(image)])[0]
+    assert not torch.allclose(a["masks"], c["masks"], atol=1e-3)
+    # A file that already has the deeper head loads as it is: nothing is replaced by identities.
+    torch.save(grown.state_dict(), path)
+    again = load_init_weights(build_model("compact_m4"), path)
+    assert again.deepened == () and again.loaded == len(grown.state_dict())
+
+
 # ------------------------------------------------------------------ metrics
 def test_coco_ap_counts_frames_with_more_than_100_detections() -> None:
     rng = np.random.default_rng(0)

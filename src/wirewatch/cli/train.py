@@ -11,7 +11,7 @@ import typer
 def train(
     data: Path | None = typer.Option(None, "--data", help="`wirewatch synth --out` folder (train.json, val.json, images/)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.csv, curve.png, train.log."),
-    variant: str | None = typer.Option(None, "--variant", help="compact (CPU-friendly ResNet-18-FPN) or r50_fpn."),
+    variant: str | None = typer.Option(None, "--variant", help="compact (CPU-friendly ResNet-18-FPN, shipped), compact_m4, compact56, compact56i or r50_fpn."),
     config: Path | None = typer.Option(None, "--config", help="YAML training config (e.g. config/train-compact.yaml)."),
     steps: int | None = typer.Option(None, "--steps", help="Planned steps; the cosine decay reaches zero here."),
     time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds: schedule follows elapsed time and ends there."),

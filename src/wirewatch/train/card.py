@@ -20,6 +20,7 @@ import yaml
 TARGETS = {"segm.AP": 0.85, "bbox.AP": 0.85}
 VARIANT_WORDS = {
     "compact": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 28 x 28 masks from 14 x 14 RoIs on FPN levels by box size",
+    "compact_m4": "as compact, with a 4-conv mask head (torchvision's depth) instead of 2",
     "compact56": "ResNet-18 + FPN 128 ch, trainable BatchNorm, slim heads, 56 x 56 masks from 28 x 28 RoIs "
                  "on the stride-4 level",
     "compact56i": "as compact56, and the mask head also reads the frame's pixels on the 56 x 56 mask grid",

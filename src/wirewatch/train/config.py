@@ -33,7 +33,7 @@ class TrainConfig(StrictModel):
 
     data: str
     out: str
-    variant: Literal["compact", "compact56", "compact56i", "r50_fpn"] = "compact"
+    variant: Literal["compact", "compact_m4", "compact56", "compact56i", "r50_fpn"] = "compact"
     init: str | None = None
     steps: int = Field(default=1500, gt=0, description="planned optimiser steps; the cosine decay ends here")
     time_budget_s: float | None = Field(
