@@ -103,6 +103,11 @@ def test_other_variants_export_masks_that_match_pytorch(tmp_path: Path, variant:
     np.testing.assert_allclose(got.scores, scores, rtol=1e-3, atol=1e-5)
     assert np.max(np.abs(got.boxes - boxes) / np.maximum(np.abs(boxes), 1.0)) <= 1e-3
     assert assert_same_masks(got.masks, masks) > 0
+    # `wirewatch bench model` runs (and labels) the checkpoint's own variant, whatever --variant says
+    from wirewatch.bench.model import torch_runner
+
+    run_torch, bench_variant = torch_runner(files["checkpoint"], "compact", 0.05, 1)
+    assert bench_variant == variant and run_torch(image) == len(got)
 
 
 def test_metadata_is_embedded_and_read_back(trained: dict[str, Path]) -> None:

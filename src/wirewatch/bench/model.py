@@ -54,7 +54,8 @@ def time_frames(name: str, device: str, variant: str, frames: Sequence[np.ndarra
 
 
 def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, threads: int,
-                 device: str = "cpu") -> tuple[Callable[[np.ndarray], int], Any]:
+                 device: str = "cpu") -> tuple[Callable[[np.ndarray], int], str]:
+    """A frame -> detection-count runner and the variant it runs (the checkpoint's own, when given)."""
     import torch
 
     from wirewatch.export.onnx import model_from_checkpoint
@@ -62,7 +63,8 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
 
     torch.set_num_threads(threads)
     if checkpoint is not None:
-        model, _ = model_from_checkpoint(checkpoint)
+        model, state = model_from_checkpoint(checkpoint)
+        variant = str(state.get("variant", state.get("config", {}).get("variant", variant)))
     else:
         torch.manual_seed(0)
         model = build_model(variant).eval()
@@ -76,7 +78,7 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
         masks = (out["masks"][:, 0] >= 0.5).cpu().numpy()
         return len(masks)
 
-    return run, model
+    return run, variant
 
 
 def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
@@ -106,8 +108,8 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
                         "variant": variant, "config": {"variant": variant}}, ckpt)
             checkpoint = ckpt
             onnx_path = export_onnx(ckpt, Path(tmp) / "random.onnx", input_size=(size, size))
-        run_torch, _ = torch_runner(checkpoint, variant, score_threshold, threads)
-        rows.append(time_frames("pytorch eager", "cpu", variant, images, run_torch))
+        run_torch, torch_variant = torch_runner(checkpoint, variant, score_threshold, threads)
+        rows.append(time_frames("pytorch eager", "cpu", torch_variant, images, run_torch))
         seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
                             threads=threads)
         variant = seg.metadata.variant
@@ -127,7 +129,7 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
             import torch
 
             if torch.cuda.is_available():
-                run_gpu, _ = torch_runner(checkpoint, variant, score_threshold, threads, device="cuda")
+                run_gpu, _ = torch_runner(checkpoint, torch_variant, score_threshold, threads, device="cuda")
                 rows.append(time_frames("pytorch eager", "cuda", variant, images, run_gpu, warmup=3))
         except ImportError:
             pass
