@@ -15,7 +15,7 @@ from wirewatch.errors import InputError, ModelError  # noqa: E402
 from wirewatch.train.config import TrainConfig  # noqa: E402
 from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, boxes_of, random_crop  # noqa: E402
 from wirewatch.train.loop import Trainer, lr_factor, read_checkpoint  # noqa: E402
-from wirewatch.train.model import build_model, grey_to_model_input, load_init_weights  # noqa: E402
+from wirewatch.train.model import InitReport, build_model, grey_to_model_input, load_init_weights  # noqa: E402
 from wirewatch.train.toy import write_toy_dataset  # noqa: E402
 from wirewatch.train.validate import coco_ap  # noqa: E402
 
@@ -123,39 +123,45 @@ def test_init_weights_skip_heads_of_another_class_count(tmp_path: Path) -> None:
         load_init_weights(target, tmp_path / "absent.pth")
 
 
+def grow(tmp_path: Path, small: str, large: str) -> tuple[torch.nn.Module, torch.nn.Module, InitReport, Path]:
+    """A random ``small`` model saved to a file, and a ``large`` model initialised from that file."""
+    torch.manual_seed(0)
+    source = build_model(small).eval()
+    path = tmp_path / f"{small}.pth"
+    torch.save(source.state_dict(), path)
+    grown = build_model(large).eval()
+    return source, grown, load_init_weights(grown, path), path
+
+
+def same_detections(source: torch.nn.Module, grown: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both models' detections on ``image`` are the same boxes and masks; returns the source's."""
+    with torch.no_grad():
+        a = source([grey_to_model_input(image)])[0]
+        b = grown([grey_to_model_input(image)])[0]
+    assert len(a["masks"]) > 0 and torch.equal(a["boxes"], b["boxes"])
+    assert torch.allclose(a["masks"], b["masks"], atol=1e-6)
+    return a
+
+
 def test_image_guided_variant_starts_as_the_model_it_grew_from(tmp_path: Path) -> None:
     """compact56 -> compact56i: the mask head's first conv gains the frame's 4 channels at zero weight, so
     the grown model predicts the same masks; with weight on them, the frame changes the masks."""
-    torch.manual_seed(0)
-    source = build_model("compact56").eval()
-    path = tmp_path / "compact56.pth"
-    torch.save(source.state_dict(), path)
-    grown = build_model("compact56i").eval()
-    report = load_init_weights(grown, path)
+    source, grown, report, _ = grow(tmp_path, "compact56", "compact56i")
     assert report.widened == ("roi_heads.mask_head.0.0.weight",) and not report.skipped_shape
     first = grown.state_dict()["roi_heads.mask_head.0.0.weight"]
     assert first.shape[1] == 128 + 4 and torch.count_nonzero(first[:, 128:]) == 0
     image = torch.rand(96, 96)
+    a = same_detections(source, grown, image)
     with torch.no_grad():
-        a = source([grey_to_model_input(image)])[0]
-        b = grown([grey_to_model_input(image)])[0]
-        assert len(a["masks"]) > 0 and torch.equal(a["boxes"], b["boxes"])
-        assert torch.allclose(a["masks"], b["masks"], atol=1e-6)
         grown.state_dict()["roi_heads.mask_head.0.0.weight"][:, 128:] = 1.0
         c = grown([grey_to_model_input(image)])[0]
     assert not torch.allclose(a["masks"], c["masks"], atol=1e-3)
 
 
-
 def test_deeper_mask_head_starts_as_the_model_it_grew_from(tmp_path: Path) -> None:
     """compact -> compact_m4: the two mask-head convs the file lacks start as identities (each follows a
     ReLU, so its input is non-negative), so the grown model predicts the same masks; trained, they move."""
-    torch.manual_seed(0)
-    source = build_model("compact").eval()
-    path = tmp_path / "compact.pth"
-    torch.save(source.state_dict(), path)
-    grown = build_model("compact_m4").eval()
-    report = load_init_weights(grown, path)
+    source, grown, report, path = grow(tmp_path, "compact", "compact_m4")
     assert report.deepened == ("roi_heads.mask_head.2.0.weight", "roi_heads.mask_head.3.0.weight")
     assert report.loaded == len(source.state_dict()) and not report.missing and not report.skipped_shape
     assert "2 mask-head convs added as identities" in report.summary()
@@ -163,11 +169,8 @@ def test_deeper_mask_head_starts_as_the_model_it_grew_from(tmp_path: Path) -> No
     assert torch.count_nonzero(state["roi_heads.mask_head.3.0.bias"]) == 0
     assert torch.count_nonzero(state["roi_heads.mask_head.3.0.weight"]) == 128  # one 1 per channel, centre tap
     image = torch.rand(96, 96)
+    a = same_detections(source, grown, image)
     with torch.no_grad():
-        a = source([grey_to_model_input(image)])[0]
-        b = grown([grey_to_model_input(image)])[0]
-        assert len(a["masks"]) > 0 and torch.equal(a["boxes"], b["boxes"])
-        assert torch.allclose(a["masks"], b["masks"], atol=1e-6)
         state["roi_heads.mask_head.2.0.weight"].mul_(-1.0)  # a negated identity + ReLU blanks the head
         c = grown([grey_to_model_input(image)])[0]
     assert not torch.allclose(a["masks"], c["masks"], atol=1e-3)
