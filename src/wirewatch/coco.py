@@ -47,6 +47,17 @@ def mask_bbox(mask: np.ndarray) -> list[float]:
     return [x0, y0, float(xs.max()) + 1.0 - x0, float(ys.max()) + 1.0 - y0]
 
 
+def boxes_of(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) masks -> (N, 4) float32 x0, y0, x1, y1 (exclusive ends, as ``mask_bbox``); zeros for an empty mask."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys = np.flatnonzero(m.any(axis=1))
+        xs = np.flatnonzero(m.any(axis=0))
+        if len(xs):
+            boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes
+
+
 def annotation(ann_id: int, image_id: int, mask: np.ndarray, **extra: Any) -> dict[str, Any]:
     """A ground-truth annotation for one instance mask."""
     return {

@@ -175,7 +175,7 @@ class SlowSegmenter:
 
         labels, n = ndimage.label(image > 0.5)
         masks = labels[None] == np.arange(1, n + 1)[:, None, None]
-        from wirewatch.preprocess.fit import boxes_of
+        from wirewatch.coco import boxes_of
 
         return Detections(boxes=boxes_of(masks), scores=np.ones(n, np.float32), masks=masks,
                           image_shape=image.shape)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from wirewatch.coco import boxes_of
 from wirewatch.errors import InputError
 from wirewatch.preprocess import FitSegmenter, PreprocessConfig, prepare, restrict_to_valid, tile_origins
-from wirewatch.preprocess.fit import boxes_of
 from wirewatch.types import Detections, Frame
 
 

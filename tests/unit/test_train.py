@@ -11,9 +11,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="training needs the `train` extra (torch, torchvision)")
 
 from wirewatch import coco  # noqa: E402
+from wirewatch.coco import boxes_of  # noqa: E402
 from wirewatch.errors import InputError, ModelError  # noqa: E402
 from wirewatch.train.config import TrainConfig  # noqa: E402
-from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, boxes_of, random_crop  # noqa: E402
+from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, random_crop  # noqa: E402
 from wirewatch.train.loop import Trainer, lr_factor, read_checkpoint  # noqa: E402
 from wirewatch.train.model import InitReport, build_model, grey_to_model_input, load_init_weights  # noqa: E402
 from wirewatch.train.toy import write_toy_dataset  # noqa: E402

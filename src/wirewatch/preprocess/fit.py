@@ -13,6 +13,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from wirewatch.coco import boxes_of
 from wirewatch.segment.base import Segmenter
 from wirewatch.types import Detections
 
@@ -184,16 +185,6 @@ def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
                       masks=masks, image_shape=shape,
                       mask_scores=np.asarray([k.mask_score for k in kept], np.float32))
 
-
-def boxes_of(masks: np.ndarray) -> np.ndarray:
-    """x0, y0, x1, y1 (exclusive ends) of each non-empty mask; zeros for an empty one."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys = np.flatnonzero(m.any(axis=1))
-        xs = np.flatnonzero(m.any(axis=0))
-        if len(ys):
-            boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return boxes
 
 
 def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wirewatch.coco import decode_mask
+from wirewatch.coco import boxes_of, decode_mask
 from wirewatch.errors import InputError
 
 
@@ -87,16 +87,6 @@ class CocoFolder:
     def image_ids(self) -> list[int]:
         return [int(im["id"]) for im in self.images]
 
-
-def boxes_of(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) masks -> (N, 4) x0, y0, x1, y1 boxes around the pixels (edge convention)."""
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys = np.flatnonzero(m.any(axis=1))
-        xs = np.flatnonzero(m.any(axis=0))
-        if len(xs):
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return out
 
 
 def random_crop(sample: Sample, size: int, rng: np.random.Generator, min_area_px: int = 16) -> Sample:
