@@ -7,6 +7,7 @@ import struct
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,6 @@ def _a10(frame: int, **changes: Any) -> list[bytes]:
 def test_malformed_array10_messages_are_counted_and_skipped(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
     sock, endpoint = pusher
     cfg = config(tmp_path, endpoint, "array-1.0", max_message_bytes=20_000)
-    daemon = Daemon(cfg).start()
-    good = 0
     bad: list[tuple[str, list[bytes]]] = [
         ("truncated", [_a10(0)[0], _a10(0)[1][:-7]]),
         ("bad_dtype", _a10(0, type="complex128")),
@@ -107,14 +106,20 @@ def test_malformed_array10_messages_are_counted_and_skipped(tmp_path: Path, push
         ("bad_header", [b"{not json", b"\0" * 10]),
         ("size_lie", [_a10(0)[0], _a10(0)[1] + b"\0\0"]),
     ]
+    interleave_bad_messages(Daemon(cfg).start(), sock, _a10, bad, tmp_path)
+
+
+def interleave_bad_messages(daemon: Daemon, sock: zmq.Socket, good_message: Callable[[int], list[bytes]],
+                            bad: list[tuple[str, list[bytes]]], tmp_path: Path) -> None:
+    """Send good frame 0, bad message, good frame 1, ..., a last good frame: each bad one is counted under
+    its kind exactly once and every good frame reaches the record, in order."""
+    good = 0
     try:
-        frame = 0
         for _, parts in bad:
-            sock.send_multipart(_a10(frame))
-            frame += 1
+            sock.send_multipart(good_message(good))
             good += 1
             sock.send_multipart(parts)
-        sock.send_multipart(_a10(frame))
+        sock.send_multipart(good_message(good))
         good += 1
         wait_for(lambda: daemon.pipeline.processed == good)
         wait_for(lambda: sum(counter(daemon.registry, "wirewatch_frame_errors_total", kind=k)
@@ -134,31 +139,16 @@ def _s2_image(frame: int, data: Any) -> bytes:
 
 def test_malformed_stream2_messages_are_counted_and_skipped(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
     sock, endpoint = pusher
-    daemon = Daemon(config(tmp_path, endpoint, "stream2")).start()
     block = cbor2.CBORTag(56500, ["bslz4", 1, struct.pack(">QI", 10**12, 8192) + b"\0" * 8])
-    bad: list[tuple[str, bytes]] = [
-        ("bad_cbor", b"\xff\xfe garbage that is not CBOR"),
-        ("truncated", b"\x9b" + (10**12).to_bytes(8, "big")),  # an array claiming 10^12 items
-        ("size_lie", _s2_image(0, cbor2.CBORTag(40, [[96, 96], cbor2.CBORTag(64, block)]))),
-        ("unknown_type", cbor2.dumps({"type": "calibration"})),
-        ("bad_dtype", _s2_image(0, cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(84, b"\0" * 8)]))),
+    bad: list[tuple[str, list[bytes]]] = [
+        ("bad_cbor", [b"\xff\xfe garbage that is not CBOR"]),
+        ("truncated", [b"\x9b" + (10**12).to_bytes(8, "big")]),  # an array claiming 10^12 items
+        ("size_lie", [_s2_image(0, cbor2.CBORTag(40, [[96, 96], cbor2.CBORTag(64, block)]))]),
+        ("unknown_type", [cbor2.dumps({"type": "calibration"})]),
+        ("bad_dtype", [_s2_image(0, cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(84, b"\0" * 8)]))]),
     ]
-    try:
-        good = 0
-        for _, body in bad:
-            sock.send_multipart(encode_stream2_image(good, rods(good)))
-            good += 1
-            sock.send(body)
-        sock.send_multipart(encode_stream2_image(good, rods(good)))
-        good += 1
-        wait_for(lambda: daemon.pipeline.processed == good)
-        wait_for(lambda: sum(counter(daemon.registry, "wirewatch_frame_errors_total", kind=k)
-                             for k, _ in bad) == len(bad))
-    finally:
-        daemon.close()
-    for kind, _ in bad:
-        assert counter(daemon.registry, "wirewatch_frame_errors_total", kind=kind) == 1, kind
-    assert [ln["frame"] for ln in read_record(tmp_path / "record.jsonl")] == list(range(good))
+    interleave_bad_messages(Daemon(config(tmp_path, endpoint, "stream2")).start(), sock,
+                            lambda frame: encode_stream2_image(frame, rods(frame)), bad, tmp_path)
 
 
 class SlowSegmenter:
