@@ -108,6 +108,7 @@ def test_other_variants_export_masks_that_match_pytorch(tmp_path: Path, variant:
 
     run_torch, bench_variant = torch_runner(files["checkpoint"], "compact", 0.05, 1)
     assert bench_variant == variant and run_torch(image) == len(got)
+    assert run_torch(np.stack([image, image])) == 2 * len(got)  # a stacked batch counts every frame's detections
 
 
 def test_metadata_is_embedded_and_read_back(trained: dict[str, Path]) -> None:

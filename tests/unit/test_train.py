@@ -214,7 +214,7 @@ def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None
     assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
     # A kill between checkpoints leaves rows for steps the resumed run trains again.
     metrics_b = tmp_path / "b" / "metrics.csv"
-    metrics_b.write_text(metrics_b.read_text() + "6,1.0,0.01,9.9" + "," * (rows[0].count(",") - 3) + "\n")
+    metrics_b.write_text(metrics_b.read_text() + "6,1.0,0.01,12345.6" + "," * (rows[0].count(",") - 3) + "\n")
     resumed = Trainer(smoke_config(toy, tmp_path / "b"), resume=True, show_progress=False)
     assert resumed.step == 4
     resumed.run()
@@ -222,7 +222,43 @@ def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
     steps = [line.split(",")[0] for line in metrics_b.read_text().splitlines()[1:]]
     assert steps == [line.split(",")[0] for line in rows[1:]] == ["2", "4", "6", "8"]
-    assert "9.9" not in metrics_b.read_text()
+    assert "12345.6" not in metrics_b.read_text()
+
+
+def test_worker_processes_make_the_samples_their_seeds_name(toy: Path, tmp_path: Path) -> None:
+    """loader_workers: batches come from worker processes, each sample fixed by its seed alone, and a run
+    that uses them trains and validates like the in-process one."""
+    from wirewatch.train.loader import ParallelBatches, make_sample
+
+    aug = Augmentation()
+    loader = ParallelBatches(str(toy), 64, 16, aug, workers=2, batch_size=3, prefetch=2)
+    try:
+        batch = loader.batch_now(np.random.default_rng(5))
+    finally:
+        loader.close()
+    seeds = np.random.default_rng(5).integers(0, 2**63, size=3)
+    folder = CocoFolder(toy, "train")
+    for got, seed in zip(batch, seeds, strict=True):
+        want = make_sample(folder, int(seed), 64, 16, aug)
+        np.testing.assert_array_equal(got.image, want.image)
+        np.testing.assert_array_equal(got.masks, want.masks)  # bit-packed across the process boundary
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        assert got.masks.dtype == bool and got.masks.shape == (len(got.boxes), 64, 64)
+
+    losses: list[float] = []
+    run = Trainer(smoke_config(toy, tmp_path / "w", loader_workers=2, val_images=2), show_progress=False)
+    result = run.run(on_step=lambda step, values: losses.append(values["loss"]))
+    assert result.step == 8 and result.final_checkpoint is not None and run.loader is None
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    assert {"bbox.AP", "segm.AP"} <= set(result.last_metrics)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a CUDA GPU")
+def test_asking_for_a_gpu_without_one_is_a_clear_error(toy: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        Trainer(smoke_config(toy, tmp_path / "g", device="cuda"), show_progress=False)
+    with pytest.raises(ValueError, match="device"):
+        smoke_config(toy, tmp_path / "g", device="gpu0")
 
 
 def test_train_only_moves_the_named_heads_and_nothing_else(toy: Path, tmp_path: Path) -> None:

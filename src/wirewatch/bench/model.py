@@ -7,15 +7,18 @@ numpy/OpenCV). Frames are synthesised default-preset images at the requested siz
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("wirewatch.bench")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,12 @@ def time_frames(name: str, device: str, variant: str, frames: Sequence[np.ndarra
 
 
 def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, threads: int,
-                 device: str = "cpu") -> tuple[Callable[[np.ndarray], int], str]:
-    """A frame -> detection-count runner and the variant it runs (the checkpoint's own, when given)."""
+                 device: str = "cpu", half: bool = False) -> tuple[Callable[[np.ndarray], int], str]:
+    """A frame -> detection-count runner and the variant it runs (the checkpoint's own, when given).
+
+    ``half``: fp16 autocast (CUDA), as a GPU deployment would run it; the runner also takes a stacked
+    (B, H, W) array and runs it as one batch, returning the total detection count.
+    """
     import torch
 
     from wirewatch.export.onnx import model_from_checkpoint
@@ -74,17 +81,22 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
 
     @torch.no_grad()
     def run(frame: np.ndarray) -> int:
-        out = model([grey_to_model_input(torch.from_numpy(frame).to(device))])[0]
-        masks = (out["masks"][:, 0] >= 0.5).cpu().numpy()
-        return len(masks)
+        frames = frame if frame.ndim == 3 else frame[None]
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+        with torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=half):
+            outs = model([grey_to_model_input(f) for f in x])
+        return sum(len((o["masks"][:, 0] >= 0.5).cpu().numpy()) for o in outs)
 
     return run, variant
 
 
 def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
-                  score_threshold: float, threads: int = 2, views: Sequence[int] = ()) -> list[ModelBenchRow]:
+                  score_threshold: float, threads: int = 2, views: Sequence[int] = (),
+                  cpu: bool = True, gpu_batch: int = 8) -> list[ModelBenchRow]:
     """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present);
-    one more onnxruntime CPU row per test-time ``views`` count asked for (``wirewatch.segment.views``)."""
+    one more onnxruntime CPU row per test-time ``views`` count asked for (``wirewatch.segment.views``).
+    ``cpu=False`` leaves the CPU rows out (a GPU machine's many cores say nothing about the target host).
+    On CUDA: PyTorch eager fp32 and fp16 per frame, and fp16 on batches of ``gpu_batch`` frames."""
     import onnxruntime as ort
 
     from wirewatch.segment.onnx_backend import OnnxSegmenter
@@ -93,7 +105,7 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
     rows: list[ModelBenchRow] = []
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path: str | Path = model
-        if checkpoint is None and model == "random":
+        if checkpoint is None and model == "random" and cpu:
             # Same random weights on both sides: export them first.
             import torch
 
@@ -108,13 +120,15 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
                         "variant": variant, "config": {"variant": variant}}, ckpt)
             checkpoint = ckpt
             onnx_path = export_onnx(ckpt, Path(tmp) / "random.onnx", input_size=(size, size))
-        run_torch, torch_variant = torch_runner(checkpoint, variant, score_threshold, threads)
-        rows.append(time_frames("pytorch eager", "cpu", torch_variant, images, run_torch))
-        seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
-                            threads=threads)
-        variant = seg.metadata.variant
-        rows.append(time_frames("onnxruntime", "cpu", variant, images, _counter(seg)))
-        for n in views:
+        torch_variant = variant
+        if cpu:
+            run_torch, torch_variant = torch_runner(checkpoint, variant, score_threshold, threads)
+            rows.append(time_frames("pytorch eager", "cpu", torch_variant, images, run_torch))
+            seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
+                                threads=threads)
+            variant = seg.metadata.variant
+            rows.append(time_frames("onnxruntime", "cpu", variant, images, _counter(seg)))
+        for n in views if cpu else ():
             seg_views = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
                                       threads=threads, views=n)
             rows.append(time_frames(f"onnxruntime views={n}", "cpu", variant, images, _counter(seg_views)))
@@ -129,10 +143,30 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
             import torch
 
             if torch.cuda.is_available():
-                run_gpu, _ = torch_runner(checkpoint, torch_variant, score_threshold, threads, device="cuda")
-                rows.append(time_frames("pytorch eager", "cuda", variant, images, run_gpu, warmup=3))
+                run_gpu, torch_variant = torch_runner(checkpoint, torch_variant, score_threshold, threads,
+                                                      device="cuda")
+                rows.append(time_frames("pytorch eager", "cuda", torch_variant, images, run_gpu, warmup=3))
+                try:
+                    rows.extend(half_rows(checkpoint, torch_variant, score_threshold, threads, images, gpu_batch))
+                except RuntimeError as exc:  # an op without fp16 support must not cost the fp32 row
+                    log.warning("fp16 CUDA rows left out: %s", exc)
         except ImportError:
             pass
+    return rows
+
+
+def half_rows(checkpoint: Path | None, variant: str, score_threshold: float, threads: int,
+              images: Sequence[np.ndarray], gpu_batch: int) -> list[ModelBenchRow]:
+    """PyTorch eager fp16 on CUDA: per frame, and on stacked batches of ``gpu_batch`` frames (per-frame figures)."""
+    run_half, _ = torch_runner(checkpoint, variant, score_threshold, threads, device="cuda", half=True)
+    rows = [time_frames("pytorch eager fp16", "cuda", variant, images, run_half, warmup=3)]
+    batches = [np.stack([images[(i + k) % len(images)] for k in range(gpu_batch)])
+               for i in range(0, len(images), gpu_batch)]
+    row = time_frames(f"pytorch eager fp16 batch {gpu_batch}", "cuda", variant, batches, run_half, warmup=2)
+    # A batch's latency is shared by its frames.
+    rows.append(replace(row, frames=row.frames * gpu_batch, median_ms=round(row.median_ms / gpu_batch, 2),
+                        p90_ms=round(row.p90_ms / gpu_batch, 2), frames_per_s=round(row.frames_per_s * gpu_batch, 1),
+                        detections_mean=round(row.detections_mean / gpu_batch, 1)))
     return rows
 
 

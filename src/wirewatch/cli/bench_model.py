@@ -21,6 +21,9 @@ def bench_model(
     views: list[int] = typer.Option([], "--views", help="Also time onnxruntime CPU with this many test-time "
                                     "views (2 or 4: the frame and its mirror images; repeatable)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    cpu: bool = typer.Option(True, "--cpu/--gpu-only", help="--gpu-only: leave out the CPU rows "
+                             "(on a GPU machine, PyTorch eager fp32 / fp16 / fp16 batched on CUDA)."),
+    gpu_batch: int = typer.Option(8, "--gpu-batch", help="Frames per batch in the batched CUDA row."),
 ) -> None:
     """Per-frame latency and frames/s: PyTorch eager vs onnxruntime (CPU; GPU rows when available)."""
     import os
@@ -39,7 +42,13 @@ def bench_model(
     console = Console()
     console.print(f"model benchmark: {frames} frames {size} x {size}, {os.cpu_count()} CPUs, "
                   f"load average {os.getloadavg()[0]:.2f}")
-    rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads, views)
+    if not cpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--gpu-only: torch {torch.__version__} sees no CUDA GPU on this machine")
+    rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads, views, cpu=cpu,
+                         gpu_batch=gpu_batch)
     table = Table(title=f"segmentation model per frame at {size} x {size}")
     for col in ("runtime", "device", "variant", "median ms", "p90 ms", "frames/s", "detections"):
         table.add_column(col)
@@ -47,8 +56,9 @@ def bench_model(
         table.add_row(r.runtime, r.device, r.variant, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}",
                       f"{r.frames_per_s:.2f}", f"{r.detections_mean:.1f}")
     console.print(table)
-    base = next(r for r in rows if r.runtime == "pytorch eager" and r.device == "cpu")
-    ort_cpu = next(r for r in rows if r.runtime == "onnxruntime" and r.device == "cpu")
-    console.print(f"onnxruntime CPU / PyTorch eager CPU speed ratio: {base.median_ms / ort_cpu.median_ms:.2f}x")
+    if cpu:
+        base = next(r for r in rows if r.runtime == "pytorch eager" and r.device == "cpu")
+        ort_cpu = next(r for r in rows if r.runtime == "onnxruntime" and r.device == "cpu")
+        console.print(f"onnxruntime CPU / PyTorch eager CPU speed ratio: {base.median_ms / ort_cpu.median_ms:.2f}x")
     if json_out is not None:
         json_out.write_text(json.dumps(as_dicts(rows), indent=1))

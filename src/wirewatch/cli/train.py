@@ -20,6 +20,9 @@ def train(
     seed: int | None = typer.Option(None, "--seed"),
     init: Path | None = typer.Option(None, "--init", help="Start from these weights (checkpoint, state dict, or an exported .onnx of the same variant; mismatched heads skipped)."),
     val_every: int | None = typer.Option(None, "--val-every"),
+    device: str | None = typer.Option(None, "--device", help="cpu (default), cuda or cuda:N."),
+    loader_workers: int | None = typer.Option(None, "--loader-workers", help="Processes preparing crops "
+                                              "ahead of the optimiser (for a GPU; 0: in-process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly (model, optimiser, schedule, RNG)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps in this call (resume later)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -42,7 +45,7 @@ def train(
         overrides: dict[str, Any] = {"out": str(out)}
         for key, value in (("data", data), ("variant", variant), ("steps", steps), ("time_budget_s", time_budget),
                            ("batch_size", batch_size), ("lr", lr), ("seed", seed), ("init", init),
-                           ("val_every", val_every)):
+                           ("val_every", val_every), ("device", device), ("loader_workers", loader_workers)):
             if value is not None:
                 overrides[key] = str(value) if isinstance(value, Path) else value
         if "data" not in overrides and config is None:

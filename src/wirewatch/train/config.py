@@ -48,6 +48,12 @@ class TrainConfig(StrictModel):
     grad_clip: float = Field(default=10.0, gt=0)
     seed: int = 0
     threads: int = Field(default=2, gt=0)
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$",
+                        description="where the model trains: cpu, cuda or cuda:N (a GPU is used only when asked for)")
+    loader_workers: int = Field(
+        default=0, ge=0, description="processes that crop and augment training samples ahead of the "
+        "optimiser (wirewatch.train.loader); 0: the training process makes them itself, sequence exactly "
+        "resumable. Use several when a GPU trains faster than one core crops")
     log_every: int = Field(default=10, gt=0)
     checkpoint_every: int = Field(default=50, gt=0)
     val_every: int = Field(default=250, gt=0)

@@ -32,6 +32,7 @@ from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
 from wirewatch.train.config import LOSS_TERMS, TrainConfig
 from wirewatch.train.data import CocoFolder, Sample, augment, random_crop
+from wirewatch.train.loader import ParallelBatches
 from wirewatch.train.mask_loss import dice_mask_loss
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
 from wirewatch.train.validate import evaluate_folder
@@ -97,6 +98,7 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         self.show_progress = show_progress
         torch.set_num_threads(cfg.threads)
+        self.device = training_device(cfg.device)
         self.train_data = CocoFolder(cfg.data, "train")
         try:
             self.val_data: CocoFolder | None = CocoFolder(cfg.data, "val")
@@ -104,7 +106,7 @@ class Trainer:
             self.val_data = None
         self.data_hash = data_config_hash(cfg.data)
         torch.manual_seed(cfg.seed)  # before building: the random init is part of the run's seed
-        self.model = build_model(cfg.variant, len(CLASS_NAMES), cfg.detections_per_image)
+        self.model = build_model(cfg.variant, len(CLASS_NAMES), cfg.detections_per_image).to(self.device)
         self.frozen_batchnorm = freeze_all_but(self.model, cfg.train_only)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -114,6 +116,10 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.last_metrics: dict[str, float] = {}
         self._precise_bn_step = -1
+        self.loader: ParallelBatches | None = None
+        if cfg.loader_workers:
+            self.loader = ParallelBatches(cfg.data, cfg.crop_size, cfg.min_instance_area_px,
+                                          cfg.augmentation.build(), cfg.loader_workers, cfg.batch_size)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._attach_log_file()
         if resume:
@@ -154,17 +160,22 @@ class Trainer:
     def next_batch(self, rng: np.random.Generator | None = None
                    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         """A batch of augmented random crops, drawn with ``rng`` (default: the run's own generator)."""
-        rng = self.rng if rng is None else rng
+        if self.loader is not None:
+            samples = self.loader.next_batch(self.rng) if rng is None else self.loader.batch_now(rng)
+        else:
+            rng = self.rng if rng is None else rng
+            aug = self.cfg.augmentation.build()
+            samples = []
+            for _ in range(self.cfg.batch_size):
+                index = int(rng.integers(0, len(self.train_data)))
+                sample = random_crop(self.train_data.load(index), self.cfg.crop_size, rng,
+                                     self.cfg.min_instance_area_px)
+                samples.append(augment(sample, aug, rng))
         images, targets = [], []
-        aug = self.cfg.augmentation.build()
-        for _ in range(self.cfg.batch_size):
-            index = int(rng.integers(0, len(self.train_data)))
-            sample = random_crop(self.train_data.load(index), self.cfg.crop_size, rng,
-                                 self.cfg.min_instance_area_px)
-            sample = augment(sample, aug, rng)
+        for sample in samples:
             image, target = to_torch(sample)
-            images.append(image)
-            targets.append(target)
+            images.append(image.to(self.device, non_blocking=True))
+            targets.append({k: v.to(self.device, non_blocking=True) for k, v in target.items()})
         return images, targets
 
     # ----------------------------------------------------------------- one step
@@ -240,6 +251,9 @@ class Trainer:
             final = self.run_dir / "final.pt"
             self.save_checkpoint(final)
             log.info("schedule finished at step %d (%.0f s); final checkpoint %s", self.step, self.elapsed_s, final)
+        if self.loader is not None:
+            self.loader.close()
+            self.loader = None
         return TrainResult(self.run_dir, self.step, final, last_losses, self.last_metrics)
 
     def precise_bn(self) -> None:
@@ -361,6 +375,19 @@ def trim_metrics_after(path: Path, step: int) -> int:
         writer.writerows(kept)
     os.replace(tmp, path)
     return len(rows) - len(kept)
+
+
+def training_device(name: str) -> torch.device:
+    """The torch device a run asked for; a clear error when it asked for a GPU this machine lacks."""
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} asked for, but torch sees no CUDA GPU on this machine "
+                             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device: cpu")
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls/convs: fp32 range, tensor-core speed
+        torch.backends.cudnn.allow_tf32 = True
+        # No cudnn.benchmark: the mask head's batch is the RoI count, new every step, and each new shape
+        # would be tuned again.
+    return torch.device(name)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -31,14 +31,15 @@ def predict(model: nn.Module, image: np.ndarray, mask_threshold: float = 0.5
     was_training = model.training
     model.eval()
     try:
-        x = grey_to_model_input(torch.from_numpy(np.ascontiguousarray(image, np.float32)))
+        device = next(model.parameters()).device
+        x = grey_to_model_input(torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(device))
         images, _ = m.transform([x])
         features = m.backbone(images.tensors)
         proposals, _ = m.rpn(images, features)
         detections, _ = m.roi_heads(features, proposals, images.image_sizes)
     finally:
         model.train(was_training)
-    d = detections[0]
+    d = {k: v.cpu() for k, v in detections[0].items()}
     # NativeScaleTransform never resizes, so boxes are already in frame pixels.
     boxes = d["boxes"].numpy()
     probs, scores = d["masks"][:, 0].numpy(), d["scores"].numpy()
