@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # One GPU session on a lent device machine (this workplace's `run` tool; $OUT comes back): GPU rows of
-# `wirewatch bench model` and a GPU fine-tuning leg of the shipped model. The machine has torch; the
-# missing pure-Python / small packages travel as wheels in .whl/ (see docs/model.md, "GPU legs").
+# `wirewatch bench model`, the training data rebuilt there, and a GPU fine-tuning leg of the shipped model
+# (config/train-compact-gpu.yaml, from src/wirewatch/models/default.onnx). The weights come back in 15 MB parts
+# ($OUT's per-file limit): `cat weights.pt.part-* > final.pt`; records in run-records.tar.gz.
+# The machine has torch but not pydantic or pycocotools: bring them as Python 3.12 wheels in .whl/ (carried):
+#   echo /.whl/ >> .git/info/exclude; python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux2014_x86_64 -d .whl pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
+#     typing-inspection==0.4.5 pycocotools==2.0.11
+# A dry run on a CPU: WHEELS=none DEVICE=cpu BUDGET=20 COUNT=40 WORKERS=2 BATCH=2 OUT=/tmp/o PY=python bash $0
 # Env: BUDGET (training seconds, 360), COUNT (training images, 3000), DEVICE (cuda), WORKERS (14),
-#      BATCH (16), FRAMES (bench frames, 24), PY (python3).
+#      BATCH (16), FRAMES (bench frames, 24), PY (python3), WHEELS (.whl), WORK (/tmp/ww).
+# Measured on an H200 (2026-12-04): BUDGET=400 took 464 s in all (synth 17 s beside the r50_fpn bench, training
+# 406 s + 40 s of start-up and final BatchNorm, compact bench 12 s); keep BUDGET <= ~450 for one 600 s call.
 set -uo pipefail
 BUDGET=${BUDGET:-360} COUNT=${COUNT:-3000} DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-14} BATCH=${BATCH:-16}
 FRAMES=${FRAMES:-24} PY=${PY:-python3}

@@ -54,3 +54,27 @@ def test_card_names_the_dice_term_of_the_mask_loss(tmp_path: Path) -> None:
     run, evals = _run(tmp_path, mask_dice_weight=1.0)
     card = write_card(run, evals, tmp_path / "out", bench=None).read_text()
     assert "2 thread(s), mask loss BCE + 1.0 x Dice, loss_mask weighted 2.0)" in card
+
+
+def test_card_of_a_gpu_leg_names_the_gpu_and_lists_gpu_rows(tmp_path: Path) -> None:
+    run, evals = _run(tmp_path, device="cuda", loader_workers=14)
+    row = dict(median_ms=1.0, p90_ms=1.0, frames_per_s=1.0, detections_mean=27.0, frames=20)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps([{**row, "runtime": "pytorch eager", "device": "cpu", "variant": "compact_m4",
+                                  "median_ms": 300.0},
+                                 {**row, "runtime": "onnxruntime", "device": "cpu", "variant": "compact_m4",
+                                  "median_ms": 150.0},
+                                 {**row, "runtime": "pytorch eager fp16", "device": "cuda", "variant": "r50_fpn",
+                                  "median_ms": 55.8}]))
+    card = write_card(run, evals, tmp_path / "out", bench=bench).read_text()
+    assert "images only, on a shared 2-core CPU and, for the last legs, one GPU." in card
+    assert "seed 5, on cuda with 14 crop workers, loss_mask weighted 2.0)" in card
+    assert "| pytorch eager fp16 | cuda | r50_fpn | 55.8 |" in card
+    assert "speed ratio on CPU: 2.00x." in card and "No GPU was available" not in card
+
+    (tmp_path / "cpu").mkdir()
+    cpu_run, _ = _run(tmp_path / "cpu")
+    cpu_bench = tmp_path / "cpu-bench.json"
+    cpu_bench.write_text(json.dumps(json.loads(bench.read_text())[:2]))
+    cpu_card = write_card(cpu_run, evals, tmp_path / "out-cpu", bench=cpu_bench).read_text()
+    assert "images only, on a shared 2-core CPU." in cpu_card and "No GPU was available" in cpu_card

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (src/wirewatch/models/default.onnx) and its model-card numbers.
-# CPU, 2 cores; about 23 h of training in the thirteen legs on the shipped model's path (see MODEL_CARD.md). Run from
+# About 23 h of training on a 2-core CPU in the thirteen legs up to leg 17, then ~10 min on one GPU (legs 22-23)
+# (see MODEL_CARD.md). Run from
 # the repository root. Each leg warm-starts from the previous one's weights with a fresh schedule.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/wirewatch-runs}
@@ -75,27 +76,41 @@ wirewatch export --checkpoint "$RUNS/compact-r12/final.pt" --format onnx --out "
 #    longer schedule) were not shipped and are not on this path.
 wirewatch train --config src/wirewatch/models/default.leg13-train-config.yaml --data "$DATA" \
     --out "$RUNS/compact-r13" --init "$RUNS/leg12-shipped.onnx" --no-progress
-# 18. leg 17: the shipped weights: variant compact_m4 (the mask head grown from 2 to 4 convs, the new ones
-#    starting as identities), leg 12's recipe, seed 17, cosine over 6600 s, from leg 13's checkpoint
-#    (default.train-config.yaml)
-wirewatch train --config src/wirewatch/models/default.train-config.yaml --data "$DATA" \
+# 18. leg 17: variant compact_m4 (the mask head grown from 2 to 4 convs, the new ones starting as identities),
+#    leg 12's recipe, seed 17, cosine over 6600 s, from leg 13's checkpoint (default.leg17-train-config.yaml;
+#    shipped before this model)
+wirewatch train --config src/wirewatch/models/default.leg17-train-config.yaml --data "$DATA" \
     --out "$RUNS/compact-r17" --init "$RUNS/compact-r13/final.pt" --no-progress
+# 19. leg 17's int8 export (shipped in commit 34cb209 and before); the GPU legs start from this file
+wirewatch export --checkpoint "$RUNS/compact-r17/final.pt" --format onnx --out "$RUNS/leg17-shipped.onnx"
 
-# 19. export: int8 backbone/FPN/RPN convolutions (the default; --precision fp32 for the float graph)
-wirewatch export --checkpoint "$RUNS/compact-r17/final.pt" --format onnx --out src/wirewatch/models/default.onnx
+# 20. leg 22, on one CUDA GPU (a lent NVIDIA H200; scripts/device/gpu-leg.sh ran legs 22-23 and the GPU bench
+#    there): leg 17's recipe with batch 16, lr 0.01, 100-step warm-up, 14 crop worker processes, seed 22,
+#    cosine over 400 s, from leg 17's shipped file (default.leg22-train-config.yaml)
+wirewatch train --config config/train-compact-gpu.yaml --data "$DATA" --out "$RUNS/gpu-r22" \
+    --init "$RUNS/leg17-shipped.onnx" --time-budget 400 --device cuda --loader-workers 14 --no-progress
+# 21. leg 23, the shipped weights: from leg 22's checkpoint, lr 0.004, seed 23, cosine over 180 s
+#    (default.train-config.yaml)
+wirewatch train --config config/train-compact-gpu.yaml --data "$DATA" --out "$RUNS/gpu-r23" \
+    --init "$RUNS/gpu-r22/final.pt" --time-budget 180 --lr 0.004 --seed 23 --device cuda --loader-workers 14 \
+    --no-progress
 
-# 20. evaluation on fresh images with seeds never used in training
-mkdir -p "$RUNS/eval-r17"
+# 22. export: int8 backbone/FPN/RPN convolutions (the default; --precision fp32 for the float graph)
+wirewatch export --checkpoint "$RUNS/gpu-r23/final.pt" --format onnx --out src/wirewatch/models/default.onnx
+
+# 23. evaluation on fresh images with seeds never used in training
+mkdir -p "$RUNS/eval-r23"
 for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do  # preset:seed:images scored
     IFS=: read -r preset seed limit <<< "$spec"
     [ -d "$RUNS/data/eval-$preset-200-seed$seed" ] || wirewatch synth --out "$RUNS/data/eval-$preset-200-seed$seed" \
         --preset "$preset" --count 200 --seed "$seed" --no-split
     python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
-        --option score_threshold=0.05 --json "$RUNS/eval-r17/model-$preset.json"
+        --option score_threshold=0.05 --json "$RUNS/eval-r23/model-$preset.json"
 done
 python -m wirewatch.train.ship --backend watershed --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --json "$RUNS/eval-r17/watershed-ptychography.json"
-wirewatch bench model --checkpoint "$RUNS/compact-r17/final.pt" --model default --frames 20 \
-    --json "$RUNS/eval-r17/bench-model.json"
-python -m wirewatch.train.card --run "$RUNS/compact-r17" --eval-dir "$RUNS/eval-r17" \
-    --out src/wirewatch/models --bench "$RUNS/eval-r17/bench-model.json" --model src/wirewatch/models/default.onnx
+    --json "$RUNS/eval-r23/watershed-ptychography.json"
+# CPU rows here; the GPU rows come from the GPU machine (gpu-leg.sh: bench model --gpu-only), appended to the JSON
+wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 \
+    --json "$RUNS/eval-r23/bench-model.json"
+python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23" \
+    --out src/wirewatch/models --bench "$RUNS/eval-r23/bench-model.json" --model src/wirewatch/models/default.onnx

@@ -49,6 +49,13 @@ def export_description(model: Path | None) -> str:
     return f"Exported to ONNX opset 17 in {meta.get('precision', 'fp32')}, {size}"
 
 
+def trained_where(cfg: dict[str, Any]) -> str:
+    """Where the last leg ran: a GPU leg says so (earlier legs are the notes' business)."""
+    if str(cfg.get("device", "cpu")).startswith("cuda"):
+        return "on a shared 2-core CPU and, for the last legs, one GPU"
+    return "on a shared 2-core CPU"
+
+
 def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: str = "",
                model_file: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +82,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         "",
         f"Mask R-CNN, `{cfg['variant']}` variant ({VARIANT_WORDS.get(cfg['variant'], cfg['variant'])}; "
         "see `docs/model.md`), one class `nanowire`, trained from random initialisation on synthetic "
-        "images only, on a shared 2-core CPU. " + export_description(model_file) + f"; the graph ends at {side} x "
+        "images only, " + trained_where(cfg) + ". " + export_description(model_file) + f"; the graph ends at {side} x "
         f"{side} mask probabilities, pasted by `wirewatch.segment.paste`. Input: one grey frame, float32 0..1 "
         "(optical density, bright wires), any size, native pixel scale (trained on "
         f"{cfg['crop_size']} px crops of {manifest.get('size', '?')} px frames). "
@@ -110,17 +117,20 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
               "The speed table below is the cleaner figure."]
     if bench is not None and bench.is_file():
         lines += ["", "## Speed (`wirewatch bench model`, 512 x 512, same frames, same work)", "",
-                  "| runtime | device | median ms | p90 ms | frames/s | detections |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| runtime | device | variant | median ms | p90 ms | frames/s | detections |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         brow = json.loads(bench.read_text())
         for r in brow:
-            lines.append(f"| {r['runtime']} | {r['device']} | {r['median_ms']} | {r['p90_ms']} | "
-                         f"{r['frames_per_s']} | {r['detections_mean']} |")
+            lines.append(f"| {r['runtime']} | {r['device']} | {r.get('variant', '')} | {r['median_ms']} | "
+                         f"{r['p90_ms']} | {r['frames_per_s']} | {r['detections_mean']} |")
+        on_gpu = any(r["device"] in ("cuda", "gpu") for r in brow)
         torch_cpu = next((r for r in brow if r["runtime"] == "pytorch eager" and r["device"] == "cpu"), None)
         ort_cpu = next((r for r in brow if r["runtime"] == "onnxruntime" and r["device"] == "cpu"), None)
         if torch_cpu and ort_cpu:
             lines.append(f"\nonnxruntime / PyTorch eager speed ratio on CPU: "
-                         f"{torch_cpu['median_ms'] / ort_cpu['median_ms']:.2f}x. No GPU was available: the "
-                         "GPU rows (CUDA, TensorRT fp16, r50_fpn) are still to be measured.")
+                         f"{torch_cpu['median_ms'] / ort_cpu['median_ms']:.2f}x."
+                         + ("" if on_gpu else " No GPU was available: the GPU rows (CUDA, TensorRT fp16, "
+                            "r50_fpn) are still to be measured."))
     lines += [
         "", "## Training", "",
         f"- Data: `wirewatch synth` preset `{manifest.get('config', {}).get('name', '?')}`, "
@@ -132,7 +142,9 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         f"{cfg['crop_size']} px crops, SGD lr {cfg['lr']} momentum {cfg['momentum']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_steps']}-step warm-up, cosine decay to zero over "
         + (f"{cfg['time_budget_s']:.0f} s" if cfg.get("time_budget_s") else f"{cfg['steps']} steps")
-        + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, {cfg['threads']} thread(s)"
+        + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, "
+        + (f"on {cfg['device']} with {cfg.get('loader_workers', 0)} crop workers"
+           if str(cfg.get("device", "cpu")).startswith("cuda") else f"{cfg['threads']} thread(s)")
         + (f", mask loss BCE + {cfg['mask_dice_weight']} x Dice" if cfg.get("mask_dice_weight") else "")
         + "".join(f", {term} weighted {w}" for term, w in (cfg.get("loss_weights") or {}).items()) + ").",
         f"- Ran {last.get('step', '?')} steps in {float(last.get('elapsed_s', 0) or 0) / 60:.0f} min "
