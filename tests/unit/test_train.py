@@ -225,7 +225,8 @@ def test_smoke_run_learns_and_resume_is_exact(toy: Path, tmp_path: Path) -> None
     assert "12345.6" not in metrics_b.read_text()
 
 
-def test_worker_processes_make_the_samples_their_seeds_name(toy: Path, tmp_path: Path) -> None:
+def test_worker_processes_make_the_samples_their_seeds_name(toy: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """loader_workers: batches come from worker processes, each sample fixed by its seed alone, and a run
     that uses them trains and validates like the in-process one."""
     from wirewatch.train.loader import ParallelBatches, make_sample
@@ -245,12 +246,25 @@ def test_worker_processes_make_the_samples_their_seeds_name(toy: Path, tmp_path:
         np.testing.assert_array_equal(got.boxes, want.boxes)
         assert got.masks.dtype == bool and got.masks.shape == (len(got.boxes), 64, 64)
 
+    from_workers: list[int] = []
+    real_next_batch = ParallelBatches.next_batch
+    monkeypatch.setattr(ParallelBatches, "next_batch",
+                        lambda self, rng: from_workers.append(1) or real_next_batch(self, rng))
     losses: list[float] = []
     run = Trainer(smoke_config(toy, tmp_path / "w", loader_workers=2, val_images=2), show_progress=False)
     result = run.run(on_step=lambda step, values: losses.append(values["loss"]))
     assert result.step == 8 and result.final_checkpoint is not None and run.loader is None
+    assert len(from_workers) == 8  # every step's batch came from the workers
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert {"bbox.AP", "segm.AP"} <= set(result.last_metrics)
+
+    # run() shuts its workers down when it returns; a run continued by a second call makes them again
+    # rather than falling back to in-process crops.
+    again = Trainer(smoke_config(toy, tmp_path / "w2", loader_workers=2, steps=4), show_progress=False)
+    again.run(max_steps_this_call=2)
+    assert again.loader is None and again.step == 2
+    again.run()
+    assert again.step == 4 and len(from_workers) == 8 + 4
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a CUDA GPU")

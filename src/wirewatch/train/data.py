@@ -133,3 +133,10 @@ def augment(sample: Sample, aug: Augmentation, rng: np.random.Generator) -> Samp
         image, masks = np.rot90(image, k_rot), np.rot90(masks, k_rot, axes=(1, 2))
     masks = np.ascontiguousarray(masks)
     return Sample(np.ascontiguousarray(image), masks, boxes_of(masks))
+
+
+def draw_sample(folder: CocoFolder, rng: np.random.Generator, crop_size: int, min_area_px: int,
+                aug: Augmentation) -> Sample:
+    """One training sample: a random image of ``folder``, a random crop of it, augmented; all drawn from ``rng``."""
+    sample = random_crop(folder.load(int(rng.integers(0, len(folder)))), crop_size, rng, min_area_px)
+    return augment(sample, aug, rng)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, random_crop
+from wirewatch.train.data import Augmentation, CocoFolder, Sample, draw_sample
 
 _worker: dict[str, Any] = {}
 
@@ -39,9 +39,7 @@ def _init_worker(root: str, crop_size: int, min_area_px: int, aug: Augmentation)
 
 def make_sample(folder: CocoFolder, seed: int, crop_size: int, min_area_px: int, aug: Augmentation) -> Sample:
     """The training sample that ``seed`` names (used by workers; callable in-process for tests)."""
-    rng = np.random.default_rng(seed)
-    sample = random_crop(folder.load(int(rng.integers(0, len(folder)))), crop_size, rng, min_area_px)
-    return augment(sample, aug, rng)
+    return draw_sample(folder, np.random.default_rng(seed), crop_size, min_area_px, aug)
 
 
 def _packed_sample(seed: int) -> _Packed:

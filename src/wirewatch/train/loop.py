@@ -31,7 +31,7 @@ from torch import nn
 from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
 from wirewatch.train.config import LOSS_TERMS, TrainConfig
-from wirewatch.train.data import CocoFolder, Sample, augment, random_crop
+from wirewatch.train.data import CocoFolder, Sample, draw_sample
 from wirewatch.train.loader import ParallelBatches
 from wirewatch.train.mask_loss import dice_mask_loss
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
@@ -116,10 +116,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.last_metrics: dict[str, float] = {}
         self._precise_bn_step = -1
-        self.loader: ParallelBatches | None = None
-        if cfg.loader_workers:
-            self.loader = ParallelBatches(cfg.data, cfg.crop_size, cfg.min_instance_area_px,
-                                          cfg.augmentation.build(), cfg.loader_workers, cfg.batch_size)
+        self.loader: ParallelBatches | None = None  # worker processes (loader_workers), made on first use
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._attach_log_file()
         if resume:
@@ -160,17 +157,17 @@ class Trainer:
     def next_batch(self, rng: np.random.Generator | None = None
                    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         """A batch of augmented random crops, drawn with ``rng`` (default: the run's own generator)."""
+        cfg = self.cfg
+        if cfg.loader_workers and self.loader is None:
+            self.loader = ParallelBatches(cfg.data, cfg.crop_size, cfg.min_instance_area_px,
+                                          cfg.augmentation.build(), cfg.loader_workers, cfg.batch_size)
         if self.loader is not None:
             samples = self.loader.next_batch(self.rng) if rng is None else self.loader.batch_now(rng)
         else:
             rng = self.rng if rng is None else rng
-            aug = self.cfg.augmentation.build()
-            samples = []
-            for _ in range(self.cfg.batch_size):
-                index = int(rng.integers(0, len(self.train_data)))
-                sample = random_crop(self.train_data.load(index), self.cfg.crop_size, rng,
-                                     self.cfg.min_instance_area_px)
-                samples.append(augment(sample, aug, rng))
+            aug = cfg.augmentation.build()
+            samples = [draw_sample(self.train_data, rng, cfg.crop_size, cfg.min_instance_area_px, aug)
+                       for _ in range(cfg.batch_size)]
         images, targets = [], []
         for sample in samples:
             image, target = to_torch(sample)
