@@ -49,9 +49,13 @@ def export_description(model: Path | None) -> str:
     return f"Exported to ONNX opset 17 in {meta.get('precision', 'fp32')}, {size}"
 
 
+def ran_on_gpu(cfg: dict[str, Any]) -> bool:
+    return str(cfg.get("device", "cpu")).startswith("cuda")
+
+
 def trained_where(cfg: dict[str, Any]) -> str:
     """Where the last leg ran: a GPU leg says so (earlier legs are the notes' business)."""
-    if str(cfg.get("device", "cpu")).startswith("cuda"):
+    if ran_on_gpu(cfg):
         return "on a shared 2-core CPU and, for the last legs, one GPU"
     return "on a shared 2-core CPU"
 
@@ -144,7 +148,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         + (f"{cfg['time_budget_s']:.0f} s" if cfg.get("time_budget_s") else f"{cfg['steps']} steps")
         + f", gradient clipping {cfg['grad_clip']}, seed {cfg['seed']}, "
         + (f"on {cfg['device']} with {cfg.get('loader_workers', 0)} crop workers"
-           if str(cfg.get("device", "cpu")).startswith("cuda") else f"{cfg['threads']} thread(s)")
+           if ran_on_gpu(cfg) else f"{cfg['threads']} thread(s)")
         + (f", mask loss BCE + {cfg['mask_dice_weight']} x Dice" if cfg.get("mask_dice_weight") else "")
         + "".join(f", {term} weighted {w}" for term, w in (cfg.get("loss_weights") or {}).items()) + ").",
         f"- Ran {last.get('step', '?')} steps in {float(last.get('elapsed_s', 0) or 0) / 60:.0f} min "
