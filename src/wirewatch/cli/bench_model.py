@@ -20,6 +20,8 @@ def bench_model(
     threads: int = typer.Option(2, "--threads"),
     views: list[int] = typer.Option([], "--views", help="Also time onnxruntime CPU with this many test-time "
                                     "views (2 or 4: the frame and its mirror images; repeatable)."),
+    rect: bool = typer.Option(False, "--rect", help="Also time onnxruntime CPU with mask_shape=rect (each mask "
+                              "replaced by its fitted straight-prism rectangle)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
     cpu: bool = typer.Option(True, "--cpu/--gpu-only", help="--gpu-only: leave out the CPU rows "
                              "(on a GPU machine, PyTorch eager fp32 / fp16 / fp16 batched on CUDA)."),
@@ -48,7 +50,7 @@ def bench_model(
         if not torch.cuda.is_available():
             raise InputError(f"--gpu-only: torch {torch.__version__} sees no CUDA GPU on this machine")
     rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads, views, cpu=cpu,
-                         gpu_batch=gpu_batch)
+                         gpu_batch=gpu_batch, rect=rect)
     table = Table(title=f"segmentation model per frame at {size} x {size}")
     for col in ("runtime", "device", "variant", "median ms", "p90 ms", "frames/s", "detections"):
         table.add_column(col)

@@ -15,6 +15,7 @@ import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
+from wirewatch.segment.rect_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
@@ -75,7 +76,7 @@ class OnnxSegmenter:
     def __init__(self, model: str | Path = DEFAULT_MODEL, providers: Sequence[str] | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
-                 spinning: bool = False, views: int = 1) -> None:
+                 spinning: bool = False, views: int = 1, mask_shape: str = "free") -> None:
         import onnxruntime as ort
 
         self.model_path = resolve_model_path(model)
@@ -84,6 +85,7 @@ class OnnxSegmenter:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.threads = usable_cores() if threads is None else int(threads)
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
+        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
         self.spinning = bool(spinning)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -146,7 +148,7 @@ class OnnxSegmenter:
         if self.input_size is not None and image.shape != tuple(self.input_size):
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the configured model input "
                              f"{self.input_size[0]}x{self.input_size[1]}")
-        return segment_views(self._detect, image, self.views, self.mask_threshold)
+        return segment_views(self._detect, image, self.views, self.mask_threshold, self.mask_shape)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""

@@ -17,6 +17,7 @@ import numpy as np
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
+from wirewatch.segment.rect_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
@@ -52,8 +53,9 @@ class TensorRTSegmenter:
     name = "tensorrt"
 
     def __init__(self, model: str | Path, score_threshold: float | None = None,
-                 mask_threshold: float | None = None, views: int = 1) -> None:
+                 mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free") -> None:
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
+        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
         reason = gpu_unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
@@ -104,7 +106,7 @@ class TensorRTSegmenter:
         if image.shape != self.shape:
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the engine's fixed input "
                              f"{self.shape[0]}x{self.shape[1]}")
-        return segment_views(self._detect, image, self.views, self.mask_threshold)
+        return segment_views(self._detect, image, self.views, self.mask_threshold, self.mask_shape)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""

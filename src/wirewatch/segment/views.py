@@ -23,6 +23,7 @@ import numpy as np
 from wirewatch.errors import InputError
 from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.paste import paste_masks, paste_window
+from wirewatch.segment.rect_fit import shaped_mask
 from wirewatch.types import Detections
 
 # View name -> which axes it mirrors ("h": left-right, "v": upside down).
@@ -74,9 +75,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: tuple[int, int],
-         mask_threshold: float) -> Detections:
+         mask_threshold: float, mask_shape: str = "free") -> Detections:
     """The frame's detections with masks averaged over the views (``others``: each view's boxes and grids,
-    already in frame coordinates) that found them, boxes averaged the same way."""
+    already in frame coordinates) that found them, boxes averaged the same way; ``mask_shape`` as in
+    ``segment_views``."""
     boxes, scores, probs = frame
     n = len(boxes)
     masks = np.zeros((n, *image_shape), bool)
@@ -99,22 +101,42 @@ def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: t
         total = np.zeros((r1 - r0, c1 - c0), np.float32)
         for rows, cols, window in windows:
             total[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] += window
-        masks[k, r0:r1, c0:c1] = total >= mask_threshold * len(windows)
+        if mask_shape == "free":
+            masks[k, r0:r1, c0:c1] = total >= mask_threshold * len(windows)
+        else:
+            masks[k, r0:r1, c0:c1] = shaped_mask(total / len(windows), mask_threshold, mask_shape)
         fused_boxes[k] = np.mean([b for b, _ in found], axis=0)
     return Detections(boxes=fused_boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image_shape,
                       mask_scores=mask_scores(scores, probs, mask_threshold))
 
 
+def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int], mask_threshold: float,
+                 mask_shape: str) -> np.ndarray:
+    """One pass's (N, H, W) masks: the plain paste (``free``), or each pasted window through ``shaped_mask``."""
+    if mask_shape == "free":
+        return paste_masks(probs, boxes, image_shape, mask_threshold)
+    masks = np.zeros((len(boxes), *image_shape), bool)
+    for k, (box, grid) in enumerate(zip(boxes, probs, strict=True)):
+        pasted = paste_window(grid, box, image_shape)
+        if pasted is not None:
+            rows, cols, window = pasted
+            masks[k, rows, cols] = shaped_mask(window, mask_threshold, mask_shape)
+    return masks
+
+
 def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views: int,
-                  mask_threshold: float) -> Detections:
-    """Detections of ``image`` from ``views`` passes of ``detect`` (one pass: the plain paste, unchanged)."""
+                  mask_threshold: float, mask_shape: str = "free") -> Detections:
+    """Detections of ``image`` from ``views`` passes of ``detect`` (one pass: the plain paste, unchanged);
+    ``mask_shape="rect"`` fits each mask's straight-prism rectangle (``wirewatch.segment.rect_fit``).
+    Boxes, scores and mask scores do not depend on ``mask_shape``."""
     boxes, scores, probs = detect(image)
     if views == 1:
-        return Detections(boxes=boxes.reshape(-1, 4), scores=scores,
-                          masks=paste_masks(probs, boxes, image.shape, mask_threshold), image_shape=image.shape,
-                          mask_scores=mask_scores(scores, probs, mask_threshold))
+        boxes = boxes.reshape(-1, 4)
+        return Detections(boxes=boxes, scores=scores,
+                          masks=shaped_masks(probs, boxes, image.shape, mask_threshold, mask_shape),
+                          image_shape=image.shape, mask_scores=mask_scores(scores, probs, mask_threshold))
     others = []
     for view in VIEW_SETS[views]:
         view_boxes, _, view_probs = detect(mirror(image, view))
         others.append(unmirror(view, view_boxes, view_probs, image.shape))
-    return fuse((boxes, scores, probs), others, image.shape, mask_threshold)
+    return fuse((boxes, scores, probs), others, image.shape, mask_threshold, mask_shape)
