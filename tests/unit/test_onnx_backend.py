@@ -63,8 +63,9 @@ def test_onnx_matches_pytorch(trained: dict[str, Path]) -> None:
     from wirewatch.train.validate import predict
 
     model, _ = model_from_checkpoint(trained["checkpoint"])
-    # Same threshold as the torch model's box_score_thresh, so both keep the same detections.
-    segmenter = OnnxSegmenter(trained["onnx"], score_threshold=model.roi_heads.score_thresh)
+    # Same threshold as the torch model's box_score_thresh, so both keep the same detections; the graph
+    # against the torch model, so both see the same pixels (no background levelling).
+    segmenter = OnnxSegmenter(trained["onnx"], score_threshold=model.roi_heads.score_thresh, background="none")
     compared = 0
     for index in (6, 7):  # the two validation images
         image = toy_image(trained["data"], index)
@@ -90,7 +91,7 @@ def test_other_variants_export_masks_that_match_pytorch(tmp_path: Path, variant:
     from wirewatch.train.validate import predict
 
     files = train_and_export(tmp_path, variant, steps=2)
-    segmenter = OnnxSegmenter(files["onnx"], score_threshold=0.05)
+    segmenter = OnnxSegmenter(files["onnx"], score_threshold=0.05, background="none")
     assert segmenter.metadata.variant == variant and segmenter.metadata.mask_size == grid
     model, _ = model_from_checkpoint(files["checkpoint"])
     model.roi_heads.score_thresh = 0.05
@@ -135,7 +136,7 @@ def test_segmenter_contract_and_thresholds(trained: dict[str, Path]) -> None:
     assert len(everything) >= len(dets)
     # The threshold is applied inside the graph (before the mask head), not only afterwards.
     assert low.threshold_input == "score_threshold"
-    _, raw_scores, _, _ = segmenter.raw(image)  # type: ignore[attr-defined]
+    _, raw_scores, _, _ = segmenter.raw(segmenter.model_input(image))  # type: ignore[attr-defined]
     assert np.all(raw_scores > 0.3) and len(raw_scores) == len(dets)
     # A larger frame than the export size works: the graph runs at native scale.
     big = np.zeros((128, 160), np.float32)

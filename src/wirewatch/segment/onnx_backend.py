@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.background import DEFAULT_RADIUS, check_background, level_background
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
 from wirewatch.segment.rect_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
@@ -76,7 +77,8 @@ class OnnxSegmenter:
     def __init__(self, model: str | Path = DEFAULT_MODEL, providers: Sequence[str] | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
-                 spinning: bool = False, views: int = 1, mask_shape: str = "free") -> None:
+                 spinning: bool = False, views: int = 1, mask_shape: str = "free",
+                 background: str = "level", background_radius: float = DEFAULT_RADIUS) -> None:
         import onnxruntime as ort
 
         self.model_path = resolve_model_path(model)
@@ -86,6 +88,8 @@ class OnnxSegmenter:
         self.threads = usable_cores() if threads is None else int(threads)
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
+        # the model knows zero backgrounds only: level the frame's own first (segment.background)
+        self.background, self.background_radius = check_background(background, background_radius)
         self.spinning = bool(spinning)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -143,12 +147,19 @@ class OnnxSegmenter:
         boxes, scores, labels, probs = self.session.run(None, feed)
         return boxes, scores, labels, probs
 
+    def model_input(self, image: np.ndarray) -> np.ndarray:
+        """What the model sees of a validated frame: levelled (``background="level"``) or as given."""
+        if self.background == "level":
+            return level_background(image, self.background_radius)
+        return image
+
     def segment(self, image: np.ndarray) -> Detections:
         image = validate_image(image)
         if self.input_size is not None and image.shape != tuple(self.input_size):
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the configured model input "
                              f"{self.input_size[0]}x{self.input_size[1]}")
-        return segment_views(self._detect, image, self.views, self.mask_threshold, self.mask_shape)
+        return segment_views(self._detect, self.model_input(image), self.views, self.mask_threshold,
+                             self.mask_shape)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""

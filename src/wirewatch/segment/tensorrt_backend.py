@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
+from wirewatch.segment.background import DEFAULT_RADIUS, check_background, level_background
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
 from wirewatch.segment.rect_fit import check_mask_shape
@@ -53,9 +54,12 @@ class TensorRTSegmenter:
     name = "tensorrt"
 
     def __init__(self, model: str | Path, score_threshold: float | None = None,
-                 mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free") -> None:
+                 mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free",
+                 background: str = "level", background_radius: float = DEFAULT_RADIUS) -> None:
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
+        # the model knows zero backgrounds only: level the frame's own first (segment.background)
+        self.background, self.background_radius = check_background(background, background_radius)
         reason = gpu_unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
@@ -101,12 +105,19 @@ class TensorRTSegmenter:
             self.context.set_tensor_address(name, device)
             self._buffers[name] = (host, device)
 
+    def model_input(self, image: np.ndarray) -> np.ndarray:
+        """What the model sees of a validated frame: levelled (``background="level"``) or as given."""
+        if self.background == "level":
+            return level_background(image, self.background_radius)
+        return image
+
     def segment(self, image: np.ndarray) -> Detections:
         image = validate_image(image)
         if image.shape != self.shape:
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the engine's fixed input "
                              f"{self.shape[0]}x{self.shape[1]}")
-        return segment_views(self._detect, image, self.views, self.mask_threshold, self.mask_shape)
+        return segment_views(self._detect, self.model_input(image), self.views, self.mask_threshold,
+                             self.mask_shape)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""
