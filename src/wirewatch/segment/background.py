@@ -3,11 +3,11 @@
 The model learnt from frames whose background is exactly zero (the synthesiser's default preset: optical
 density of the wires alone). A real frame's background is not: an offset, a gradient across the field, slow
 bumps. Shown a background of 20 grey levels with a gradient, the shipped model lost most of its detections
-(box / mask AP 0.393 / 0.202 against 0.856 / 0.732 on clean frames, 30 frames each). ``level`` subtracts the
-frame's own background estimate: a morphological opening with a disc wider than any wire (it keeps what is
-broad and removes the wires), taken at a quarter of the resolution (~1 ms per 512 px frame) and smoothed;
-what falls below zero is clipped. The same frames then score 0.849 / 0.730, clean frames 0.857 / 0.732 (no
-loss), stxm frames rose from 0.304 / 0.152 to 0.477 / 0.292 (docs/model.md, "Background levelling").
+(box / mask AP 0.393 / 0.202 on 30 such frames). ``level`` subtracts the frame's own background estimate: a
+morphological opening with a disc wider than any wire (it keeps what is broad and removes the wires), taken
+at a quarter of the resolution (~1 ms per 512 px frame) and smoothed; what falls below zero is clipped. The
+same frames then score 0.853 / 0.726; the 200 clean evaluation frames 0.854 / 0.735 (as given 0.855 / 0.736);
+stxm frames rose from 0.306 / 0.151 to 0.477 / 0.293 (docs/model.md, "Background levelling").
 """
 
 from __future__ import annotations
