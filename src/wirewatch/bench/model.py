@@ -92,10 +92,10 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
 
 def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
                   score_threshold: float, threads: int = 2, views: Sequence[int] = (),
-                  cpu: bool = True, gpu_batch: int = 8, rect: bool = False) -> list[ModelBenchRow]:
+                  cpu: bool = True, gpu_batch: int = 8, mask_shapes: Sequence[str] = ()) -> list[ModelBenchRow]:
     """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present);
     one more onnxruntime CPU row per test-time ``views`` count asked for (``wirewatch.segment.views``), and
-    one with ``mask_shape="rect"`` when ``rect`` (``wirewatch.segment.rect_fit``).
+    one per fitted ``mask_shapes`` entry (``rect``, ``rod``: ``wirewatch.segment.shape_fit``).
     ``cpu=False`` leaves the CPU rows out (a GPU machine's many cores say nothing about the target host).
     On CUDA: PyTorch eager fp32 and fp16 per frame, and fp16 on batches of ``gpu_batch`` frames."""
     import onnxruntime as ort
@@ -133,10 +133,10 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
             seg_views = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
                                       threads=threads, views=n)
             rows.append(time_frames(f"onnxruntime views={n}", "cpu", variant, images, _counter(seg_views)))
-        if rect and cpu:
-            seg_rect = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
-                                     threads=threads, mask_shape="rect")
-            rows.append(time_frames("onnxruntime mask_shape=rect", "cpu", variant, images, _counter(seg_rect)))
+        for shape in mask_shapes if cpu else ():
+            seg_shape = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
+                                      threads=threads, mask_shape=shape)
+            rows.append(time_frames(f"onnxruntime mask_shape={shape}", "cpu", variant, images, _counter(seg_shape)))
         available = ort.get_available_providers()
         for provider, label in (("CUDAExecutionProvider", "onnxruntime cuda"),
                                 ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):

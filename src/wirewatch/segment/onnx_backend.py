@@ -16,7 +16,7 @@ import numpy as np
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.background import DEFAULT_RADIUS, check_background, level_background
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
-from wirewatch.segment.rect_fit import check_mask_shape
+from wirewatch.segment.shape_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
@@ -87,7 +87,7 @@ class OnnxSegmenter:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.threads = usable_cores() if threads is None else int(threads)
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
-        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
+        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         self.spinning = bool(spinning)

@@ -18,7 +18,7 @@ from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.background import DEFAULT_RADIUS, check_background, level_background
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
-from wirewatch.segment.rect_fit import check_mask_shape
+from wirewatch.segment.shape_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
 
@@ -57,7 +57,7 @@ class TensorRTSegmenter:
                  mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free",
                  background: str = "level", background_radius: float = DEFAULT_RADIUS) -> None:
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
-        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted straight-prism rectangles
+        self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         reason = gpu_unavailable_reason()

@@ -23,7 +23,7 @@ import numpy as np
 from wirewatch.errors import InputError
 from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.paste import paste_masks, paste_window
-from wirewatch.segment.rect_fit import shaped_mask
+from wirewatch.segment.shape_fit import shaped_mask
 from wirewatch.types import Detections
 
 # View name -> which axes it mirrors ("h": left-right, "v": upside down).
@@ -127,7 +127,7 @@ def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, i
 def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views: int,
                   mask_threshold: float, mask_shape: str = "free") -> Detections:
     """Detections of ``image`` from ``views`` passes of ``detect`` (one pass: the plain paste, unchanged);
-    ``mask_shape="rect"`` fits each mask's straight-prism rectangle (``wirewatch.segment.rect_fit``).
+    ``mask_shape="rect"`` / ``"rod"`` replaces each mask by its fitted shape (``wirewatch.segment.shape_fit``).
     Boxes, scores and mask scores do not depend on ``mask_shape``."""
     boxes, scores, probs = detect(image)
     if views == 1:
