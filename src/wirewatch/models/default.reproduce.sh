@@ -117,22 +117,25 @@ python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23"
 
 # 24. (2026-12-04) the runtime levels each frame's background before the model (background=level, the
 #    backends' default since then): the same file rescored levelled (the card's model-* rows), as given
-#    (-as-given rows: steps 23's figures) and with straight-prism rectangles (-rect rows), in eval-r23b
+#    (-as-given rows: step 23's figures) and with fitted rectangles (-rect rows) and rods (-rod rows), in eval-r23b
 mkdir -p "$RUNS/eval-r23b"
 cp "$RUNS/eval-r23/watershed-ptychography.json" "$RUNS/eval-r23b/"
 for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
     IFS=: read -r preset seed limit <<< "$spec"
-    for variant in ":" "-as-given:background=none" "-rect:mask_shape=rect"; do
+    for variant in ":" "-as-given:background=none" "-rect:mask_shape=rect" "-rod:mask_shape=rod"; do
         IFS=: read -r suffix option <<< "$variant"
         python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
             --option score_threshold=0.05 ${option:+--option "$option"} --json "$RUNS/eval-r23b/model-$preset$suffix.json"
     done
 done
-python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --option score_threshold=0.05 --option mask_shape=rect --option views=4 \
-    --json "$RUNS/eval-r23b/model-ptychography-rect-views4.json"
-# CPU rows with the rectangles and 4 views beside them; the GPU rows of step 23 appended as before
-wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --rect --views 4 \
+for shape in rect rod; do
+    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
+        --option score_threshold=0.05 --option mask_shape=$shape --option views=4 \
+        --json "$RUNS/eval-r23b/model-ptychography-$shape-views4.json"
+done
+# CPU rows with the fitted shapes and 4 views beside them; the GPU rows of step 23 appended as before
+wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
+    --mask-shape rect --mask-shape rod \
     --json "$RUNS/eval-r23b/bench-model.json"
 python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23b" \
     --out src/wirewatch/models --bench "$RUNS/eval-r23b/bench-model.json" --model src/wirewatch/models/default.onnx

@@ -21,7 +21,7 @@ analytic Jacobian (scipy ``least_squares``). The shape is rasterised with the sy
 Measured with the shipped model (docs/model.md, "Shape-fitted masks"): on the 200 default-preset evaluation
 frames mask AP 0.735 free, 0.782 ``rect``; on 100 frames of wires with the realistic preset's shapes (taper,
 bend, rough edges) ``rect`` costs mask AP (0.440 -> 0.321) because it straightens them, ``rod`` does not.
-Each fit costs ~10 ms per detection on one core: opt-in.
+Each fit costs ~10 ms (``rect``) or ~15 ms (``rod``) per detection on this project's 2-core host: opt-in.
 """
 
 from __future__ import annotations
