@@ -54,3 +54,8 @@ def level_background(image: np.ndarray, radius: float = DEFAULT_RADIUS) -> np.nd
     image = np.asarray(image, np.float32)
     levelled = image - estimate_background(image, radius)
     return np.clip(levelled, 0.0, 1.0, out=levelled)
+
+
+def prepared_input(image: np.ndarray, background: str, radius: float = DEFAULT_RADIUS) -> np.ndarray:
+    """What a model backend feeds its model: the frame levelled (``background="level"``) or as given."""
+    return level_background(image, radius) if background == "level" else image

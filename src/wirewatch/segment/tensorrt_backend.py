@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
-from wirewatch.segment.background import DEFAULT_RADIUS, check_background, level_background
+from wirewatch.segment.background import DEFAULT_RADIUS, check_background, prepared_input
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
 from wirewatch.segment.shape_fit import check_mask_shape
@@ -107,9 +107,7 @@ class TensorRTSegmenter:
 
     def model_input(self, image: np.ndarray) -> np.ndarray:
         """What the model sees of a validated frame: levelled (``background="level"``) or as given."""
-        if self.background == "level":
-            return level_background(image, self.background_radius)
-        return image
+        return prepared_input(image, self.background, self.background_radius)
 
     def segment(self, image: np.ndarray) -> Detections:
         image = validate_image(image)
