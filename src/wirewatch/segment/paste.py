@@ -17,6 +17,7 @@ Only the kept detections are pasted, outside the graph (in-graph pasting cost ~1
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -48,8 +49,10 @@ def paste_window(probs: np.ndarray, box: np.ndarray | tuple[float, float, float,
 
 
 def paste_masks(mask_probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int],
-                threshold: float = 0.5) -> np.ndarray:
-    """(N, M, M) probabilities in their (N, 4) x0, y0, x1, y1 boxes -> (N, H, W) bool masks."""
+                threshold: float = 0.5,
+                window_mask: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """(N, M, M) probabilities in their (N, 4) x0, y0, x1, y1 boxes -> (N, H, W) bool masks: each pasted
+    window cut at ``threshold``, or turned into its mask by ``window_mask`` (e.g. a shape fit)."""
     n = len(mask_probs)
     out = np.zeros((n, *image_shape), bool)
     if n == 0:
@@ -61,5 +64,5 @@ def paste_masks(mask_probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[in
         pasted = paste_window(probs[i], box, image_shape)
         if pasted is not None:
             rows, cols, window = pasted
-            out[i, rows, cols] = window >= threshold
+            out[i, rows, cols] = window >= threshold if window_mask is None else window_mask(window)
     return out

@@ -34,6 +34,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit
 
+from wirewatch.errors import InputError
+
 MASK_SHAPES = ("free", "rect", "rod")
 GUARD_IOU = 0.6  # below this IoU with the free mask, the fitted shape is not the wire's
 EDGE_SOFTNESS = 1.0  # px: width of the fitted shape's sigmoid edges
@@ -63,8 +65,6 @@ class Rod:
 
 def check_mask_shape(shape: object) -> str:
     """The ``mask_shape`` option, else an error naming the allowed values."""
-    from wirewatch.errors import InputError
-
     if shape not in MASK_SHAPES:
         raise InputError(f"mask_shape must be one of {', '.join(MASK_SHAPES)} (free: the pasted mask; rect: a "
                          f"fitted rectangle, for straight prisms; rod: a fitted bent, tapered rod), got {shape!r}")

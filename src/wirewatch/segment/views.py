@@ -113,15 +113,8 @@ def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: t
 def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int], mask_threshold: float,
                  mask_shape: str) -> np.ndarray:
     """One pass's (N, H, W) masks: the plain paste (``free``), or each pasted window through ``shaped_mask``."""
-    if mask_shape == "free":
-        return paste_masks(probs, boxes, image_shape, mask_threshold)
-    masks = np.zeros((len(boxes), *image_shape), bool)
-    for k, (box, grid) in enumerate(zip(boxes, probs, strict=True)):
-        pasted = paste_window(grid, box, image_shape)
-        if pasted is not None:
-            rows, cols, window = pasted
-            masks[k, rows, cols] = shaped_mask(window, mask_threshold, mask_shape)
-    return masks
+    fit = None if mask_shape == "free" else (lambda window: shaped_mask(window, mask_threshold, mask_shape))
+    return paste_masks(probs, boxes, image_shape, mask_threshold, window_mask=fit)
 
 
 def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views: int,
