@@ -14,8 +14,8 @@ from wirewatch import coco  # noqa: E402
 from wirewatch.coco import boxes_of  # noqa: E402
 from wirewatch.errors import InputError, ModelError  # noqa: E402
 from wirewatch.train.config import TrainConfig  # noqa: E402
-from wirewatch.train.data import Augmentation, CocoFolder, Sample, augment, random_crop  # noqa: E402
-from wirewatch.train.loop import Trainer, lr_factor, read_checkpoint  # noqa: E402
+from wirewatch.train.data import Augmentation, CocoFolder, FolderMix, Sample, augment, random_crop  # noqa: E402
+from wirewatch.train.loop import Trainer, data_config_hash, lr_factor, read_checkpoint  # noqa: E402
 from wirewatch.train.model import InitReport, build_model, grey_to_model_input, load_init_weights  # noqa: E402
 from wirewatch.train.toy import write_toy_dataset  # noqa: E402
 from wirewatch.train.validate import coco_ap  # noqa: E402
@@ -88,6 +88,37 @@ def test_coco_folder_reads_synth_layout_and_rejects_other_folders(toy: Path, tmp
     assert len(sample.masks) == len(sample.boxes) > 0
     with pytest.raises(InputError, match=r"no train\.json"):
         CocoFolder(tmp_path, "train")
+
+
+def test_folder_mix_draws_in_its_fractions_and_alone_is_the_folder(toy: Path, tmp_path: Path) -> None:
+    """extra_data: samples come from each folder in its share; one folder keeps the old random sequence."""
+    other = write_toy_dataset(tmp_path / "other", n_train=4, n_val=1, size=80, seed=4)
+    mix = FolderMix.open([(str(toy), 0.7), (str(other), 0.3)])
+    assert len(mix) == 8 + 4
+    rng = np.random.default_rng(0)
+    sizes = [mix.draw(rng).image.shape[0] for _ in range(400)]
+    assert sizes.count(80) / len(sizes) == pytest.approx(0.3, abs=0.06)
+    alone, folder = FolderMix.open([(str(toy), 1.0)]), CocoFolder(toy, "train")
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(5):
+        np.testing.assert_array_equal(alone.draw(a).image, folder.draw(b).image)
+    with pytest.raises(InputError, match="sum to 1"):
+        FolderMix([folder, folder], [0.5, 0.6])
+
+
+def test_extra_data_is_validated_recorded_and_trained_on(toy: Path, tmp_path: Path) -> None:
+    other = write_toy_dataset(tmp_path / "other", n_train=4, n_val=1, size=96, seed=4)
+    with pytest.raises(ValueError, match="must leave `data` a share"):
+        smoke_config(toy, tmp_path / "bad", extra_data=[{"path": str(other), "fraction": 0.6},
+                                                        {"path": str(other), "fraction": 0.4}])
+    cfg = smoke_config(toy, tmp_path / "mix", steps=2, extra_data=[{"path": str(other), "fraction": 0.25}])
+    assert cfg.training_parts() == [(str(toy), 0.75), (str(other), 0.25)]
+    trainer = Trainer(cfg, show_progress=False)
+    trainer.run()
+    assert trainer.data_hash not in (data_config_hash(toy), data_config_hash(other))
+    saved = read_checkpoint(tmp_path / "mix" / "final.pt")
+    assert saved["data_config_hash"] == trainer.data_hash
+    assert saved["config"]["extra_data"] == [{"path": str(other), "fraction": 0.25}]
 
 
 # ------------------------------------------------------------------ schedule, model, weights
@@ -232,7 +263,7 @@ def test_worker_processes_make_the_samples_their_seeds_name(toy: Path, tmp_path:
     from wirewatch.train.loader import ParallelBatches, make_sample
 
     aug = Augmentation()
-    loader = ParallelBatches(str(toy), 64, 16, aug, workers=2, batch_size=3, prefetch=2)
+    loader = ParallelBatches([(str(toy), 1.0)], 64, 16, aug, workers=2, batch_size=3, prefetch=2)
     try:
         batch = loader.batch_now(np.random.default_rng(5))
     finally:

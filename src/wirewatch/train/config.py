@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from wirewatch.config.base import StrictModel
 from wirewatch.train.data import Augmentation
@@ -28,11 +28,21 @@ class AugmentationConfig(StrictModel):
         return Augmentation(**self.model_dump())
 
 
+class ExtraData(StrictModel):
+    """Another ``wirewatch synth`` folder mixed into training (validation stays on ``data``)."""
+
+    path: str
+    fraction: float = Field(gt=0, lt=1, description="share of training samples drawn from this folder")
+
+
 class TrainConfig(StrictModel):
     """Everything that defines a training run; stored in the run folder and in every checkpoint."""
 
     data: str
     out: str
+    extra_data: list[ExtraData] = Field(
+        default_factory=list, description="further synth folders (e.g. other presets) drawn from with the "
+        "given fractions; `data` gets the rest and alone provides the validation images")
     variant: Literal["compact", "compact_m4", "compact56", "compact56i", "r50_fpn"] = "compact"
     init: str | None = None
     steps: int = Field(default=1500, gt=0, description="planned optimiser steps; the cosine decay ends here")
@@ -85,3 +95,15 @@ class TrainConfig(StrictModel):
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {[(k, weights[k]) for k in negative]}")
         return weights
+
+    @model_validator(mode="after")
+    def _main_data_keeps_a_share(self) -> TrainConfig:
+        if sum(e.fraction for e in self.extra_data) >= 1.0:
+            raise ValueError(f"extra_data fractions sum to {sum(e.fraction for e in self.extra_data):g}; "
+                             "they must leave `data` a share (sum < 1)")
+        return self
+
+    def training_parts(self) -> list[tuple[str, float]]:
+        """(folder, fraction) of every training source, ``data`` first."""
+        rest = 1.0 - sum(e.fraction for e in self.extra_data)
+        return [(self.data, rest)] + [(e.path, e.fraction) for e in self.extra_data]

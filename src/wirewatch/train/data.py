@@ -87,6 +87,40 @@ class CocoFolder:
     def image_ids(self) -> list[int]:
         return [int(im["id"]) for im in self.images]
 
+    def draw(self, rng: np.random.Generator) -> Sample:
+        """A uniformly random image of this folder."""
+        return self.load(int(rng.integers(0, len(self))))
+
+
+class FolderMix:
+    """Training folders drawn from in fixed proportions: the run's ``data`` plus ``extra_data``.
+
+    With one folder ``draw`` is exactly ``CocoFolder.draw`` (same random numbers), so runs without
+    extra data keep their sample sequence.
+    """
+
+    def __init__(self, folders: list[CocoFolder], fractions: list[float]) -> None:
+        if len(folders) != len(fractions) or not folders:
+            raise InputError("a training mix needs one fraction per folder")
+        total = float(sum(fractions))
+        if not all(f > 0 for f in fractions) or abs(total - 1.0) > 1e-6:
+            raise InputError(f"training mix fractions must be > 0 and sum to 1, got {fractions}")
+        self.folders = folders
+        self.fractions = np.asarray(fractions, float) / total
+
+    @classmethod
+    def open(cls, parts: list[tuple[str, float]], split: str = "train") -> FolderMix:
+        return cls([CocoFolder(root, split) for root, _ in parts], [f for _, f in parts])
+
+    def __len__(self) -> int:
+        return sum(len(f) for f in self.folders)
+
+    def draw(self, rng: np.random.Generator) -> Sample:
+        if len(self.folders) == 1:
+            return self.folders[0].draw(rng)
+        part = int(rng.choice(len(self.folders), p=self.fractions))
+        return self.folders[part].draw(rng)
+
 
 
 def random_crop(sample: Sample, size: int, rng: np.random.Generator, min_area_px: int = 16) -> Sample:
@@ -135,8 +169,8 @@ def augment(sample: Sample, aug: Augmentation, rng: np.random.Generator) -> Samp
     return Sample(np.ascontiguousarray(image), masks, boxes_of(masks))
 
 
-def draw_sample(folder: CocoFolder, rng: np.random.Generator, crop_size: int, min_area_px: int,
+def draw_sample(folder: CocoFolder | FolderMix, rng: np.random.Generator, crop_size: int, min_area_px: int,
                 aug: Augmentation) -> Sample:
     """One training sample: a random image of ``folder``, a random crop of it, augmented; all drawn from ``rng``."""
-    sample = random_crop(folder.load(int(rng.integers(0, len(folder)))), crop_size, rng, min_area_px)
+    sample = random_crop(folder.draw(rng), crop_size, rng, min_area_px)
     return augment(sample, aug, rng)

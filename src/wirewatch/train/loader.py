@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wirewatch.train.data import Augmentation, CocoFolder, Sample, draw_sample
+from wirewatch.train.data import Augmentation, CocoFolder, FolderMix, Sample, draw_sample
 
 _worker: dict[str, Any] = {}
 
@@ -30,14 +30,14 @@ class _Packed:
     boxes: np.ndarray
 
 
-def _init_worker(root: str, crop_size: int, min_area_px: int, aug: Augmentation) -> None:
+def _init_worker(parts: list[tuple[str, float]], crop_size: int, min_area_px: int, aug: Augmentation) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one sample per process: OpenCV's own threads would only contend
-    _worker.update(folder=CocoFolder(root, "train"), crop_size=crop_size, min_area_px=min_area_px, aug=aug)
+    _worker.update(folder=FolderMix.open(parts, "train"), crop_size=crop_size, min_area_px=min_area_px, aug=aug)
 
 
-def make_sample(folder: CocoFolder, seed: int, crop_size: int, min_area_px: int, aug: Augmentation) -> Sample:
+def make_sample(folder: CocoFolder | FolderMix, seed: int, crop_size: int, min_area_px: int, aug: Augmentation) -> Sample:
     """The training sample that ``seed`` names (used by workers; callable in-process for tests)."""
     return draw_sample(folder, np.random.default_rng(seed), crop_size, min_area_px, aug)
 
@@ -62,12 +62,12 @@ class ParallelBatches:
     (the queued ones are skipped), not bit-identical to an uninterrupted run.
     """
 
-    def __init__(self, root: str, crop_size: int, min_area_px: int, aug: Augmentation, workers: int,
+    def __init__(self, parts: list[tuple[str, float]], crop_size: int, min_area_px: int, aug: Augmentation, workers: int,
                  batch_size: int, prefetch: int = 4) -> None:
         # forkserver: the parent may hold a CUDA context and torch's threads, which must not be forked.
         ctx = multiprocessing.get_context("forkserver")
         self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                        initargs=(root, crop_size, min_area_px, aug))
+                                        initargs=(parts, crop_size, min_area_px, aug))
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.queued: deque[list[Future[_Packed]]] = deque()

@@ -31,7 +31,7 @@ from torch import nn
 from wirewatch.errors import InputError, ModelError
 from wirewatch.train.batchnorm import precise_batchnorm
 from wirewatch.train.config import LOSS_TERMS, TrainConfig
-from wirewatch.train.data import CocoFolder, Sample, draw_sample
+from wirewatch.train.data import CocoFolder, FolderMix, Sample, draw_sample
 from wirewatch.train.loader import ParallelBatches
 from wirewatch.train.mask_loss import dice_mask_loss
 from wirewatch.train.model import CLASS_NAMES, build_model, grey_to_model_input, load_init_weights
@@ -90,6 +90,14 @@ def data_config_hash(root: str | Path) -> str:
     return "unknown"
 
 
+def mix_config_hash(parts: list[tuple[str, float]]) -> str:
+    """``data_config_hash`` of a single folder; for a mix, the hash of every folder's hash and fraction."""
+    if len(parts) == 1:
+        return data_config_hash(parts[0][0])
+    text = ";".join(f"{data_config_hash(root)}:{fraction:.6g}" for root, fraction in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 class Trainer:
     """One training run; ``run()`` trains until the schedule ends (or ``max_steps_this_call``)."""
 
@@ -99,12 +107,12 @@ class Trainer:
         self.show_progress = show_progress
         torch.set_num_threads(cfg.threads)
         self.device = training_device(cfg.device)
-        self.train_data = CocoFolder(cfg.data, "train")
+        self.train_data = FolderMix.open(cfg.training_parts(), "train")
         try:
             self.val_data: CocoFolder | None = CocoFolder(cfg.data, "val")
         except InputError:
             self.val_data = None
-        self.data_hash = data_config_hash(cfg.data)
+        self.data_hash = mix_config_hash(cfg.training_parts())
         torch.manual_seed(cfg.seed)  # before building: the random init is part of the run's seed
         self.model = build_model(cfg.variant, len(CLASS_NAMES), cfg.detections_per_image).to(self.device)
         self.frozen_batchnorm = freeze_all_but(self.model, cfg.train_only)
@@ -159,7 +167,7 @@ class Trainer:
         """A batch of augmented random crops, drawn with ``rng`` (default: the run's own generator)."""
         cfg = self.cfg
         if cfg.loader_workers and self.loader is None:
-            self.loader = ParallelBatches(cfg.data, cfg.crop_size, cfg.min_instance_area_px,
+            self.loader = ParallelBatches(cfg.training_parts(), cfg.crop_size, cfg.min_instance_area_px,
                                           cfg.augmentation.build(), cfg.loader_workers, cfg.batch_size)
         if self.loader is not None:
             samples = self.loader.next_batch(self.rng) if rng is None else self.loader.batch_now(rng)
@@ -215,8 +223,9 @@ class Trainer:
         progress_bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                                 disable=not self.show_progress)
+        mix = ", ".join(f"{root} {fraction:.0%}" for root, fraction in cfg.training_parts())
         log.info("run %s: step %d, variant %s, data %s (hash %s), %d train images",
-                 self.run_dir, self.step, cfg.variant, cfg.data, self.data_hash, len(self.train_data))
+                 self.run_dir, self.step, cfg.variant, mix, self.data_hash, len(self.train_data))
         with progress_bar:
             task = progress_bar.add_task("train", total=total, completed=self.step, info="")
             while not self.finished():
