@@ -78,3 +78,18 @@ def test_card_of_a_gpu_leg_names_the_gpu_and_lists_gpu_rows(tmp_path: Path) -> N
     cpu_bench.write_text(json.dumps(json.loads(bench.read_text())[:2]))
     cpu_card = write_card(cpu_run, evals, tmp_path / "out-cpu", bench=cpu_bench).read_text()
     assert "images only, on a shared 2-core CPU." in cpu_card and "No GPU was available" in cpu_card
+
+
+def test_card_names_each_mixed_in_folder_and_keeps_its_manifest(tmp_path: Path) -> None:
+    extra = tmp_path / "realistic"
+    extra.mkdir()
+    (extra / "manifest.json").write_text(json.dumps({"config": {"name": "realistic"}, "count": 1500, "seed": 2501}))
+    run, evals = _run(tmp_path, extra_data=[{"path": str(extra), "fraction": 0.4}])
+    card = write_card(run, evals, tmp_path / "out", bench=None).read_text()
+    assert ("- Mixed in (40% of training samples): preset `realistic`, 1500 images, seed 2501 "
+            "(full config: `default.synth-manifest.extra-1.json`)") in card
+    assert "hashes every folder's hash and fraction" in card
+    assert json.loads((tmp_path / "out" / "default.synth-manifest.extra-1.json").read_text())["seed"] == 2501
+    (tmp_path / "plain").mkdir()
+    plain = write_card(*_run(tmp_path / "plain"), tmp_path / "out-plain", bench=None).read_text()
+    assert "Mixed in" not in plain and "every folder's hash" not in plain

@@ -72,6 +72,17 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
     if (data / "manifest.json").is_file():
         shutil.copyfile(data / "manifest.json", out / "default.synth-manifest.json")
     manifest = json.loads((data / "manifest.json").read_text()) if (data / "manifest.json").is_file() else {}
+    extra_lines = []
+    for i, extra in enumerate(cfg.get("extra_data") or [], start=1):
+        extra_manifest = Path(extra["path"]) / "manifest.json"
+        info = json.loads(extra_manifest.read_text()) if extra_manifest.is_file() else {}
+        if info:
+            shutil.copyfile(extra_manifest, out / f"default.synth-manifest.extra-{i}.json")
+        extra_lines.append(
+            f"- Mixed in ({extra['fraction']:.0%} of training samples): preset "
+            f"`{info.get('config', {}).get('name', '?')}`, {info.get('count', '?')} images, seed "
+            f"{info.get('seed', '?')} (full config: `default.synth-manifest.extra-{i}.json`); validation stays "
+            "on the data above.")
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     last = rows[-1] if rows else {}
     val_rows = [r for r in rows if r.get("segm.AP")]
@@ -141,7 +152,9 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         f"{manifest.get('count', '?')} images at {manifest.get('size', '?')} x {manifest.get('size', '?')}, "
         f"seed {manifest.get('seed', '?')}, split {manifest.get('counts', {})} "
         "(full config: `default.synth-manifest.json`; its sha256 prefix is the ONNX metadata's "
-        "`training_data_config_hash`).",
+        "`training_data_config_hash`" + (", which for a mix hashes every folder's hash and fraction" if extra_lines
+                                         else "") + ").",
+        *extra_lines,
         f"- Recipe: `default.train-config.yaml` (variant {cfg['variant']}, batch {cfg['batch_size']}, "
         f"{cfg['crop_size']} px crops, SGD lr {cfg['lr']} momentum {cfg['momentum']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_steps']}-step warm-up, cosine decay to zero over "
