@@ -10,12 +10,14 @@
 #     typing-inspection==0.4.5 pycocotools==2.0.11
 # A dry run on a CPU: WHEELS=none DEVICE=cpu BUDGET=20 COUNT=40 WORKERS=2 BATCH=2 OUT=/tmp/o PY=python bash $0
 # Env: BUDGET (training seconds, 360), COUNT (training images, 3000), DEVICE (cuda), WORKERS (14),
-#      BATCH (16), FRAMES (bench frames, 24), PY (python3), WHEELS (.whl), WORK (/tmp/ww).
+#      BATCH (16), FRAMES (bench frames, 24), PY (python3), WHEELS (.whl), WORK (/tmp/ww),
+#      MIX (share of training samples from the realistic preset's wires, config/synth-realistic-no-background.yaml,
+#      1500 images, seed 2501, as in leg 25; 0 = none, the default).
 # Measured on an H200 (2026-12-04): BUDGET=400 took 464 s in all (synth 17 s beside the r50_fpn bench, training
 # 406 s + 40 s of start-up and final BatchNorm, compact bench 12 s); keep BUDGET <= ~450 for one 600 s call.
 set -uo pipefail
 BUDGET=${BUDGET:-360} COUNT=${COUNT:-3000} DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-14} BATCH=${BATCH:-16}
-FRAMES=${FRAMES:-24} PY=${PY:-python3}
+FRAMES=${FRAMES:-24} PY=${PY:-python3} MIX=${MIX:-0}
 OUT=${OUT:?set OUT to the folder whose files come back}
 WORK=${WORK:-/tmp/ww}
 mkdir -p "$WORK"
@@ -39,6 +41,12 @@ $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_avail
 stamp "synth $COUNT training images (background)"
 ww synth --out "$WORK/data" --count "$COUNT" --seed 1 --size 512 --workers "$WORKERS" > "$WORK/synth.log" 2>&1 &
 synth_pid=$!
+extra=()
+if [ "$MIX" != 0 ]; then
+  ww synth --preset realistic --config config/synth-realistic-no-background.yaml --out "$WORK/extra" --count 1500 \
+    --seed 2501 --workers "$WORKERS" > "$WORK/synth-extra.log" 2>&1 || { cat "$WORK/synth-extra.log"; exit 1; }
+  extra=(--extra-data "$WORK/extra:$MIX")
+fi
 
 if [ "$DEVICE" != cpu ]; then
   stamp "bench r50_fpn (random weights) on the GPU"
@@ -52,7 +60,7 @@ tail -2 "$WORK/synth.log"
 stamp "train (budget $BUDGET s)"
 timeout $(( BUDGET + 90 )) $PY -m wirewatch train --config config/train-compact-gpu.yaml --data "$WORK/data" \
   --out "$WORK/run" --init src/wirewatch/models/default.onnx --time-budget "$BUDGET" --device "$DEVICE" \
-  --loader-workers "$WORKERS" --batch-size "$BATCH" --no-progress 2>&1 | grep --line-buffered -v Warning
+  --loader-workers "$WORKERS" --batch-size "$BATCH" "${extra[@]}" --no-progress 2>&1 | grep --line-buffered -v Warning
 stamp "pack weights"
 # Weights only (no optimiser), split to fit the 16 MiB-per-file return limit; `cat` joins them again.
 $PY - "$WORK/run" "$WORK/weights.pt" <<'PYEOF'

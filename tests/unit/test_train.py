@@ -369,6 +369,31 @@ def test_train_cli_reports_bad_usage(toy: Path, tmp_path: Path, monkeypatch: pyt
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2 and "variant" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--data", str(toy), "--out", str(tmp_path / "r"),
+                                      "--extra-data", str(toy)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "expected DIR:FRACTION" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--data", str(toy), "--out", str(tmp_path / "r"),
+                                      "--extra-data", f"{toy}:1.5"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "fraction" in capsys.readouterr().err
+
+
+def test_train_cli_extra_data_reaches_the_run_config(toy: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from wirewatch.cli.app import main
+
+    other = write_toy_dataset(tmp_path / "other", n_train=4, n_val=1, size=96, seed=4)
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text("steps: 1\nbatch_size: 1\ncrop_size: 64\nwarmup_steps: 1\nval_images: 0\nprecise_bn_batches: 1\n")
+    run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["wirewatch", "train", "--config", str(cfg), "--data", str(toy), "--out", str(run),
+                                      "--extra-data", f"{other}:0.3", "--no-progress"])
+    main()
+    saved = read_checkpoint(run / "final.pt")["config"]
+    assert saved["extra_data"] == [{"path": str(other), "fraction": 0.3}]
 
 
 def test_train_cli_runs_resumes_and_extends_the_schedule(toy: Path, tmp_path: Path,

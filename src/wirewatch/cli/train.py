@@ -10,6 +10,8 @@ import typer
 
 def train(
     data: Path | None = typer.Option(None, "--data", help="`wirewatch synth --out` folder (train.json, val.json, images/)."),
+    extra_data: list[str] | None = typer.Option(None, "--extra-data", help="DIR:FRACTION: also draw this share "
+                                                "of training samples from another synth folder (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.csv, curve.png, train.log."),
     variant: str | None = typer.Option(None, "--variant", help="compact (CPU-friendly ResNet-18-FPN, shipped), compact_m4, compact56, compact56i or r50_fpn."),
     config: Path | None = typer.Option(None, "--config", help="YAML training config (e.g. config/train-compact.yaml)."),
@@ -48,6 +50,8 @@ def train(
                            ("val_every", val_every), ("device", device), ("loader_workers", loader_workers)):
             if value is not None:
                 overrides[key] = str(value) if isinstance(value, Path) else value
+        if extra_data:
+            overrides["extra_data"] = [parse_extra_data(item) for item in extra_data]
         if "data" not in overrides and config is None:
             raise InputError("--data is required (a `wirewatch synth --out` folder)")
         cfg = load_config(TrainConfig, config, overrides=overrides)
@@ -58,3 +62,16 @@ def train(
     ap = f"; box AP {metrics['bbox.AP']:.3f}, mask AP {metrics['segm.AP']:.3f}" if metrics else ""
     typer.echo(f"step {result.step} in {result.run_dir}{ap}"
                + (f"; final checkpoint {result.final_checkpoint}" if result.final_checkpoint else ""))
+
+
+def parse_extra_data(item: str) -> dict[str, Any]:
+    """``DIR:FRACTION`` -> ``{"path": DIR, "fraction": FRACTION}`` (the fraction's range is the config's check)."""
+    from wirewatch.errors import InputError
+
+    path, sep, fraction = item.rpartition(":")
+    try:
+        if not sep or not path:
+            raise ValueError
+        return {"path": path, "fraction": float(fraction)}
+    except ValueError:
+        raise InputError(f"--extra-data {item!r}: expected DIR:FRACTION, e.g. data/realistic:0.4") from None
