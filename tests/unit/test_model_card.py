@@ -93,3 +93,12 @@ def test_card_names_each_mixed_in_folder_and_keeps_its_manifest(tmp_path: Path) 
     (tmp_path / "plain").mkdir()
     plain = write_card(*_run(tmp_path / "plain"), tmp_path / "out-plain", bench=None).read_text()
     assert "Mixed in" not in plain and "every folder's hash" not in plain
+
+
+def test_card_of_a_blend_says_what_was_mixed(tmp_path: Path) -> None:
+    run, evals = _run(tmp_path)
+    (run / "blend.json").write_text(json.dumps({"base": "/r/gpu-r23/final.pt", "tuned": "/r/compact-r25/final.pt",
+                                                "alpha": 0.5, "bn_batches": 25}))
+    card = write_card(run, evals, tmp_path / "out", bench=None).read_text()
+    assert ("- Weights: 0.5 x the parent (`/r/gpu-r23/final.pt`) + 0.5 x the leg above (`/r/compact-r25/final.pt`), "
+            "interpolated by `wirewatch.train.blend` (WiSE-FT), BatchNorm statistics re-estimated on 25 batches") in card

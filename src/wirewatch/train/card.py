@@ -60,6 +60,17 @@ def trained_where(cfg: dict[str, Any]) -> str:
     return "on a shared 2-core CPU"
 
 
+def blend_lines(run: Path) -> list[str]:
+    """The card's line for a ``wirewatch.train.blend`` folder: which weights were mixed, and how."""
+    if not (run / "blend.json").is_file():
+        return []
+    info = json.loads((run / "blend.json").read_text())
+    alpha = float(info["alpha"])
+    return [f"- Weights: {1 - alpha:g} x the parent (`{info['base']}`) + {alpha:g} x the leg above "
+            f"(`{info['tuned']}`), interpolated by `wirewatch.train.blend` (WiSE-FT), BatchNorm statistics "
+            f"re-estimated on {info['bn_batches']} batches of the leg's training mix; the curve below is the leg's."]
+
+
 def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: str = "",
                model_file: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +178,7 @@ def write_card(run: Path, eval_dir: Path, out: Path, bench: Path | None, notes: 
         f"- Ran {last.get('step', '?')} steps in {float(last.get('elapsed_s', 0) or 0) / 60:.0f} min "
         f"({int(last.get('step', 0) or 0) * cfg['batch_size']} crops seen); mean step time "
         f"in the last log window {last.get('s_per_step', '?')} s.",
+        *blend_lines(run),
         "- Records: `default.train.log`, `default.metrics.csv`, learning curve `default.curve.png` "
         f"(training loss; validation AP on {cfg.get('val_images', 40)} val images every "
         f"{cfg.get('val_every', 250)} steps):",
