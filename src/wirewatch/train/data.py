@@ -122,7 +122,6 @@ class FolderMix:
         return self.folders[part].draw(rng)
 
 
-
 def random_crop(sample: Sample, size: int, rng: np.random.Generator, min_area_px: int = 16) -> Sample:
     """A random ``size`` x ``size`` crop; instances left with fewer than ``min_area_px`` pixels are dropped."""
     h, w = sample.image.shape
