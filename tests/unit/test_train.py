@@ -485,3 +485,28 @@ def test_diagnosis_separates_the_mask_head_from_the_grid(trained: dict[str, Path
     assert rows["gt_boxes"]["bbox.AP"] > 0.99 and rows["grid"]["bbox.AP"] > 0.99
     assert rows["grid"]["segm.AP"] >= 0.9 and rows["grid_2x"]["segm.AP"] >= rows["grid"]["segm.AP"] - 0.01
     assert rows["gt_boxes"]["segm.AP"] < rows["grid"]["segm.AP"] - 0.3
+
+
+def test_each_run_logs_to_its_own_file_only(toy: Path, tmp_path: Path) -> None:
+    """Two Trainers in one process: the second run's lines go to its train.log and not to the first's, and a
+    handler the user attached to the logger stays."""
+    import logging
+
+    user_log = tmp_path / "user.log"
+    user_handler = logging.FileHandler(user_log)
+    train_log = logging.getLogger("wirewatch.train")
+    train_log.addHandler(user_handler)
+    try:
+        Trainer(smoke_config(toy, tmp_path / "first", steps=2), show_progress=False).run()
+        first = (tmp_path / "first" / "train.log").read_text()
+        Trainer(smoke_config(toy, tmp_path / "second", steps=2), show_progress=False).run()
+        second = (tmp_path / "second" / "train.log").read_text()
+        assert str(tmp_path / "second") in second and str(tmp_path / "first") not in second
+        assert (tmp_path / "first" / "train.log").read_text() == first  # nothing appended by the second run
+        assert user_handler in train_log.handlers
+        assert str(tmp_path / "second") in user_log.read_text()
+        ours = [h for h in train_log.handlers if getattr(h, "wirewatch_run_log", False)]
+        assert len(ours) == 1
+    finally:
+        train_log.removeHandler(user_handler)
+        user_handler.close()

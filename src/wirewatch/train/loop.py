@@ -316,11 +316,20 @@ class Trainer:
                 log.warning("could not refresh curve.png: %s", exc)
 
     def _attach_log_file(self) -> None:
+        """Send the ``wirewatch.train`` log to this run's train.log, and to no earlier run's: a process that
+        makes several Trainers (tests, blends, notebooks) would otherwise append every later run's lines
+        to every earlier run's log."""
         path = (self.run_dir / "train.log").resolve()
-        for handler in log.handlers:
-            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
+        for handler in list(log.handlers):
+            if not getattr(handler, "wirewatch_run_log", False):
+                continue  # a handler the user attached: not ours to remove
+            assert isinstance(handler, logging.FileHandler)
+            if Path(handler.baseFilename) == path:
                 return
+            log.removeHandler(handler)
+            handler.close()
         handler = logging.FileHandler(path)
+        handler.wirewatch_run_log = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
