@@ -92,10 +92,12 @@ def torch_runner(checkpoint: Path | None, variant: str, score_threshold: float, 
 
 def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int, size: int,
                   score_threshold: float, threads: int = 2, views: Sequence[int] = (),
-                  cpu: bool = True, gpu_batch: int = 8, mask_shapes: Sequence[str] = ()) -> list[ModelBenchRow]:
+                  cpu: bool = True, gpu_batch: int = 8, mask_shapes: Sequence[str] = (),
+                  mask_refiners: Sequence[str] = ()) -> list[ModelBenchRow]:
     """Rows for PyTorch eager and onnxruntime (CPU; CUDA/TensorRT providers and GPU torch when present);
     one more onnxruntime CPU row per test-time ``views`` count asked for (``wirewatch.segment.views``), and
-    one per fitted ``mask_shapes`` entry (``rect``, ``rod``: ``wirewatch.segment.shape_fit``).
+    one per fitted ``mask_shapes`` entry (``rect``, ``rod``: ``wirewatch.segment.shape_fit``) and one per
+    ``mask_refiners`` entry (``default`` or a refiner file: ``wirewatch.segment.refine``).
     ``cpu=False`` leaves the CPU rows out (a GPU machine's many cores say nothing about the target host).
     On CUDA: PyTorch eager fp32 and fp16 per frame, and fp16 on batches of ``gpu_batch`` frames."""
     import onnxruntime as ort
@@ -137,6 +139,11 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
             seg_shape = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
                                       threads=threads, mask_shape=shape)
             rows.append(time_frames(f"onnxruntime mask_shape={shape}", "cpu", variant, images, _counter(seg_shape)))
+        for refiner in mask_refiners if cpu else ():
+            seg_refine = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
+                                       threads=threads, mask_refine=refiner)
+            rows.append(time_frames(f"onnxruntime mask_refine={refiner}", "cpu", variant, images,
+                                    _counter(seg_refine)))
         available = ort.get_available_providers()
         for provider, label in (("CUDAExecutionProvider", "onnxruntime cuda"),
                                 ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):

@@ -23,6 +23,9 @@ def bench_model(
     mask_shapes: list[str] = typer.Option([], "--mask-shape", help="Also time onnxruntime CPU with this "
                                           "mask_shape (rect or rod: each mask replaced by its fitted shape; "
                                           "repeatable)."),
+    mask_refiners: list[str] = typer.Option([], "--mask-refine", help="Also time onnxruntime CPU with this "
+                                            "mask refiner (default: the shipped one, or a refiner .onnx file; "
+                                            "repeatable)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
     cpu: bool = typer.Option(True, "--cpu/--gpu-only", help="--gpu-only: leave out the CPU rows "
                              "(on a GPU machine, PyTorch eager fp32 / fp16 / fp16 batched on CUDA)."),
@@ -39,10 +42,13 @@ def bench_model(
 
     if frames < 1 or not 64 <= size <= 4096:
         raise InputError("--frames must be >= 1 and --size within 64..4096")
+    from wirewatch.segment.refine import resolve_refiner
     from wirewatch.segment.shape_fit import check_mask_shape
 
     for shape in mask_shapes:  # refused before any row runs
         check_mask_shape(shape)
+    for refiner in mask_refiners:
+        resolve_refiner(refiner)
     if checkpoint is None and model != "random":
         raise InputError("the PyTorch row needs the model's weights: give --checkpoint CKPT (the run's final.pt), "
                          "or use --model random --variant V to compare random weights on both sides")
@@ -55,7 +61,8 @@ def bench_model(
         if not torch.cuda.is_available():
             raise InputError(f"--gpu-only: torch {torch.__version__} sees no CUDA GPU on this machine")
     rows = run_benchmark(model, checkpoint, variant, frames, size, score_threshold, threads, views, cpu=cpu,
-                         gpu_batch=gpu_batch, mask_shapes=mask_shapes)
+                         gpu_batch=gpu_batch, mask_shapes=mask_shapes,
+                         mask_refiners=mask_refiners)
     table = Table(title=f"segmentation model per frame at {size} x {size}")
     for col in ("runtime", "device", "variant", "median ms", "p90 ms", "frames/s", "detections"):
         table.add_column(col)

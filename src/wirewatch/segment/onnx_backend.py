@@ -16,6 +16,7 @@ import numpy as np
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.background import DEFAULT_RADIUS, check_background, prepared_input
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
+from wirewatch.segment.refine import MaskRefiner, resolve_refiner
 from wirewatch.segment.shape_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
@@ -78,7 +79,8 @@ class OnnxSegmenter:
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
                  spinning: bool = False, views: int = 1, mask_shape: str = "free",
-                 background: str = "level", background_radius: float = DEFAULT_RADIUS) -> None:
+                 background: str = "level", background_radius: float = DEFAULT_RADIUS,
+                 mask_refine: object = "none") -> None:
         import onnxruntime as ort
 
         self.model_path = resolve_model_path(model)
@@ -88,6 +90,7 @@ class OnnxSegmenter:
         self.threads = usable_cores() if threads is None else int(threads)
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
+        refiner_path = resolve_refiner(mask_refine)  # masks corrected against the frame (segment.refine)
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         self.spinning = bool(spinning)
@@ -116,6 +119,7 @@ class OnnxSegmenter:
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{label} must be within 0..1, got {value}")
         self.active_providers = self.session.get_providers()
+        self.refiner = None if refiner_path is None else MaskRefiner(refiner_path, self.threads, self.spinning)
         log.info("onnxruntime model %s (%s, %s) on %s, %d thread(s)%s", self.model_path.name, self.metadata.variant,
                  self.metadata.raw.get("precision", "fp32"), ", ".join(self.active_providers), self.threads,
                  ", spinning" if self.spinning else "")
@@ -157,7 +161,7 @@ class OnnxSegmenter:
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the configured model input "
                              f"{self.input_size[0]}x{self.input_size[1]}")
         return segment_views(self._detect, self.model_input(image), self.views, self.mask_threshold,
-                             self.mask_shape)
+                             self.mask_shape, self.refiner)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""

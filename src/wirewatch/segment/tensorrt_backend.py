@@ -18,6 +18,7 @@ from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.background import DEFAULT_RADIUS, check_background, prepared_input
 from wirewatch.segment.model_files import read_engine_metadata, resolve_model_path
 from wirewatch.segment.onnx_backend import validate_image
+from wirewatch.segment.refine import MaskRefiner, resolve_refiner
 from wirewatch.segment.shape_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
@@ -55,9 +56,11 @@ class TensorRTSegmenter:
 
     def __init__(self, model: str | Path, score_threshold: float | None = None,
                  mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free",
-                 background: str = "level", background_radius: float = DEFAULT_RADIUS) -> None:
+                 background: str = "level", background_radius: float = DEFAULT_RADIUS,
+                 mask_refine: object = "none") -> None:
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
+        refiner_path = resolve_refiner(mask_refine)  # masks corrected against the frame (segment.refine), on the CPU
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         reason = gpu_unavailable_reason()
@@ -84,6 +87,7 @@ class TensorRTSegmenter:
         self.context = engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
         self.shape = (self.metadata.input_height, self.metadata.input_width)
+        self.refiner = None if refiner_path is None else MaskRefiner(refiner_path, threads=2)
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}
         self._inputs: list[str] = []
         self.max_detections = int(self.metadata.raw.get("max_detections", 100))
@@ -115,7 +119,7 @@ class TensorRTSegmenter:
             raise InputError(f"image {image.shape[0]}x{image.shape[1]} does not match the engine's fixed input "
                              f"{self.shape[0]}x{self.shape[1]}")
         return segment_views(self._detect, self.model_input(image), self.views, self.mask_threshold,
-                             self.mask_shape)
+                             self.mask_shape, self.refiner)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and M x M mask probabilities of the detections at or above the score threshold."""

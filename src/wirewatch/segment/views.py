@@ -23,6 +23,7 @@ import numpy as np
 from wirewatch.errors import InputError
 from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.paste import paste_masks, paste_window
+from wirewatch.segment.refine import MaskRefiner, Window
 from wirewatch.segment.shape_fit import shaped_mask
 from wirewatch.types import Detections
 
@@ -74,15 +75,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
-def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: tuple[int, int],
-         mask_threshold: float, mask_shape: str = "free") -> Detections:
-    """The frame's detections with masks averaged over the views (``others``: each view's boxes and grids,
-    already in frame coordinates) that found them, boxes averaged the same way; ``mask_shape`` as in
-    ``segment_views``."""
-    boxes, scores, probs = frame
+def fused_windows(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]],
+                  image_shape: tuple[int, int]) -> tuple[np.ndarray, list[Window | None]]:
+    """The frame's boxes and mask windows averaged over the views (``others``: each view's boxes and grids,
+    already in frame coordinates) that found each detection (box IoU >= ``MATCH_IOU``)."""
+    boxes, _, probs = frame
     n = len(boxes)
-    masks = np.zeros((n, *image_shape), bool)
-    fused_boxes = boxes.astype(np.float32).copy()
+    fused_boxes = boxes.astype(np.float32).reshape(-1, 4).copy()
     matches: list[list[tuple[np.ndarray, np.ndarray]]] = [[(boxes[k], probs[k])] for k in range(n)]
     for view_boxes, view_probs in others:
         if n == 0 or len(view_boxes) == 0:
@@ -91,9 +90,11 @@ def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: t
         best = iou.argmax(axis=1)
         for i in np.flatnonzero(iou[np.arange(n), best] >= MATCH_IOU):
             matches[i].append((view_boxes[best[i]], view_probs[best[i]]))
+    fused: list[Window | None] = []
     for k, found in enumerate(matches):
         windows = [w for w in (paste_window(p, b, image_shape) for b, p in found) if w is not None]
         if not windows:
+            fused.append(None)
             continue
         # Sum the windows over the rectangle that holds them all, then average over the views.
         r0, r1 = min(w[0].start for w in windows), max(w[0].stop for w in windows)
@@ -101,13 +102,39 @@ def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: t
         total = np.zeros((r1 - r0, c1 - c0), np.float32)
         for rows, cols, window in windows:
             total[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] += window
-        if mask_shape == "free":
-            masks[k, r0:r1, c0:c1] = total >= mask_threshold * len(windows)
-        else:
-            masks[k, r0:r1, c0:c1] = shaped_mask(total / len(windows), mask_threshold, mask_shape)
+        fused.append((slice(r0, r1), slice(c0, c1), total / np.float32(len(windows))))
         fused_boxes[k] = np.mean([b for b, _ in found], axis=0)
-    return Detections(boxes=fused_boxes.reshape(-1, 4), scores=scores, masks=masks, image_shape=image_shape,
-                      mask_scores=mask_scores(scores, probs, mask_threshold))
+    return fused_boxes, fused
+
+
+def fuse(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]], image_shape: tuple[int, int],
+         mask_threshold: float, mask_shape: str = "free") -> Detections:
+    """The frame's detections with masks averaged over the views that found them (``fused_windows``), boxes
+    averaged the same way; ``mask_shape`` as in ``segment_views``."""
+    _, scores, probs = frame
+    fused_boxes, windows = fused_windows(frame, others, image_shape)
+    return Detections(boxes=fused_boxes, scores=scores,
+                      masks=window_masks(windows, image_shape, mask_threshold, mask_shape),
+                      image_shape=image_shape, mask_scores=mask_scores(scores, probs, mask_threshold))
+
+
+def pasted_windows(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int]) -> list[Window | None]:
+    """One pass's mask windows: each M x M grid pasted into its box (``paste.paste_window``)."""
+    grids = np.ascontiguousarray(probs, np.float32)
+    return [paste_window(grids[k], np.asarray(boxes[k], np.float64), image_shape) for k in range(len(grids))]
+
+
+def window_masks(windows: list[Window | None], image_shape: tuple[int, int], mask_threshold: float,
+                 mask_shape: str = "free") -> np.ndarray:
+    """(N, H, W) masks: each window cut at ``mask_threshold`` (``free``) or through ``shaped_mask``."""
+    masks = np.zeros((len(windows), *image_shape), bool)
+    for k, window in enumerate(windows):
+        if window is None:
+            continue
+        rows, cols, probs = window
+        masks[k, rows, cols] = (probs >= mask_threshold if mask_shape == "free"
+                                else shaped_mask(probs, mask_threshold, mask_shape))
+    return masks
 
 
 def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int], mask_threshold: float,
@@ -118,18 +145,26 @@ def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, i
 
 
 def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views: int,
-                  mask_threshold: float, mask_shape: str = "free") -> Detections:
+                  mask_threshold: float, mask_shape: str = "free", refiner: MaskRefiner | None = None) -> Detections:
     """Detections of ``image`` from ``views`` passes of ``detect`` (one pass: the plain paste, unchanged);
+    ``refiner`` (``wirewatch.segment.refine``) corrects the pasted probabilities against the frame, then
     ``mask_shape="rect"`` / ``"rod"`` replaces each mask by its fitted shape (``wirewatch.segment.shape_fit``).
-    Boxes, scores and mask scores do not depend on ``mask_shape``."""
+    Boxes, scores and mask scores depend on neither."""
     boxes, scores, probs = detect(image)
-    if views == 1:
-        boxes = boxes.reshape(-1, 4)
+    boxes = boxes.reshape(-1, 4)
+    if views == 1 and refiner is None:
         return Detections(boxes=boxes, scores=scores,
                           masks=shaped_masks(probs, boxes, image.shape, mask_threshold, mask_shape),
                           image_shape=image.shape, mask_scores=mask_scores(scores, probs, mask_threshold))
-    others = []
-    for view in VIEW_SETS[views]:
-        view_boxes, _, view_probs = detect(mirror(image, view))
-        others.append(unmirror(view, view_boxes, view_probs, image.shape))
-    return fuse((boxes, scores, probs), others, image.shape, mask_threshold, mask_shape)
+    if views == 1:
+        windows = pasted_windows(probs, boxes, image.shape)
+    else:
+        others = []
+        for view in VIEW_SETS[views]:
+            view_boxes, _, view_probs = detect(mirror(image, view))
+            others.append(unmirror(view, view_boxes, view_probs, image.shape))
+        boxes, windows = fused_windows((boxes, scores, probs), others, image.shape)
+    if refiner is not None:
+        windows = refiner(image, windows, scores, mask_threshold)
+    return Detections(boxes=boxes, scores=scores, masks=window_masks(windows, image.shape, mask_threshold, mask_shape),
+                      image_shape=image.shape, mask_scores=mask_scores(scores, probs, mask_threshold))

@@ -1,0 +1,289 @@
+"""Train the mask refiner (``wirewatch.segment.refine``) on a model's own masks, and export it to ONNX.
+
+The refiner learns from what the runtime gives it: the exported model runs on a synthesiser folder's training
+images exactly as in the daemon (levelled frame, pasted windows), each detection matched to a true wire (mask
+IoU >= 0.5) becomes a sample (``segment.refine.refinement_inputs`` and the wire's true mask over the same
+rectangle), and a small fully convolutional net learns to correct the pasted probabilities' logits: random
+``CROP`` px crops, the square's eight symmetries, binary cross-entropy, AdamW with a cosine decay over a time
+budget. ``last.pt`` is written every ``CHECKPOINT_EVERY`` steps and ``--resume`` continues a killed run
+(samples are extracted again, the same way). The result, ``refiner.onnx``, runs with
+``--option mask_refine=PATH`` (``mask_refine=default`` is the shipped one, trained for the shipped model).
+
+    python -m wirewatch.train.refiner --data ~/wirewatch-runs/data/ptycho-512-train-v2 --images 900 \
+        --time-budget 2400 --out ~/wirewatch-runs/refiner-r1
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from wirewatch.errors import InputError
+from wirewatch.evaluate.metrics import greedy_pairs
+from wirewatch.segment.paste import paste_window
+from wirewatch.segment.refine import FORMAT, INPUT_CHANNELS, refinement_inputs
+from wirewatch.train.data import CocoFolder
+
+log = logging.getLogger(__name__)
+
+CROP = 96  # px: training crops (the net's receptive field is 35 px)
+BATCH = 16
+PEAK_LR = 2e-3
+CHECKPOINT_EVERY = 100
+MATCH_IOU = 0.5
+
+
+class RefinerNet(nn.Module):
+    """Input conv, residual 3 x 3 convs with dilations 1, 2, 4, 8, 1 (35 px receptive field) and a 1 x 1 conv
+    that adds to the pasted probability's logit; the last conv starts at zero, so an untrained net returns the
+    pasted probabilities unchanged."""
+
+    def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 8, 1)) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(INPUT_CHANNELS, channels, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
+        self.out = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) refiner input -> (B, 1, H, W) refined logits."""
+        p = z[:, 1:2].clamp(1e-3, 1 - 1e-3)
+        h = F.relu(self.inp(z))
+        for conv in self.body:
+            h = F.relu(conv(h)) + h
+        return torch.log(p) - torch.log1p(-p) + self.out(h)
+
+
+class _Probabilities(nn.Module):
+    """What is exported: the net with a sigmoid, probabilities like the pasted ones."""
+
+    def __init__(self, net: RefinerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One matched detection: its refiner input (float16 to halve the memory) and the true mask."""
+
+    inputs: np.ndarray  # (3, h, w) float16
+    target: np.ndarray  # (h, w) bool
+    pasted_iou: float  # the pasted mask's IoU with the true one
+
+
+def detection_windows(segmenter: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """The segmenter's levelled frame, scores and pasted windows, as its runtime makes them (one view)."""
+    frame = segmenter.model_input(image)
+    boxes, scores, probs = segmenter._detect(frame)
+    windows = [paste_window(np.ascontiguousarray(probs[k], np.float32), np.asarray(boxes[k], np.float64), frame.shape)
+               for k in range(len(boxes))]
+    return frame, scores, windows
+
+
+def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = True) -> list[Sample]:
+    """Samples from the first ``images`` images of ``folder``: each detection matched to a true wire."""
+    from rich.progress import track
+
+    samples: list[Sample] = []
+    n = min(images, len(folder))
+    for i in track(range(n), description=f"refiner samples from {folder.root.name}", disable=not progress):
+        sample = folder.load(i)
+        frame, scores, windows = detection_windows(segmenter, sample.image)
+        items = refinement_inputs(frame, windows, scores, segmenter.mask_threshold)
+        kept = [k for k, item in enumerate(items) if item is not None]
+        if not kept or len(sample.masks) == 0:
+            continue
+        truth = sample.masks.reshape(len(sample.masks), -1)
+        pred = np.zeros((len(kept), truth.shape[1]), bool)
+        for j, k in enumerate(kept):
+            rows, cols, probs = windows[k]
+            full = np.zeros(frame.shape, bool)
+            full[rows, cols] = probs >= segmenter.mask_threshold
+            pred[j] = full.ravel()
+        inter = pred.astype(np.float32) @ truth.T.astype(np.float32)
+        union = pred.sum(1)[:, None] + truth.sum(1)[None, :] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        for j, t, value in greedy_pairs(iou, MATCH_IOU):
+            rows, cols, inputs = items[kept[j]]  # type: ignore[misc]
+            samples.append(Sample(inputs.astype(np.float16), sample.masks[t][rows, cols].copy(), value))
+    return samples
+
+
+def random_batch(samples: list[Sample], rng: np.random.Generator, size: int = BATCH,
+                 crop: int = CROP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, targets and valid-pixel weights of ``size`` random crops (zero-padded where a sample is smaller),
+    each turned by a random one of the square's eight symmetries."""
+    z = np.zeros((size, INPUT_CHANNELS, crop, crop), np.float32)
+    t = np.zeros((size, 1, crop, crop), np.float32)
+    valid = np.zeros_like(t)
+    for b in range(size):
+        s = samples[int(rng.integers(len(samples)))]
+        h, w = s.target.shape
+        y0, x0 = int(rng.integers(max(h - crop, 0) + 1)), int(rng.integers(max(w - crop, 0) + 1))
+        inp, tgt = s.inputs[:, y0:y0 + crop, x0:x0 + crop], s.target[y0:y0 + crop, x0:x0 + crop]
+        turns, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+        inp, tgt = np.rot90(inp, turns, (1, 2)), np.rot90(tgt, turns)
+        if flip:
+            inp, tgt = inp[:, :, ::-1], tgt[:, ::-1]
+        hh, ww = tgt.shape
+        z[b, :, :hh, :ww] = inp
+        t[b, 0, :hh, :ww] = tgt
+        valid[b, 0, :hh, :ww] = 1.0
+    return torch.from_numpy(z), torch.from_numpy(t), torch.from_numpy(valid)
+
+
+def batch_loss(net: RefinerNet, z: torch.Tensor, t: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    per_pixel = F.binary_cross_entropy_with_logits(net(z), t, reduction="none")
+    return (per_pixel * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def refine_iou(net: RefinerNet, samples: list[Sample]) -> tuple[float, float]:
+    """Mean mask IoU of ``samples`` as pasted and as refined (whole rectangles, threshold 0.5)."""
+    pasted: list[float] = []
+    refined: list[float] = []
+    net.eval()
+    with torch.no_grad():
+        for s in samples:
+            prob = torch.sigmoid(net(torch.from_numpy(s.inputs.astype(np.float32))[None]))[0, 0].numpy()
+            for masks, out in (((s.inputs[1] >= 0.5), pasted), ((prob >= 0.5), refined)):
+                union = np.count_nonzero(masks | s.target)
+                out.append(np.count_nonzero(masks & s.target) / union if union else 1.0)
+    net.train()
+    return float(np.mean(pasted)), float(np.mean(refined))
+
+
+def train(samples: list[Sample], out: Path, seconds: float, seed: int = 0, resume: bool = False,
+          progress: bool = True) -> RefinerNet:
+    """Train on ``samples`` for ``seconds`` of training time (cosine decay over it); checkpoints in ``out``."""
+    from rich.progress import Progress
+
+    if not samples:
+        raise InputError("no refiner samples: no detection matched a true wire (is the model trained for this data?)")
+    torch.manual_seed(seed)
+    net = RefinerNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=PEAK_LR, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    step, spent = 0, 0.0
+    last = out / "last.pt"
+    if resume:
+        state = torch.load(last, weights_only=False)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        step, spent = int(state["step"]), float(state["spent"])
+        log.info("resumed the refiner at step %d (%.0f of %.0f s)", step, spent, seconds)
+    metrics = (out / "metrics.csv").open("a" if resume else "w", newline="")
+    writer = csv.writer(metrics)
+    if not resume:
+        writer.writerow(["step", "seconds", "lr", "loss"])
+    ema = None
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("refiner", total=seconds, completed=int(spent))
+        while spent < seconds:
+            t0 = time.perf_counter()
+            lr = PEAK_LR * 0.5 * (1 + math.cos(math.pi * min(spent / seconds, 1.0)))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss = batch_loss(net, *random_batch(samples, rng))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            spent += time.perf_counter() - t0
+            bar.update(task, completed=min(spent, seconds), description=f"refiner step {step} loss {ema:.4f}")
+            if step % CHECKPOINT_EVERY == 0 or spent >= seconds:
+                writer.writerow([step, round(spent, 1), f"{lr:.6g}", f"{ema:.5f}"])
+                metrics.flush()
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                            "step": step, "spent": spent}, last)
+    metrics.close()
+    return net
+
+
+def export(net: RefinerNet, path: Path, metadata: dict[str, str]) -> None:
+    """The net with its sigmoid as ONNX (one (1, 3, H, W) input of any size), ``metadata`` embedded."""
+    import onnx
+
+    net = net.eval()
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(_Probabilities(net), (torch.zeros(1, INPUT_CHANNELS, 64, 48),), str(tmp), opset_version=17,
+                          dynamo=False, input_names=["refiner_input"], output_names=["refined_probs"],
+                          dynamic_axes={"refiner_input": {2: "height", 3: "width"},
+                                        "refined_probs": {2: "height", 3: "width"}})
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    del proto.metadata_props[:]
+    for key, value in {"format": FORMAT, **metadata}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(proto, str(path))
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from wirewatch.segment import load_segmenter
+    from wirewatch.segment.model_files import resolve_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, help="synth folder with train and val splits")
+    parser.add_argument("--model", default="default", help="the ONNX model whose masks the refiner corrects")
+    parser.add_argument("--images", type=int, default=900, help="training images to take samples from")
+    parser.add_argument("--val-images", type=int, default=30, help="val images for the IoU check at the end")
+    parser.add_argument("--time-budget", type=float, default=1800.0, help="training seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.time_budget <= 0 or args.images < 1:
+        parser.error("--time-budget and --images must be positive")
+    if args.resume and not (args.out / "last.pt").is_file():
+        parser.error(f"--resume: {args.out / 'last.pt'} does not exist")
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    progress = not args.no_progress
+    # score threshold 0.05: low-score detections' masks are ranked in mask AP too, so the refiner sees them
+    segmenter = load_segmenter("onnxruntime", model=args.model, score_threshold=0.05)
+    samples = extract(segmenter, CocoFolder(args.data, "train"), args.images, progress)
+    log.info("%d refiner samples from %d training images", len(samples), args.images)
+    net = train(samples, args.out, args.time_budget, args.seed, args.resume, progress)
+    del samples
+    val = extract(segmenter, CocoFolder(args.data, "val"), args.val_images, progress)
+    pasted, refined = refine_iou(net, val)
+    log.info("val mean mask IoU over %d detections: pasted %.4f, refined %.4f", len(val), pasted, refined)
+    model_path = resolve_model_path(args.model)
+    summary = {"trained_for_model": model_path.name, "trained_for_model_sha256": file_sha256(model_path),
+               "data": str(args.data), "train_images": args.images, "seed": args.seed,
+               "time_budget_s": args.time_budget, "val_detections": len(val),
+               "val_mean_iou_pasted": round(pasted, 4), "val_mean_iou_refined": round(refined, 4)}
+    export(net, args.out / "refiner.onnx", {k: json.dumps(v) if not isinstance(v, str) else v
+                                            for k, v in summary.items()})
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Refined masks (``wirewatch.segment.refine``, ``wirewatch.train.refiner``): the inputs built once for training
+and runtime, the other wires' probabilities, an untrained refiner that changes nothing, torch vs onnxruntime
+parity, clear errors for bad refiner files, and the shipped refiner on the shipped model: same detections and
+scores, masks closer to the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wirewatch.errors import InputError, ModelError
+from wirewatch.segment.model_files import packaged_model_path
+from wirewatch.segment.refine import (
+    DEFAULT_REFINER,
+    MARGIN,
+    MaskRefiner,
+    OtherWires,
+    refinement_inputs,
+    refiner_input,
+    resolve_refiner,
+    support_region,
+    window_in,
+)
+from wirewatch.synth.config import preset_config
+from wirewatch.synth.generate import generate
+
+
+def window(r0: int, c0: int, probs: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+    return slice(r0, r0 + probs.shape[0]), slice(c0, c0 + probs.shape[1]), probs.astype(np.float32)
+
+
+def test_other_wires_are_the_most_any_other_confident_detection_gives_a_pixel() -> None:
+    shape = (20, 20)
+    a = window(0, 0, np.full((10, 10), 0.9))
+    b = window(5, 5, np.full((10, 10), 0.6))
+    c = window(0, 0, np.full((20, 20), 0.95))  # too unsure a detection (score 0.3) to count as another wire
+    others = OtherWires([a, b, c, None], np.array([0.9, 0.8, 0.3, 0.9], np.float32), shape)
+    everything = (slice(0, 20), slice(0, 20))
+    seen_by_a = others.excluding(0, *everything)
+    seen_by_b = others.excluding(1, *everything)
+    assert seen_by_a[7, 7] == pytest.approx(0.6) and seen_by_a[2, 2] == 0.0 and seen_by_a[12, 12] == pytest.approx(0.6)
+    assert seen_by_b[7, 7] == pytest.approx(0.9) and seen_by_b[2, 2] == pytest.approx(0.9) and seen_by_b[12, 12] == 0.0
+    assert others.excluding(2, *everything)[7, 7] == pytest.approx(0.9)  # the unsure one sees both confident ones
+
+
+def test_the_region_is_the_support_grown_by_the_margin_and_clipped() -> None:
+    probs = np.zeros((30, 30), np.float32)
+    probs[10:20, 2:5] = 0.8
+    rows, cols = support_region(window(100, 0, probs), (512, 512))  # type: ignore[misc]
+    assert (rows.start, rows.stop) == (110 - MARGIN, 120 + MARGIN)
+    assert (cols.start, cols.stop) == (0, 5 + MARGIN)  # clipped at the frame's edge
+    assert support_region(window(0, 0, np.zeros((5, 5))), (64, 64)) is None
+    inside = window_in(window(100, 0, probs), rows, cols)
+    assert inside.shape == (rows.stop - rows.start, cols.stop - cols.start) and inside.sum() == pytest.approx(probs.sum())
+
+
+def test_the_frame_is_read_relative_to_the_wire_so_contrast_does_not_matter() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0.0, 0.2, (40, 40)).astype(np.float32)
+    image[15:25, :] += 0.3
+    probs = np.zeros_like(image)
+    probs[15:25, :] = 0.9
+    others = np.zeros_like(image)
+    faint, strong = refiner_input(image, probs, others), refiner_input(image * 3.0, probs, others)
+    assert faint.shape == (3, 40, 40) and faint.dtype == np.float32
+    np.testing.assert_allclose(faint, strong, rtol=1e-5, atol=1e-6)
+    assert 0.8 < float(np.median(faint[0][15:25])) < 1.0  # the wire sits near 1, below the 90th percentile
+    assert faint[0].max() <= 4.0
+
+
+def test_refiner_option_values_and_clear_errors(tmp_path: Path) -> None:
+    assert resolve_refiner("none") is None and resolve_refiner(None) is None
+    assert resolve_refiner("default") == DEFAULT_REFINER
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_refiner(str(tmp_path / "missing.onnx"))
+    with pytest.raises(InputError, match="mask_refine must be none, default or"):
+        resolve_refiner(3)
+    if packaged_model_path().is_file():  # a Mask R-CNN file is not a refiner
+        with pytest.raises(ModelError, match="is not a mask refiner"):
+            MaskRefiner(packaged_model_path())
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="cannot load mask refiner"):
+        MaskRefiner(corrupt)
+
+
+def _frame_windows() -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]], np.ndarray]:
+    image = np.zeros((64, 64), np.float32)
+    image[20:28, 5:60] = 0.4
+    image[5:60, 30:36] += 0.4  # a crossing
+    yy, xx = np.mgrid[0:64, 0:64]
+    horizontal = 1 / (1 + np.exp(-(4 - np.abs(yy - 23.5)) * 1.5)) * ((xx >= 4) & (xx < 61))
+    vertical = 1 / (1 + np.exp(-(3 - np.abs(xx - 32.5)) * 1.5)) * ((yy >= 4) & (yy < 61))
+    windows = [window(0, 0, horizontal), window(0, 0, vertical)]
+    return image, windows, np.array([0.9, 0.8], np.float32)
+
+
+def test_an_untrained_refiner_returns_the_pasted_masks_and_onnx_matches_torch(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from wirewatch.train.refiner import RefinerNet, export
+
+    image, windows, scores = _frame_windows()
+    untrained = RefinerNet()
+    export(untrained, tmp_path / "untrained.onnx", {"note": "test"})
+    refiner = MaskRefiner(tmp_path / "untrained.onnx")
+    assert refiner.metadata["note"] == "test"
+    for before, after in zip(windows, refiner(image, windows, scores), strict=True):
+        rows, cols = support_region(before, image.shape)  # type: ignore[misc]
+        assert (after[0], after[1]) == (rows, cols)
+        pasted = window_in(before, rows, cols)
+        np.testing.assert_array_equal(after[2] >= 0.5, pasted >= 0.5)  # same masks
+        assert np.abs(after[2] - np.clip(pasted, 1e-3, 1 - 1e-3)).max() < 1e-5
+    # random weights: the ONNX graph computes what the torch net does, on any rectangle's size
+    torch.manual_seed(3)
+    net = RefinerNet()
+    torch.nn.init.normal_(net.out.weight, std=0.5)
+    export(net, tmp_path / "random.onnx", {})
+    item = refinement_inputs(image, windows, scores)[1]
+    assert item is not None
+    with torch.no_grad():
+        expected = torch.sigmoid(net(torch.from_numpy(item[2])[None]))[0, 0].numpy()
+    got = MaskRefiner(tmp_path / "random.onnx").run(item[2])
+    assert got.shape == item[2].shape[1:]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(expected - item[2][1]).max() > 0.05  # the random net does change the probabilities
+
+
+def best_iou(masks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each predicted mask's IoU with the true wire it overlaps most."""
+    i = (masks[:, None] & truth[None]).sum(axis=(2, 3))
+    u = (masks[:, None] | truth[None]).sum(axis=(2, 3))
+    return (i / np.maximum(u, 1)).max(axis=1)
+
+
+def test_the_shipped_refiner_keeps_detections_and_moves_masks_towards_the_truth() -> None:
+    """The shipped model on three synthetic frames (seeds never used in training): ``mask_refine=default``
+    keeps every box, score and mask score, and the masks' mean IoU with their true wires rises."""
+    if not packaged_model_path().is_file() or not DEFAULT_REFINER.is_file():
+        pytest.skip("no default model or refiner shipped")
+    from wirewatch.segment.onnx_backend import OnnxSegmenter
+
+    plain = OnnxSegmenter("default", threads=1)
+    refined = OnnxSegmenter("default", threads=1, mask_refine="default")
+    gains = []
+    for seed in (515151, 525252, 535353):
+        sample = generate(preset_config("ptychography"), seed=seed)
+        image = sample.image.astype(np.float32) / 255.0
+        one, two = plain.segment(image), refined.segment(image)
+        assert len(one) >= 5
+        np.testing.assert_array_equal(two.scores, one.scores)
+        np.testing.assert_array_equal(two.boxes, one.boxes)
+        np.testing.assert_array_equal(two.mask_scores, one.mask_scores)
+        gains.append(best_iou(two.masks, sample.masks).mean() - best_iou(one.masks, sample.masks).mean())
+    assert np.mean(gains) > 0.005, gains
+
+
+def test_refiner_samples_and_a_short_training_run(tmp_path: Path) -> None:
+    """Samples come from the runtime's own windows matched to true wires; a few seconds of training write
+    checkpoints and metrics, and resuming continues the step count."""
+    pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    if not packaged_model_path().is_file():
+        pytest.skip("no default model shipped")
+    from wirewatch import synth
+    from wirewatch.segment import load_segmenter
+    from wirewatch.train.data import CocoFolder
+    from wirewatch.train.refiner import extract, train
+
+    synth.write_dataset(tmp_path / "ds", synth.SynthConfig.preset("ptychography"), count=2, seed=919, split=None)
+    segmenter = load_segmenter("onnxruntime", model="default", score_threshold=0.05)
+    samples = extract(segmenter, CocoFolder(tmp_path / "ds", "all"), 2, progress=False)
+    assert len(samples) >= 10
+    assert all(s.inputs.shape[1:] == s.target.shape and s.inputs.shape[0] == 3 for s in samples)
+    assert np.median([s.pasted_iou for s in samples]) > 0.7  # matched to their own wires
+    run = tmp_path / "run"
+    run.mkdir()
+    train(samples, run, seconds=1.0, progress=False)
+    first = (run / "metrics.csv").read_text().splitlines()
+    assert first[0] == "step,seconds,lr,loss" and len(first) >= 2
+    step = int(first[-1].split(",")[0])
+    train(samples, run, seconds=2.0, resume=True, progress=False)
+    assert int((run / "metrics.csv").read_text().splitlines()[-1].split(",")[0]) > step
+    with pytest.raises(InputError, match="no refiner samples"):
+        train([], run, seconds=1.0, progress=False)
