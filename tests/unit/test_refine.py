@@ -183,3 +183,28 @@ def test_refiner_samples_and_a_short_training_run(tmp_path: Path) -> None:
     assert int((run / "metrics.csv").read_text().splitlines()[-1].split(",")[0]) > step
     with pytest.raises(InputError, match="no refiner samples"):
         train([], run, seconds=1.0, progress=False)
+
+
+def test_bench_model_times_the_refiner_beside_the_plain_masks(trained: dict[str, Path], tmp_path: Path) -> None:
+    """``wirewatch bench model --mask-refine FILE``: one more onnxruntime CPU row with the same detections per
+    frame (the refiner changes masks, never detections); a missing refiner is refused before any row runs."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from wirewatch.cli.app import app
+    from wirewatch.train.refiner import RefinerNet, export
+
+    refiner = tmp_path / "refiner.onnx"
+    export(RefinerNet(), refiner, {})
+    out = tmp_path / "bench.json"
+    common = ["bench", "model", "--model", str(trained["onnx"]), "--checkpoint", str(trained["checkpoint"]),
+              "--frames", "2", "--size", "96", "--score-threshold", "0.05"]
+    res = CliRunner().invoke(app, [*common, "--mask-refine", str(refiner), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = {r["runtime"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["pytorch eager", "onnxruntime", f"onnxruntime mask_refine={refiner}"]
+    assert rows[f"onnxruntime mask_refine={refiner}"]["detections_mean"] == rows["onnxruntime"]["detections_mean"]
+    bad = CliRunner().invoke(app, [*common, "--mask-refine", str(tmp_path / "missing.onnx")])
+    assert bad.exit_code != 0 and isinstance(bad.exception, ModelError)
+    assert "does not exist" in str(bad.exception)
