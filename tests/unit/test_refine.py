@@ -72,10 +72,10 @@ def test_the_frame_is_read_relative_to_the_wire_so_contrast_does_not_matter() ->
 
 def test_refiner_option_values_and_clear_errors(tmp_path: Path) -> None:
     assert resolve_refiner("none") is None and resolve_refiner(None) is None
-    assert resolve_refiner("default") == DEFAULT_REFINER
+    assert resolve_refiner("default") == DEFAULT_REFINER == resolve_refiner("auto")
     with pytest.raises(ModelError, match="does not exist"):
         resolve_refiner(str(tmp_path / "missing.onnx"))
-    with pytest.raises(InputError, match="mask_refine must be none, default or"):
+    with pytest.raises(InputError, match="mask_refine must be auto, none, default or"):
         resolve_refiner(3)
     if packaged_model_path().is_file():  # a Mask R-CNN file is not a refiner
         with pytest.raises(ModelError, match="is not a mask refiner"):
@@ -141,8 +141,9 @@ def test_the_shipped_refiner_keeps_detections_and_moves_masks_towards_the_truth(
         pytest.skip("no default model or refiner shipped")
     from wirewatch.segment.onnx_backend import OnnxSegmenter
 
-    plain = OnnxSegmenter("default", threads=1)
-    refined = OnnxSegmenter("default", threads=1, mask_refine="default")
+    plain = OnnxSegmenter("default", threads=1, mask_refine="none")
+    refined = OnnxSegmenter("default", threads=1)  # auto: the shipped refiner was trained for the shipped model
+    assert plain.refiner is None and refined.refiner is not None
     gains = []
     for seed in (515151, 525252, 535353):
         sample = generate(preset_config("ptychography"), seed=seed)
@@ -168,7 +169,7 @@ def test_refiner_samples_and_a_short_training_run(tmp_path: Path) -> None:
     from wirewatch.train.refiner import extract, train
 
     synth.write_dataset(tmp_path / "ds", synth.SynthConfig.preset("ptychography"), count=2, seed=919, split=None)
-    segmenter = load_segmenter("onnxruntime", model="default", score_threshold=0.05)
+    segmenter = load_segmenter("onnxruntime", model="default", score_threshold=0.05, mask_refine="none")
     samples = extract(segmenter, CocoFolder(tmp_path / "ds", "all"), 2, progress=False)
     assert len(samples) >= 10
     assert all(s.inputs.shape[1:] == s.target.shape and s.inputs.shape[0] == 3 for s in samples)
@@ -208,3 +209,27 @@ def test_bench_model_times_the_refiner_beside_the_plain_masks(trained: dict[str,
     bad = CliRunner().invoke(app, [*common, "--mask-refine", str(tmp_path / "missing.onnx")])
     assert bad.exit_code != 0 and isinstance(bad.exception, ModelError)
     assert "does not exist" in str(bad.exception)
+
+
+def test_auto_uses_a_refiner_only_for_the_model_it_was_trained_for(trained: dict[str, Path], tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A refiner learns one model's habits: ``auto`` (the default) leaves another model's masks as pasted; an
+    explicit refiner file is loaded for any model, with a warning when it was trained for another one."""
+    import logging
+
+    from wirewatch.segment.onnx_backend import OnnxSegmenter
+    from wirewatch.segment.refine import TRAINED_FOR, file_sha256, load_refiner
+    from wirewatch.train.refiner import RefinerNet, export
+
+    toy = trained["onnx"]
+    assert OnnxSegmenter(toy, threads=1).refiner is None  # the shipped refiner was not trained for the toy model
+    mine, other = tmp_path / "mine.onnx", tmp_path / "other.onnx"
+    export(RefinerNet(), mine, {TRAINED_FOR: file_sha256(toy)})
+    export(RefinerNet(), other, {TRAINED_FOR: "0" * 64})
+    with caplog.at_level(logging.WARNING, logger="wirewatch.segment.refine"):
+        assert load_refiner(str(mine), toy) is not None
+        assert not caplog.records
+        assert load_refiner(str(other), toy) is not None
+    assert "trained for another model" in caplog.text
+    assert OnnxSegmenter(toy, threads=1, mask_refine=str(mine)).refiner is not None
+    assert OnnxSegmenter(toy, threads=1, mask_refine="none").refiner is None

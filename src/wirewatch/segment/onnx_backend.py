@@ -16,7 +16,7 @@ import numpy as np
 from wirewatch.errors import BackendUnavailable, InputError, ModelError
 from wirewatch.segment.background import DEFAULT_RADIUS, check_background, prepared_input
 from wirewatch.segment.model_files import DEFAULT_MODEL, ModelMetadata, resolve_model_path
-from wirewatch.segment.refine import MaskRefiner, resolve_refiner
+from wirewatch.segment.refine import load_refiner, resolve_refiner
 from wirewatch.segment.shape_fit import check_mask_shape
 from wirewatch.segment.views import check_views, segment_views
 from wirewatch.types import Detections
@@ -80,7 +80,7 @@ class OnnxSegmenter:
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
                  spinning: bool = False, views: int = 1, mask_shape: str = "free",
                  background: str = "level", background_radius: float = DEFAULT_RADIUS,
-                 mask_refine: object = "none") -> None:
+                 mask_refine: object = "auto") -> None:
         import onnxruntime as ort
 
         self.model_path = resolve_model_path(model)
@@ -90,7 +90,7 @@ class OnnxSegmenter:
         self.threads = usable_cores() if threads is None else int(threads)
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
-        refiner_path = resolve_refiner(mask_refine)  # masks corrected against the frame (segment.refine)
+        resolve_refiner(mask_refine)  # a bad value is refused before the model loads
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         self.spinning = bool(spinning)
@@ -119,7 +119,8 @@ class OnnxSegmenter:
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{label} must be within 0..1, got {value}")
         self.active_providers = self.session.get_providers()
-        self.refiner = None if refiner_path is None else MaskRefiner(refiner_path, self.threads, self.spinning)
+        # masks corrected against the frame (segment.refine): by default the refiner trained for this model file
+        self.refiner = load_refiner(mask_refine, self.model_path, self.threads, self.spinning)
         log.info("onnxruntime model %s (%s, %s) on %s, %d thread(s)%s", self.model_path.name, self.metadata.variant,
                  self.metadata.raw.get("precision", "fp32"), ", ".join(self.active_providers), self.threads,
                  ", spinning" if self.spinning else "")

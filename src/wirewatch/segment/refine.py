@@ -15,12 +15,16 @@ the net runs in onnxruntime (``MaskRefiner``), no torch. Boxes, scores and mask 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from wirewatch.errors import InputError, ModelError
+
+log = logging.getLogger(__name__)
 
 # (rows, cols, probabilities) of one detection's mask, in frame coordinates (``paste.paste_window``).
 Window = tuple[slice, slice, np.ndarray]
@@ -33,24 +37,56 @@ OTHER_SCORE = 0.5  # detections at least this confident tell the refiner where o
 LEVEL_PERCENTILE = 90.0  # the wire's level: this percentile of the frame under its mask
 MAX_RELATIVE = 4.0  # frame / wire level is clipped here (a crossing is ~2x, a clump more)
 DEFAULT_REFINER = Path(__file__).resolve().parent.parent / "models" / "default.refiner.onnx"
-REFINE_CHOICES = ("none", "default")
+TRAINED_FOR = "trained_for_model_sha256"  # metadata key: the model file whose masks the refiner learnt
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_refiner(refine: object) -> Path | None:
     """The ``mask_refine`` option -> the refiner file to load, or None for ``"none"``.
 
-    ``"default"``: the refiner trained on the shipped model's masks (``models/default.refiner.onnx``);
-    anything else is a path to a refiner ONNX file (``python -m wirewatch.train.refiner``)."""
+    ``"default"`` (and ``"auto"``, see ``auto_refiner``): the refiner trained on the shipped model's masks
+    (``models/default.refiner.onnx``); anything else is a path to a refiner ONNX file
+    (``python -m wirewatch.train.refiner``)."""
     if refine is None or refine is False or refine == "none":
         return None
-    if refine is True or refine == "default":
+    if refine is True or refine in ("default", "auto"):
         return DEFAULT_REFINER
     if not isinstance(refine, (str, Path)):
-        raise InputError(f"mask_refine must be none, default or a refiner .onnx path, got {refine!r}")
+        raise InputError(f"mask_refine must be auto, none, default or a refiner .onnx path, got {refine!r}")
     path = Path(refine).expanduser()
     if not path.is_file():
-        raise ModelError(f"mask refiner file {path} does not exist (mask_refine takes none, default or a path)")
+        raise ModelError(f"mask refiner file {path} does not exist (mask_refine takes auto, none, default or a path)")
     return path
+
+
+def load_refiner(refine: object, model_path: Path, threads: int = 1, spinning: bool = False) -> MaskRefiner | None:
+    """The refiner the ``mask_refine`` option asks for, for the model file ``model_path``.
+
+    ``"auto"`` (the backends' default) loads the shipped refiner only when it was trained on this very model
+    file's masks (its metadata names the file's sha256): a refiner learns one model's habits, so another model
+    (a new leg, a toy model) gets plain masks. An explicit ``"default"`` or path is loaded whatever it was trained
+    on, with a warning when that was another model."""
+    path = resolve_refiner(refine)
+    if path is None or (refine == "auto" and not path.is_file()):
+        return None
+    refiner = MaskRefiner(path, threads, spinning)
+    trained_for = refiner.metadata.get(TRAINED_FOR)
+    if trained_for != file_sha256(model_path):
+        if refine == "auto":
+            log.info("mask refiner %s was trained for another model than %s: masks as pasted", path.name, model_path.name)
+            return None
+        log.warning("mask refiner %s was trained for another model (sha256 %s) than %s", path, trained_for,
+                    model_path.name)
+    else:
+        log.info("mask refiner %s", path.name)
+    return refiner
 
 
 def support_region(window: Window, image_shape: tuple[int, int]) -> tuple[slice, slice] | None:
@@ -150,7 +186,7 @@ class MaskRefiner:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if self.metadata.get("format") != FORMAT:
             raise ModelError(f"{self.path} is not a mask refiner (metadata format {self.metadata.get('format')!r}, "
-                             f"expected {FORMAT!r}); mask_refine takes none, default or a refiner file")
+                             f"expected {FORMAT!r}); mask_refine takes auto, none, default or a refiner file")
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != INPUT_CHANNELS:
             raise ModelError(f"{self.path}: expected one (1, {INPUT_CHANNELS}, H, W) input, got "

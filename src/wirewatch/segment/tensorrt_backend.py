@@ -57,10 +57,12 @@ class TensorRTSegmenter:
     def __init__(self, model: str | Path, score_threshold: float | None = None,
                  mask_threshold: float | None = None, views: int = 1, mask_shape: str = "free",
                  background: str = "level", background_radius: float = DEFAULT_RADIUS,
-                 mask_refine: object = "none") -> None:
+                 mask_refine: object = "auto") -> None:
         self.views = check_views(views)  # passes per frame: the frame and its mirror images (segment.views)
         self.mask_shape = check_mask_shape(mask_shape)  # free masks, or fitted rectangles / rods (shape_fit)
-        refiner_path = resolve_refiner(mask_refine)  # masks corrected against the frame (segment.refine), on the CPU
+        # masks corrected against the frame (segment.refine), on the CPU; an engine is no ONNX file whose sha256
+        # a refiner could name, so "auto" means none here: ask for mask_refine=default (or a path) explicitly
+        refiner_path = None if mask_refine == "auto" else resolve_refiner(mask_refine)
         # the model knows zero backgrounds only: level the frame's own first (segment.background)
         self.background, self.background_radius = check_background(background, background_radius)
         reason = gpu_unavailable_reason()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from torch.nn import functional as F
 from wirewatch.errors import InputError
 from wirewatch.evaluate.metrics import greedy_pairs
 from wirewatch.segment.paste import paste_window
-from wirewatch.segment.refine import FORMAT, INPUT_CHANNELS, refinement_inputs
+from wirewatch.segment.refine import FORMAT, INPUT_CHANNELS, TRAINED_FOR, file_sha256, refinement_inputs
 from wirewatch.train.data import CocoFolder
 
 log = logging.getLogger(__name__)
@@ -239,10 +238,6 @@ def export(net: RefinerNet, path: Path, metadata: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> None:
     from wirewatch.segment import load_segmenter
     from wirewatch.segment.model_files import resolve_model_path
@@ -266,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     progress = not args.no_progress
     # score threshold 0.05: low-score detections' masks are ranked in mask AP too, so the refiner sees them
-    segmenter = load_segmenter("onnxruntime", model=args.model, score_threshold=0.05)
+    segmenter = load_segmenter("onnxruntime", model=args.model, score_threshold=0.05, mask_refine="none")
     samples = extract(segmenter, CocoFolder(args.data, "train"), args.images, progress)
     log.info("%d refiner samples from %d training images", len(samples), args.images)
     net = train(samples, args.out, args.time_budget, args.seed, args.resume, progress)
@@ -275,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     pasted, refined = refine_iou(net, val)
     log.info("val mean mask IoU over %d detections: pasted %.4f, refined %.4f", len(val), pasted, refined)
     model_path = resolve_model_path(args.model)
-    summary = {"trained_for_model": model_path.name, "trained_for_model_sha256": file_sha256(model_path),
+    summary = {"trained_for_model": model_path.name, TRAINED_FOR: file_sha256(model_path),
                "data": str(args.data), "train_images": args.images, "seed": args.seed,
                "time_budget_s": args.time_budget, "val_detections": len(val),
                "val_mean_iou_pasted": round(pasted, 4), "val_mean_iou_refined": round(refined, 4)}
