@@ -233,3 +233,25 @@ def test_auto_uses_a_refiner_only_for_the_model_it_was_trained_for(trained: dict
     assert "trained for another model" in caplog.text
     assert OnnxSegmenter(toy, threads=1, mask_refine=str(mine)).refiner is not None
     assert OnnxSegmenter(toy, threads=1, mask_refine="none").refiner is None
+
+
+def test_a_refined_mask_that_is_not_the_same_wire_keeps_the_pasted_one(tmp_path: Path) -> None:
+    """The guard: a refiner that would empty a mask (as it does on frames unlike its training ones, e.g. SEM's
+    edge contrast) leaves the pasted mask; one that moves the edges a little is taken."""
+    torch = pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from wirewatch.segment.refine import GUARD_IOU
+    from wirewatch.train.refiner import RefinerNet, export
+
+    image, windows, scores = _frame_windows()
+    assert 0.5 <= GUARD_IOU < 1.0
+    for bias, taken in ((-50.0, False), (1.0, True)):
+        net = RefinerNet()
+        with torch.no_grad():
+            net.out.bias.fill_(bias)
+        export(net, tmp_path / f"bias{bias}.onnx", {})
+        for before, after in zip(windows, MaskRefiner(tmp_path / f"bias{bias}.onnx")(image, windows, scores),
+                                 strict=True):
+            if taken:
+                assert after is not before and (after[2] >= 0.5).sum() > (before[2] >= 0.5).sum()
+            else:
+                assert after is before

@@ -36,6 +36,7 @@ SUPPORT = 0.02  # pasted probability above which a pixel is the mask's support
 OTHER_SCORE = 0.5  # detections at least this confident tell the refiner where other wires are
 LEVEL_PERCENTILE = 90.0  # the wire's level: this percentile of the frame under its mask
 MAX_RELATIVE = 4.0  # frame / wire level is clipped here (a crossing is ~2x, a clump more)
+GUARD_IOU = 0.7  # a refined mask overlapping its pasted one less than this keeps the pasted one
 DEFAULT_REFINER = Path(__file__).resolve().parent.parent / "models" / "default.refiner.onnx"
 TRAINED_FOR = "trained_for_model_sha256"  # metadata key: the model file whose masks the refiner learnt
 
@@ -201,8 +202,16 @@ class MaskRefiner:
     def __call__(self, image: np.ndarray, windows: Sequence[Window | None], scores: np.ndarray,
                  threshold: float = 0.5) -> list[Window | None]:
         """Refined windows (over each mask's support rectangle) for ``windows`` pasted on ``image`` (the frame
-        the model saw); a window without support stays as it was."""
+        the model saw); a window without support, or whose refined mask is not the same wire (mask IoU with the
+        pasted one below ``GUARD_IOU``), stays as it was."""
         refined: list[Window | None] = []
         for window, item in zip(windows, refinement_inputs(image, windows, scores, threshold), strict=True):
-            refined.append(window if item is None else (item[0], item[1], self.run(item[2])))
+            if item is None:
+                refined.append(window)
+                continue
+            probs = self.run(item[2])
+            pasted, moved = item[2][1] >= threshold, probs >= threshold
+            union = np.count_nonzero(pasted | moved)
+            same_wire = union > 0 and np.count_nonzero(pasted & moved) / union >= GUARD_IOU
+            refined.append((item[0], item[1], probs) if same_wire else window)
         return refined
