@@ -127,17 +127,18 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
         if cpu:
             run_torch, torch_variant = torch_runner(checkpoint, variant, score_threshold, threads)
             rows.append(time_frames("pytorch eager", "cpu", torch_variant, images, run_torch))
+            # the PyTorch row pastes the head's masks: so does this one (mask_refine rows add the refiner)
             seg = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
-                                threads=threads)
+                                threads=threads, mask_refine="none")
             variant = seg.metadata.variant
             rows.append(time_frames("onnxruntime", "cpu", variant, images, _counter(seg)))
         for n in views if cpu else ():
             seg_views = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
-                                      threads=threads, views=n)
+                                      threads=threads, views=n, mask_refine="none")
             rows.append(time_frames(f"onnxruntime views={n}", "cpu", variant, images, _counter(seg_views)))
         for shape in mask_shapes if cpu else ():
             seg_shape = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
-                                      threads=threads, mask_shape=shape)
+                                      threads=threads, mask_shape=shape, mask_refine="none")
             rows.append(time_frames(f"onnxruntime mask_shape={shape}", "cpu", variant, images, _counter(seg_shape)))
         for refiner in mask_refiners if cpu else ():
             seg_refine = OnnxSegmenter(onnx_path, providers=["CPUExecutionProvider"], score_threshold=score_threshold,
@@ -149,7 +150,7 @@ def run_benchmark(model: str, checkpoint: Path | None, variant: str, frames: int
                                 ("TensorrtExecutionProvider", "onnxruntime tensorrt-ep")):
             if provider in available:
                 gpu_seg = OnnxSegmenter(onnx_path, providers=[provider, "CPUExecutionProvider"],
-                                        score_threshold=score_threshold)
+                                        score_threshold=score_threshold, mask_refine="none")
                 rows.append(time_frames(label, "gpu", variant, images, _counter(gpu_seg), warmup=3))
         try:
             import torch
