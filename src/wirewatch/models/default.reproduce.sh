@@ -141,28 +141,31 @@ python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23b
     --out src/wirewatch/models --bench "$RUNS/eval-r23b/bench-model.json" --model src/wirewatch/models/default.onnx
 
 # 25. (2026-12-05) the mask refiner for this model (default.refiner.onnx: segment.refine, train.refiner), trained on
-#    the shipped model's own masks of 1200 training images for 2400 s on the 2-core CPU, then scored plainly and
-#    refined on the same images (-refine rows), with fitted rectangles and 4 views on top, in eval-r23c
+#    the shipped model's own masks of 1200 training images for 2400 s on the 2-core CPU (default.refiner.json), on by
+#    default since (mask_refine=auto). Eval rows in eval-r23c: refined (no suffix, -rect, -rect-views4) and step 24's
+#    files renamed -unrefined; the refined-vs-plain pairs (docs/model.md "Refined masks") come from running
+#    train.ship twice per set, with --option mask_refine=none and =default, and train.ship.paired_folds on the two.
 python -m wirewatch.train.refiner --data "$RUNS/data/ptycho-512-train-v2" --images 1200 --val-images 30 \
     --time-budget 2400 --seed 0 --out "$RUNS/refiner-r1"
 cp "$RUNS/refiner-r1/refiner.onnx" src/wirewatch/models/default.refiner.onnx
 cp "$RUNS/refiner-r1/metrics.csv" src/wirewatch/models/default.refiner-metrics.csv
+cp "$RUNS/refiner-r1/summary.json" src/wirewatch/models/default.refiner.json
 mkdir -p "$RUNS/eval-r23c"
-cp "$RUNS"/eval-r23b/*.json "$RUNS/eval-r23c/"
+cp "$RUNS/eval-r23b/watershed-ptychography.json" "$RUNS/eval-r23c/"
+for f in "$RUNS"/eval-r23b/model-*.json; do cp "$f" "$RUNS/eval-r23c/$(basename "$f" .json)-unrefined.json"; done
 for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
     IFS=: read -r preset seed limit <<< "$spec"
-    for variant in "-refine:" "-refine-rect:mask_shape=rect" "-refine-rod:mask_shape=rod"; do
-        IFS=: read -r suffix option <<< "$variant"
-        python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
-            --option score_threshold=0.05 --option mask_refine=default ${option:+--option "$option"} \
-            --json "$RUNS/eval-r23c/model-$preset$suffix.json"
-    done
+    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
+        --option score_threshold=0.05 --json "$RUNS/eval-r23c/model-$preset.json"
 done
 python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --option score_threshold=0.05 --option mask_refine=default --option mask_shape=rect --option views=4 \
-    --json "$RUNS/eval-r23c/model-ptychography-refine-rect-views4.json"
+    --option score_threshold=0.05 --option mask_shape=rect --json "$RUNS/eval-r23c/model-ptychography-rect.json"
+python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
+    --option score_threshold=0.05 --option mask_shape=rect --option views=4 \
+    --json "$RUNS/eval-r23c/model-ptychography-rect-views4.json"
+# CPU rows (the onnxruntime rows paste the head's masks, as PyTorch does; the mask_refine row adds the refiner);
+# the GPU rows of step 23 appended to the JSON as before
 wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
     --mask-shape rect --mask-shape rod --mask-refine default --json "$RUNS/eval-r23c/bench-model.json"
-# (the GPU rows of step 23 appended to that JSON as before)
 python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23c" \
     --out src/wirewatch/models --bench "$RUNS/eval-r23c/bench-model.json" --model src/wirewatch/models/default.onnx
