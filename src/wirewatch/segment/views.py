@@ -22,7 +22,7 @@ import numpy as np
 
 from wirewatch.errors import InputError
 from wirewatch.segment.maskness import mask_scores
-from wirewatch.segment.paste import paste_masks, paste_window
+from wirewatch.segment.paste import paste_window
 from wirewatch.segment.refine import MaskRefiner, Window
 from wirewatch.segment.shape_fit import shaped_mask
 from wirewatch.types import Detections
@@ -137,13 +137,6 @@ def window_masks(windows: list[Window | None], image_shape: tuple[int, int], mas
     return masks
 
 
-def shaped_masks(probs: np.ndarray, boxes: np.ndarray, image_shape: tuple[int, int], mask_threshold: float,
-                 mask_shape: str) -> np.ndarray:
-    """One pass's (N, H, W) masks: the plain paste (``free``), or each pasted window through ``shaped_mask``."""
-    fit = None if mask_shape == "free" else (lambda window: shaped_mask(window, mask_threshold, mask_shape))
-    return paste_masks(probs, boxes, image_shape, mask_threshold, window_mask=fit)
-
-
 def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views: int,
                   mask_threshold: float, mask_shape: str = "free", refiner: MaskRefiner | None = None) -> Detections:
     """Detections of ``image`` from ``views`` passes of ``detect`` (one pass: the plain paste, unchanged);
@@ -152,10 +145,6 @@ def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views:
     Boxes, scores and mask scores depend on neither."""
     boxes, scores, probs = detect(image)
     boxes = boxes.reshape(-1, 4)
-    if views == 1 and refiner is None:
-        return Detections(boxes=boxes, scores=scores,
-                          masks=shaped_masks(probs, boxes, image.shape, mask_threshold, mask_shape),
-                          image_shape=image.shape, mask_scores=mask_scores(scores, probs, mask_threshold))
     if views == 1:
         windows = pasted_windows(probs, boxes, image.shape)
     else:
