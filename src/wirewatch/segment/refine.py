@@ -52,7 +52,7 @@ def file_sha256(path: str | Path) -> str:
 def resolve_refiner(refine: object) -> Path | None:
     """The ``mask_refine`` option -> the refiner file to load, or None for ``"none"``.
 
-    ``"default"`` (and ``"auto"``, see ``auto_refiner``): the refiner trained on the shipped model's masks
+    ``"default"`` (and ``"auto"``, see ``load_refiner``): the refiner trained on the shipped model's masks
     (``models/default.refiner.onnx``); anything else is a path to a refiner ONNX file
     (``python -m wirewatch.train.refiner``)."""
     if refine is None or refine is False or refine == "none":

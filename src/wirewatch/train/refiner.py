@@ -32,8 +32,8 @@ from torch.nn import functional as F
 
 from wirewatch.errors import InputError
 from wirewatch.evaluate.metrics import greedy_pairs
-from wirewatch.segment.paste import paste_window
 from wirewatch.segment.refine import FORMAT, INPUT_CHANNELS, TRAINED_FOR, file_sha256, refinement_inputs
+from wirewatch.segment.views import pasted_windows, window_masks
 from wirewatch.train.data import CocoFolder
 
 log = logging.getLogger(__name__)
@@ -92,9 +92,7 @@ def detection_windows(segmenter: Any, image: np.ndarray) -> tuple[np.ndarray, np
     """The segmenter's levelled frame, scores and pasted windows, as its runtime makes them (one view)."""
     frame = segmenter.model_input(image)
     boxes, scores, probs = segmenter._detect(frame)
-    windows = [paste_window(np.ascontiguousarray(probs[k], np.float32), np.asarray(boxes[k], np.float64), frame.shape)
-               for k in range(len(boxes))]
-    return frame, scores, windows
+    return frame, scores, pasted_windows(probs, boxes, frame.shape)
 
 
 def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = True) -> list[Sample]:
@@ -111,12 +109,7 @@ def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = Tr
         if not kept or len(sample.masks) == 0:
             continue
         truth = sample.masks.reshape(len(sample.masks), -1)
-        pred = np.zeros((len(kept), truth.shape[1]), bool)
-        for j, k in enumerate(kept):
-            rows, cols, probs = windows[k]
-            full = np.zeros(frame.shape, bool)
-            full[rows, cols] = probs >= segmenter.mask_threshold
-            pred[j] = full.ravel()
+        pred = window_masks([windows[k] for k in kept], frame.shape, segmenter.mask_threshold).reshape(len(kept), -1)
         inter = pred.astype(np.float32) @ truth.T.astype(np.float32)
         union = pred.sum(1)[:, None] + truth.sum(1)[None, :] - inter
         iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
