@@ -14,6 +14,7 @@ from wirewatch.errors import InputError, ModelError
 from wirewatch.segment.model_files import packaged_model_path
 from wirewatch.segment.refine import (
     DEFAULT_REFINER,
+    INPUT_CHANNELS,
     MARGIN,
     MaskRefiner,
     OtherWires,
@@ -47,11 +48,16 @@ def test_other_wires_are_the_most_any_other_confident_detection_gives_a_pixel() 
 
 def test_the_region_is_the_support_grown_by_the_margin_and_clipped() -> None:
     probs = np.zeros((30, 30), np.float32)
+    rows: slice
+    cols: slice
     probs[10:20, 2:5] = 0.8
     rows, cols = support_region(window(100, 0, probs), (512, 512))  # type: ignore[misc]
     assert (rows.start, rows.stop) == (110 - MARGIN, 120 + MARGIN)
     assert (cols.start, cols.stop) == (0, 5 + MARGIN)  # clipped at the frame's edge
     assert support_region(window(0, 0, np.zeros((5, 5))), (64, 64)) is None
+    # the detection's box counts too (a mask the head drew only in part), its fractions rounded outwards
+    rows, cols = support_region(window(100, 0, probs), (512, 512), np.array([1.5, 104.2, 20.0, 139.7]))  # type: ignore[misc]
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (104 - MARGIN, 140 + MARGIN, 0, 20 + MARGIN)
     inside = window_in(window(100, 0, probs), rows, cols)
     assert inside.shape == (rows.stop - rows.start, cols.stop - cols.start) and inside.sum() == pytest.approx(probs.sum())
 
@@ -62,9 +68,9 @@ def test_the_frame_is_read_relative_to_the_wire_so_contrast_does_not_matter() ->
     image[15:25, :] += 0.3
     probs = np.zeros_like(image)
     probs[15:25, :] = 0.9
-    others = np.zeros_like(image)
-    faint, strong = refiner_input(image, probs, others), refiner_input(image * 3.0, probs, others)
-    assert faint.shape == (3, 40, 40) and faint.dtype == np.float32
+    others = prior = np.zeros_like(image)
+    faint, strong = refiner_input(image, probs, others, prior), refiner_input(image * 3.0, probs, others, prior)
+    assert faint.shape == (INPUT_CHANNELS, 40, 40) and faint.dtype == np.float32
     np.testing.assert_allclose(faint, strong, rtol=1e-5, atol=1e-6)
     assert 0.8 < float(np.median(faint[0][15:25])) < 1.0  # the wire sits near 1, below the 90th percentile
     assert faint[0].max() <= 4.0
@@ -86,7 +92,7 @@ def test_refiner_option_values_and_clear_errors(tmp_path: Path) -> None:
         MaskRefiner(corrupt)
 
 
-def _frame_windows() -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]], np.ndarray]:
+def _frame_windows() -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]], np.ndarray, np.ndarray]:
     image = np.zeros((64, 64), np.float32)
     image[20:28, 5:60] = 0.4
     image[5:60, 30:36] += 0.4  # a crossing
@@ -94,20 +100,21 @@ def _frame_windows() -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]],
     horizontal = 1 / (1 + np.exp(-(4 - np.abs(yy - 23.5)) * 1.5)) * ((xx >= 4) & (xx < 61))
     vertical = 1 / (1 + np.exp(-(3 - np.abs(xx - 32.5)) * 1.5)) * ((yy >= 4) & (yy < 61))
     windows = [window(0, 0, horizontal), window(0, 0, vertical)]
-    return image, windows, np.array([0.9, 0.8], np.float32)
+    boxes = np.array([[4, 19.5, 61, 27.5], [29.5, 4, 35.5, 61]], np.float32)
+    return image, windows, boxes, np.array([0.9, 0.8], np.float32)
 
 
 def test_an_untrained_refiner_returns_the_pasted_masks_and_onnx_matches_torch(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
     from wirewatch.train.refiner import RefinerNet, export
 
-    image, windows, scores = _frame_windows()
+    image, windows, boxes, scores = _frame_windows()
     untrained = RefinerNet()
     export(untrained, tmp_path / "untrained.onnx", {"note": "test"})
     refiner = MaskRefiner(tmp_path / "untrained.onnx")
     assert refiner.metadata["note"] == "test"
-    for before, after in zip(windows, refiner(image, windows, scores), strict=True):
-        rows, cols = support_region(before, image.shape)  # type: ignore[misc]
+    for before, after, box in zip(windows, refiner(image, windows, boxes, scores), boxes, strict=True):
+        rows, cols = support_region(before, image.shape, box)  # type: ignore[misc]
         assert (after[0], after[1]) == (rows, cols)
         pasted = window_in(before, rows, cols)
         np.testing.assert_array_equal(after[2] >= 0.5, pasted >= 0.5)  # same masks
@@ -117,7 +124,7 @@ def test_an_untrained_refiner_returns_the_pasted_masks_and_onnx_matches_torch(tm
     net = RefinerNet()
     torch.nn.init.normal_(net.out.weight, std=0.5)
     export(net, tmp_path / "random.onnx", {})
-    item = refinement_inputs(image, windows, scores)[1]
+    item = refinement_inputs(image, windows, boxes, scores)[1]
     assert item is not None
     with torch.no_grad():
         expected = torch.sigmoid(net(torch.from_numpy(item[2])[None]))[0, 0].numpy()
@@ -172,7 +179,7 @@ def test_refiner_samples_and_a_short_training_run(tmp_path: Path) -> None:
     segmenter = load_segmenter("onnxruntime", model="default", score_threshold=0.05, mask_refine="none")
     samples = extract(segmenter, CocoFolder(tmp_path / "ds", "all"), 2, progress=False)
     assert len(samples) >= 10
-    assert all(s.inputs.shape[1:] == s.target.shape and s.inputs.shape[0] == 3 for s in samples)
+    assert all(s.inputs.shape[1:] == s.target.shape and s.inputs.shape[0] == INPUT_CHANNELS for s in samples)
     assert np.median([s.pasted_iou for s in samples]) > 0.7  # matched to their own wires
     run = tmp_path / "run"
     run.mkdir()
@@ -242,16 +249,119 @@ def test_a_refined_mask_that_is_not_the_same_wire_keeps_the_pasted_one(tmp_path:
     from wirewatch.segment.refine import GUARD_IOU
     from wirewatch.train.refiner import RefinerNet, export
 
-    image, windows, scores = _frame_windows()
+    image, windows, boxes, scores = _frame_windows()
     assert 0.5 <= GUARD_IOU < 1.0
     for bias, taken in ((-50.0, False), (1.0, True)):
         net = RefinerNet()
         with torch.no_grad():
             net.out.bias.fill_(bias)
         export(net, tmp_path / f"bias{bias}.onnx", {})
-        for before, after in zip(windows, MaskRefiner(tmp_path / f"bias{bias}.onnx")(image, windows, scores),
+        for before, after in zip(windows, MaskRefiner(tmp_path / f"bias{bias}.onnx")(image, windows, boxes, scores),
                                  strict=True):
             if taken:
                 assert after is not before and (after[2] >= 0.5).sum() > (before[2] >= 0.5).sum()
             else:
                 assert after is before
+
+
+def rectangle(shape: tuple[int, int], cx: float, cy: float, angle: float, half_length: float,
+              half_width: float) -> np.ndarray:
+    """A straight wire's mask (pixel centres inside the rectangle)."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
+    along = np.cos(angle) * (xx - cx) + np.sin(angle) * (yy - cy)
+    across = -np.sin(angle) * (xx - cx) + np.cos(angle) * (yy - cy)
+    return (np.abs(along) <= half_length) & (np.abs(across) <= half_width)
+
+
+def bounding_box(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+@pytest.mark.parametrize("degrees", [-60.0, -35.0, 20.0, 50.0, 75.0])
+def test_the_axis_of_a_straight_wire_follows_from_its_box_and_a_piece_of_its_mask(degrees: float) -> None:
+    """The head drew only the middle third of a long diagonal wire; its box and that piece give the whole
+    axis: angle within 2 degrees, half length within 3 px."""
+    from wirewatch.segment.refine import box_axis
+
+    angle = np.radians(degrees)
+    wire = rectangle((300, 300), 150.0, 150.0, angle, 100.0, 5.0)
+    piece = wire & rectangle((300, 300), 150.0, 150.0, angle, 33.0, 20.0)
+    ys, xs = np.nonzero(piece)
+    axis = box_axis(bounding_box(wire), np.stack([xs + 0.5, ys + 0.5], 1), float(np.sign(degrees)))
+    assert axis is not None
+    cx, cy, got_angle, half_length = axis
+    assert abs(cx - 150.0) < 1.0 and abs(cy - 150.0) < 1.0
+    assert abs(np.degrees(got_angle) - degrees) < 2.0 and abs(half_length - 100.0) < 3.0
+
+
+def test_the_axis_prior_takes_the_diagonal_no_other_wire_claims() -> None:
+    """Two wires cross in an X inside one box and the head's mask covers both; the other wire has its own
+    confident detection, so the prior lies on this wire's diagonal."""
+    from wirewatch.segment.refine import axis_prior
+
+    shape = (200, 200)
+    mine = rectangle(shape, 100.0, 100.0, np.radians(45.0), 80.0, 5.0)
+    theirs = rectangle(shape, 100.0, 100.0, np.radians(-45.0), 80.0, 5.0)
+    probs = np.where(mine | theirs, 0.9, 0.0).astype(np.float32)  # the head cannot tell the two apart
+    others = np.where(theirs, 0.95, 0.0).astype(np.float32)
+    everything = (slice(0, 200), slice(0, 200))
+    prior = axis_prior(bounding_box(mine), probs, others, *everything)
+    assert prior.shape == shape and prior.min() >= 0.0 and prior.max() <= 1.0
+    assert prior[mine].mean() > 0.6 and prior[theirs & ~mine].mean() < 0.1
+    assert not axis_prior(None, probs, others, *everything).any()
+
+
+def test_the_guard_takes_a_refined_mask_that_fills_the_detections_box(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long wire whose pasted mask is its middle third: a refined mask that covers the whole wire differs
+    from the pasted one (IoU ~0.3) but fills the box, so it is taken; one that runs off elsewhere is not."""
+    pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from wirewatch.segment.refine import GUARD_BOX_IOU
+    from wirewatch.train.refiner import RefinerNet, export
+
+    shape = (200, 200)
+    wire = rectangle(shape, 100.0, 100.0, np.radians(40.0), 80.0, 5.0)
+    piece = wire & rectangle(shape, 100.0, 100.0, np.radians(40.0), 27.0, 20.0)
+    image = np.where(wire, 0.5, 0.02).astype(np.float32)
+    box = bounding_box(wire)
+    pasted = [window(0, 0, np.where(piece, 0.9, 0.0))]
+    export(RefinerNet(), tmp_path / "r.onnx", {})
+    refiner = MaskRefiner(tmp_path / "r.onnx")
+    for answer, taken in ((wire, True), (rectangle(shape, 40.0, 150.0, 0.0, 30.0, 5.0), False)):
+        monkeypatch.setattr(refiner, "run", lambda z, a=answer: np.where(
+            a[support_region(pasted[0], shape, box)], 0.95, 0.05).astype(np.float32))  # type: ignore[index]
+        (after,) = refiner(image, pasted, box[None], np.array([0.99], np.float32))
+        assert (after is not pasted[0]) == taken
+    assert 0.5 < GUARD_BOX_IOU < 1.0
+
+
+def test_a_wider_refiner_starts_from_a_narrower_ones_answer() -> None:
+    """``--init``: a 16-channel refiner with three inputs (before the axis prior) widened to 24 channels and
+    four inputs computes the same logits; a checkpoint that does not fit is refused by name."""
+    torch = pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from torch import nn
+
+    from wirewatch.train.refiner import RefinerNet, widened
+
+    torch.manual_seed(0)
+    old = RefinerNet(16)
+    old.inp = nn.Conv2d(3, 16, 3, padding=1)
+    nn.init.normal_(old.out.weight, std=0.3)
+    new = widened(RefinerNet(24), old.state_dict())
+    z = torch.rand(2, INPUT_CHANNELS, 30, 40)
+    with torch.no_grad():
+        np.testing.assert_allclose(new(z).numpy(), old(z[:, :3]).numpy(), atol=1e-5)
+    with pytest.raises(InputError, match="does not fit"):
+        widened(RefinerNet(8), old.state_dict())
+
+
+def test_samples_match_by_mask_first_and_by_box_where_a_confident_mask_misses() -> None:
+    pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from wirewatch.train.refiner import matches
+
+    mask_iou = np.array([[0.9, 0.0], [0.0, 0.2], [0.0, 0.1]])
+    box_iou = np.array([[0.9, 0.0], [0.0, 0.95], [0.0, 0.97]])
+    # detection 1's mask misses wire 1 but its box finds it; detection 2 is not confident
+    assert matches(mask_iou, box_iou, np.array([True, True, False])) == [(0, 0), (1, 1)]
+    assert matches(mask_iou, box_iou, np.array([True, False, False])) == [(0, 0)]

@@ -4,8 +4,10 @@ The mask head sees a wire through 14 x 14 RoI features and answers on a 28 x 28 
 pixel or so off on a 7-15 px wide wire (docs/model.md, "Where the mask AP goes"). The frame itself has the
 edges at full resolution, but grey levels alone cannot tell which wire an edge belongs to where wires cross.
 The refiner reads both, per detection, at the frame's resolution: the levelled frame scaled by the wire's
-own level, the detection's pasted probability and the highest probability any other confident detection
-gives each pixel (where a crossing wire is). It adds a correction to the pasted probability's logit, so a
+own level, the detection's pasted probability, the highest probability any other confident detection
+gives each pixel (where a crossing wire is) and the axis of the straight wire the detection's box holds
+(``axis_prior``: a long diagonal wire's box is found far better than its mask, which the head draws on a
+28 x 28 grid and often leaves in pieces). It adds a correction to the pasted probability's logit, so a
 refiner that learnt nothing returns the mask head's masks unchanged.
 
 Its inputs are built here, and only here, for training (``wirewatch.train.refiner``) and the runtime alike;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,14 +32,16 @@ log = logging.getLogger(__name__)
 # (rows, cols, probabilities) of one detection's mask, in frame coordinates (``paste.paste_window``).
 Window = tuple[slice, slice, np.ndarray]
 
-FORMAT = "wirewatch-mask-refiner-1"  # metadata ``format`` of a refiner ONNX file
-INPUT_CHANNELS = 3
-MARGIN = 6  # px around a mask's support that the refiner reads and may move the edge into
+FORMAT = "wirewatch-mask-refiner-2"  # metadata ``format`` of a refiner ONNX file
+INPUT_CHANNELS = 4
+MARGIN = 6  # px around a mask's support (and the detection's box) that the refiner reads and may move the edge into
 SUPPORT = 0.02  # pasted probability above which a pixel is the mask's support
 OTHER_SCORE = 0.5  # detections at least this confident tell the refiner where other wires are
 LEVEL_PERCENTILE = 90.0  # the wire's level: this percentile of the frame under its mask
 MAX_RELATIVE = 4.0  # frame / wire level is clipped here (a crossing is ~2x, a clump more)
-GUARD_IOU = 0.7  # a refined mask overlapping its pasted one less than this keeps the pasted one
+GUARD_IOU = 0.7  # a refined mask overlapping its pasted one less than this keeps the pasted one ...
+GUARD_BOX_IOU = 0.8  # ... unless its bounding box matches the detection's box at least this well, and better
+AXIS_REACH = 16.0  # px: the axis prior falls from 1 on the wire's axis to 0 this far from it
 DEFAULT_REFINER = Path(__file__).resolve().parent.parent / "models" / "default.refiner.onnx"
 TRAINED_FOR = "trained_for_model_sha256"  # metadata key: the model file whose masks the refiner learnt
 
@@ -90,18 +95,89 @@ def load_refiner(refine: object, model_path: Path, threads: int = 1, spinning: b
     return refiner
 
 
-def support_region(window: Window, image_shape: tuple[int, int]) -> tuple[slice, slice] | None:
-    """The rectangle the refiner reads for one mask: its support (probability > ``SUPPORT``) grown by
-    ``MARGIN`` px and clipped to the frame; None for a mask without support."""
+def support_region(window: Window, image_shape: tuple[int, int],
+                   box: np.ndarray | None = None) -> tuple[slice, slice] | None:
+    """The rectangle the refiner reads for one mask: its support (probability > ``SUPPORT``) and the detection's
+    ``box`` (x0, y0, x1, y1; where a mask left part of the wire out), grown by ``MARGIN`` px and clipped to the
+    frame; None for a mask without support."""
     rows, cols, probs = window
     ys, xs = np.nonzero(probs > SUPPORT)
     if len(ys) == 0:
         return None
-    r0 = max(rows.start + int(ys.min()) - MARGIN, 0)
-    r1 = min(rows.start + int(ys.max()) + MARGIN + 1, image_shape[0])
-    c0 = max(cols.start + int(xs.min()) - MARGIN, 0)
-    c1 = min(cols.start + int(xs.max()) + MARGIN + 1, image_shape[1])
+    top, bottom = rows.start + int(ys.min()), rows.start + int(ys.max()) + 1
+    left, right = cols.start + int(xs.min()), cols.start + int(xs.max()) + 1
+    if box is not None and np.all(np.isfinite(box)):
+        left, top = min(left, math.floor(box[0])), min(top, math.floor(box[1]))
+        right, bottom = max(right, math.ceil(box[2])), max(bottom, math.ceil(box[3]))
+    r0, r1 = max(top - MARGIN, 0), min(bottom + MARGIN, image_shape[0])
+    c0, c1 = max(left - MARGIN, 0), min(right + MARGIN, image_shape[1])
     return slice(r0, r1), slice(c0, c1)
+
+
+def box_axis(box: np.ndarray, mask_xy: np.ndarray, sign: float) -> tuple[float, float, float, float] | None:
+    """The axis of the straight wire (a rectangle) whose bounding box is ``box`` and which runs down-right
+    (``sign`` 1; image y points down) or up-right (-1): centre x, y, angle and half length, or None where the
+    box fits no rectangle.
+
+    A rectangle of half length a, half width b at angle t in [0, 90] degrees has a box of half sides
+    a cos t + b sin t, a sin t + b cos t around its centre: given b (twice the median distance from the axis of
+    the mask's pixels ``mask_xy``, (n, 2) x, y, re-estimated as the angle settles) that fixes t."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    hx, hy = (x1 - x0) / 2, (y1 - y0) / 2
+    if min(hx, hy) <= 0:
+        return None
+    cx, cy = x0 + hx, y0 + hy
+    dx, dy = mask_xy[:, 0] - cx, mask_xy[:, 1] - cy
+    half_width = min(4.0, 0.25 * min(hx, hy))
+    for _ in range(3):
+        half_length = np.divide(hx - half_width * np.sin(_ANGLES), np.cos(_ANGLES),
+                                out=np.full_like(_ANGLES, np.inf), where=np.cos(_ANGLES) > 1e-6)
+        miss = np.abs(half_length * np.sin(_ANGLES) + half_width * np.cos(_ANGLES) - hy)
+        miss[~np.isfinite(half_length) | (half_length < half_width)] = np.inf
+        k = int(np.argmin(miss))
+        if not np.isfinite(miss[k]):
+            return None
+        angle = sign * float(_ANGLES[k])
+        off = np.abs(-np.sin(angle) * dx + np.cos(angle) * dy)
+        near = off[off < 2 * half_width + 2]
+        if near.size == 0:
+            break
+        new_width = min(2 * float(np.median(near)), 0.5 * min(hx, hy))
+        if abs(new_width - half_width) < 0.25:
+            break
+        half_width = new_width
+    return cx, cy, angle, float(half_length[k])
+
+
+_ANGLES = np.linspace(0.0, np.pi / 2, 181)
+
+
+def axis_prior(box: np.ndarray | None, probs: np.ndarray, others: np.ndarray, rows: slice, cols: slice,
+               threshold: float = 0.5) -> np.ndarray:
+    """The refiner's fourth input over (rows, cols): 1 on the axis of the straight wire the detection's box holds
+    (``box_axis``), falling to 0 at ``AXIS_REACH`` px from it and past its ends; zeros where no axis fits.
+    Of the box's two diagonals it takes the one along which the detection's probabilities (``probs``) are
+    highest where no other wire (``others``) claims the pixels: the head often draws both wires of an X."""
+    best, best_score = np.zeros(probs.shape, np.float32), 0.0
+    if box is None or not np.all(np.isfinite(box)):
+        return best
+    ys, xs = np.nonzero(probs >= threshold)
+    mask_xy = np.stack([xs + cols.start + 0.5, ys + rows.start + 0.5], 1)
+    yy = np.arange(rows.start, rows.stop, dtype=np.float32)[:, None] + np.float32(0.5)  # pixel centres
+    xx = np.arange(cols.start, cols.stop, dtype=np.float32)[None, :] + np.float32(0.5)
+    own = probs * (1 - others)
+    for sign in (1.0, -1.0):
+        axis = box_axis(box, mask_xy, sign)
+        if axis is None:
+            continue
+        cx, cy, angle, half_length = axis
+        along = np.abs(np.cos(angle) * (xx - cx) + np.sin(angle) * (yy - cy))
+        across = np.abs(-np.sin(angle) * (xx - cx) + np.cos(angle) * (yy - cy))
+        prior = np.clip(1 - across / AXIS_REACH, 0, 1) * np.clip(1 + (half_length - along) / 2, 0, 1)
+        score = float(np.sum(prior * own))
+        if score > best_score:
+            best, best_score = prior.astype(np.float32), score
+    return best
 
 
 def window_in(window: Window, rows: slice, cols: slice) -> np.ndarray:
@@ -140,30 +216,46 @@ class OtherWires:
         return np.where(mine, self.second[rows, cols], self.first[rows, cols])
 
 
-def refiner_input(image: np.ndarray, probs: np.ndarray, others: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """(3, h, w) float32 refiner input for one detection's rectangle: the frame relative to the wire's level
+def refiner_input(image: np.ndarray, probs: np.ndarray, others: np.ndarray, prior: np.ndarray,
+                  threshold: float = 0.5) -> np.ndarray:
+    """(4, h, w) float32 refiner input for one detection's rectangle: the frame relative to the wire's level
     (``LEVEL_PERCENTILE`` of the frame under the mask, clipped to 0..``MAX_RELATIVE``: the same for faint and
-    strong contrast), the detection's probabilities and the other wires' (``OtherWires.excluding``)."""
+    strong contrast), the detection's probabilities, the other wires' (``OtherWires.excluding``) and the axis
+    prior (``axis_prior``)."""
     under = image[probs >= threshold]
     level = max(float(np.percentile(under, LEVEL_PERCENTILE)) if under.size else 0.0, 1e-3)
     relative = np.clip(image.astype(np.float32) / np.float32(level), 0.0, MAX_RELATIVE)
-    return np.stack([relative, probs.astype(np.float32), others.astype(np.float32)]).astype(np.float32)
+    return np.stack([relative, probs.astype(np.float32), others.astype(np.float32), prior]).astype(np.float32)
 
 
-def refinement_inputs(image: np.ndarray, windows: Sequence[Window | None], scores: np.ndarray,
+def refinement_inputs(image: np.ndarray, windows: Sequence[Window | None], boxes: np.ndarray, scores: np.ndarray,
                       threshold: float = 0.5) -> list[tuple[slice, slice, np.ndarray] | None]:
-    """For each window, its rectangle and refiner input (None where the mask has no support)."""
+    """For each window (and its detection's box), its rectangle and refiner input (None where the mask has no
+    support)."""
     others = OtherWires(windows, scores, image.shape)
     out: list[tuple[slice, slice, np.ndarray] | None] = []
     for k, window in enumerate(windows):
-        region = None if window is None else support_region(window, image.shape)
+        region = None if window is None else support_region(window, image.shape, boxes[k])
         if region is None:
             out.append(None)
             continue
         rows, cols = region
-        out.append((rows, cols, refiner_input(image[rows, cols], window_in(window, rows, cols),  # type: ignore[arg-type]
-                                              others.excluding(k, rows, cols), threshold)))
+        probs, other = window_in(window, rows, cols), others.excluding(k, rows, cols)  # type: ignore[arg-type]
+        out.append((rows, cols, refiner_input(image[rows, cols], probs, other,
+                                              axis_prior(boxes[k], probs, other, rows, cols, threshold), threshold)))
     return out
+
+
+def bounding_box_iou(mask: np.ndarray, rows: slice, cols: slice, box: np.ndarray) -> float:
+    """IoU of ``mask``'s (over rows, cols of the frame) bounding box with ``box`` (x0, y0, x1, y1)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return 0.0
+    a = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
+    w = max(min(a[2], box[2]) - max(a[0], box[0]), 0.0)
+    h = max(min(a[3], box[3]) - max(a[1], box[1]), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (box[2] - box[0]) * (box[3] - box[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
 
 
 class MaskRefiner:
@@ -199,19 +291,26 @@ class MaskRefiner:
         (out,) = self.session.run(None, {self.input_name: refiner_in[None]})
         return np.asarray(out, np.float32)[0, 0]
 
-    def __call__(self, image: np.ndarray, windows: Sequence[Window | None], scores: np.ndarray,
+    def __call__(self, image: np.ndarray, windows: Sequence[Window | None], boxes: np.ndarray, scores: np.ndarray,
                  threshold: float = 0.5) -> list[Window | None]:
-        """Refined windows (over each mask's support rectangle) for ``windows`` pasted on ``image`` (the frame
-        the model saw); a window without support, or whose refined mask is not the same wire (mask IoU with the
-        pasted one below ``GUARD_IOU``), stays as it was."""
+        """Refined windows (over each rectangle ``support_region`` gives) for ``windows`` pasted on ``image`` (the
+        frame the model saw) in their detections' ``boxes``. A window without support stays as it was, and so
+        does one whose refined mask is not the same wire: mask IoU with the pasted one below ``GUARD_IOU``,
+        unless the refined mask fills the detection's box (bounding-box IoU at least ``GUARD_BOX_IOU`` and
+        better than the pasted mask's: a wire the mask head drew only in part)."""
         refined: list[Window | None] = []
-        for window, item in zip(windows, refinement_inputs(image, windows, scores, threshold), strict=True):
+        items = refinement_inputs(image, windows, boxes, scores, threshold)
+        for window, box, item in zip(windows, boxes, items, strict=True):
             if item is None:
                 refined.append(window)
                 continue
-            probs = self.run(item[2])
-            pasted, moved = item[2][1] >= threshold, probs >= threshold
+            rows, cols, refiner_in = item
+            probs = self.run(refiner_in)
+            pasted, moved = refiner_in[1] >= threshold, probs >= threshold
             union = np.count_nonzero(pasted | moved)
-            same_wire = union > 0 and np.count_nonzero(pasted & moved) / union >= GUARD_IOU
-            refined.append((item[0], item[1], probs) if same_wire else window)
+            same_wire = bool(union > 0 and np.count_nonzero(pasted & moved) / union >= GUARD_IOU)
+            if not same_wire and union > 0:
+                fills = bounding_box_iou(moved, rows, cols, box)
+                same_wire = fills >= GUARD_BOX_IOU and fills > bounding_box_iou(pasted, rows, cols, box)
+            refined.append((rows, cols, probs) if same_wire else window)
         return refined

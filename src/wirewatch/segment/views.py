@@ -154,6 +154,6 @@ def segment_views(detect: Callable[[np.ndarray], Raw], image: np.ndarray, views:
             others.append(unmirror(view, view_boxes, view_probs, image.shape))
         boxes, windows = fused_windows((boxes, scores, probs), others, image.shape)
     if refiner is not None:
-        windows = refiner(image, windows, scores, mask_threshold)
+        windows = refiner(image, windows, boxes, scores, mask_threshold)
     return Detections(boxes=boxes, scores=scores, masks=window_masks(windows, image.shape, mask_threshold, mask_shape),
                       image_shape=image.shape, mask_scores=mask_scores(scores, probs, mask_threshold))

@@ -2,7 +2,7 @@
 
 The refiner learns from what the runtime gives it: the exported model runs on a synthesiser folder's training
 images exactly as in the daemon (levelled frame, pasted windows), each detection matched to a true wire (mask
-IoU >= 0.5) becomes a sample (``segment.refine.refinement_inputs`` and the wire's true mask over the same
+IoU >= 0.5, or a confident detection's box IoU >= 0.6 where its mask misses the wire) becomes a sample (``segment.refine.refinement_inputs`` and the wire's true mask over the same
 rectangle), and a small fully convolutional net learns to correct the pasted probabilities' logits: random
 ``CROP`` px crops, the square's eight symmetries, binary cross-entropy, AdamW with a cosine decay over a time
 budget. ``last.pt`` is written every ``CHECKPOINT_EVERY`` steps and ``--resume`` continues a killed run
@@ -32,7 +32,15 @@ from torch.nn import functional as F
 
 from wirewatch.errors import InputError
 from wirewatch.evaluate.metrics import greedy_pairs
-from wirewatch.segment.refine import FORMAT, INPUT_CHANNELS, TRAINED_FOR, file_sha256, refinement_inputs
+from wirewatch.segment.refine import (
+    FORMAT,
+    INPUT_CHANNELS,
+    OTHER_SCORE,
+    TRAINED_FOR,
+    file_sha256,
+    refinement_inputs,
+)
+from wirewatch.segment.views import box_iou as pairwise_box_iou
 from wirewatch.segment.views import pasted_windows, window_masks
 from wirewatch.train.data import CocoFolder
 
@@ -43,6 +51,7 @@ BATCH = 16
 PEAK_LR = 2e-3
 CHECKPOINT_EVERY = 100
 MATCH_IOU = 0.5
+MATCH_BOX_IOU = 0.6
 
 
 class RefinerNet(nn.Module):
@@ -88,23 +97,33 @@ class Sample:
     pasted_iou: float  # the pasted mask's IoU with the true one
 
 
-def detection_windows(segmenter: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """The segmenter's levelled frame, scores and pasted windows, as its runtime makes them (one view)."""
+def detection_windows(segmenter: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """The segmenter's levelled frame, boxes, scores and pasted windows, as its runtime makes them (one view)."""
     frame = segmenter.model_input(image)
     boxes, scores, probs = segmenter._detect(frame)
-    return frame, scores, pasted_windows(probs, boxes, frame.shape)
+    boxes = boxes.reshape(-1, 4)
+    return frame, boxes, scores, pasted_windows(probs, boxes, frame.shape)
+
+
+def matches(mask_iou: np.ndarray, box_iou: np.ndarray, confident: np.ndarray) -> list[tuple[int, int]]:
+    """(detection, true wire) pairs: by mask IoU >= ``MATCH_IOU`` first, then a confident detection whose box
+    finds a wire (IoU >= ``MATCH_BOX_IOU``) that its mask misses, the case the axis prior is there for."""
+    by_box = np.where((box_iou >= MATCH_BOX_IOU) & confident[:, None], box_iou, 0.0)
+    combined = np.where(mask_iou >= MATCH_IOU, 1.0 + mask_iou, by_box)
+    return [(j, t) for j, t, _ in greedy_pairs(combined, MATCH_IOU)]
 
 
 def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = True) -> list[Sample]:
-    """Samples from the first ``images`` images of ``folder``: each detection matched to a true wire."""
+    """Samples from the first ``images`` images of ``folder``: each detection matched to a true wire
+    (``matches``)."""
     from rich.progress import track
 
     samples: list[Sample] = []
     n = min(images, len(folder))
     for i in track(range(n), description=f"refiner samples from {folder.root.name}", disable=not progress):
         sample = folder.load(i)
-        frame, scores, windows = detection_windows(segmenter, sample.image)
-        items = refinement_inputs(frame, windows, scores, segmenter.mask_threshold)
+        frame, boxes, scores, windows = detection_windows(segmenter, sample.image)
+        items = refinement_inputs(frame, windows, boxes, scores, segmenter.mask_threshold)
         kept = [k for k, item in enumerate(items) if item is not None]
         if not kept or len(sample.masks) == 0:
             continue
@@ -113,9 +132,12 @@ def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = Tr
         inter = pred.astype(np.float32) @ truth.T.astype(np.float32)
         union = pred.sum(1)[:, None] + truth.sum(1)[None, :] - inter
         iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        for j, t, value in greedy_pairs(iou, MATCH_IOU):
+        truth_boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                                for ys, xs in (np.nonzero(m) for m in sample.masks)], np.float64)
+        box_iou = pairwise_box_iou(boxes[kept].astype(np.float64), truth_boxes)
+        for j, t in matches(iou, box_iou, scores[kept] >= OTHER_SCORE):
             rows, cols, inputs = items[kept[j]]  # type: ignore[misc]
-            samples.append(Sample(inputs.astype(np.float16), sample.masks[t][rows, cols].copy(), value))
+            samples.append(Sample(inputs.astype(np.float16), sample.masks[t][rows, cols].copy(), float(iou[j, t])))
     return samples
 
 
@@ -162,21 +184,54 @@ def refine_iou(net: RefinerNet, samples: list[Sample]) -> tuple[float, float]:
     return float(np.mean(pasted)), float(np.mean(refined))
 
 
+def widened(net: RefinerNet, state: dict[str, torch.Tensor]) -> RefinerNet:
+    """``net`` (``channels`` wide) computing exactly what the narrower (or equal) refiner ``state`` computes.
+
+    Each of ``state``'s weights goes into the corner of the wider one (an older refiner with fewer inputs, too);
+    the new channels keep their random input weights but nothing reads them yet (their weights into the old channels and into the output are zero),
+    so training continues from the old refiner's answer and lets the new channels grow from there."""
+    new = net.state_dict()
+    for name, old in state.items():
+        if name not in new or old.dim() != new[name].dim() or any(a > b for a, b in zip(old.shape, new[name].shape, strict=True)):
+            raise InputError(f"--init: {name} of shape {tuple(old.shape)} does not fit this refiner "
+                             f"({tuple(new[name].shape) if name in new else 'absent'}; same dilations, --channels >= its)")
+        target = new[name]
+        if target.dim() == 4:  # no path from a new channel (or input) into an old channel ...
+            target[:old.shape[0], old.shape[1]:] = 0.0
+        if name.startswith("out."):  # ... or into the output
+            target.zero_()
+        target[tuple(slice(0, n) for n in old.shape)] = old
+    missing = set(new) - set(state)
+    if missing:
+        raise InputError(f"--init: the refiner checkpoint lacks {sorted(missing)}")
+    net.load_state_dict(new)
+    return net
+
+
 def train(samples: list[Sample], out: Path, seconds: float, seed: int = 0, resume: bool = False,
-          progress: bool = True) -> RefinerNet:
-    """Train on ``samples`` for ``seconds`` of training time (cosine decay over it); checkpoints in ``out``."""
+          progress: bool = True, channels: int = 16, init: Path | None = None,
+          peak_lr: float = PEAK_LR) -> RefinerNet:
+    """Train on ``samples`` for ``seconds`` of training time (cosine decay over it); checkpoints in ``out``.
+
+    ``init``: a refiner run's ``last.pt`` to start from (``widened`` when ``channels`` is larger)."""
     from rich.progress import Progress
 
     if not samples:
         raise InputError("no refiner samples: no detection matched a true wire (is the model trained for this data?)")
     torch.manual_seed(seed)
-    net = RefinerNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=PEAK_LR, weight_decay=1e-4)
+    net = RefinerNet(channels)
+    if init is not None and not resume:
+        net = widened(net, torch.load(init, weights_only=False)["net"])
+        log.info("refiner starts from %s, %d channels wide", init, channels)
+    opt = torch.optim.AdamW(net.parameters(), lr=peak_lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     step, spent = 0, 0.0
     last = out / "last.pt"
     if resume:
         state = torch.load(last, weights_only=False)
+        if state["net"]["inp.weight"].shape[0] != channels:
+            raise InputError(f"--resume: {last} is {state['net']['inp.weight'].shape[0]} channels wide, "
+                             f"not --channels {channels}")
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
@@ -191,7 +246,7 @@ def train(samples: list[Sample], out: Path, seconds: float, seed: int = 0, resum
         task = bar.add_task("refiner", total=seconds, completed=int(spent))
         while spent < seconds:
             t0 = time.perf_counter()
-            lr = PEAK_LR * 0.5 * (1 + math.cos(math.pi * min(spent / seconds, 1.0)))
+            lr = peak_lr * 0.5 * (1 + math.cos(math.pi * min(spent / seconds, 1.0)))
             for group in opt.param_groups:
                 group["lr"] = lr
             loss = batch_loss(net, *random_batch(samples, rng))
@@ -242,12 +297,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-images", type=int, default=30, help="val images for the IoU check at the end")
     parser.add_argument("--time-budget", type=float, default=1800.0, help="training seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels", type=int, default=16, help="the net's width")
+    parser.add_argument("--init", type=Path, help="start from this refiner run's last.pt (widened to --channels)")
+    parser.add_argument("--peak-lr", type=float, default=PEAK_LR, help="AdamW learning rate before the decay")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.time_budget <= 0 or args.images < 1:
         parser.error("--time-budget and --images must be positive")
+    if args.init is not None and not args.init.is_file():
+        parser.error(f"--init: {args.init} does not exist")
     if args.resume and not (args.out / "last.pt").is_file():
         parser.error(f"--resume: {args.out / 'last.pt'} does not exist")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     segmenter = load_segmenter("onnxruntime", model=args.model, score_threshold=0.05, mask_refine="none")
     samples = extract(segmenter, CocoFolder(args.data, "train"), args.images, progress)
     log.info("%d refiner samples from %d training images", len(samples), args.images)
-    net = train(samples, args.out, args.time_budget, args.seed, args.resume, progress)
+    net = train(samples, args.out, args.time_budget, args.seed, args.resume, progress, args.channels, args.init,
+                args.peak_lr)
     del samples
     val = extract(segmenter, CocoFolder(args.data, "val"), args.val_images, progress)
     pasted, refined = refine_iou(net, val)
@@ -265,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     model_path = resolve_model_path(args.model)
     summary = {"trained_for_model": model_path.name, TRAINED_FOR: file_sha256(model_path),
                "data": str(args.data), "train_images": args.images, "seed": args.seed,
+               "channels": args.channels, "init": str(args.init) if args.init else None, "peak_lr": args.peak_lr,
                "time_budget_s": args.time_budget, "val_detections": len(val),
                "val_mean_iou_pasted": round(pasted, 4), "val_mean_iou_refined": round(refined, 4)}
     export(net, args.out / "refiner.onnx", {k: json.dumps(v) if not isinstance(v, str) else v
