@@ -333,6 +333,10 @@ def test_the_guard_takes_a_refined_mask_that_fills_the_detections_box(tmp_path: 
             a[support_region(pasted[0], shape, box)], 0.95, 0.05).astype(np.float32))  # type: ignore[index]
         (after,) = refiner(image, pasted, box[None], np.array([0.99], np.float32))
         assert (after is not pasted[0]) == taken
+        # a detection the head gave no mask (nothing at the threshold) gets none: its particle would be new
+        hesitant = [window(0, 0, np.where(piece, 0.4, 0.0))]
+        (after,) = refiner(image, hesitant, box[None], np.array([0.99], np.float32))
+        assert after is hesitant[0]
     assert 0.5 < GUARD_BOX_IOU < 1.0
 
 

@@ -294,8 +294,8 @@ class MaskRefiner:
     def __call__(self, image: np.ndarray, windows: Sequence[Window | None], boxes: np.ndarray, scores: np.ndarray,
                  threshold: float = 0.5) -> list[Window | None]:
         """Refined windows (over each rectangle ``support_region`` gives) for ``windows`` pasted on ``image`` (the
-        frame the model saw) in their detections' ``boxes``. A window without support stays as it was, and so
-        does one whose refined mask is not the same wire: mask IoU with the pasted one below ``GUARD_IOU``,
+        frame the model saw) in their detections' ``boxes``. A window without support, or without a pixel at the
+        mask threshold, stays as it was, and so does one whose refined mask is not the same wire: mask IoU with the pasted one below ``GUARD_IOU``,
         unless the refined mask fills the detection's box (bounding-box IoU at least ``GUARD_BOX_IOU`` and
         better than the pasted mask's: a wire the mask head drew only in part)."""
         refined: list[Window | None] = []
@@ -305,11 +305,14 @@ class MaskRefiner:
                 refined.append(window)
                 continue
             rows, cols, refiner_in = item
+            pasted = refiner_in[1] >= threshold
+            if not pasted.any():  # no mask stays no mask: which detections have a mask (and a particle) is the head's
+                refined.append(window)
+                continue
             probs = self.run(refiner_in)
-            pasted, moved = refiner_in[1] >= threshold, probs >= threshold
-            union = np.count_nonzero(pasted | moved)
-            same_wire = bool(union > 0 and np.count_nonzero(pasted & moved) / union >= GUARD_IOU)
-            if not same_wire and union > 0:
+            moved = probs >= threshold
+            same_wire = bool(np.count_nonzero(pasted & moved) / np.count_nonzero(pasted | moved) >= GUARD_IOU)
+            if not same_wire:
                 fills = bounding_box_iou(moved, rows, cols, box)
                 same_wire = fills >= GUARD_BOX_IOU and fills > bounding_box_iou(pasted, rows, cols, box)
             refined.append((rows, cols, probs) if same_wire else window)
