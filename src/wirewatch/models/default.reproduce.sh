@@ -169,3 +169,34 @@ wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --fr
     --mask-shape rect --mask-shape rod --mask-refine default --json "$RUNS/eval-r23c/bench-model.json"
 python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r23c" \
     --out src/wirewatch/models --bench "$RUNS/eval-r23c/bench-model.json" --model src/wirewatch/models/default.onnx
+
+# 26. (2026-12-05, later) refiner 2 (axis prior from the box, box guard, 24 channels; docs/model.md "Refined masks"),
+#    shipped as default.refiner.onnx in place of step 25's. Step 25's refiner widened to 24 channels ran 400 steps
+#    with the 3-input code of commit 57664d9 plus --channels/--init (stopped after its step-400 checkpoint when the
+#    axis prior was written), then, with the 4-input code:
+python -m wirewatch.train.refiner --data "$RUNS/data/ptycho-512-train-v2" --images 2400 --val-images 30 \
+    --time-budget 4200 --channels 24 --init "$RUNS/refiner-r1/last.pt" --peak-lr 0.001 --out "$RUNS/refiner-r2" \
+    || true  # (stopped by hand after step 400, as described above)
+python -m wirewatch.train.refiner --data "$RUNS/data/ptycho-512-train-v2" --images 2400 --val-images 30 \
+    --time-budget 4200 --channels 24 --init "$RUNS/refiner-r2/last.pt" --peak-lr 0.001 --out "$RUNS/refiner-r3"
+cp "$RUNS/refiner-r3/refiner.onnx" src/wirewatch/models/default.refiner.onnx
+cp "$RUNS/refiner-r3/metrics.csv" src/wirewatch/models/default.refiner-metrics.csv
+cp "$RUNS/refiner-r3/summary.json" src/wirewatch/models/default.refiner.json
+# Paired refined-vs-plain scoring: train.ship with --option mask_refine=none and =default per set (score threshold
+# 0.05; ptychography 200, stxm and sem first 100, shaped and realistic 100, noise / agg / bg 30), paired_folds on the
+# two. eval-r34c: step 25's -unrefined rows, the refined rows of ptychography / stxm / sem, -rect, and the bench.
+mkdir -p "$RUNS/eval-r34c"
+cp "$RUNS/eval-r23c/watershed-ptychography.json" "$RUNS"/eval-r23c/*-unrefined.json "$RUNS/eval-r34c/"
+for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
+    IFS=: read -r preset seed limit <<< "$spec"
+    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
+        --option score_threshold=0.05 --json "$RUNS/eval-r34c/model-$preset.json"
+done
+python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
+    --option score_threshold=0.05 --option mask_shape=rect --json "$RUNS/eval-r34c/model-ptychography-rect.json"
+wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
+    --mask-shape rect --mask-shape rod --mask-refine default --json "$RUNS/eval-r34c/bench-model.json"
+# (step 23's GPU rows appended to bench-model.json as before)
+python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r34c" \
+    --out src/wirewatch/models --bench "$RUNS/eval-r34c/bench-model.json" --model src/wirewatch/models/default.onnx \
+    --notes "$RUNS/card-notes-r34.md"
