@@ -92,6 +92,17 @@ def test_refiner_option_values_and_clear_errors(tmp_path: Path) -> None:
         MaskRefiner(corrupt)
 
 
+def test_a_refiner_file_of_an_older_kind_is_refused_by_name(tmp_path: Path) -> None:
+    """A refiner made before the axis prior (three inputs) cannot read today's inputs: the error says so."""
+    pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    from wirewatch.train.refiner import RefinerNet, export
+
+    older = tmp_path / "older.onnx"
+    export(RefinerNet(), older, {"format": "wirewatch-mask-refiner-1"})
+    with pytest.raises(ModelError, match=r"older kind .*train one again"):
+        MaskRefiner(older)
+
+
 def _frame_windows() -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]], np.ndarray, np.ndarray]:
     image = np.zeros((64, 64), np.float32)
     image[20:28, 5:60] = 0.4

@@ -114,6 +114,9 @@ def support_region(window: Window, image_shape: tuple[int, int],
     return slice(r0, r1), slice(c0, c1)
 
 
+_ANGLES = np.linspace(0.0, np.pi / 2, 181)  # the angles box_axis tries, every half degree
+
+
 def box_axis(box: np.ndarray, mask_xy: np.ndarray, sign: float) -> tuple[float, float, float, float] | None:
     """The axis of the straight wire (a rectangle) whose bounding box is ``box`` and which runs down-right
     (``sign`` 1; image y points down) or up-right (-1): centre x, y, angle and half length, or None where the
@@ -147,9 +150,6 @@ def box_axis(box: np.ndarray, mask_xy: np.ndarray, sign: float) -> tuple[float, 
             break
         half_width = new_width
     return cx, cy, angle, float(half_length[k])
-
-
-_ANGLES = np.linspace(0.0, np.pi / 2, 181)
 
 
 def axis_prior(box: np.ndarray | None, probs: np.ndarray, others: np.ndarray, rows: slice, cols: slice,
@@ -277,7 +277,12 @@ class MaskRefiner:
         except Exception as exc:
             raise ModelError(f"cannot load mask refiner {self.path}: {exc}") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        if self.metadata.get("format") != FORMAT:
+        made_as = self.metadata.get("format", "")
+        if made_as.startswith("wirewatch-mask-refiner-") and made_as != FORMAT:
+            raise ModelError(f"{self.path} is a mask refiner of an older kind ({made_as!r}; this wirewatch reads "
+                             f"{FORMAT!r}, with the axis prior as a fourth input): train one again with "
+                             "python -m wirewatch.train.refiner, or use mask_refine=default or none")
+        if made_as != FORMAT:
             raise ModelError(f"{self.path} is not a mask refiner (metadata format {self.metadata.get('format')!r}, "
                              f"expected {FORMAT!r}); mask_refine takes auto, none, default or a refiner file")
         inputs = self.session.get_inputs()
@@ -295,9 +300,9 @@ class MaskRefiner:
                  threshold: float = 0.5) -> list[Window | None]:
         """Refined windows (over each rectangle ``support_region`` gives) for ``windows`` pasted on ``image`` (the
         frame the model saw) in their detections' ``boxes``. A window without support, or without a pixel at the
-        mask threshold, stays as it was, and so does one whose refined mask is not the same wire: mask IoU with the pasted one below ``GUARD_IOU``,
-        unless the refined mask fills the detection's box (bounding-box IoU at least ``GUARD_BOX_IOU`` and
-        better than the pasted mask's: a wire the mask head drew only in part)."""
+        mask threshold, stays as it was, and so does one whose refined mask is not the same wire: mask IoU with
+        the pasted one below ``GUARD_IOU``, unless the refined mask fills the detection's box (bounding-box IoU
+        at least ``GUARD_BOX_IOU`` and better than the pasted mask's: a wire the mask head drew only in part)."""
         refined: list[Window | None] = []
         items = refinement_inputs(image, windows, boxes, scores, threshold)
         for window, box, item in zip(windows, boxes, items, strict=True):
