@@ -246,7 +246,7 @@ def test_ship_compares_a_candidate_with_a_baseline_fold_by_fold(trained: dict[st
 
 def test_box_iou_and_greedy_matching() -> None:
     from wirewatch.evaluate.metrics import greedy_pairs
-    from wirewatch.segment.views import box_iou
+    from wirewatch.segment.boxes import box_iou
 
     a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
     b = np.array([[0, 0, 10, 5], [21, 20, 31, 30], [100, 100, 110, 110]], np.float32)

@@ -83,7 +83,7 @@ def test_int8_shipped_model_recovers_its_detections() -> None:
     behind the int8 one, so a detection a hair either side of the threshold is not a disagreement."""
     from wirewatch.evaluate.metrics import greedy_pairs
     from wirewatch.export.quantize import MIN_MATCHED_FRACTION, SCORE_MARGIN
-    from wirewatch.segment.views import box_iou
+    from wirewatch.segment.boxes import box_iou
     from wirewatch.synth import generate, preset_config
 
     path = packaged_model_path()

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from wirewatch.errors import InputError
+from wirewatch.segment.boxes import box_iou
 from wirewatch.segment.model_files import packaged_model_path
 from wirewatch.segment.paste import paste_masks
-from wirewatch.segment.views import box_iou, check_views, fuse, mirror, segment_views, unmirror
+from wirewatch.segment.views import check_views, fuse, mirror, segment_views, unmirror
 from wirewatch.synth.config import preset_config
 from wirewatch.synth.generate import generate
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from wirewatch.errors import ModelError
 from wirewatch.evaluate.metrics import greedy_pairs
-from wirewatch.segment.views import box_iou
+from wirewatch.segment.boxes import box_iou
 
 log = logging.getLogger(__name__)
 

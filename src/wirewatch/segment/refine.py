@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wirewatch.errors import InputError, ModelError
+from wirewatch.segment.boxes import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +252,8 @@ def bounding_box_iou(mask: np.ndarray, rows: slice, cols: slice, box: np.ndarray
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return 0.0
-    a = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
-    w = max(min(a[2], box[2]) - max(a[0], box[0]), 0.0)
-    h = max(min(a[3], box[3]) - max(a[1], box[1]), 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (box[2] - box[0]) * (box[3] - box[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
+    bounds = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
+    return float(box_iou(np.array(bounds), box)[0, 0])
 
 
 class MaskRefiner:

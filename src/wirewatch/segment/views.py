@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from wirewatch.errors import InputError
+from wirewatch.segment.boxes import box_iou
 from wirewatch.segment.maskness import mask_scores
 from wirewatch.segment.paste import paste_window
 from wirewatch.segment.refine import MaskRefiner, Window
@@ -63,16 +64,6 @@ def unmirror(view: str, boxes: np.ndarray, probs: np.ndarray, image_shape: tuple
         boxes[:, [1, 3]] = (height - 1) - boxes[:, [3, 1]]
         probs = probs[:, ::-1, :]
     return boxes, np.ascontiguousarray(probs, np.float32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) IoU of x0, y0, x1, y1 boxes (float64; 0 where the union is empty)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-    area = lambda z: np.prod(np.clip(z[:, 2:] - z[:, :2], 0, None), axis=-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def fused_windows(frame: Raw, others: list[tuple[np.ndarray, np.ndarray]],

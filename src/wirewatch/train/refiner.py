@@ -30,8 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wirewatch.coco import boxes_of
 from wirewatch.errors import InputError
 from wirewatch.evaluate.metrics import greedy_pairs
+from wirewatch.segment.boxes import box_iou as pairwise_box_iou
 from wirewatch.segment.refine import (
     FORMAT,
     INPUT_CHANNELS,
@@ -40,7 +42,6 @@ from wirewatch.segment.refine import (
     file_sha256,
     refinement_inputs,
 )
-from wirewatch.segment.views import box_iou as pairwise_box_iou
 from wirewatch.segment.views import pasted_windows, window_masks
 from wirewatch.train.data import CocoFolder
 
@@ -132,9 +133,7 @@ def extract(segmenter: Any, folder: CocoFolder, images: int, progress: bool = Tr
         inter = pred.astype(np.float32) @ truth.T.astype(np.float32)
         union = pred.sum(1)[:, None] + truth.sum(1)[None, :] - inter
         iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        truth_boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-                                for ys, xs in (np.nonzero(m) for m in sample.masks)], np.float64)
-        box_iou = pairwise_box_iou(boxes[kept].astype(np.float64), truth_boxes)
+        box_iou = pairwise_box_iou(boxes[kept], boxes_of(sample.masks))
         for j, t in matches(iou, box_iou, scores[kept] >= OTHER_SCORE):
             rows, cols, inputs = items[kept[j]]  # type: ignore[misc]
             samples.append(Sample(inputs.astype(np.float16), sample.masks[t][rows, cols].copy(), float(iou[j, t])))
