@@ -2,8 +2,8 @@
 
 The refiner learns from what the runtime gives it: the exported model runs on a synthesiser folder's training
 images exactly as in the daemon (levelled frame, pasted windows), each detection matched to a true wire (mask
-IoU >= 0.5, or a confident detection's box IoU >= 0.6 where its mask misses the wire) becomes a sample (``segment.refine.refinement_inputs`` and the wire's true mask over the same
-rectangle), and a small fully convolutional net learns to correct the pasted probabilities' logits: random
+IoU >= 0.5, or a confident detection's box IoU >= 0.6 where its mask misses the wire) becomes a sample
+(``segment.refine.refinement_inputs`` and the wire's true mask over the same rectangle), and a small fully convolutional net learns to correct the pasted probabilities' logits: random
 ``CROP`` px crops, the square's eight symmetries, binary cross-entropy, AdamW with a cosine decay over a time
 budget. ``last.pt`` is written every ``CHECKPOINT_EVERY`` steps and ``--resume`` continues a killed run
 (samples are extracted again, the same way). The result, ``refiner.onnx``, runs with
@@ -187,11 +187,12 @@ def widened(net: RefinerNet, state: dict[str, torch.Tensor]) -> RefinerNet:
     """``net`` (``channels`` wide) computing exactly what the narrower (or equal) refiner ``state`` computes.
 
     Each of ``state``'s weights goes into the corner of the wider one (an older refiner with fewer inputs, too);
-    the new channels keep their random input weights but nothing reads them yet (their weights into the old channels and into the output are zero),
-    so training continues from the old refiner's answer and lets the new channels grow from there."""
+    the new channels keep their random input weights but nothing reads them yet (their weights into the old
+    channels and into the output are zero), so training continues from the old refiner's answer and lets the new channels grow from there."""
     new = net.state_dict()
     for name, old in state.items():
-        if name not in new or old.dim() != new[name].dim() or any(a > b for a, b in zip(old.shape, new[name].shape, strict=True)):
+        fits = name in new and old.dim() == new[name].dim()
+        if not fits or any(a > b for a, b in zip(old.shape, new[name].shape, strict=True)):
             raise InputError(f"--init: {name} of shape {tuple(old.shape)} does not fit this refiner "
                              f"({tuple(new[name].shape) if name in new else 'absent'}; same dilations, --channels >= its)")
         target = new[name]
