@@ -5,6 +5,7 @@ scores, masks closer to the truth."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,31 @@ def test_samples_match_by_mask_first_and_by_box_where_a_confident_mask_misses() 
     # detection 1's mask misses wire 1 but its box finds it; detection 2 is not confident
     assert matches(mask_iou, box_iou, np.array([True, True, False])) == [(0, 0), (1, 1)]
     assert matches(mask_iou, box_iou, np.array([True, False, False])) == [(0, 0)]
+
+
+def test_extra_data_adds_another_presets_samples_and_reports_each_folders_val(tmp_path: Path) -> None:
+    """``--extra-data DIR:IMAGES`` pools a second preset's samples with the main folder's, and the summary gives
+    the val IoU of every folder (the refiner is checked on each contrast it learnt); a malformed value is refused
+    by name before anything runs."""
+    pytest.importorskip("torch", reason="the refiner's training needs the `train` extra")
+    if not packaged_model_path().is_file():
+        pytest.skip("no default model shipped")
+    import json
+
+    from wirewatch import synth
+    from wirewatch.train.refiner import extra_folder, main
+
+    for name, preset, seed in (("ptycho", "ptychography", 921), ("sem", "sem", 922)):
+        synth.write_dataset(tmp_path / name, synth.SynthConfig.preset(preset), count=2, seed=seed, split=0.5)
+    main(["--data", str(tmp_path / "ptycho"), "--images", "1", "--extra-data", f"{tmp_path / 'sem'}:1",
+          "--val-images", "1", "--time-budget", "1", "--out", str(tmp_path / "run"), "--no-progress"])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["extra_data"] == {str(tmp_path / "sem"): 1}
+    assert set(summary["val_by_folder"]) == {str(tmp_path / "ptycho"), str(tmp_path / "sem")}
+    assert summary["val_mean_iou_refined"] == summary["val_by_folder"][str(tmp_path / "ptycho")]["refined"]
+    assert (tmp_path / "run" / "refiner.onnx").is_file()
+    assert extra_folder(f"{tmp_path / 'sem'}:400") == (tmp_path / "sem", 400)
+    for bad, why in ((f"{tmp_path / 'sem'}", "not DIR:IMAGES"), (f"{tmp_path / 'sem'}:0", "not DIR:IMAGES"),
+                     (f"{tmp_path / 'nope'}:5", "is not a folder")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            extra_folder(bad)

@@ -3,10 +3,12 @@
 The refiner learns from what the runtime gives it: the exported model runs on a synthesiser folder's training
 images exactly as in the daemon (levelled frame, pasted windows), each detection matched to a true wire (mask
 IoU >= 0.5, or a confident detection's box IoU >= 0.6 where its mask misses the wire) becomes a sample
-(``segment.refine.refinement_inputs`` and the wire's true mask over the same rectangle), and a small fully convolutional net learns to correct the pasted probabilities' logits: random
-``CROP`` px crops, the square's eight symmetries, binary cross-entropy, AdamW with a cosine decay over a time
-budget. ``last.pt`` is written every ``CHECKPOINT_EVERY`` steps and ``--resume`` continues a killed run
-(samples are extracted again, the same way). The result, ``refiner.onnx``, runs with
+(``segment.refine.refinement_inputs`` and the wire's true mask over the same rectangle), and a small fully
+convolutional net learns to correct the pasted probabilities' logits: random ``CROP`` px crops, the square's
+eight symmetries, binary cross-entropy, AdamW with a cosine decay over a time budget. ``last.pt`` is written
+every ``CHECKPOINT_EVERY`` steps and ``--resume`` continues a killed run (samples are extracted again, the same
+way). ``--extra-data DIR:IMAGES`` adds samples from other synth folders (other presets' contrast) to the same
+pool, and the summary gives each folder's val IoU. The result, ``refiner.onnx``, runs with
 ``--option mask_refine=PATH`` (``mask_refine=default`` is the shipped one, trained for the shipped model).
 
     python -m wirewatch.train.refiner --data ~/wirewatch-runs/data/ptycho-512-train-v2 --images 900 \
@@ -286,6 +288,16 @@ def export(net: RefinerNet, path: Path, metadata: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
+def extra_folder(text: str) -> tuple[Path, int]:
+    """``DIR:IMAGES`` of ``--extra-data`` as (folder, image count)."""
+    folder, sep, count = text.rpartition(":")
+    if not sep or not folder or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DIR:IMAGES with IMAGES a positive whole number")
+    if not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"{folder} is not a folder")
+    return Path(folder), int(count)
+
+
 def main(argv: list[str] | None = None) -> None:
     from wirewatch.segment import load_segmenter
     from wirewatch.segment.model_files import resolve_model_path
@@ -294,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path, help="synth folder with train and val splits")
     parser.add_argument("--model", default="default", help="the ONNX model whose masks the refiner corrects")
     parser.add_argument("--images", type=int, default=900, help="training images to take samples from")
+    parser.add_argument("--extra-data", action="append", default=[], type=extra_folder, metavar="DIR:IMAGES",
+                        help="another synth folder and how many of its training images to add samples from "
+                             "(repeatable), e.g. other presets so the refiner learns their contrast too")
     parser.add_argument("--val-images", type=int, default=30, help="val images for the IoU check at the end")
     parser.add_argument("--time-budget", type=float, default=1800.0, help="training seconds")
     parser.add_argument("--seed", type=int, default=0)
@@ -315,20 +330,32 @@ def main(argv: list[str] | None = None) -> None:
     progress = not args.no_progress
     # score threshold 0.05: low-score detections' masks are ranked in mask AP too, so the refiner sees them
     segmenter = load_segmenter("onnxruntime", model=args.model, score_threshold=0.05, mask_refine="none")
-    samples = extract(segmenter, CocoFolder(args.data, "train"), args.images, progress)
-    log.info("%d refiner samples from %d training images", len(samples), args.images)
+    folders = [(args.data, args.images), *args.extra_data]
+    samples: list[Sample] = []
+    for folder, images in folders:
+        found = extract(segmenter, CocoFolder(folder, "train"), images, progress)
+        log.info("%d refiner samples from %d training images of %s", len(found), images, folder)
+        samples += found
     net = train(samples, args.out, args.time_budget, args.seed, args.resume, progress, args.channels, args.init,
                 args.peak_lr)
     del samples
-    val = extract(segmenter, CocoFolder(args.data, "val"), args.val_images, progress)
-    pasted, refined = refine_iou(net, val)
-    log.info("val mean mask IoU over %d detections: pasted %.4f, refined %.4f", len(val), pasted, refined)
+    per_folder: dict[str, dict[str, Any]] = {}
+    for folder, _ in folders:
+        val = extract(segmenter, CocoFolder(folder, "val"), args.val_images, progress)
+        pasted, refined = refine_iou(net, val) if val else (math.nan, math.nan)
+        per_folder[str(folder)] = {"detections": len(val), "pasted": round(pasted, 4) if val else None,
+                                   "refined": round(refined, 4) if val else None}
+        log.info("%s val mean mask IoU over %d detections: pasted %.4f, refined %.4f", folder, len(val), pasted,
+                 refined)
+    main_val = per_folder[str(args.data)]
     model_path = resolve_model_path(args.model)
     summary = {"trained_for_model": model_path.name, TRAINED_FOR: file_sha256(model_path),
                "data": str(args.data), "train_images": args.images, "seed": args.seed,
                "channels": args.channels, "init": str(args.init) if args.init else None, "peak_lr": args.peak_lr,
-               "time_budget_s": args.time_budget, "val_detections": len(val),
-               "val_mean_iou_pasted": round(pasted, 4), "val_mean_iou_refined": round(refined, 4)}
+               "extra_data": {str(folder): images for folder, images in args.extra_data},
+               "time_budget_s": args.time_budget, "val_detections": main_val["detections"],
+               "val_mean_iou_pasted": main_val["pasted"], "val_mean_iou_refined": main_val["refined"],
+               "val_by_folder": per_folder}
     export(net, args.out / "refiner.onnx", {k: json.dumps(v) if not isinstance(v, str) else v
                                             for k, v in summary.items()})
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
