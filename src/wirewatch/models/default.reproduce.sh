@@ -184,22 +184,26 @@ cp "$RUNS/refiner-r3/metrics.csv" src/wirewatch/models/default.refiner-metrics.c
 cp "$RUNS/refiner-r3/summary.json" src/wirewatch/models/default.refiner.json
 # Paired refined-vs-plain scoring: train.ship with --option mask_refine=none and =default per set (score threshold
 # 0.05; ptychography 200, stxm and sem first 100, shaped and realistic 100, noise / agg / bg 30), paired_folds on the
-# two. eval-r34c: step 25's -unrefined rows, the refined rows of ptychography / stxm / sem, -rect, and the bench.
-mkdir -p "$RUNS/eval-r34c"
-cp "$RUNS/eval-r23c/watershed-ptychography.json" "$RUNS"/eval-r23c/*-unrefined.json "$RUNS/eval-r34c/"
-for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
-    IFS=: read -r preset seed limit <<< "$spec"
-    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
-        --option score_threshold=0.05 --json "$RUNS/eval-r34c/model-$preset.json"
-done
-python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --option score_threshold=0.05 --option mask_shape=rect --json "$RUNS/eval-r34c/model-ptychography-rect.json"
-wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
-    --mask-shape rect --mask-shape rod --mask-refine default --json "$RUNS/eval-r34c/bench-model.json"
-# (step 23's GPU rows appended to bench-model.json as before)
-python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r34c" \
-    --out src/wirewatch/models --bench "$RUNS/eval-r34c/bench-model.json" --model src/wirewatch/models/default.onnx \
-    --notes "$RUNS/card-notes-r34.md"
+# two. card_rows OUT PREV NOTES: the card's eval folder OUT (PREV's -unrefined rows, the refined rows of
+# ptychography / stxm / sem, -rect, and the bench; step 23's GPU rows appended to bench-model.json as before) and
+# the card from it; steps 26 and 27.
+card_rows() {
+    local out="$RUNS/$1" prev="$RUNS/$2" notes="$RUNS/$3"
+    mkdir -p "$out"
+    cp "$prev/watershed-ptychography.json" "$prev"/*-unrefined.json "$out/"
+    for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
+        IFS=: read -r preset seed limit <<< "$spec"
+        python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" \
+            --limit "$limit" --option score_threshold=0.05 --json "$out/model-$preset.json"
+    done
+    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
+        --option score_threshold=0.05 --option mask_shape=rect --json "$out/model-ptychography-rect.json"
+    wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
+        --mask-shape rect --mask-shape rod --mask-refine default --json "$out/bench-model.json"
+    python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$out" --out src/wirewatch/models \
+        --bench "$out/bench-model.json" --model src/wirewatch/models/default.onnx --notes "$notes"
+}
+card_rows eval-r34c eval-r23c card-notes-r34.md
 
 # 27. (2026-12-05, second session) refiner 3, shipped as default.refiner.onnx in place of step 26's: refiner 2 taught
 #    the sem / stxm presets' contrast and the realistic preset's wire shapes (3000 s on the default preset's 2400
@@ -216,18 +220,19 @@ python -m wirewatch.train.refiner --data "$RUNS/data/ptycho-512-train-v2" --imag
 cp "$RUNS/refiner-r5/refiner.onnx" src/wirewatch/models/default.refiner.onnx
 # default.refiner.json: refiner-r5's summary.json with refiner-r4's as "init_run"; default.refiner-metrics.csv: the
 # two runs' metrics.csv one after the other (steps and seconds running on, a "stage" column)
+python - "$RUNS" <<'PY'
+import csv, json, sys
+runs, models = sys.argv[1], "src/wirewatch/models"
+summary = json.load(open(f"{runs}/refiner-r5/summary.json"))
+summary["init_run"] = json.load(open(f"{runs}/refiner-r4/summary.json"))
+json.dump(summary, open(f"{models}/default.refiner.json", "w"), indent=1)
+rows, step, seconds = [], 0, 0.0
+for stage, run in (("mixed presets", "refiner-r4"), ("default preset only", "refiner-r5")):
+    for row in csv.DictReader(open(f"{runs}/{run}/metrics.csv")):
+        rows.append([int(row["step"]) + step, round(float(row["seconds"]) + seconds, 1), row["lr"], row["loss"], stage])
+    step, seconds = rows[-1][0], rows[-1][1]
+with open(f"{models}/default.refiner-metrics.csv", "w", newline="") as f:
+    csv.writer(f).writerows([["step", "seconds", "lr", "loss", "stage"], *rows])
+PY
 # Paired scoring as in step 26 (mask_refine=none vs default; eval-r35), and the card's refined rows again:
-mkdir -p "$RUNS/eval-r35c"
-cp "$RUNS/eval-r34c/watershed-ptychography.json" "$RUNS"/eval-r34c/*-unrefined.json "$RUNS/eval-r35c/"
-for spec in ptychography:1001:200 stxm:1002:100 sem:1003:100; do
-    IFS=: read -r preset seed limit <<< "$spec"
-    python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-$preset-200-seed$seed" --limit "$limit" \
-        --option score_threshold=0.05 --json "$RUNS/eval-r35c/model-$preset.json"
-done
-python -m wirewatch.train.ship --model default --data "$RUNS/data/eval-ptychography-200-seed1001" \
-    --option score_threshold=0.05 --option mask_shape=rect --json "$RUNS/eval-r35c/model-ptychography-rect.json"
-wirewatch bench model --checkpoint "$RUNS/gpu-r23/final.pt" --model default --frames 20 --views 4 \
-    --mask-shape rect --mask-shape rod --mask-refine default --json "$RUNS/eval-r35c/bench-model.json"
-python -m wirewatch.train.card --run "$RUNS/gpu-r23" --eval-dir "$RUNS/eval-r35c" \
-    --out src/wirewatch/models --bench "$RUNS/eval-r35c/bench-model.json" --model src/wirewatch/models/default.onnx \
-    --notes "$RUNS/card-notes-r35.md"
+card_rows eval-r35c eval-r34c card-notes-r35.md
