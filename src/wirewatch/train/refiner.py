@@ -342,11 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     per_folder: dict[str, dict[str, Any]] = {}
     for folder, _ in folders:
         val = extract(segmenter, CocoFolder(folder, "val"), args.val_images, progress)
-        pasted, refined = refine_iou(net, val) if val else (math.nan, math.nan)
-        per_folder[str(folder)] = {"detections": len(val), "pasted": round(pasted, 4) if val else None,
-                                   "refined": round(refined, 4) if val else None}
-        log.info("%s val mean mask IoU over %d detections: pasted %.4f, refined %.4f", folder, len(val), pasted,
-                 refined)
+        pasted, refined = (round(iou, 4) for iou in refine_iou(net, val)) if val else (None, None)
+        per_folder[str(folder)] = {"detections": len(val), "pasted": pasted, "refined": refined}
+        log.info("%s val mean mask IoU over %d detections: pasted %s, refined %s", folder, len(val), pasted, refined)
     main_val = per_folder[str(args.data)]
     model_path = resolve_model_path(args.model)
     summary = {"trained_for_model": model_path.name, TRAINED_FOR: file_sha256(model_path),
