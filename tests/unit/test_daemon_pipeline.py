@@ -264,3 +264,29 @@ def test_a_failing_segmenter_or_measurer_costs_one_frame_not_the_daemon() -> Non
     reg = pipe.metrics.registry
     assert reg.get_sample_value("wirewatch_frame_errors_total", {"kind": "segment_failed"}) == 1
     assert reg.get_sample_value("wirewatch_frame_errors_total", {"kind": "measure_failed"}) == 1
+
+
+EIGER2_CAPTURE = Path(__file__).resolve().parents[2].parent / "shared/data/dectris-stream2/bslz4_16bit/000001.cbor"
+
+
+@pytest.mark.skipif(not EIGER2_CAPTURE.exists(), reason=f"shared DECTRIS capture not found at {EIGER2_CAPTURE}")
+@pytest.mark.parametrize("configured", [None, 12.0])
+def test_detector_pixel_size_never_becomes_the_sample_pixel(configured: float | None,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # A real EIGER2 R 500K image message, after a start message with the detector's own values (the
+    # captures hold no start message: its fields here are those of the Stream V2 spec for this detector).
+    from wirewatch.ingest import encode_stream2_start
+    start = encode_stream2_start(series_id=1, series_unique_id="01GRXWT80JSDY2FNW8SGCCDZD9",
+                                 channels=("threshold_1", "threshold_2", "difference"), image_shape=(514, 1030),
+                                 image_dtype="uint16", pixel_size_nm=75_000.0, number_of_images=3,
+                                 extra={"detector_description": "Dectris EIGER2 R 500K", "sensor_material": "Si"})
+    messages = [start, [EIGER2_CAPTURE.read_bytes()]]
+    with caplog.at_level(logging.INFO, logger="wirewatch.daemon.pipeline"):
+        _, sink, _ = run(messages, "stream2", pixel_size_nm=configured)
+    (result,) = sink.results
+    nm_stats = sorted(k for k in result.stats.aggregates if "_nm" in k or "um2" in k)
+    if configured is None:  # no sample pixel known: no *_nm statistic rather than one 10^4 too large
+        assert nm_stats == []
+        assert "*_nm statistics are not published" in caplog.text
+    else:
+        assert nm_stats and "sample pixel size 12 nm, from configuration" in caplog.text

@@ -82,14 +82,16 @@ def test_stream2_start_metadata_channels_and_time() -> None:
                                      start_time=(3, 2), real_time=(1, 2))
     events = _decode_all("stream2", [start, image])
     s, frame = events
-    assert s.series_id == "U3" and s.time == arm.timestamp() and s.pixel_size_nm == pytest.approx(75_000.0)
+    # the detector's 75 um pixel is recorded, never taken as the sample pixel (issue 44)
+    assert s.series_id == "U3" and s.time == arm.timestamp() and s.pixel_size_nm is None
+    assert s.meta["detector_pixel_size_nm"] == pytest.approx(75_000.0)
     assert s.meta["beam_center_x"] == 1.5 and s.meta["detector_distance"] == 0.12 and s.meta["series_number"] == 3
     # default channel: the first one named by the start message, not the first in the data map
     assert frame.meta["channel"] == "t2"
     np.testing.assert_array_equal(frame.image, b)
     assert frame.time == arm.timestamp() + 1.5
     assert frame.meta["real_time"] == (1, 2)
-    assert frame.pixel_size_nm == pytest.approx(75_000.0)
+    assert frame.pixel_size_nm is None
     # configured channel
     (_, f1) = _decode_all("stream2", [start, image], channel="t1")
     np.testing.assert_array_equal(f1.image, a)
@@ -117,7 +119,7 @@ def test_stream2_big_endian_typed_array() -> None:
 def test_stream2_new_series_without_start_and_end_resets_state() -> None:
     img = _images("uint16", 1)[0]
     dec = Stream2Decoder()
-    ev = dec.decode(enc.encode_stream2_start(series_unique_id="A", image_shape=img.shape, pixel_size_nm=5.0), 0)
+    ev = dec.decode(enc.encode_stream2_start(series_unique_id="A", image_shape=img.shape, sample_pixel_size_nm=5.0), 0)
     ev += dec.decode(enc.encode_stream2_image(0, img, series_unique_id="A"), 0)
     ev += dec.decode(enc.encode_stream2_image(0, img, series_id=2, series_unique_id="B"), 0)
     assert [type(e).__name__ for e in ev] == ["SeriesStart", "Frame", "SeriesStart", "Frame"]
@@ -185,3 +187,26 @@ def test_a_bad_first_image_does_not_swallow_the_implicit_series_start() -> None:
         dec.decode(enc.encode_stream2_image(0, {"other": img}, series_unique_id="S"), 0.0)
     events = dec.decode(enc.encode_stream2_image(1, {"t1": img}, series_unique_id="S"), 0.0)
     assert [type(e).__name__ for e in events] == ["SeriesStart", "Frame"]
+
+
+@pytest.mark.parametrize("fmt", ["stream2", "stream1"])
+def test_dectris_sample_pixel_only_from_the_named_field(fmt: str) -> None:
+    image = _images("uint16", 1)[0]
+    if fmt == "stream2":
+        start = enc.encode_stream2_start(image_shape=image.shape, pixel_size_nm=75_000.0, sample_pixel_size_nm=7.5,
+                                         extra={"user_data": {"sample_pixel_size_nm": 7.5, "step_um": 0.02}})
+        body = enc.encode_stream2_image(0, image)
+    else:
+        start = enc.encode_stream1_header(1, image_shape=image.shape, pixel_size_nm=75_000.0,
+                                          extra={"user_data": {"sample_pixel_size_nm": 7.5, "step_um": 0.02}})
+        body = enc.encode_stream1_image(1, 0, image)
+    s, frame = _decode_all(fmt, [start, body])
+    assert s.pixel_size_nm == pytest.approx(7.5) and frame.pixel_size_nm == pytest.approx(7.5)
+    assert s.meta["detector_pixel_size_nm"] == pytest.approx(75_000.0)
+    assert "user_data.sample_pixel_size_nm" in s.meta["pixel_size_source"]
+    # a user-named field with a unit factor (um -> nm)
+    s, frame = _decode_all(fmt, [start, body], sample_pixel_key="user_data.step_um", sample_pixel_scale=1000.0)
+    assert frame.pixel_size_nm == pytest.approx(20.0)
+    # no key: no sample pixel size at all, even though the detector pixel is known
+    s, frame = _decode_all(fmt, [start, body], sample_pixel_key=None)
+    assert s.pixel_size_nm is None and frame.pixel_size_nm is None

@@ -143,7 +143,9 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     try:
         if source is None:
             source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context)
-        decoder = make_decoder(source.format_name, channel=config.ingest.channel, limits=config.ingest.limits())
+        decoder = make_decoder(source.format_name, channel=config.ingest.channel, limits=config.ingest.limits(),
+                               sample_pixel_key=config.ingest.sample_pixel_key,
+                               sample_pixel_scale=config.ingest.sample_pixel_scale)
         if config.record.path is not None:
             record = RecordSink.from_config(config.record)
             sinks.append(RecordResultSink(record, metrics))

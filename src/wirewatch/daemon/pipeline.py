@@ -85,6 +85,7 @@ class Pipeline:
         self._started = False
         self._sinks_closed = False
         self._series_pixel_size: float | None = None
+        self._pixel_size_logged: tuple[float | None, str] | None = None
         self._last_frame_id: int | None = None
         self.processed = 0
         self._stop_target: int | None = None  # messages received when intake stopped
@@ -293,6 +294,29 @@ class Pipeline:
         if self.detector is not None:
             self.detector.reset()
 
+    def _pixel_size(self, frame: Frame) -> float | None:
+        """The sample pixel size (nm): the stream's sample-pixel field, else the config, else none.
+
+        Decoders never put a detector's pixel here, so without either no ``*_nm`` statistic is
+        published rather than a wrong one. The source is logged whenever it changes (series start).
+        """
+        if frame.pixel_size_nm:
+            value, source = frame.pixel_size_nm, "the stream's sample pixel field"
+        elif self._series_pixel_size:
+            value, source = self._series_pixel_size, "the series start message's sample pixel field"
+        elif self.pixel_size_nm:
+            value, source = self.pixel_size_nm, "configuration (measure.pixel_size_nm)"
+        else:
+            value, source = None, "none"
+        if (value, source) != self._pixel_size_logged:
+            self._pixel_size_logged = (value, source)
+            if value is None:
+                log.info("sample pixel size: none known (no stream field, measure.pixel_size_nm unset); "
+                         "*_nm statistics are not published")
+            else:
+                log.info("sample pixel size %.4g nm, from %s", value, source)
+        return value
+
     def _measure(self, seg: Segmented) -> FrameResult | None:
         frame = seg.frame
         clock = StageClock(dict(seg.timings))
@@ -302,7 +326,7 @@ class Pipeline:
             if self.detector is not None:
                 self.detector.reset()
         self._last_frame_id = frame.frame_id
-        pixel_size = frame.pixel_size_nm or self._series_pixel_size or self.pixel_size_nm
+        pixel_size = self._pixel_size(frame)
         t = time.perf_counter()
         try:
             stats = self.measurer(seg.detections, seg.signal, pixel_size_nm=pixel_size, frame_id=frame.frame_id,

@@ -4,7 +4,8 @@ Typical use (what the daemon does)::
 
     cfg = IngestConfig(endpoint="tcp://127.0.0.1:31001", format="stream2")
     source = make_source(cfg, on_drop=lambda reason, msg: ...)
-    decoder = make_decoder(cfg.format, channel=cfg.channel, limits=cfg.limits())
+    decoder = make_decoder(cfg.format, channel=cfg.channel, limits=cfg.limits(),
+                           sample_pixel_key=cfg.sample_pixel_key, sample_pixel_scale=cfg.sample_pixel_scale)
     source.start()
     while running:
         msg = source.get(timeout=0.1)

@@ -60,6 +60,24 @@ def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def sample_pixel_size(header: Mapping[str, Any], key: str | None, scale: float = 1.0) -> float | None:
+    """The sample pixel size in nm from the dotted ``key`` of a series header (None: absent or no key).
+
+    The sample pixel (detector pixel / magnification, or the scan step of STXM and ptychography) is
+    never the detector's own pixel (``pixel_size_x``): the user names the field that really holds it.
+    """
+    if not key:
+        return None
+    value: Any = header
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    if value is None:
+        return None
+    return number(value, key, positive=True) * scale
+
+
 def _short(value: Any) -> str:
     r = repr(value)
     return r if len(r) <= 80 else r[:77] + "..."

@@ -37,6 +37,10 @@ class IngestConfig(StrictModel):
     topic: str = Field(default="", max_length=256, description="SUB prefix filter; a first part equal to it is stripped")
     format: Literal["array-1.0", "stream2", "stream1"] = "stream2"
     channel: str | None = Field(default=None, description="Stream V2 channel; default: the first one")
+    # The sample pixel size (nm) of DECTRIS streams: a dotted field of the series start message (Stream V2)
+    # or detector configuration (Stream V1). Never the detector's own pixel_size_x. None: not from the stream.
+    sample_pixel_key: str | None = Field(default="user_data.sample_pixel_size_nm", max_length=256)
+    sample_pixel_scale: float = Field(default=1.0, gt=0, description="factor from the field's unit to nm (um: 1000)")
     # Overload: 'latest' keeps the newest frames (live monitoring), 'queue' is lossless (back-pressure).
     policy: Literal["latest", "queue"] = "latest"
     buffer: int = Field(default=2, ge=1, le=100_000, description="raw messages held between the socket and the decoder")

@@ -79,8 +79,14 @@ def encode_stream2_start(*, series_id: int = 1, series_unique_id: str = "wirewat
                          arm_date: dt.datetime | None = None, count_time: float = 0.001,
                          frame_time: float = 0.001, number_of_images: int = 1,
                          beam_center: tuple[float, float] | None = None, detector_distance: float | None = None,
+                         sample_pixel_size_nm: float | None = None,
                          extra: Mapping[str, Any] | None = None) -> list[bytes]:
-    """A start message (``type: start``); pixel size given in nm is written in metres as the spec says."""
+    """A start message (``type: start``).
+
+    ``pixel_size_nm`` is the detector's pixel (written in metres as ``pixel_size_x`` as the spec says);
+    ``sample_pixel_size_nm`` the sample's, written as ``user_data.sample_pixel_size_nm`` (where the
+    decoder looks by default).
+    """
     h, w = image_shape
     msg: dict[str, Any] = {
         "type": "start",
@@ -98,6 +104,8 @@ def encode_stream2_start(*, series_id: int = 1, series_unique_id: str = "wirewat
     }
     if pixel_size_nm is not None:
         msg["pixel_size_x"] = msg["pixel_size_y"] = pixel_size_nm * 1e-9
+    if sample_pixel_size_nm is not None:
+        msg["user_data"] = {"sample_pixel_size_nm": float(sample_pixel_size_nm)}
     if beam_center is not None:
         msg["beam_center_x"], msg["beam_center_y"] = float(beam_center[0]), float(beam_center[1])
     if detector_distance is not None:
@@ -138,13 +146,19 @@ def encode_stream2_end(*, series_id: int = 1, series_unique_id: str = "wirewatch
 
 def encode_stream1_header(series: int, *, header_detail: str = "basic", image_shape: tuple[int, int] | None = None,
                           pixel_size_nm: float | None = 75_000.0, extra: Mapping[str, Any] | None = None,
-                          ) -> list[bytes]:
-    """``dheader-1.0`` (+ the detector configuration part unless ``header_detail='none'``)."""
+                          sample_pixel_size_nm: float | None = None) -> list[bytes]:
+    """``dheader-1.0`` (+ the detector configuration part unless ``header_detail='none'``).
+
+    ``pixel_size_nm`` is the detector's pixel (``x_pixel_size``); ``sample_pixel_size_nm`` the sample's
+    (``user_data.sample_pixel_size_nm`` in the configuration part).
+    """
     parts = [json.dumps({"htype": "dheader-1.0", "series": int(series), "header_detail": header_detail}).encode()]
     if header_detail != "none":
         config: dict[str, Any] = {}
         if pixel_size_nm is not None:
             config["x_pixel_size"] = config["y_pixel_size"] = pixel_size_nm * 1e-9
+        if sample_pixel_size_nm is not None:
+            config["user_data"] = {"sample_pixel_size_nm": float(sample_pixel_size_nm)}
         if image_shape is not None:
             config["y_pixels_in_detector"], config["x_pixels_in_detector"] = int(image_shape[0]), int(image_shape[1])
         if extra:
@@ -194,7 +208,11 @@ def encode_stream1_end(series: int) -> list[bytes]:
 
 def encode_series(format: str, images: Sequence[np.ndarray], *, series_id: int = 1, first_frame: int = 0,
                   pixel_size_nm: float | None = None, **options: Any) -> list[list[bytes]]:
-    """All messages of one series in ``format`` (start, images, end where the protocol has them)."""
+    """All messages of one series in ``format`` (start, images, end where the protocol has them).
+
+    ``pixel_size_nm`` is the sample pixel size: array-1.0's header field, the DECTRIS formats'
+    ``user_data.sample_pixel_size_nm`` (their detector pixel stays the EIGER's 75 um).
+    """
     if not images:
         return []
     shape = (int(images[0].shape[0]), int(images[0].shape[1]))
@@ -204,13 +222,13 @@ def encode_series(format: str, images: Sequence[np.ndarray], *, series_id: int =
     if format == "stream2":
         uid = options.pop("series_unique_id", f"wirewatch-series-{series_id}")
         msgs = [encode_stream2_start(series_id=series_id, series_unique_id=uid, image_shape=shape,
-                                     image_dtype=images[0].dtype.name, pixel_size_nm=pixel_size_nm,
+                                     image_dtype=images[0].dtype.name, sample_pixel_size_nm=pixel_size_nm,
                                      number_of_images=len(images))]
         msgs += [encode_stream2_image(first_frame + i, img, series_id=series_id, series_unique_id=uid, **options)
                  for i, img in enumerate(images)]
         return [*msgs, encode_stream2_end(series_id=series_id, series_unique_id=uid)]
     if format == "stream1":
-        msgs = [encode_stream1_header(series_id, image_shape=shape, pixel_size_nm=pixel_size_nm)]
+        msgs = [encode_stream1_header(series_id, image_shape=shape, sample_pixel_size_nm=pixel_size_nm)]
         msgs += [encode_stream1_image(series_id, first_frame + i, img, **options) for i, img in enumerate(images)]
         return [*msgs, encode_stream1_end(series_id)]
     raise ValueError(f"unknown format {format!r}; allowed: array-1.0, stream2, stream1")

@@ -1,8 +1,9 @@
 """DECTRIS Stream V1 (legacy): multipart messages of JSON parts and raw data.
 
 - series header: ``{"htype": "dheader-1.0", "series": n, "header_detail": "all|basic|none"}``, then
-  (basic/all) the detector configuration JSON (``x_pixel_size`` in metres, ``x_pixels_in_detector``,
-  ``y_pixels_in_detector``, ...), then (all) flatfield / pixel mask / count-rate table parts, ignored here.
+  (basic/all) the detector configuration JSON (``x_pixel_size`` in metres: the *detector's* pixel, kept
+  as ``meta['detector_pixel_size_nm']`` and never measured with; the sample pixel size only from the
+  field the user names, ``sample_pixel_key``; ``x_pixels_in_detector``, ``y_pixels_in_detector``, ...), then (all) flatfield / pixel mask / count-rate table parts, ignored here.
 - image: ``{"htype": "dimage-1.0", "series": n, "frame": i, "hash": md5}``,
   ``{"htype": "dimage_d-1.0", "shape": [x, y], "type": "uint16", "encoding": E, "size": nbytes}``,
   the data blob (``size`` bytes), optionally ``{"htype": "dconfig-1.0", "start_time", "stop_time",
@@ -35,7 +36,7 @@ from wirewatch.ingest.limits import (
     check_message_size,
     check_shape_2d,
 )
-from wirewatch.ingest.stream2 import METRES_TO_NM, valid_mask
+from wirewatch.ingest.stream2 import DEFAULT_SAMPLE_PIXEL_KEY, METRES_TO_NM, valid_mask
 from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
 
 FORMAT = "stream1"
@@ -89,8 +90,10 @@ class Stream1Decoder:
 
     format_name = FORMAT
 
-    def __init__(self, *, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, *, limits: DecodeLimits = DEFAULT_LIMITS,
+                 sample_pixel_key: str | None = DEFAULT_SAMPLE_PIXEL_KEY, sample_pixel_scale: float = 1.0) -> None:
         self.limits = limits
+        self.sample_pixel_key, self.sample_pixel_scale = sample_pixel_key, sample_pixel_scale
         self.series_id: str | None = None
         self.pixel_size_nm: float | None = None
         self.image_shape: tuple[int, int] | None = None
@@ -120,8 +123,12 @@ class Stream1Decoder:
         meta: dict[str, Any] = {"format": FORMAT, "header_detail": detail}
         if detail != "none" and len(parts) >= 2:
             config = f.parse_json_header(parts[1], self.limits, "stream1 detector configuration")
-            if config.get("x_pixel_size") is not None:
-                self.pixel_size_nm = f.number(config["x_pixel_size"], "x_pixel_size", positive=True) * METRES_TO_NM
+            if config.get("x_pixel_size") is not None:  # the detector's pixel: recorded, never measured with
+                meta["detector_pixel_size_nm"] = f.number(config["x_pixel_size"], "x_pixel_size",
+                                                          positive=True) * METRES_TO_NM
+            self.pixel_size_nm = f.sample_pixel_size(config, self.sample_pixel_key, self.sample_pixel_scale)
+            if self.pixel_size_nm is not None:
+                meta["pixel_size_source"] = f"detector configuration field {self.sample_pixel_key}"
             if config.get("x_pixels_in_detector") is not None:
                 width = f.integer(config["x_pixels_in_detector"], "x_pixels_in_detector", minimum=1)
                 height = f.integer(f.require(config, "y_pixels_in_detector", "stream1 configuration"),

@@ -1,7 +1,10 @@
 """DECTRIS Stream V2: one CBOR map per message, ``type`` start / image / end.
 
-The start message gives the series' channels, image size and pixel size
-(metres; converted to nm). Image messages carry ``data``: channel name -> tag
+The start message gives the series' channels and image size. Its ``pixel_size_x`` is the
+*detector's* pixel (75 um on an EIGER2), not the sample's: it is kept in ``meta`` as
+``detector_pixel_size_nm`` and never used for measurements. The sample pixel size is read only from
+the start-message field the user names (``sample_pixel_key``, a dotted path, default
+``user_data.sample_pixel_size_nm``), else the frame has none. Image messages carry ``data``: channel name -> tag
 40 array whose typed array may be DECTRIS-compressed (tag 56500). Only the
 selected channel is decompressed. Pixels equal to the dtype's maximum are
 NODATA (``Frame.valid`` False there). An image from a series whose start was
@@ -33,6 +36,8 @@ from wirewatch.types import Frame, SeriesEnd, SeriesStart, StreamEvent
 FORMAT = "stream2"
 MESSAGE_TYPES = ("start", "image", "end")
 METRES_TO_NM = 1e9
+# Where the simulator (and a user's acquisition script) puts the sample pixel size in nm.
+DEFAULT_SAMPLE_PIXEL_KEY = "user_data.sample_pixel_size_nm"
 # Start-message scalars copied into SeriesStart.meta when present and well-typed.
 _START_META_NUMBERS = ("beam_center_x", "beam_center_y", "count_time", "frame_time", "detector_distance",
                        "incident_energy", "incident_wavelength", "sensor_thickness", "saturation_value",
@@ -110,9 +115,11 @@ class Stream2Decoder:
 
     format_name = FORMAT
 
-    def __init__(self, *, channel: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, *, channel: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS,
+                 sample_pixel_key: str | None = DEFAULT_SAMPLE_PIXEL_KEY, sample_pixel_scale: float = 1.0) -> None:
         self.channel = channel
         self.limits = limits
+        self.sample_pixel_key, self.sample_pixel_scale = sample_pixel_key, sample_pixel_scale
         self.series: SeriesInfo | None = None
 
     def is_control(self, parts: Parts) -> bool:
@@ -147,9 +154,7 @@ class Stream2Decoder:
                 raise DecodeError("oversized", f"image size {width} x {height} is above max_pixels="
                                                f"{self.limits.max_pixels}")
             shape = (height, width)
-        pixel_size_nm = None
-        if msg.get("pixel_size_x") is not None:
-            pixel_size_nm = f.number(msg["pixel_size_x"], "pixel_size_x", positive=True) * METRES_TO_NM
+        pixel_size_nm = f.sample_pixel_size(msg, self.sample_pixel_key, self.sample_pixel_scale)
         dtype = None
         if msg.get("image_dtype") is not None:
             dtype = check_dtype(msg["image_dtype"]).name
@@ -161,6 +166,10 @@ class Stream2Decoder:
         for key in _START_META_TEXT:
             if isinstance(msg.get(key), str):
                 meta[key] = f.text(msg[key], key)
+        if msg.get("pixel_size_x") is not None:  # the detector's pixel: recorded, never measured with
+            meta["detector_pixel_size_nm"] = f.number(msg["pixel_size_x"], "pixel_size_x", positive=True) * METRES_TO_NM
+        if pixel_size_nm is not None:
+            meta["pixel_size_source"] = f"start message field {self.sample_pixel_key}"
         self.series = SeriesInfo(unique_id, number, channels, shape, pixel_size_nm, dtype)
         return SeriesStart(series_id=unique_id, time=arm_time if arm_time is not None else received_at,
                            pixel_size_nm=pixel_size_nm, meta=meta)

@@ -72,10 +72,11 @@ class SeriesEncoder:
 
         if self.format == "stream2":
             return [encode_stream2_start(series_id=self.series_id, series_unique_id=self.uid, image_shape=shape,
-                                         image_dtype=dtype, pixel_size_nm=self.pixel_size_nm,
+                                         image_dtype=dtype, sample_pixel_size_nm=self.pixel_size_nm,
                                          number_of_images=count)]
         if self.format == "stream1":
-            return [encode_stream1_header(self.series_id, image_shape=shape, pixel_size_nm=self.pixel_size_nm)]
+            return [encode_stream1_header(self.series_id, image_shape=shape,
+                                          sample_pixel_size_nm=self.pixel_size_nm)]
         return []
 
     def image(self, frame: int, image: np.ndarray) -> list[bytes]:
