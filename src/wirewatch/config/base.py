@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import reprlib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,3 +165,12 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def shipped_dir() -> Path:
+    """The folder of shipped configs (``default.yaml``, ``scenarios/``) inside the installed package.
+
+    ``wirewatch/config/shipped`` links to the repository's ``config/`` and is package data, so a
+    checkout, an editable install and a wheel all find the same files.
+    """
+    return Path(str(resources.files("wirewatch.config").joinpath("shipped")))

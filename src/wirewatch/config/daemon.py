@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from wirewatch.changepoint.config import ChangepointConfig
-from wirewatch.config.base import StrictModel, load_config
+from wirewatch.config.base import StrictModel, load_config, shipped_dir
 from wirewatch.daemon.http import HttpConfig
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.ingest.config import IngestConfig
@@ -77,5 +77,11 @@ def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str
 
 
 def shipped_config_path() -> Path:
-    """``config/default.yaml`` of the repository (the shipped daemon config)."""
-    return Path(__file__).resolve().parents[3] / "config" / "default.yaml"
+    """The shipped daemon config, ``default.yaml``, from the package's data.
+
+    ``wirewatch/config/shipped`` links to the repository's ``config/`` and is package data, so the same
+    file is found from a checkout, an editable install and an installed wheel (not ``parents[3]``,
+    which pointed outside an installed package and silently lost the defaults).
+    """
+    return shipped_dir() / "default.yaml"
+

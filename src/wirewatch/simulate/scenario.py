@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from wirewatch.config.base import StrictModel, read_yaml, validate
+from wirewatch.config.base import StrictModel, read_yaml, shipped_dir, validate
 from wirewatch.errors import ConfigError
 
 if TYPE_CHECKING:  # the synthesiser is imported lazily: loading a scenario stays cheap
@@ -192,7 +192,7 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
     return scenario
 
 
-SCENARIO_DIR = Path(__file__).resolve().parents[3] / "config" / "scenarios"
+SCENARIO_DIR = shipped_dir() / "scenarios"  # package data (the repository's config/scenarios)
 
 # The demo scenario, built in so `wirewatch demo` also works from an installed wheel without the
 # repository's config/ folder. Must equal config/scenarios/demo.yaml (a test checks).
