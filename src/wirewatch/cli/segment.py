@@ -30,13 +30,14 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_segmenter(backend: str, model: str, options: dict[str, Any]) -> Any:
-    """``load_segmenter`` with the model, turning a missing backend module or bad option into a clear error."""
+def build_segmenter(backend: str, model: str, options: dict[str, Any], pixel_size_nm: float | None = None) -> Any:
+    """The backend with the model behind the daemon's resize / scale / tile path (``FitSegmenter``: frames over
+    1024 px resized, ``scale`` option: auto for models), a missing backend module or bad option a clear error."""
     from wirewatch.errors import BackendUnavailable, InputError
-    from wirewatch.segment import load_segmenter
+    from wirewatch.preprocess.fit import load_fitted_segmenter
 
     try:
-        return load_segmenter(backend, model=model, **options)
+        return load_fitted_segmenter(backend, {"model": model, **options}, pixel_size_nm=pixel_size_nm)
     except ModuleNotFoundError as exc:
         raise BackendUnavailable(f"segmenter backend {backend!r} is not available here: {exc}") from None
     except TypeError as exc:
@@ -61,7 +62,9 @@ def segment(
     backend: str = typer.Option(..., "--backend", "-b", help="Segmenter backend: watershed, onnxruntime, tensorrt."),
     model: str = typer.Option("default", "--model", "-m", help="Model file for neural backends ('default': shipped)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    option: list[str] = typer.Option([], "--option", help="Backend option key=value (repeatable)."),
+    option: list[str] = typer.Option([], "--option", help="Backend option key=value (repeatable); scale=auto|none|"
+                                     "FACTOR resizes frames so wires match the model's training widths (model "
+                                     "backends: auto)."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="Minimum score for overlays and tables "
                                           "(results.json keeps every detection)."),
     pixel_size_nm: float | None = typer.Option(None, "--pixel-size-nm", help="Nanometres per pixel for *_nm columns."),
@@ -96,7 +99,7 @@ def segment(
     files = expand_inputs(images)
     if not files:
         raise InputError("no image files found in the given paths")
-    segmenter = build_segmenter(backend, model, parse_options(option))
+    segmenter = build_segmenter(backend, model, parse_options(option), pixel_size_nm)
 
     results: list[dict[str, Any]] = []
     image_entries: list[dict[str, Any]] = []

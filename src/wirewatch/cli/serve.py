@@ -19,7 +19,8 @@ def serve(
     import threading
 
     from wirewatch.errors import InputError
-    from wirewatch.segment import BACKENDS, load_segmenter
+    from wirewatch.preprocess.fit import load_fitted_segmenter
+    from wirewatch.segment import BACKENDS
 
     if backend != "auto" and backend not in BACKENDS:
         raise InputError(f"--backend {backend!r}: allowed auto, {', '.join(sorted(BACKENDS))}")
@@ -37,7 +38,8 @@ def serve(
         name, options = resolve_backend(SegmentConfig(backend="auto", model=model))
     else:
         name, options = backend, ({} if backend == "watershed" else {"model": model or "default"})
-    segmenter = load_segmenter(name, **options)  # loaded now: a bad model is an error before serving
+    # loaded now (a bad model is an error before serving), behind the resize / scale path every model runs in
+    segmenter = load_fitted_segmenter(name, options)
     config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
     server = HttpServer(CollectorRegistry(), host=host, port=port, app=app,

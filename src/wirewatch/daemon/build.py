@@ -24,6 +24,7 @@ from wirewatch.preprocess.fit import FitSegmenter
 from wirewatch.publish.record import RecordSink
 from wirewatch.segment import load_segmenter
 from wirewatch.segment.base import Segmenter
+from wirewatch.segment.scale import split_scale_options
 
 from .metrics import DaemonMetrics
 from .pipeline import Pipeline
@@ -64,6 +65,7 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
 
 def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
     backend, options = resolve_backend(config.segment)
+    _, _, options = split_scale_options(backend, options)  # scale / scale_window: FitSegmenter's, not the backend's
     try:
         try:
             segmenter = load_segmenter(backend, **options)
@@ -130,9 +132,13 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
         segmenter, backend, model = build_segmenter(config)
     metrics.set_backend(backend, model)
     pp = config.preprocess
+    # segment.options.scale (auto for models): frames resized so wires match the model's training widths;
+    # on a stream the median width of the last scale_window (default 9) frames sets the resize
+    scale, window, _ = split_scale_options(backend, config.segment.options, default_window=9)
     fitted = FitSegmenter(segmenter, max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
                           tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap,
-                          max_detections=config.segment.max_detections)
+                          max_detections=config.segment.max_detections, scale=scale, scale_window=window,
+                          pixel_size_nm=config.measure.pixel_size_nm)
 
     on_drop, on_reject = source_counters(metrics)
     from wirewatch.stats import measure

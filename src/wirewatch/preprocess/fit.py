@@ -4,18 +4,42 @@
 most ``max_side`` pass through unchanged. Larger frames are either resized down (one pass,
 masks scaled back up) or cut into overlapping tiles whose detections are pasted into frame
 coordinates and merged where a wire was seen by two tiles.
+
+``scale`` (``segment.options.scale``: ``auto`` | a factor | ``none``) first resizes the frame so that its
+wires are as wide as the model's training wires (``wirewatch.segment.scale``); a frame made larger than
+``max_side`` by that is tiled (resizing it back down would undo the factor). Masks and boxes always come
+back in the frame's own pixels.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
 
 from wirewatch.coco import boxes_of
 from wirewatch.segment.base import Segmenter
+from wirewatch.segment.scale import (
+    ScaleOption,
+    auto_factor,
+    describe_coverage,
+    estimate_wire_width,
+    parse_scale,
+    split_scale_options,
+)
 from wirewatch.types import Detections
+
+if TYPE_CHECKING:
+    from wirewatch.preprocess.config import PreprocessConfig
+
+log = logging.getLogger(__name__)
+MIN_SCALED_SIDE = 64  # a factor never makes the frame's shorter side smaller than this
 
 
 class FitSegmenter:
@@ -23,8 +47,22 @@ class FitSegmenter:
 
     def __init__(self, inner: Segmenter, *, max_side: int | None, mode: Literal["resize", "tile"] = "resize",
                  tile_size: int = 512, tile_overlap: int = 64, merge_overlap: float = 0.5,
-                 max_detections: int | None = None) -> None:
+                 max_detections: int | None = None, scale: ScaleOption = None, scale_window: int = 1,
+                 pixel_size_nm: float | None = None) -> None:
         self.inner = inner
+        self.scale = parse_scale(scale)
+        if scale_window < 1:
+            from wirewatch.errors import InputError
+
+            raise InputError(f"scale_window must be at least 1 frame, got {scale_window}")
+        # scale auto on a stream: the median of the last scale_window frames' widths sets the factor, so that
+        # one frame with few wires does not change the resize of a steady series
+        self._widths: deque[float] = deque(maxlen=scale_window)
+        self._lock = threading.Lock()
+        self.pixel_size_nm = pixel_size_nm
+        self.last_width_px = math.nan  # the latest estimate (frame pixels), for logs and benchmarks
+        self.last_factor = 1.0
+        self._logged_factor: float | None = None
         self.max_detections = max_detections
         self.name = inner.name
         self.max_side = max_side
@@ -34,6 +72,46 @@ class FitSegmenter:
         self.merge_overlap = merge_overlap
 
     def segment(self, image: np.ndarray) -> Detections:
+        factor = self.factor_for(image)
+        if factor == 1.0:
+            return self._fit(image)
+        return self._scaled(image, factor)
+
+    def factor_for(self, image: np.ndarray) -> float:
+        """The resize ``scale`` asks for on this frame (1.0: as given), kept within MIN_SCALED_SIDE."""
+        if self.scale is None:
+            return 1.0
+        if self.scale == "auto":
+            width = estimate_wire_width(image).width_px
+            self.last_width_px = width
+            with self._lock:  # several frames may be in flight at once (segmenters with max_in_flight > 1)
+                if math.isfinite(width):
+                    self._widths.append(math.log(width))
+                typical = math.exp(float(np.median(self._widths))) if self._widths else math.nan
+            factor = auto_factor(typical)
+        else:
+            factor = float(self.scale)
+        factor = max(factor, MIN_SCALED_SIDE / max(1, min(image.shape)))
+        factor = 1.0 if abs(factor - 1.0) < 1e-6 else factor
+        if factor != self._logged_factor:
+            log.info("scale %s: resize x%.3g (typical wire width %.3g px); %s", self.scale, factor,
+                     self.last_width_px, describe_coverage(self.pixel_size_nm, factor))
+            self._logged_factor = factor
+        self.last_factor = factor
+        return factor
+
+    def _scaled(self, image: np.ndarray, factor: float) -> Detections:
+        """One pass on the frame resized by ``factor``; masks and boxes mapped back to the frame's pixels."""
+        h, w = image.shape
+        sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
+        scaled = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        if self.max_side is not None and max(sh, sw) > self.max_side:
+            det = self._capped(self._tiled(scaled))
+        else:
+            det = self._fit(scaled)
+        return rescale_detections(det, (h, w))
+
+    def _fit(self, image: np.ndarray) -> Detections:
         h, w = image.shape
         if self.max_side is None or max(h, w) <= self.max_side:
             return self._capped(self.inner.segment(image))
@@ -77,6 +155,37 @@ class FitSegmenter:
                 if piece is not None:
                     candidates.append(piece)
         return merge_tile_detections(candidates, (h, w), self.merge_overlap, limit=self.max_detections)
+
+
+def rescale_detections(det: Detections, shape: tuple[int, int]) -> Detections:
+    """Detections of a resized frame in the pixels of the frame of ``shape``: each mask resampled
+    linearly and cut at one half (smooth edges both ways), boxes from the masks; masks left empty dropped."""
+    h, w = shape
+    if len(det) == 0:
+        return Detections.empty(shape)
+    sh, sw = det.image_shape
+    masks = np.zeros((len(det), h, w), bool)
+    for i, m in enumerate(det.masks):
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        if len(rows) == 0:
+            continue
+        # only the mask's box (plus a margin) is resampled: the cost follows the wire, not the frame
+        r0, r1 = max(0, rows[0] - 2), min(sh, rows[-1] + 3)
+        c0, c1 = max(0, cols[0] - 2), min(sw, cols[-1] + 3)
+        y0, y1 = math.floor(r0 * h / sh), min(h, math.ceil(r1 * h / sh))
+        x0, x1 = math.floor(c0 * w / sw), min(w, math.ceil(c1 * w / sw))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        # the frame region [y0, y1) x [x0, x1) maps to [y0 * sh / h, y1 * sh / h) of the resized frame
+        a = np.array([[sw / w, 0, (x0 + 0.5) * sw / w - 0.5], [0, sh / h, (y0 + 0.5) * sh / h - 0.5]], np.float32)
+        crop = cv2.warpAffine(m.astype(np.float32), a, (int(x1 - x0), int(y1 - y0)),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        masks[i, y0:y1, x0:x1] = crop >= 0.5
+    keep = masks.reshape(len(masks), -1).any(axis=1)
+    masks = masks[keep]
+    return Detections(boxes=boxes_of(masks), scores=det.scores[keep].astype(np.float32), masks=masks,
+                      image_shape=shape, mask_scores=None if det.mask_scores is None else det.mask_scores[keep])
 
 
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (ends exclusive), frame coordinates
@@ -185,6 +294,21 @@ def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
                       masks=masks, image_shape=shape,
                       mask_scores=np.asarray([k.mask_score for k in kept], np.float32))
 
+
+
+def load_fitted_segmenter(backend: str, options: Mapping[str, Any], *, preprocess: PreprocessConfig | None = None,
+                          max_detections: int | None = None, pixel_size_nm: float | None = None) -> FitSegmenter:
+    """The backend named ``backend`` behind the runtime's resize / scale / tile path, as the daemon runs it:
+    what ``wirewatch segment``, ``evaluate``, the web upload and the panel use. ``options`` are
+    ``segment.options`` (``scale`` and ``scale_window`` taken out for the wrapper, the rest for the backend)."""
+    from wirewatch.preprocess.config import PreprocessConfig
+    from wirewatch.segment import load_segmenter
+
+    scale, window, rest = split_scale_options(backend, dict(options))
+    pp = preprocess if preprocess is not None else PreprocessConfig()
+    return FitSegmenter(load_segmenter(backend, **rest), max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
+                        tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap, max_detections=max_detections,
+                        scale=scale, scale_window=window, pixel_size_nm=pixel_size_nm)
 
 
 def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:

@@ -150,12 +150,15 @@ class Contrast(StrictModel):
     ``optical_density``: material thickness along the beam, summed over wires (overlaps brighter).
     ``sem``: the top surface seen from above: a flat material level plus edge brightening
     where the surface slopes, on a grey background; lower wires are hidden where covered.
+    ``bright_field``: TEM bright field, dark wires on a bright field: ``bright_level`` x
+    exp(-thickness / full_scale) (Beer-Lambert with ``full_scale`` as the absorption length).
     """
 
-    mode: Literal["optical_density", "sem"] = "optical_density"
+    mode: Literal["optical_density", "sem", "bright_field"] = "optical_density"
     full_scale: float = Field(default=32.0, gt=0)  # thickness (px) that maps to grey 255
     sem_material: float = Field(default=0.25, ge=0, le=1)  # added to the background on a wire (full-scale units)
     sem_edge: float = Field(default=0.45, ge=0, le=1)  # extra brightness on steep edges (full-scale units)
+    bright_level: float = Field(default=0.85, gt=0, le=1)  # bright_field: the empty field's level
 
 
 class SynthConfig(StrictModel):
@@ -250,6 +253,20 @@ def scale_to_size(config: SynthConfig, size: int) -> SynthConfig:
     return SynthConfig.model_validate({
         **config.model_dump(), "size": size, "wires": wires.model_dump(), "contrast": contrast.model_dump(),
         "blur_sigma": config.blur_sigma * f})
+
+
+def magnify(config: SynthConfig, factor: float) -> SynthConfig:
+    """The same kind of scene seen at ``factor`` x the magnification on the same frame size: wire lengths,
+    widths, cluster radius, blur and the contrast's full scale (so a wire's grey level stays) grow by
+    ``factor``; the wire count shrinks by factor^2 (the field of view's area), at least 2 to 4 wires."""
+    if not 0.05 <= factor <= 20:
+        raise ConfigError(f"magnification must be within 0.05..20, got {factor}")
+    sized = scale_to_size(config, round(config.size * factor))
+    count = config.wires.count
+    low = max(2, round(count.min / factor ** 2))
+    wires = sized.wires.model_copy(update={"count": CountRange(min=low, max=max(low + 2, round(count.max / factor ** 2)))})
+    return sized.model_copy(update={"size": config.size, "wires": wires,
+                                    "name": f"{config.name}@{factor:g}x"})
 
 
 def with_overrides(config: SynthConfig, overrides: Mapping[str, Any], source: str = "overrides") -> SynthConfig:

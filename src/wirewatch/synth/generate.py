@@ -319,6 +319,8 @@ def _signal(cfg: SynthConfig, rng: np.random.Generator, thickness: np.ndarray, h
     signal: np.ndarray
     if c.mode == "optical_density":
         signal = thickness * (1.0 / c.full_scale)
+    elif c.mode == "bright_field":
+        signal = c.bright_level * np.exp(thickness * np.float32(-1.0 / c.full_scale))
     else:
         # SEM: secondary electrons from the top surface; steep slopes (edges) emit more.
         gy, gx = np.gradient(height)

@@ -1,0 +1,182 @@
+"""Magnification independence: estimate a frame's typical wire width and the resize that brings its
+wires into the width range the model learnt (``segment.options.scale``).
+
+The shipped model learnt one range of wire widths (the default synth preset: 5-20 px, median 10 px at
+512 px). Shown wires 2.5x wider it found almost none (issue 37: mask AP 0.146 -> 0.014). ``scale: auto``
+measures each frame's typical wire width and resizes the frame so that it matches the training frames';
+masks come back in the frame's own pixels.
+
+The estimate (``estimate_wire_width``), written here because no library measures "typical stripe width"
+and it must cost ~1 ms: the frame is levelled with a wide opening (black-hat for dark wires: the polarity
+is the sign of the levelled frame's skew, the wires being the minority phase), smoothed, thresholded by
+Otsu; the distance transform of that foreground peaks on each wire's mid-line at half its width, so the
+median of 2 x the ridge distance, less the one pixel the pixel-centre convention adds, is the typical
+width. Crossings and clusters add few ridge pixels, so the median holds. It runs on a frame of at most
+``ESTIMATE_SIDE`` px (widths scaled back). ``TARGET_WIDTH_PX`` is the same estimator's median on the
+training preset's frames, so its biases (blur, thresholding) cancel in the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wirewatch.errors import InputError
+
+# The estimator's median on frames of the training preset (default ptychography preset, 512 px, seeds
+# 37900-37909: 7.3 px, realistic preset 8.2 px; the wires' drawn widths are 5-20 px, median 10 px).
+TARGET_WIDTH_PX = 7.6
+TRAINED_WIDTH_RANGE_PX = (5.0, 20.0)  # drawn widths the training preset spans (wires.width low / high)
+# factors within [1/1.5, 1.5] are 1: frames the model already fits stay as they are (the trained widths span
+# 4x, and the estimate reads SEM frames' bright edges ~1.15x wide and STXM's coarse pixels ~0.85x)
+DEAD_BAND = 1.5
+STEP = 2.0 ** 0.25  # factors snap to quarter octaves: a steady series keeps one factor frame after frame
+MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
+ESTIMATE_SIDE = 1024  # the estimate runs on a frame of at most this many pixels a side
+MIN_RIDGE_PIXELS = 20  # fewer ridge pixels than this: no wires seen, keep the frame as it is
+_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "default.synth-manifest.json"
+
+ScaleOption = str | float | None  # "auto", a factor, or None ("none")
+SCALE_OPTIONS = ("scale", "scale_window")  # segment.options handled by the runtime, not by the backend
+
+
+MODEL_BACKENDS = ("onnxruntime", "tensorrt")  # scale defaults to auto for these
+
+
+def split_scale_options(backend: str, options: Mapping[str, Any], default_window: int = 1
+                        ) -> tuple[ScaleOption, int, dict[str, Any]]:
+    """(scale, scale_window, the backend's own options). ``scale`` defaults to ``auto`` for the model backends
+    and to ``none`` otherwise (the watershed baseline's thresholds are its own and it stays as it was; a
+    segmenter handed in by code keeps the frames it is given)."""
+    rest = dict(options)
+    scale = parse_scale(rest.pop("scale", "auto" if backend in MODEL_BACKENDS else "none"))
+    window = rest.pop("scale_window", default_window)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InputError(f"scale_window must be a whole number of frames >= 1, got {window!r}")
+    return scale, window, rest
+
+
+def parse_scale(value: Any) -> ScaleOption:
+    """``auto`` | a positive factor | ``none`` (also None / 1) -> "auto", a float, or None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"scale must be auto, none or a positive factor (e.g. 0.5), got {value!r}") from None
+    if isinstance(value, bool) or not (math.isfinite(factor) and MIN_FACTOR <= factor <= MAX_FACTOR):
+        raise InputError(f"scale factor must be within {MIN_FACTOR:g}..{MAX_FACTOR:g}, got {value!r}")
+    return None if factor == 1.0 else factor
+
+
+def trained_width_range() -> tuple[float, float]:
+    """Wire widths (px) the shipped model was trained on, from its training data's manifest when present."""
+    try:
+        width = json.loads(_MANIFEST.read_text())["config"]["wires"]["width"]
+        return float(width["low"]), float(width["high"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return TRAINED_WIDTH_RANGE_PX
+
+
+def _polarity_levelled(image: np.ndarray, radius: int) -> np.ndarray:
+    """The frame with its broad background removed, wires bright whichever their polarity."""
+    h, w = image.shape
+    small_f = max(1, radius // 8)  # the morphology runs at reduced resolution (~0.1 ms)
+    small = image if small_f == 1 else cv2.resize(image, (max(1, w // small_f), max(1, h // small_f)),
+                                                   interpolation=cv2.INTER_AREA)
+    # the wires are the minority phase: their side of the intensity distribution has the longer tail
+    sample = image[::4, ::4]
+    centred = sample - float(np.median(sample))
+    bright = float(np.mean(centred * centred * centred)) >= 0.0
+    r = max(1, radius // small_f)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    background = cv2.morphologyEx(small, cv2.MORPH_OPEN if bright else cv2.MORPH_CLOSE, disc)
+    if small_f != 1:
+        background = cv2.resize(background, (w, h), interpolation=cv2.INTER_LINEAR)
+    out: np.ndarray = image - background if bright else background - image
+    return out
+
+
+@dataclass(frozen=True)
+class WidthEstimate:
+    width_px: float  # typical wire width in the frame's pixels (NaN when no wires were seen)
+    ridge_pixels: int  # how many mid-line pixels the median was taken over
+    foreground: float  # fraction of the frame taken as wire
+
+
+def estimate_wire_width(image: np.ndarray) -> WidthEstimate:
+    """Typical wire width (px) of a float32 frame (either polarity), ~1-3 ms for 512 px."""
+    image = np.asarray(image, np.float32)
+    h, w = image.shape
+    k = max(1, math.ceil(max(h, w) / ESTIMATE_SIDE))
+    if k > 1:
+        image = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    radius = max(8, min(image.shape) // 8)  # wider than any wire we can hope to measure (~1/4 of the frame)
+    levelled = _polarity_levelled(image, radius)
+    levelled = cv2.GaussianBlur(levelled, (0, 0), 1.0)
+    lo, hi = float(levelled.min()), float(levelled.max())
+    if not hi > lo:
+        return WidthEstimate(math.nan, 0, 0.0)
+    grey = np.clip((levelled - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    _, fg = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # lone noise pixels are not wires
+    dist = cv2.distanceTransform(fg, cv2.DIST_L2, 5)
+    ridge = (dist >= 1.0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
+    values = dist[ridge]
+    if values.size < MIN_RIDGE_PIXELS:
+        return WidthEstimate(math.nan, int(values.size), float(np.count_nonzero(fg)) / fg.size)
+    # mean of the middle half: the distance map is quantised, a plain median jumps between its levels
+    lo_q, hi_q = np.percentile(values, (25.0, 75.0))
+    middle = values[(values >= lo_q) & (values <= hi_q)]
+    width = max(1.0, 2.0 * float(middle.mean()) - 1.0) * k
+    return WidthEstimate(width, int(values.size), float(np.count_nonzero(fg)) / fg.size)
+
+
+def auto_factor(width_px: float, target_px: float = TARGET_WIDTH_PX) -> float:
+    """The resize that brings ``width_px`` to the training width: snapped to quarter octaves, 1 inside the
+    dead band, clamped to [MIN_FACTOR, MAX_FACTOR]; 1 when no width was measured."""
+    if not math.isfinite(width_px) or width_px <= 0:
+        return 1.0
+    raw = target_px / width_px
+    if 1.0 / DEAD_BAND <= raw <= DEAD_BAND:
+        return 1.0
+    snapped = STEP ** round(math.log(raw, STEP))
+    return float(min(MAX_FACTOR, max(MIN_FACTOR, snapped)))
+
+
+def frame_factor(image: np.ndarray, scale: ScaleOption) -> float:
+    """The resize factor ``scale`` asks for on ``image`` (1.0: as given)."""
+    if scale is None:
+        return 1.0
+    if scale == "auto":
+        return auto_factor(estimate_wire_width(image).width_px)
+    return float(scale)
+
+
+def covered_widths_nm(pixel_size_nm: float, factor_range: tuple[float, float] = (MIN_FACTOR, MAX_FACTOR)
+                      ) -> tuple[float, float]:
+    """Wire widths (nm) the model can be brought to see with ``scale: auto`` at ``pixel_size_nm``: the trained
+    width range divided by the largest and smallest factor."""
+    low, high = trained_width_range()
+    return low / factor_range[1] * pixel_size_nm, high / factor_range[0] * pixel_size_nm
+
+
+def describe_coverage(pixel_size_nm: float | None, factor: float = 1.0) -> str:
+    """One log line: which widths the model sees as trained at this frame's factor (nm when known)."""
+    low, high = trained_width_range()
+    lo_px, hi_px = low / factor, high / factor
+    text = f"model trained on wires {low:g}-{high:g} px wide; at scale {factor:.3g} it sees {lo_px:.3g}-{hi_px:.3g} px"
+    if pixel_size_nm is not None:
+        text += f" = {lo_px * pixel_size_nm:.4g}-{hi_px * pixel_size_nm:.4g} nm"
+        a, b = covered_widths_nm(pixel_size_nm)
+        text += f" (scale auto reaches {a:.4g}-{b:.4g} nm)"
+    return text
