@@ -32,7 +32,8 @@ def load_changepoint_config(path: Path | None, environ: dict[str, str] | None = 
 
 
 def changepoints(
-    record: Path = typer.Argument(..., help="Record file (JSON Lines: one {frame, stats} object per frame)."),
+    record: Path = typer.Argument(..., help="Record file (JSON Lines: one {frame, stats} object per frame), or "
+                                  "a particle tables folder (wirewatch run --particles DIR): its frames table."),
     stats: str | None = typer.Option(None, "--stats", help="Comma-separated statistics to watch (default: the config's)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write {\"changepoints\": [...]} here."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG of the series with detected (red) and true (grey) change points."),
@@ -55,7 +56,10 @@ def changepoints(
     cfg = load_changepoint_config(config)
     chosen = [s.strip() for s in stats.split(",") if s.strip()] if stats else None
     true_frames = read_truth(truth) if truth is not None else None
-    result = detect_record(record, cfg, chosen)
+    from wirewatch.publish.particles import as_record_file  # a Parquet dataset's frames table as a record
+
+    with as_record_file(record) as record_file:
+        result = detect_record(record_file, cfg, chosen)
     console = Console(width=max(120, shutil.get_terminal_size().columns))
     table = Table(title=f"{len(result.changepoints)} change point(s) in {record} ({len(result.frames)} frames)")
     for column in ("frame", "detected at", "delay", "detector", "severity", "effect", "statistics: before -> after"):

@@ -16,10 +16,13 @@ def run(
     bind: bool | None = typer.Option(None, "--bind/--connect", help="Bind the input endpoint instead of "
                                      "connecting to it (default: connect)."),
     format: str | None = typer.Option(None, "--format", "-f", help="array-1.0 | stream2 | stream1 | pva (EPICS "
-                                      "PV Access: --input is an NTNDArray PV)."),
+                                      "PV Access: --input is an NTNDArray PV) | folder (a watched folder: "
+                                      "--input DIR; TIFF, HDF5/NeXus, MRC, DM3/DM4, EMD files)."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="auto | onnxruntime | watershed | tensorrt."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model file or shipped model name."),
     record: Path | None = typer.Option(None, "--record", "-r", help="Append one JSON line per frame here."),
+    particles: Path | None = typer.Option(None, "--particles", help="Write per-particle Parquet tables into this "
+                                          "folder (record.particles_dir; needs the 'particles' extra)."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="HTTP port of /metrics, /healthz, "
                                             "/readyz (0 = any free port)."),
     policy: str | None = typer.Option(None, "--policy", help="latest (live: keep the newest frame) or queue "
@@ -46,14 +49,19 @@ def run(
             overrides.setdefault(section, {})[key] = value
 
     pva = format == "pva"  # EPICS PV Access input: --input names a PV, not an endpoint (wirewatch.epics)
-    put("ingest", "endpoint", None if pva else input)
+    folder = format == "folder"  # a watched folder: --input names it (docs/ingest.md)
+    if folder:
+        put("ingest", "source", "folder")
+        overrides.setdefault("ingest", {}).setdefault("watch", {})["path"] = input
+    put("ingest", "endpoint", None if pva or folder else input)
     put("ingest", "socket", socket)
     put("ingest", "bind", bind)
-    put("ingest", "format", None if pva else format)
+    put("ingest", "format", None if pva or folder else format)
     put("ingest", "policy", policy)
     put("segment", "backend", backend)
     put("segment", "model", model)
     put("record", "path", str(record) if record is not None else None)
+    put("record", "particles_dir", str(particles) if particles is not None else None)
     put("http", "port", metrics_port)
     if publish is not None:
         overrides.setdefault("alerts", {})["zmq"] = {"bind": publish}

@@ -8,7 +8,8 @@
     measure:     MeasureConfig                         (pixel size fallback)
     changepoint: wirewatch.changepoint.config.ChangepointConfig
     alerts:      wirewatch.publish.config.AlertsConfig (rules, sinks, ZeroMQ PUB incl. topic ``stats``)
-    record:      wirewatch.publish.record.RecordConfig (JSON Lines record)
+    record:      wirewatch.publish.record.RecordConfig (JSON Lines record, Parquet particle tables)
+    publish:     wirewatch.publish.sinks.tiled.PublishConfig (Tiled catalog)
     http:        wirewatch.daemon.http.HttpConfig      (/metrics, /healthz, /readyz)
     pipeline:    PipelineConfig                        (queues, shutdown, error logging)
 
@@ -32,8 +33,9 @@ from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig
 from wirewatch.publish.record import RecordConfig
+from wirewatch.publish.sinks.tiled import PublishConfig
 
-Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt"]
+Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt", "ray"]  # ray: Ray Serve replicas (docs/deploy.md)
 
 
 class SegmentConfig(StrictModel):
@@ -68,6 +70,7 @@ class DaemonConfig(StrictModel):
     http: HttpConfig = Field(default_factory=HttpConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     epics: EpicsConfig = Field(default_factory=lambda: EpicsConfig.model_validate({}))  # PV Access (docs/epics.md)
+    publish: PublishConfig = Field(default_factory=PublishConfig)  # result catalogs: tiled (docs/products.md)
 
 
 def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,

@@ -167,6 +167,9 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             error_log_interval_s=config.pipeline.error_log_interval_s,
             is_replay=record.is_replay if record is not None else None,
             take_latest=config.ingest.policy == "latest")
+        from .products import attach_products  # particle tables, Tiled catalog (docs/products.md)
+
+        sinks.extend(attach_products(pipeline, config, registry=registry, backend=backend, model=model))
     except BaseException:
         for s in sinks:
             s.close()

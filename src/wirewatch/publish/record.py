@@ -11,7 +11,7 @@ and remembers the last frame so a restarted daemon does not record a frame twice
 
 Line format (docs/CONTRACTS.md): ``{"frame": int, "time": float, "series": str|null,
 "stats": {name: number|null}}`` plus optional ``latency_s`` and ``particles``.
-Parquet rotation is not implemented.
+Per-particle Parquet tables (``particles_dir``): ``wirewatch.publish.particles``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class RecordConfig(StrictModel):
     fsync_interval_s: float = Field(default=1.0, gt=0)
     particles: bool = False  # add the per-particle table to each line (large)
     max_backlog: int = Field(default=10000, ge=1)  # lines kept in memory while the disk refuses writes
+    # Per-particle Parquet tables beside the record (wirewatch.publish.particles; needs the 'particles' extra)
+    particles_dir: Path | None = None
+    particle_masks: Literal["none", "rle"] = "none"  # rle: each particle's mask as COCO compressed RLE
+    particles_roll_frames: int = Field(default=500, ge=1)  # a new part file every N frames ...
+    particles_roll_s: float = Field(default=300.0, gt=0)  # ... or every N seconds, whichever comes first
 
 
 def _clean(value: Any) -> Any:
