@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from wirewatch.config.base import StrictModel
+from wirewatch.ingest.folder_config import WatchConfig
 from wirewatch.ingest.limits import DecodeLimits, MiB
 
 
@@ -29,7 +30,7 @@ class IngestCurveConfig(StrictModel):
 class IngestConfig(StrictModel):
     """The ``ingest`` section of the daemon config (env: ``WIREWATCH_INGEST__<KEY>``)."""
 
-    source: Literal["zmq", "files"] = "zmq"
+    source: Literal["zmq", "files", "folder"] = "zmq"  # folder: a watched folder (``watch``)
     # ZeroMQ input. DECTRIS convention: the detector binds PUSH, we connect PULL.
     endpoint: str = Field(default="tcp://127.0.0.1:31001", min_length=1, max_length=1024)
     socket: Literal["pull", "sub"] = "pull"
@@ -53,6 +54,8 @@ class IngestConfig(StrictModel):
     path: str | None = Field(default=None, description="folder or file to replay when source is 'files'")
     rate: float = Field(default=0.0, ge=0.0, le=1e6, description="replay frames per second; 0 = as fast as consumed")
     loop: bool = False
+    # Watched folder (source 'folder'; wirewatch run --format folder --input DIR).
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     # Security (optional).
     curve: IngestCurveConfig | None = None
 
@@ -60,6 +63,8 @@ class IngestConfig(StrictModel):
     def _files_need_path(self) -> IngestConfig:
         if self.source == "files" and not self.path:
             raise ValueError("source 'files' needs 'path' (a folder of images or captured messages)")
+        if self.source == "folder" and not self.watch.path:
+            raise ValueError("source 'folder' needs 'watch.path' (the folder the instrument writes files into)")
         if self.topic and self.socket != "sub":
             raise ValueError(f"topic {self.topic!r} only applies to socket 'sub' (socket is {self.socket!r})")
         if "://" not in self.endpoint:
