@@ -34,9 +34,11 @@ def free_port() -> int:
 
 
 class AlertReceiver:
-    def __init__(self, port: int = 0, status: int = 200, delay_s: float = 0.0) -> None:
+    def __init__(self, port: int = 0, status: int = 200, delay_s: float = 0.0, fail_first: int = 0) -> None:
         self.status = status
         self.delay_s = delay_s
+        self.fail_first = fail_first  # answer 503 to this many posts first (a receiver that is down, then back)
+        self.attempts = 0  # every POST, answered 2xx or not
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -48,7 +50,8 @@ class AlertReceiver:
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 with receiver._lock:
-                    status = receiver.status
+                    receiver.attempts += 1
+                    status = 503 if receiver.attempts <= receiver.fail_first else receiver.status
                     if 200 <= status < 300:
                         receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                                           body))

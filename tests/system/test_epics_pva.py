@@ -68,7 +68,8 @@ class Rig:
     """Simulated IOC + daemon (watershed) + PV server, all on private loopback ports."""
 
     def __init__(self, tmp_path: Path, *, policy: str = "queue", statistics: dict[str, Any] | None = None,
-                 rules: list[dict[str, Any]] | None = None, changepoint: bool = False, segmenter: Any = None) -> None:
+                 rules: list[dict[str, Any]] | None = None, changepoint: bool = False, segmenter: Any = None,
+                 writers: list[dict[str, str]] | None = None) -> None:
         self.ioc_conf = pva_conf()
         self.out_conf = pva_conf()
         self.record = tmp_path / "record.jsonl"
@@ -86,7 +87,7 @@ class Rig:
             "pva": self.ioc_conf})
         self.output_epics = EpicsConfig.model_validate({
             "server": {"prefix": PREFIX, "statistics": statistics or {}, "overlay_interval_s": 0.0},
-            "pva": self.out_conf})
+            "pva": self.out_conf, "writers": writers if writers is not None else [{"host": "127.0.0.1"}]})
         self.registry = CollectorRegistry()
         self.source = make_pva_source(self.config, self.input_epics)
         self.daemon = Daemon(self.config, registry=self.registry, source=self.source, segmenter=segmenter)
@@ -381,3 +382,16 @@ def test_metrics_exposition_has_each_pva_metric_once(rig_factory: Callable[..., 
     text = generate_latest(rig.registry).decode()
     assert text.count("wirewatch_pva_disconnects_total 0.0") == 1
     assert text.count("wirewatch_pva_missed_updates_total 0.0") == 1
+
+
+def test_control_pvs_are_read_only_without_writers(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(writers=[])
+    with rig.client() as ctx:
+        wait_for(lambda: ctx.get(PREFIX + "status") is not None, what="status PV")
+        with pytest.raises(Exception, match="read-only for this client"):
+            ctx.put(PREFIX + "alerts_paused", 1)
+        assert int(ctx.get(PREFIX + "alerts_paused")) == 0
+    assert rig.metric("wirewatch_pva_writes_refused_total", pv="alerts_paused") == 1
+    assert rig.metric("wirewatch_pva_writes_refused_total", pv="reset_changepoints") == 0
+    assert rig.metric("wirewatch_alert_sink_up", sink="pva") == 1
+    assert rig.daemon.healthy()

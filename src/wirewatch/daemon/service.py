@@ -52,7 +52,7 @@ class Daemon:
 
                     app = attach_web_view(self.pipeline, config=http.web, backend=self.built.backend)
                 self.http = HttpServer(self.registry, host=http.host, port=http.port,
-                                       healthy=lambda: self.pipeline.healthy, ready=lambda: self.pipeline.ready,
+                                       healthy=self.healthy, ready=lambda: self.pipeline.ready,
                                        bearer_token=token, app=app, request_timeout_s=http.request_timeout_s,
                                        max_connections=http.max_connections)
                 if app is not None:
@@ -69,6 +69,14 @@ class Daemon:
                  getattr(self.pipeline.source, "endpoint", None) or self.config.ingest.endpoint,
                  self.config.ingest.format, self.config.ingest.policy)
         return self
+
+    def healthy(self) -> bool:
+        """``/healthz``: every pipeline stage and every alert sink's worker (webhook, Alertmanager, ZeroMQ PUB,
+        PV Access heartbeat; ``wirewatch_alert_sink_up``) is running. A dead sink thread would otherwise
+        leave alerts spooled and undelivered behind a green health check."""
+        from wirewatch.publish.metrics import AlertMetrics
+
+        return bool(self.pipeline.healthy) and all(AlertMetrics.on(self.registry).sinks_up().values())
 
     def stop(self) -> None:
         """Stop intake (safe from a signal handler); ``wait`` drains and closes."""

@@ -5,6 +5,7 @@ Pure pydantic: importing it never imports p4p.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from typing import Literal
@@ -82,6 +83,38 @@ class EpicsServerConfig(StrictModel):
         return None if v is None else check_pv_name(v, "epics.server.prefix")
 
 
+class PvWriter(StrictModel):
+    """Who may write the control PVs: a client host (an IP address or a network such as 10.0.3.0/24),
+    an account (the user name the PV Access client presents), or both (then both must match)."""
+
+    host: str | None = Field(default=None, description="client IP address or CIDR network")
+    account: str | None = Field(default=None, min_length=1, max_length=128, description="client account name")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"epics.writers host {v!r} is not an IP address or network (e.g. 10.0.3.7 or "
+                             "10.0.3.0/24); host names are not accepted, as a name is only as trustworthy as "
+                             "the DNS that answers it") from None
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> PvWriter:
+        if self.host is None and self.account is None:
+            raise ValueError("an epics.writers entry needs 'host', 'account' or both")
+        return self
+
+    def allows(self, peer_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, account: str | None) -> bool:
+        if self.host is not None and (peer_ip is None or peer_ip not in ipaddress.ip_network(self.host, strict=False)):
+            return False
+        return self.account is None or account == self.account
+
+
 class EpicsConfig(StrictModel):
     """The ``epics`` section (env ``WIREWATCH_EPICS__<KEY>``). ``pva`` holds ``EPICS_PVA_*`` / ``EPICS_PVAS_*``
     settings given to the p4p client and server instead of the process environment's (e.g. a port)."""
@@ -90,6 +123,8 @@ class EpicsConfig(StrictModel):
     server: EpicsServerConfig = Field(default_factory=lambda: EpicsServerConfig.model_validate({}))
     pva: dict[str, str] = Field(default_factory=dict)
     policy: Literal["latest", "queue"] | None = Field(default=None, description="override ingest.policy for PVA input")
+    # The control PVs (alerts_paused, reset_changepoints) are read-only unless a client matches an entry here.
+    writers: list[PvWriter] = Field(default_factory=list, description="clients allowed to write the control PVs")
 
     @field_validator("pva")
     @classmethod

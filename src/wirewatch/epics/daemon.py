@@ -5,7 +5,9 @@
 - ``attach_epics(daemon, epics)``: after ``Daemon(...)`` and before ``start()``: counts the source's
   drops and rejects in the daemon's metrics, exports ``wirewatch_pva_disconnects_total`` and
   ``wirewatch_pva_missed_updates_total``, and, with a PV prefix, starts a ``PvaServer`` fed by a pipeline
-  listener, whose control PVs pause alerts and reset the change detector.
+  listener, whose control PVs pause alerts and reset the change detector (writable only by the clients
+  ``epics.writers`` lists; refused writes in ``wirewatch_pva_writes_refused_total{pv}``); its heartbeat
+  thread's liveness is ``wirewatch_alert_sink_up{sink="pva"}`` and part of the daemon's ``/healthz``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ class PvaSourceCollector(Collector):
                                   value=self.source.disconnects)
         yield CounterMetricFamily("wirewatch_pva_missed_updates", "NTNDArray updates never received "
                                   "(gaps in uniqueId).", value=self.source.missed)
+
+
+class PvaServerCollector(Collector):
+    """Writes to the control PVs refused because the client is not in ``epics.writers``."""
+
+    def __init__(self, server: PvaServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("wirewatch_pva_writes_refused", "Writes to the control PVs refused: the "
+                                     "client's host / account is not in epics.writers.", labels=["pv"])
+        for suffix in ("alerts_paused", "reset_changepoints"):
+            family.add_metric([suffix], self.server.refused_writes.get(suffix, 0))
+        yield family
 
 
 class ResettableDetector:
@@ -152,9 +168,15 @@ def attach_epics(daemon: Any, epics: EpicsConfig, *, pv_prefix: str | None = Non
     from wirewatch.stats.aggregates import aggregate_names
 
     rules = [r.name for r in getattr(daemon.config.alerts, "rules", [])]
+    from wirewatch.publish.metrics import AlertMetrics
+
+    alert_metrics = AlertMetrics.on(built.registry)
     server = PvaServer(server_cfg, statistics=aggregate_names(True), rules=rules, pva_conf=epics.pva,
-                       controls=controls, counters=counters, state=state)
+                       controls=controls, counters=counters, state=state, writers=epics.writers,
+                       on_error=lambda: alert_metrics.error("pva"))
     server.start()
+    alert_metrics.watch("pva", server.heartbeat_alive)
+    built.registry.register(PvaServerCollector(server))
     pipeline.listeners.append(server.publish)
     if built.publisher is not None:
         built.publisher.sinks.append(PvAlertSink(server))

@@ -14,9 +14,12 @@ PVs (all names PREFIX + ...):
 - ``alert_<rule>`` per alert rule: 1 and MAJOR while firing, 0 and NO_ALARM once resolved;
 - ``overlay``: ``NTNDArray`` RGB of the segmenter input with the masks tinted, at most once per
   ``overlay_interval_s``;
-- writable controls: ``alerts_paused`` (0/1: while 1 no alert is sent to the alert sinks) and
+- controls: ``alerts_paused`` (0/1: while 1 no alert is sent to the alert sinks) and
   ``reset_changepoints`` (write 1: the change detector starts afresh at the next frame). Other values
-  are refused with an error naming the allowed ones.
+  are refused with an error naming the allowed ones. They are read-only unless ``writers`` (the config's
+  ``epics.writers``) lists the client: its host (``op.peer()``, the TCP peer address) and/or its account
+  (``op.account()``, the name the client presents). A refused write is answered with an error, logged
+  and counted in ``refused_writes`` (the daemon exports ``wirewatch_pva_writes_refused_total{pv}``).
 
 The pipeline calls ``publish(result)`` from its publish thread (a listener); p4p serves from its own
 threads.
@@ -24,18 +27,19 @@ threads.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from wirewatch.epics import alarms
-from wirewatch.epics.config import EpicsServerConfig, StatisticPV, check_pv_name
+from wirewatch.epics.config import EpicsServerConfig, PvWriter, StatisticPV, check_pv_name
 from wirewatch.types import Alert, ChangePoint
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,18 @@ PARTICLE_COLUMNS: tuple[str, ...] = (
 CHANGEPOINT_COLUMNS = (("frame", "l"), ("detected_at", "l"), ("statistics", "s"), ("effect_size", "d"),
                        ("detector", "s"), ("severity", "s"))
 MASK_TINT = np.array([255, 60, 40], np.float32)
+
+
+def peer_ip(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of a PV Access peer string (``10.0.0.5:40312``, ``[::1]:40312``); None if unreadable."""
+    try:
+        host = peer[1:peer.index("]")] if peer.startswith("[") else peer.rsplit(":", 1)[0]
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def _stamp(t: float) -> tuple[int, int]:
@@ -67,7 +83,8 @@ class PvaServer:
     def __init__(self, config: EpicsServerConfig, *, statistics: Iterable[str] = (), rules: Iterable[str] = (),
                  pva_conf: Mapping[str, str] | None = None, controls: Controls | None = None,
                  counters: Callable[[], tuple[int, int]] | None = None,
-                 state: Callable[[], str] | None = None) -> None:
+                 state: Callable[[], str] | None = None, writers: Sequence[PvWriter] = (),
+                 on_error: Callable[[], None] | None = None) -> None:
         from p4p.server import StaticProvider
 
         if config.prefix is None:
@@ -95,6 +112,10 @@ class PvaServer:
         self.paused = False
         self.reset_requests = 0
         self.alerts_from_results = True  # False when an alert sink feeds post_alert instead
+        self.writers = list(writers)
+        self.refused_writes: dict[str, int] = {}  # control PV suffix -> writes refused (not in writers)
+        self.heartbeat_errors = 0
+        self._on_error = on_error
         self._build(statistics, rules)
 
     # -- PVs ---------------------------------------------------------------------------------------
@@ -118,6 +139,9 @@ class PvaServer:
         pv = SharedPV(nt=nt, initial=value)
         if writable is not None:
             def on_put(pv: Any, op: Any) -> None:
+                if not self._may_write(suffix, op):
+                    op.done(error=f"{self.name(suffix)} is read-only for this client (see epics.writers)")
+                    return
                 error = writable(op.value())
                 if error is not None:
                     op.done(error=error)
@@ -188,6 +212,23 @@ class PvaServer:
         return self._alerts[rule]
 
     # -- writes ------------------------------------------------------------------------------------
+    def _may_write(self, suffix: str, op: Any) -> bool:
+        """True when the client of PV Access operation ``op`` matches an ``epics.writers`` entry."""
+        try:
+            peer, account = str(op.peer()), str(op.account())
+        except Exception:  # no identity, no write
+            peer, account = "?", "?"
+        ip = peer_ip(peer)
+        if any(w.allows(ip, account) for w in self.writers):
+            log.info("PV Access write to %s by %s (account %r)", self.name(suffix), peer, account)
+            return True
+        with self._lock:
+            count = self.refused_writes[suffix] = self.refused_writes.get(suffix, 0) + 1
+        if count <= 10 or count % 100 == 0:  # a client hammering the PV must not flood the log
+            log.warning("refused a PV Access write to %s from %s (account %r): not in epics.writers "
+                        "(%d refused so far)", self.name(suffix), peer, account, count)
+        return False
+
     def _write_pause(self, value: Any) -> str | None:
         if value not in (0, 1):
             return f"alerts_paused must be 0 (send alerts) or 1 (pause them), got {value!r}"
@@ -231,19 +272,30 @@ class PvaServer:
             self._server.stop()
             self._server = None
 
+    def heartbeat_alive(self) -> bool:
+        """True while the heartbeat thread runs (or was stopped by ``close()``)."""
+        return self._stop.is_set() or (self._heartbeat is not None and self._heartbeat.is_alive())
+
     def _beat(self) -> None:
         last_n, last_t = self._processed, time.monotonic()
         while not self._stop.wait(self.config.heartbeat_s):
-            now = time.monotonic()
-            n = self._processed
-            self._fps = (n - last_n) / max(now - last_t, 1e-9)
-            last_n, last_t = n, now
-            stamp = time.time()
-            self.fps.post(self._fps, timestamp=stamp)
-            if self.counters is not None:
-                _processed, dropped = self.counters()
-                self.frames_dropped.post(dropped, timestamp=stamp)
-            self._post_status(self.state() if self.state is not None else "running")
+            try:
+                now = time.monotonic()
+                n = self._processed
+                self._fps = (n - last_n) / max(now - last_t, 1e-9)
+                last_n, last_t = n, now
+                stamp = time.time()
+                self.fps.post(self._fps, timestamp=stamp)
+                if self.counters is not None:
+                    _processed, dropped = self.counters()
+                    self.frames_dropped.post(dropped, timestamp=stamp)
+                self._post_status(self.state() if self.state is not None else "running")
+            except Exception:  # catch-all: a failing callback or post must not stop the heartbeat for good
+                self.heartbeat_errors += 1
+                if self._on_error is not None:
+                    self._on_error()
+                if self.heartbeat_errors <= 10 or self.heartbeat_errors % 100 == 0:
+                    log.exception("PV Access heartbeat failed (%d time(s)); going on", self.heartbeat_errors)
 
     def _post_status(self, text: str) -> None:
         extra = f"; last frame {self._last_frame}" if self._last_frame is not None else ""

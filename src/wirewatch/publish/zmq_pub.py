@@ -55,6 +55,8 @@ class ZmqPublisher:
         self._metrics = metrics
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; the ticker thread sends alerts too
         self._closed = False
+        self._errors = 0
+        self._broken: str | None = None  # why the socket stopped working by itself (context gone, ...)
         self._own_context: zmq.Context | None = None
         self._auth: ThreadAuthenticator | None = None
         keys = load_server_certificate(curve.server_secret_file) if curve is not None else None
@@ -81,20 +83,39 @@ class ZmqPublisher:
             raise ConfigError(f"cannot bind ZeroMQ PUB socket to {bind!r}: {exc}") from None
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("publishing %s on %s", ", ".join(sorted(self.topics)), self.endpoint)
+        if metrics is not None:
+            metrics.watch("zmq", self.alive)
+
+    def alive(self) -> bool:
+        """True while the socket can send (and its CURVE authenticator thread runs), or after ``close()``."""
+        if self._closed and self._broken is None:
+            return True
+        return self._broken is None and (self._auth is None or self._auth.is_alive())
 
     def publish(self, topic: str, payload: Mapping[str, Any]) -> bool:
         """Send one message; False when it was dropped (topic disabled, HWM reached, closed)."""
         if topic not in self.topics:
             return False
-        body = dumps(payload)
-        with self._lock:
-            if self._closed:
-                return False
-            try:
-                self._socket.send_multipart([topic.encode("ascii"), body], flags=zmq.NOBLOCK)
-            except zmq.Again:
-                self._count(topic, "dropped")
-                return False
+        try:
+            with self._lock:
+                if self._closed:
+                    return False
+                body = dumps(payload)
+                try:
+                    self._socket.send_multipart([topic.encode("ascii"), body], flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    self._count(topic, "dropped")
+                    return False
+        except Exception as exc:  # catch-all: publishing must never raise into the pipeline
+            self._count(topic, "error")
+            if self._metrics is not None:
+                self._metrics.error("zmq")
+            if isinstance(exc, zmq.ZMQError) and exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                self._broken = f"{type(exc).__name__}: {exc}"  # the socket is gone for good: down
+            self._errors += 1
+            if self._errors == 1 or self._errors % 1000 == 0:  # once per frame would flood the log
+                log.exception("ZeroMQ PUB: sending a %s message failed (%d failure(s) so far)", topic, self._errors)
+            return False
         self._count(topic, "sent")
         return True
 

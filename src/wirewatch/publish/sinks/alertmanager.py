@@ -65,12 +65,14 @@ class AlertmanagerSink:
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=config.queue_size)
         self._active: dict[str, Alert] = {}  # fingerprint -> firing alert to keep re-posting
         self._next_resend = 0.0
+        self._carry: list[Alert] = []  # taken from the queue but not handled: an unexpected error came first
         self._closing = threading.Event()
         self._abort = threading.Event()  # set when close() runs out of time: stop waiting and retrying
         for result in ("success", "failed"):
             metrics.alerts_sent.labels(sink=self.name, result=result)
         self._thread = threading.Thread(target=self._run, name=f"alert-sink-{self.name}", daemon=True)
         self._thread.start()
+        metrics.watch(self.name, self.alive)
 
     def __repr__(self) -> str:
         return f"AlertmanagerSink(name={self.name!r}, url={self._shown_url!r})"
@@ -126,11 +128,30 @@ class AlertmanagerSink:
             except queue.Empty:
                 return batch, taken
 
+    def alive(self) -> bool:
+        """True while the worker runs (or after ``close()``); False once it ended by itself."""
+        return self._thread.is_alive() or self._closing.is_set() or self._abort.is_set()
+
     def _run(self) -> None:
         while not self._abort.is_set():
-            now = self._clock()
-            wait = self._next_resend - now if self._active else _POLL_S
-            batch, taken = self._take(wait)
+            taken = 0
+            try:
+                taken = self._step()
+            except Exception:  # catch-all: a bug or an unforeseen failure must not end delivery for good
+                self._metrics.error(self.name)
+                log.exception("alert sink %s: unexpected error in the delivery loop; going on", self.name)
+                self._abort.wait(min(self.config.backoff_max_s, max(self.config.backoff_initial_s, _POLL_S)))
+            finally:
+                for _ in range(taken):
+                    self._queue.task_done()
+            if self._closing.is_set() and self._queue.empty() and not self._carry:
+                break
+
+    def _step(self) -> int:
+        """Take what is queued, post it (and the resends due); returns how many queue items were taken."""
+        batch, taken = self._take(0.0 if self._carry else self._wait_s())
+        batch, carried, self._carry = [*self._carry, *batch], bool(self._carry), []
+        try:
             to_post: dict[str, Alert] = {}
             for alert in batch:
                 to_post[alert.fingerprint] = alert
@@ -146,10 +167,19 @@ class AlertmanagerSink:
             if to_post:
                 for rejected in self._post(list(to_post.values())):
                     self._active.pop(rejected.fingerprint, None)  # never re-post what Alertmanager refuses
-            for _ in range(taken):
+        except BaseException:
+            if carried:  # failed twice: give these up rather than fail on them for ever
+                self._metrics.sent(self.name, "failed", len(batch))
+                log.error("alert sink %s: gave up on %d alert(s) after unexpected errors", self.name, len(batch))
+            else:  # keep them for the next step: an unexpected error must not lose what was queued
+                self._carry = batch
+            for _ in range(taken):  # flush() must not wait for items a failed step took
                 self._queue.task_done()
-            if self._closing.is_set() and self._queue.empty():
-                break
+            raise
+        return taken
+
+    def _wait_s(self) -> float:
+        return self._next_resend - self._clock() if self._active else _POLL_S
 
     def _post(self, alerts: Sequence[Alert]) -> list[Alert]:
         """Post with retries; returns the alerts Alertmanager rejected for good (4xx)."""
@@ -168,6 +198,10 @@ class AlertmanagerSink:
                 resp = self._transport.post(self.url, body, headers, self.config.timeout_s)
             except OSError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # catch-all: an unexpected error is one more failed attempt, counted
+                self._metrics.error(self.name)
+                log.exception("alert sink %s: unexpected error posting to %s", self.name, self._shown_url)
+                problem = f"unexpected {type(exc).__name__}: {exc}"
             else:
                 if 200 <= resp.status < 300:
                     self._metrics.sent(self.name, "success", n)

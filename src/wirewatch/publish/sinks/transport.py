@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import random
 import socket
 import ssl
@@ -104,7 +105,13 @@ def retry_after_s(response: HttpResponse) -> float | None:
 
 @dataclass
 class Backoff:
-    """Exponential backoff with jitter: initial * multiplier**attempt, capped, +- jitter."""
+    """Exponential backoff with jitter: initial * multiplier**attempt, capped, +- jitter.
+
+    The exponent is clamped (by hand rather than with tenacity's ``wait_exponential``: the sinks' own
+    loops do the waiting, so only this arithmetic would be borrowed): once the delay has reached
+    ``max_s`` the attempt count stops growing, so a receiver that stays down for days can never make
+    ``multiplier ** attempt`` overflow (a float power raised ``OverflowError`` at attempt 1024 before).
+    """
 
     initial_s: float
     max_s: float
@@ -113,11 +120,20 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self, hint_s: float | None = None) -> float:
-        base = min(self.max_s, self.initial_s * self.multiplier ** self.attempt)
-        self.attempt += 1
-        if hint_s is not None:  # the server said when; honour it within our cap
+        base = min(self.max_s, self.initial_s * self.multiplier ** min(self.attempt, self._cap_attempt()))
+        if self.attempt < self._cap_attempt():
+            self.attempt += 1
+        if hint_s is not None and math.isfinite(hint_s):  # the server said when; honour it within our cap
             base = min(self.max_s, max(base, hint_s))
+        elif hint_s is not None:
+            base = self.max_s
         return max(0.0, base * (1.0 + self.jitter * random.uniform(-1.0, 1.0)))
+
+    def _cap_attempt(self) -> int:
+        """The first attempt whose delay reaches ``max_s`` (0 when the multiplier does not grow)."""
+        if self.multiplier <= 1.0 or self.initial_s <= 0 or self.initial_s >= self.max_s:
+            return 0
+        return max(0, math.ceil(math.log(self.max_s / self.initial_s, self.multiplier)))
 
     def reset(self) -> None:
         self.attempt = 0

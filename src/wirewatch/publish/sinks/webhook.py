@@ -96,6 +96,7 @@ class WebhookSink:
                      len(self.spool), self.spool.directory)
         self._thread = threading.Thread(target=self._run, name=f"alert-sink-{self.name}", daemon=True)
         self._thread.start()
+        metrics.watch(self.name, self.alive)
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, url={self._shown_url!r}, spool={str(self.spool.directory)!r})"
@@ -143,30 +144,46 @@ class WebhookSink:
     def _update_depth(self) -> None:
         self._metrics.set_spool_depth(self.name, len(self.spool))
 
+    def alive(self) -> bool:
+        """True while the worker runs (or after ``close()``); False once it ended by itself."""
+        return self._thread.is_alive() or self._closing.is_set() or self._abort.is_set()
+
     def _run(self) -> None:
         while not self._abort.is_set():
-            entries = self.spool.entries()
-            if not entries:
-                if self._closing.is_set():
-                    return
-                self._wake.wait(_POLL_S)
-                self._wake.clear()
-                continue
-            retry_in = None
-            for entry in entries:  # one listing per pass, not per alert: a long backlog drains in O(n)
-                if self._abort.is_set():
-                    return
-                with self._busy:
-                    retry_in = self._handle(entry)
-                if retry_in is not None:
-                    break
-            if retry_in is None:
-                continue
-            if self._closing.is_set():
-                return  # receiver unhappy while shutting down: leave the rest on disk
-            # _closing doubles as the interrupt: close() does not wait out a long backoff
-            if self._closing.wait(retry_in):
+            try:
+                stop = self._drain()
+            except Exception:  # catch-all: a bug or an unforeseen failure must not end delivery for good
+                self._metrics.error(self.name)
+                delay = self._backoff.next_delay()
+                log.exception("alert sink %s: unexpected error in the delivery loop; %d alert(s) spooled, "
+                              "retrying in %.2f s", self.name, len(self.spool), delay)
+                stop = self._closing.wait(delay)
+            if stop:
                 return
+
+    def _drain(self) -> bool:
+        """One pass over the spool; True when the worker should stop."""
+        entries = self.spool.entries()
+        if not entries:
+            if self._closing.is_set():
+                return True
+            self._wake.wait(_POLL_S)
+            self._wake.clear()
+            return False
+        retry_in = None
+        for entry in entries:  # one listing per pass, not per alert: a long backlog drains in O(n)
+            if self._abort.is_set():
+                return True
+            with self._busy:
+                retry_in = self._handle(entry)
+            if retry_in is not None:
+                break
+        if retry_in is None:
+            return False
+        if self._closing.is_set():
+            return True  # receiver unhappy while shutting down: leave the rest on disk
+        # _closing doubles as the interrupt: close() does not wait out a long backoff
+        return self._closing.wait(retry_in)
 
     def _handle(self, entry: SpoolEntry) -> float | None:
         """Try one spooled alert; returns a backoff delay when it should be retried, else None."""
@@ -199,6 +216,10 @@ class WebhookSink:
             resp = self._transport.post(self.url, body, headers, self.config.timeout_s)
         except OSError as exc:
             problem = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # catch-all: an unexpected error is one more failed attempt, counted
+            self._metrics.error(self.name)
+            log.exception("alert sink %s: unexpected error posting to %s", self.name, self._shown_url)
+            problem = f"unexpected {type(exc).__name__}: {exc}"
         else:
             if 200 <= resp.status < 300:
                 self.spool.remove(entry)
