@@ -16,7 +16,7 @@ SHOWN = ("bbox.AP", "bbox.AP50", "bbox.AP75", "bbox.APs", "bbox.APm", "bbox.APl"
 
 
 def evaluate(
-    gt_path: Path = typer.Option(..., "--gt", help="COCO ground truth JSON."),
+    gt_path: Path | None = typer.Option(None, "--gt", help="COCO ground truth JSON (not with --panel)."),
     results_path: Path | None = typer.Option(None, "--results", help="COCO results JSON to score."),
     backend: str | None = typer.Option(None, "--backend", help="Or: segment the ground truth's images with this backend."),
     model: str = typer.Option("default", "--model", help="Model for the backend ('default': the shipped one)."),
@@ -27,6 +27,16 @@ def evaluate(
     plots: Path | None = typer.Option(None, "--plots", help="Folder for comparison maps, overlays and distributions."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="Minimum score for pixel accuracy, counts, stats."),
     save_results: Path | None = typer.Option(None, "--save-results", help="With --backend: also write its COCO results."),
+    panel: bool = typer.Option(False, "--panel", help="Score the model (--backend, default onnxruntime) and the "
+                               "watershed baseline on the fixed evaluation panel (docs/model.md) instead of --gt."),
+    panel_frames: int = typer.Option(20, "--panel-frames", help="Frames per panel set."),
+    panel_size: int = typer.Option(512, "--panel-size", help="Panel frame size (px)."),
+    panel_sets: str | None = typer.Option(None, "--panel-sets", help="Comma-separated panel sets (default: all)."),
+    panel_variant: list[str] = typer.Option([], "--panel-variant", help="Model options for one panel column, "
+                                            "comma-separated key=value (repeatable), e.g. 'scale=none,polarity=bright' "
+                                            "(the runtime before issue 37) and 'scale=auto'; default: the options as "
+                                            "given."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="With --panel: also write the table as markdown."),
 ) -> None:
     """Score detections against COCO ground truth with pycocotools (AP, AP50, AP75, APs/m/l for boxes and masks),
     segmentation accuracy TP/(TP+FP+FN), count error and KS / Wasserstein agreement of the particle statistics.
@@ -42,6 +52,14 @@ def evaluate(
     from wirewatch.evaluate import image_roots, read_json, segment_ground_truth_images
     from wirewatch.stats import write_json
 
+    if panel:
+        if gt_path is not None or results_path is not None:
+            raise InputError("--panel draws its own frames: give no --gt or --results")
+        _panel(backend or "onnxruntime", model, parse_options(option), panel_frames, panel_size, panel_sets,
+               panel_variant, json_out, markdown)
+        return
+    if gt_path is None:
+        raise InputError("give --gt FILE (or --panel)")
     if (results_path is None) == (backend is None):
         raise InputError("give exactly one of --results FILE or --backend NAME")
     gt = read_json(gt_path, "ground truth")
@@ -76,6 +94,36 @@ def evaluate(
         typer.echo(f"metrics -> {json_out}")
     if plots is not None:
         typer.echo(f"plots -> {plots}")
+
+
+def _panel(backend: str, model: str, options: dict[str, object], frames: int, size: int, sets: str | None,
+           variants: list[str], json_out: Path | None, markdown: Path | None) -> None:
+    """The model under each variant's options and the watershed baseline on the panel; table printed and written."""
+    from wirewatch.cli.segment import build_segmenter, parse_options
+    from wirewatch.errors import InputError
+    from wirewatch.evaluate.panel import markdown_table, run_panel
+    from wirewatch.stats import write_json
+
+    if backend == "watershed":
+        raise InputError("--panel scores a model backend (onnxruntime, tensorrt) against the watershed baseline")
+    segmenters = {}
+    for variant in variants or [""]:
+        extra = parse_options([item for item in variant.split(",") if item.strip()])
+        segmenters[f"model {variant}".strip()] = build_segmenter(backend, model, {**options, **extra})
+    segmenters["watershed"] = build_segmenter("watershed", model, {})
+    report = run_panel(segmenters, frames=frames, size=size,
+                       sets=[s.strip() for s in sets.split(",") if s.strip()] if sets else None,
+                       progress=typer.echo)
+    report.update({"backend": backend, "model": model, "options": options})
+    table = markdown_table(report)
+    typer.echo(table)
+    if json_out is not None:
+        write_json(json_out, report)
+        typer.echo(f"panel -> {json_out}")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
+        typer.echo(f"table -> {markdown}")
 
 
 def _fmt(value: float) -> str:

@@ -22,6 +22,7 @@ from wirewatch.ingest.decoders import make_decoder
 from wirewatch.ingest.sources import make_source
 from wirewatch.preprocess.fit import FitSegmenter
 from wirewatch.publish.record import RecordSink
+from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment import load_segmenter
 from wirewatch.segment.base import Segmenter
 from wirewatch.segment.scale import split_scale_options
@@ -65,7 +66,7 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
 
 def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
     backend, options = resolve_backend(config.segment)
-    _, _, options = split_scale_options(backend, options)  # scale / scale_window: FitSegmenter's, not the backend's
+    _, options = split_scale_options(backend, options)  # scale, scale_window, polarity: FitSegmenter's
     try:
         try:
             segmenter = load_segmenter(backend, **options)
@@ -134,11 +135,12 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     pp = config.preprocess
     # segment.options.scale (auto for models): frames resized so wires match the model's training widths;
     # on a stream the median width of the last scale_window (default 9) frames sets the resize
-    scale, window, _ = split_scale_options(backend, config.segment.options, default_window=9)
+    runtime, _ = split_scale_options(backend, config.segment.options, default_window=9)
     fitted = FitSegmenter(segmenter, max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
                           tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap,
-                          max_detections=config.segment.max_detections, scale=scale, scale_window=window,
-                          pixel_size_nm=config.measure.pixel_size_nm)
+                          max_detections=config.segment.max_detections, scale=runtime.scale,
+                          scale_window=runtime.scale_window, pixel_size_nm=config.measure.pixel_size_nm,
+                          polarity=runtime.polarity)
 
     on_drop, on_reject = source_counters(metrics)
     from wirewatch.stats import measure

@@ -30,8 +30,10 @@ from wirewatch.segment.scale import (
     auto_factor,
     describe_coverage,
     estimate_wire_width,
+    parse_polarity,
     parse_scale,
     split_scale_options,
+    wires_are_dark,
 )
 from wirewatch.types import Detections
 
@@ -48,9 +50,10 @@ class FitSegmenter:
     def __init__(self, inner: Segmenter, *, max_side: int | None, mode: Literal["resize", "tile"] = "resize",
                  tile_size: int = 512, tile_overlap: int = 64, merge_overlap: float = 0.5,
                  max_detections: int | None = None, scale: ScaleOption = None, scale_window: int = 1,
-                 pixel_size_nm: float | None = None) -> None:
+                 pixel_size_nm: float | None = None, polarity: str = "bright") -> None:
         self.inner = inner
         self.scale = parse_scale(scale)
+        self.polarity = parse_polarity(polarity)
         if scale_window < 1:
             from wirewatch.errors import InputError
 
@@ -72,6 +75,8 @@ class FitSegmenter:
         self.merge_overlap = merge_overlap
 
     def segment(self, image: np.ndarray) -> Detections:
+        if self.polarity != "bright" and wires_are_dark(image, self.polarity):
+            image = np.float32(1.0) - image  # dark wires on a bright field: the model knows bright wires
         factor = self.factor_for(image)
         if factor == 1.0:
             return self._fit(image)
@@ -304,11 +309,12 @@ def load_fitted_segmenter(backend: str, options: Mapping[str, Any], *, preproces
     from wirewatch.preprocess.config import PreprocessConfig
     from wirewatch.segment import load_segmenter
 
-    scale, window, rest = split_scale_options(backend, dict(options))
+    runtime, rest = split_scale_options(backend, dict(options))
     pp = preprocess if preprocess is not None else PreprocessConfig()
     return FitSegmenter(load_segmenter(backend, **rest), max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
                         tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap, max_detections=max_detections,
-                        scale=scale, scale_window=window, pixel_size_nm=pixel_size_nm)
+                        scale=runtime.scale, scale_window=runtime.scale_window, pixel_size_nm=pixel_size_nm,
+                        polarity=runtime.polarity)
 
 
 def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:
