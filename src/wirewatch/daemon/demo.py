@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
+from wirewatch.report.demo import demo_record_options, demo_report
 from wirewatch.simulate.producer import Simulator, SimulatorResult
 from wirewatch.simulate.scenario import resolve_scenario
 from wirewatch.types import ChangePoint
@@ -85,7 +86,7 @@ def demo_config(endpoint: str, record: Path, *, format: str, policy: str, backen
     overrides: dict[str, Any] = {
         "ingest": {"source": "zmq", "endpoint": endpoint, "socket": "pull", "bind": False, "format": format,
                    "policy": policy},
-        "record": {"path": str(record)},
+        "record": {"path": str(record), **demo_record_options(record.parent)},  # + particle tables
         "http": {"port": 0},
         "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": []},
     }
@@ -161,6 +162,7 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
     errors = int(sum(s.value for m in reg.collect() if m.name == "wirewatch_frame_errors" for s in m.samples
                      if s.name.endswith("_total")))
     files = [record, out / "truth.json", *_plots(out, state, truth["change_points"], sc.name)]
+    files += demo_report(out)  # report.html: metadata, statistics, distributions per segment
     summary = DemoSummary(out=out, frames_sent=sim.sent_frames, frames_processed=daemon.pipeline.processed,
                           frames_dropped=dropped, frame_errors=errors, seconds=seconds,
                           true_change_points=tuple(truth["change_points"]), detected=tuple(state.changepoints),
