@@ -1,0 +1,133 @@
+"""Particle tables: schema, rolling, atomic parts (SIGKILL loses at most the open part), RLE masks, the
+missing-extra error, and the disk cost figure of docs/products.md."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wirewatch.errors import ConfigError
+
+pa = pytest.importorskip("pyarrow")
+
+from wirewatch.daemon.stages import FrameResult  # noqa: E402
+from wirewatch.publish.particles import (  # noqa: E402
+    SCHEMA_VERSION,
+    ParticleWriter,
+    read_frames,
+    read_particles,
+)
+from wirewatch.stats import measure  # noqa: E402
+from wirewatch.types import Detections, Frame  # noqa: E402
+
+
+def result(i: int, n: int = 3, size: int = 64) -> FrameResult:
+    """Frame ``i`` with ``n`` horizontal bars (n = 0 gives an empty frame)."""
+    masks = np.zeros((n, size, size), bool)
+    for k in range(n):
+        masks[k, 4 + 6 * k:7 + 6 * k, 5:20 + k] = True
+    det = Detections(boxes=np.zeros((n, 4), np.float32), scores=np.linspace(0.9, 0.5, n).astype(np.float32),
+                     masks=masks, image_shape=(size, size))
+    stats = measure(det, frame_id=i, time=1.7e9 + i)
+    frame = Frame(frame_id=i, image=np.zeros((size, size), np.uint8), time=1.7e9 + i, series_id="s1")
+    return FrameResult(frame=frame, stats=stats, changepoints=(), image=np.zeros((size, size)), detections=det,
+                       timings={})
+
+
+def test_rows_per_frame_roll_and_read_back(tmp_path: Path) -> None:
+    w = ParticleWriter(tmp_path, roll_frames=4, masks="rle")
+    counts = [3, 0, 2, 5, 1, 3, 4]
+    for i, n in enumerate(counts):
+        w.add(result(i, n))
+    assert w.parts_written == 1 and w.pending_frames == 3
+    w.close()
+    assert sorted(p.name for p in (tmp_path / "particles").iterdir()) == ["part-000000.parquet", "part-000001.parquet"]
+    t = read_particles(tmp_path)
+    assert t.num_rows == sum(counts)
+    assert t.schema.metadata[b"wirewatch.particles.version"] == SCHEMA_VERSION.encode()
+    frames = t.column("frame").to_pylist()
+    assert [frames.count(i) for i in range(len(counts))] == counts
+    assert read_frames(tmp_path).column("particle_count").to_pylist() == [float(c) for c in counts]
+    rows = t.to_pylist()
+    assert rows[0]["score"] == pytest.approx(0.9) and rows[0]["series"] == "s1" and rows[0]["particle"] == 0
+    from wirewatch.coco import decode_mask
+
+    m = decode_mask({"size": [64, 64], "counts": rows[1]["mask_rle"]}, 64, 64)
+    assert int(m.sum()) == rows[1]["area_px"] == 3 * 16
+
+
+def test_restart_continues_the_numbering_and_removes_a_killed_runs_open_part(tmp_path: Path) -> None:
+    w = ParticleWriter(tmp_path, roll_frames=2)
+    for i in range(2):
+        w.add(result(i))
+    w.close()
+    (tmp_path / "particles" / ".part-000001.parquet.x.tmp").write_bytes(b"half a file")
+    w2 = ParticleWriter(tmp_path, roll_frames=2)
+    assert not list((tmp_path / "particles").glob(".*.tmp")) and w2.next_part == 1
+    w2.add(result(5))
+    w2.close()
+    assert read_particles(tmp_path).column("frame").to_pylist() == [0, 0, 0, 1, 1, 1, 5, 5, 5]
+
+
+def test_sigkill_loses_at_most_the_open_part(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.unit.test_particles import result
+        from wirewatch.publish.particles import ParticleWriter
+        w = ParticleWriter({str(tmp_path)!r}, roll_frames=3)
+        i = 0
+        while True:
+            w.add(result(i)); i += 1
+            if i % 3 == 0:
+                print(i, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(5):
+        proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    parts = sorted((tmp_path / "particles").glob("part-*.parquet"))
+    assert len(parts) >= 5
+    t = read_particles(tmp_path)  # every closed part reads back whole
+    frames = t.column("frame").to_pylist()
+    assert frames == [i for i in range(len(parts) * 3) for _ in range(3)]
+
+
+def test_without_pyarrow_the_option_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ConfigError, match=r"wirewatch\[particles\]"):
+        ParticleWriter(tmp_path)
+
+
+def test_disk_cost_per_1000_frames_at_100_particles(tmp_path: Path) -> None:
+    """The figure docs/products.md states (no masks): well under 10 MB per 1000 frames."""
+    rng = np.random.default_rng(0)
+    w = ParticleWriter(tmp_path, roll_frames=500)
+    base = result(0, 1)
+    cols = {k: v for k, v in base.stats.particles.items()}
+    t0 = time.perf_counter()
+    for i in range(1000):
+        parts = {k: np.resize(np.asarray(v), 100) for k, v in cols.items()}
+        for k in ("area_px", "length_px", "width_px", "aspect_ratio", "orientation_deg", "centroid_x"):
+            parts[k] = rng.uniform(1, 100, 100) if k != "area_px" else rng.integers(20, 900, 100)
+        stats = type(base.stats)(frame_id=i, time=1.7e9 + i, aggregates=base.stats.aggregates, particles=parts)
+        det = Detections(boxes=np.zeros((100, 4), np.float32), scores=rng.uniform(0.5, 1, 100).astype(np.float32),
+                         masks=np.zeros((100, 1, 1), bool), image_shape=(1, 1))
+        frame = Frame(frame_id=i, image=base.frame.image, time=1.7e9 + i, series_id="s1")
+        w.add(FrameResult(frame=frame, stats=stats, changepoints=(), image=base.image, detections=det, timings={}))
+    w.close()
+    size = sum(p.stat().st_size for p in tmp_path.rglob("*.parquet"))
+    print(f"1000 frames x 100 particles: {size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s")
+    assert read_particles(tmp_path).num_rows == 100_000
+    assert size < 10e6
