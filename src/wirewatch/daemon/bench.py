@@ -48,6 +48,11 @@ class DaemonBench:
     cpu_s_per_frame: float = float("nan")
     load_average: tuple[float, float] = (float("nan"), float("nan"))  # 1-minute load at the start and the end
     options: dict[str, Any] = field(default_factory=dict)  # segment backend options used
+    # backend ray: replicas that served frames, frames lost to errors (segment_failed ...), and Ray's own
+    # share of the segment time (round trip minus the replica's queueing and inference), p50
+    replicas: int | None = None
+    frames_failed: int = 0
+    ray_overhead_p50_s: float = float("nan")
 
     @property
     def meets_target(self) -> bool:
@@ -137,6 +142,11 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     seg = np.array([r[2] for r in warm]) if warm else np.array([np.nan])
     dropped = int(sum(daemon.registry.get_sample_value("wirewatch_frames_dropped_total", {"reason": r}) or 0
                       for r in ("overflow", "superseded")))
+    failed = int(sum(m.value for metric in daemon.registry.collect() if metric.name == "wirewatch_frame_errors"
+                     for m in metric.samples if m.name.endswith("_total")))
+    seg_backend = daemon.built.extra.get("segmenter")
+    replica_pids = getattr(seg_backend, "replica_pids", None)
+    overheads = list(getattr(seg_backend, "overheads_s", []))
     return DaemonBench(
         backend=daemon.built.backend, model=daemon.built.model, size=size, rate=rate, seconds=seconds,
         frames_sent=sent, frames_processed=daemon.pipeline.processed, frames_dropped=dropped,
@@ -146,4 +156,6 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         particles_mean=float(np.mean([r[3] for r in warm])) if warm else float("nan"),
         stages_p50_s=stages, cpu_cores_used=cpu_s / seconds,
         cpu_s_per_frame=cpu_s / len(warm) if warm else float("nan"),
-        load_average=(load_start, os.getloadavg()[0]), options=dict(options or {}))
+        load_average=(load_start, os.getloadavg()[0]), options=dict(options or {}),
+        replicas=len(replica_pids) if replica_pids is not None else None, frames_failed=failed,
+        ray_overhead_p50_s=float(np.median(overheads)) if overheads else float("nan"))

@@ -29,7 +29,7 @@ from wirewatch.segment.scale import split_scale_options
 
 from .metrics import DaemonMetrics
 from .pipeline import Pipeline
-from .sinks import AlertsResultSink, RecordResultSink
+from .sinks import AlertsResultSink, RecordResultSink, SegmenterCloser
 from .stages import ChangeDetector, ResultSink
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     publisher: Any = None
     sinks: list[ResultSink] = []
     try:
+        if callable(getattr(segmenter, "close", None)):  # e.g. the ray backend: replicas, a local Ray
+            sinks.append(SegmenterCloser(segmenter))  # closed with the sinks, or here if building fails
         if source is None:
             source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context)
         decoder = make_decoder(source.format_name, channel=config.ingest.channel, limits=config.ingest.limits(),
@@ -168,7 +170,8 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             poll_interval_s=config.pipeline.poll_interval_s,
             error_log_interval_s=config.pipeline.error_log_interval_s,
             is_replay=record.is_replay if record is not None else None,
-            take_latest=config.ingest.policy == "latest")
+            take_latest=config.ingest.policy == "latest",
+            max_in_flight=getattr(segmenter, "max_in_flight", 1), segmenter_ready=getattr(segmenter, "ready", None))
         from .products import attach_products  # particle tables, Tiled catalog (docs/products.md)
 
         sinks.extend(attach_products(pipeline, config, registry=registry, backend=backend, model=model))
@@ -177,4 +180,4 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             s.close()
         raise
     return Built(pipeline=pipeline, metrics=metrics, registry=registry, backend=backend, model=model,
-                 record=record, publisher=publisher)
+                 record=record, publisher=publisher, extra={"segmenter": segmenter})

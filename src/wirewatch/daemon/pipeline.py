@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from wirewatch.errors import DecodeError, WirewatchError
@@ -36,6 +37,7 @@ from wirewatch.preprocess.normalise import prepare
 from wirewatch.segment.base import Segmenter
 from wirewatch.types import Alert, ChangePoint, Frame, FrameStats, SeriesEnd, SeriesStart
 
+from .inflight import OrderedWindow
 from .metrics import DaemonMetrics
 from .stages import (
     ChangeDetector,
@@ -60,7 +62,8 @@ class Pipeline:
                  measurer: Measurer, detector: ChangeDetector | None, sinks: Sequence[ResultSink],
                  metrics: DaemonMetrics, queue_size: int = 2, pixel_size_nm: float | None = None,
                  poll_interval_s: float = 0.1, error_log_interval_s: float = 10.0,
-                 is_replay: ReplayCheck | None = None, take_latest: bool = False) -> None:
+                 is_replay: ReplayCheck | None = None, take_latest: bool = False, max_in_flight: int = 1,
+                 segmenter_ready: Callable[[], bool] | None = None) -> None:
         self.source = source
         self.decoder = decoder
         self.preprocess = preprocess
@@ -73,6 +76,11 @@ class Pipeline:
         self.poll = poll_interval_s
         self.is_replay = is_replay
         self.take_latest = take_latest
+        # max_in_flight > 1 (a segmenter served elsewhere, e.g. the ray backend): frames segmented
+        # concurrently in an OrderedWindow, results still handed on in frame order
+        self.max_in_flight = max_in_flight
+        self._window: OrderedWindow[Any] | None = None
+        self.segmenter_ready = segmenter_ready  # e.g. "a replica is alive"; part of ``ready``
         self.listeners: list[Listener] = []
         self.changepoint_listeners: list[Callable[[ChangePoint], None]] = []
         self._q_measure: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -98,6 +106,8 @@ class Pipeline:
         if self._started:
             raise RuntimeError("pipeline already started")
         self._started = True
+        if self.max_in_flight > 1:
+            self._window = OrderedWindow(self.max_in_flight, self._deliver_in_order, name="wirewatch-segment")
         self.source.start()
         for name, target in (("segment", self._segment_loop), ("measure", self._measure_loop),
                              ("publish", self._publish_loop)):
@@ -153,7 +163,8 @@ class Pipeline:
 
     @property
     def ready(self) -> bool:
-        return self._started and not self._intake_stop.is_set() and self.healthy
+        return (self._started and not self._intake_stop.is_set() and self.healthy
+                and (self.segmenter_ready is None or self.segmenter_ready()))
 
     # -- threads ---------------------------------------------------------------------------------
     def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
@@ -192,6 +203,8 @@ class Pipeline:
             if self._intake_stop.is_set() and not closed and self._received_before_stop_handled():
                 self.source.close()  # stop intake; what is buffered stays readable
                 closed = True
+            if self._window is not None and not self._window.wait_for_slot(self.poll):
+                continue  # every slot busy: frames wait in the raw buffer, where the ingest policy applies
             msg = self.source.get(timeout=0 if closed else self.poll)
             if msg is None:
                 if closed or self.source.finished:
@@ -199,6 +212,10 @@ class Pipeline:
                 continue
             for m in self._newest_first(msg):
                 self._handle_message(m)
+        if self._window is not None:
+            left = self._window.finish(abort=self._abort.is_set)
+            if left:
+                self.metrics.frames_dropped.labels(reason="shutdown").inc(left)
         self._put(self._q_measure, Stop())
 
     def _newest_first(self, msg: RawMessage) -> list[RawMessage]:
@@ -242,13 +259,26 @@ class Pipeline:
             return
         decode_s = time.perf_counter() - t0
         for event in events:
-            if isinstance(event, Frame):
+            if self._window is not None:
+                self._to_window(event, decode_s)
+            elif isinstance(event, Frame):
                 clock = StageClock({"decode": decode_s})
                 segmented = self._segment(event, clock)
                 if segmented is not None and not self._put(self._q_measure, segmented):
                     return
             elif not self._put(self._q_measure, event):
                 return
+
+    def _to_window(self, event: Frame | SeriesEvent, decode_s: float) -> None:
+        assert self._window is not None
+        if isinstance(event, Frame):
+            self._window.submit(partial(self._segment, event, StageClock({"decode": decode_s})))
+        else:
+            self._window.put_ready(event)  # keeps its place between the frames
+
+    def _deliver_in_order(self, item: Segmented | SeriesEvent | None) -> None:
+        if item is not None:  # None: the frame was skipped (error or replay), already counted
+            self._put(self._q_measure, item)
 
     def _segment(self, frame: Frame, clock: StageClock) -> Segmented | None:
         if self.is_replay is not None and self.is_replay(frame.series_id, frame.frame_id):

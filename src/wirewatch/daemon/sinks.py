@@ -64,3 +64,22 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+class SegmenterCloser:
+    """Releases a segmenter that holds resources (the ``ray`` backend's replicas and local Ray) when the
+    pipeline closes its sinks: after the last frame, or when building the daemon fails half-way."""
+
+    name = "segmenter"
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+
+    def publish(self, result: FrameResult) -> Sequence[Alert]:
+        return ()
+
+    def series(self, event: SeriesEvent) -> None:
+        pass
+
+    def close(self) -> None:
+        self.segmenter.close()

@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "watershed": "wirewatch.segment.watershed:WatershedSegmenter",
     "onnxruntime": "wirewatch.segment.onnx_backend:OnnxSegmenter",
     "tensorrt": "wirewatch.segment.tensorrt_backend:TensorRTSegmenter",
+    "ray": "wirewatch.segment.ray_backend:RaySegmenter",  # Ray Serve replicas (pip install 'wirewatch[ray]')
 }
 
 

@@ -1,0 +1,351 @@
+"""The ``ray`` segmenter backend: segmentation served by a Ray Serve deployment.
+
+Each replica of the deployment (``WirewatchSegmenter`` in the application ``wirewatch-segment``)
+holds one of the in-process segmenters (``inner``: onnxruntime by default, tensorrt, watershed)
+and segments one frame at a time. The daemon sends frames as numpy arrays through Ray (actor
+calls: large arguments travel through the object store, not as JSON) and gets masks back
+bit-packed (``np.packbits``, 1 bit per pixel: 32 kB per 512 x 512 mask instead of 256 kB),
+unpacked here. The daemon keeps up to ``max_in_flight`` frames in flight
+(``wirewatch.daemon.inflight.OrderedWindow``) and hands results on in frame order.
+
+``address``: unset starts a local Ray inside the daemon (the embedded default; shut down with
+the daemon); ``auto`` joins the Ray cluster this machine is a node of (``ray start --address``),
+``ray://host:10001`` joins through Ray Client. On a cluster whose ``wirewatch-segment``
+application already runs (a KubeRay RayService shared by several daemons) the daemon uses it
+as it is and leaves it running when it stops.
+
+Faults: a request whose replica died (``ActorDiedError``/``ActorUnavailableError``, e.g. the
+replica's process was killed) is sent once more (Serve routes it to a live or restarted
+replica); a second failure raises, and the daemon counts the frame as ``segment_failed``.
+``ready()`` is false while the deployment has no running replica (polled from Serve's
+controller in a background thread, so ``/readyz`` costs nothing). The retry is a two-attempt
+loop rather than tenacity: one retry, on two exception types, with nothing to wait between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from wirewatch.errors import BackendUnavailable, InputError, WirewatchError
+from wirewatch.types import Detections
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "wirewatch-segment"
+DEPLOYMENT_NAME = "WirewatchSegmenter"
+INNER_BACKENDS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt",
+                  "watershed": "watershed"}
+
+
+class SegmentFailed(WirewatchError):
+    """Segmentation failed on the Ray deployment (after the retry)."""
+
+
+# -- compact detections on the wire ----------------------------------------------------------------
+def pack_detections(det: Detections) -> dict[str, Any]:
+    """Detections as plain arrays with the masks bit-packed (what a replica returns)."""
+    n = len(det)
+    h, w = det.image_shape
+    return {"shape": (int(h), int(w)), "boxes": np.ascontiguousarray(det.boxes, np.float32),
+            "scores": np.ascontiguousarray(det.scores, np.float32),
+            "mask_scores": None if det.mask_scores is None else np.ascontiguousarray(det.mask_scores, np.float32),
+            "bits": np.packbits(det.masks.reshape(n, h * w), axis=1)}
+
+
+def unpack_detections(packed: dict[str, Any]) -> Detections:
+    """The inverse of ``pack_detections``; a reply of the wrong form is an error, not a crash."""
+    try:
+        h, w = (int(v) for v in packed["shape"])
+        bits = np.asarray(packed["bits"], np.uint8)
+        n = len(packed["scores"])
+        masks = np.unpackbits(bits, axis=1, count=h * w).astype(bool).reshape(n, h, w)
+        return Detections(boxes=np.asarray(packed["boxes"], np.float32), scores=np.asarray(packed["scores"], np.float32),
+                          masks=masks, image_shape=(h, w),
+                          mask_scores=None if packed.get("mask_scores") is None
+                          else np.asarray(packed["mask_scores"], np.float32))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SegmentFailed(f"a replica's reply is not packed detections: {exc}") from None
+
+
+# -- the replica -----------------------------------------------------------------------------------
+class SegmentReplica:
+    """One Serve replica: one in-process segmenter, one frame at a time (requests that arrive while a
+    frame is segmented wait here with their frame already fetched: the next one starts at once)."""
+
+    def __init__(self, inner: str, options: dict[str, Any]) -> None:
+        from wirewatch.segment import load_segmenter
+
+        self.segmenter = load_segmenter(inner, **options)
+        self._lock = threading.Lock()
+
+    def segment(self, image: np.ndarray) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            det = self.segmenter.segment(image)
+            t2 = time.perf_counter()
+        packed = pack_detections(det)
+        packed["pid"] = os.getpid()  # lets the daemon count (and tests find) the replicas serving it
+        packed["wait_s"], packed["infer_s"] = t1 - t0, t2 - t1  # so the daemon can tell Ray's own share
+        return packed
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def inner_options(inner: str, model: str | None, threads: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options for the segmenter inside each replica."""
+    opts = dict(options)
+    if inner != "watershed":
+        if model is not None:
+            opts["model"] = model
+        if inner == "onnxruntime" and threads is not None:
+            opts["threads"] = threads
+    return opts
+
+
+def deployment_options(*, replicas: int | None, min_replicas: int | None, max_replicas: int | None,
+                       threads: int, num_gpus: float) -> dict[str, Any]:
+    """``Deployment.options`` for the replica count (fixed or autoscaled) and each replica's resources."""
+    opts: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": float(threads), "num_gpus": float(num_gpus)},
+        "max_ongoing_requests": 2,  # one segmenting, one waiting with its frame fetched
+        "health_check_period_s": 2.0, "health_check_timeout_s": 30.0, "graceful_shutdown_timeout_s": 5.0,
+    }
+    if min_replicas is not None or max_replicas is not None:
+        lo = 1 if min_replicas is None else min_replicas
+        hi = max(lo, 1) if max_replicas is None else max_replicas
+        opts["autoscaling_config"] = {"min_replicas": lo, "max_replicas": hi, "target_ongoing_requests": 1.5,
+                                      "upscale_delay_s": 5.0, "downscale_delay_s": 60.0}
+    else:
+        opts["num_replicas"] = 1 if replicas is None else replicas
+    return opts
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The Serve application (``import_path: wirewatch.segment.ray_backend:build_app`` in a Serve config /
+    KubeRay RayService, with ``args``: inner, model, threads, replicas or min/max_replicas, num_gpus,
+    options)."""
+    from ray import serve
+
+    inner = _inner_name(str(args.get("inner", "onnxruntime")))
+    threads = int(args.get("threads", 1))
+    opts = deployment_options(replicas=args.get("replicas"), min_replicas=args.get("min_replicas"),
+                              max_replicas=args.get("max_replicas"), threads=threads,
+                              num_gpus=float(args.get("num_gpus", 0.0)))
+    deployment: Any = serve.deployment(SegmentReplica, name=DEPLOYMENT_NAME)
+    deployment = deployment.options(**opts)
+    return deployment.bind(inner, inner_options(inner, args.get("model", "default"), threads,
+                                                dict(args.get("options") or {})))
+
+
+def _inner_name(inner: str) -> str:
+    try:
+        return INNER_BACKENDS[inner]
+    except KeyError:
+        raise InputError(f"ray backend: unknown inner segmenter {inner!r}; allowed: "
+                         f"{', '.join(sorted(INNER_BACKENDS))}") from None
+
+
+def _positive(name: str, value: Any, *, integer: bool = True, zero: bool = False) -> Any:
+    if value is None:
+        return None
+    try:
+        v = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"ray backend: {name} must be a number, got {value!r}") from None
+    if v < 0 or (v == 0 and not zero) or (integer and v != float(value)):
+        raise InputError(f"ray backend: {name} must be a {'non-negative' if zero else 'positive'} "
+                         f"{'integer' if integer else 'number'}, got {value!r}")
+    return v
+
+
+# -- the daemon side -------------------------------------------------------------------------------
+class RaySegmenter:
+    """A ``Segmenter`` whose ``segment`` runs on a Ray Serve replica; thread-safe (the daemon calls it
+    from up to ``max_in_flight`` threads at once)."""
+
+    name = "ray"
+
+    def __init__(self, model: str | None = "default", *, address: str | None = None, replicas: int | None = None,
+                 min_replicas: int | None = None, max_replicas: int | None = None, threads: int = 1,
+                 num_gpus: float = 0.0, inner: str = "onnxruntime", max_in_flight: int | None = None,
+                 num_cpus: int | None = None, app_name: str = APP_NAME, request_timeout_s: float = 60.0,
+                 start_timeout_s: float = 120.0, ready_poll_s: float = 0.5, **options: Any) -> None:
+        try:
+            import ray
+            from ray import serve
+        except ImportError:
+            raise BackendUnavailable("the ray backend needs Ray Serve: pip install 'wirewatch[ray]'") from None
+        self.inner = _inner_name(str(inner))
+        self.threads = _positive("threads", threads)
+        self.num_gpus = _positive("num_gpus", num_gpus, integer=False, zero=True)
+        replicas = _positive("replicas", replicas)
+        min_replicas = _positive("min_replicas", min_replicas, zero=True)
+        max_replicas = _positive("max_replicas", max_replicas)
+        if replicas is not None and (min_replicas is not None or max_replicas is not None):
+            raise InputError("ray backend: give either replicas or min_replicas/max_replicas, not both")
+        if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
+            raise InputError(f"ray backend: min_replicas {min_replicas} > max_replicas {max_replicas}")
+        most = max_replicas or replicas or max(1, min_replicas or 1)
+        self.max_in_flight = _positive("max_in_flight", max_in_flight) or 2 * most
+        self.configured_replicas = replicas
+        self.app_name = app_name
+        self.request_timeout_s = float(request_timeout_s)
+        self.address = address
+        self.retried = 0  # requests sent again after their replica died
+        self.replica_pids: set[int] = set()  # replicas that answered (a restarted replica adds its pid)
+        # per frame: round trip minus the replica's wait and inference = Ray's own cost (transfer,
+        # scheduling, packing); the newest 1000 kept
+        self.overheads_s: deque[float] = deque(maxlen=1000)
+        self._lock = threading.Lock()
+        self._ready = False
+        self._closed = threading.Event()
+        self._owns_ray = False  # an embedded Ray this segmenter started (and shuts down)
+        self._owns_ray_connection = False  # a cluster connection this segmenter opened (and closes)
+        self._ray = ray
+        self._serve = serve
+        t0 = time.monotonic()
+        self._connect(address, num_cpus=num_cpus, needed_cpus=most * (self.threads or 1))
+        try:
+            self._handle = self._deploy({"inner": self.inner, "model": model, "threads": self.threads,
+                                         "replicas": replicas, "min_replicas": min_replicas,
+                                         "max_replicas": max_replicas, "num_gpus": self.num_gpus,
+                                         "options": options}, start_timeout_s)
+            self.handle_segment = self._handle.segment
+            self.startup_s = time.monotonic() - t0
+            self._ready = self._running_replicas() > 0
+        except BaseException:
+            self.close()
+            raise
+        log.info("ray backend: %s replica(s) of %s (%d thread(s) each) ready in %.1f s (%s Ray)",
+                 self._running_replicas(), self.inner, self.threads, self.startup_s,
+                 "embedded" if self._owns_ray else f"cluster {address}")
+        self._poller = threading.Thread(target=self._poll_ready, args=(ready_poll_s,), name="wirewatch-ray-ready",
+                                        daemon=True)
+        self._poller.start()
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _connect(self, address: str | None, *, num_cpus: int | None, needed_cpus: int) -> None:
+        ray = self._ray
+        if ray.is_initialized():  # e.g. tests sharing one local Ray; not ours to shut down
+            return
+        if address is None:
+            cpus = num_cpus if num_cpus is not None else max(os.cpu_count() or 1, needed_cpus)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, namespace="wirewatch",
+                     object_store_memory=256 * 1024 * 1024, logging_level=logging.WARNING)
+            self._owns_ray = True
+        else:
+            ray.init(address=address, log_to_driver=False, namespace="wirewatch", logging_level=logging.WARNING)
+            self._owns_ray_connection = True
+
+    def _deploy(self, args: dict[str, Any], timeout_s: float) -> Any:
+        serve = self._serve
+        if self._app_running():
+            log.info("ray backend: using the running Serve application %r as it is", self.app_name)
+            return serve.get_deployment_handle(DEPLOYMENT_NAME, self.app_name)
+        serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy, no port taken
+        app = build_app(args)
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["handle"] = serve.run(app, name=self.app_name, route_prefix=None, blocking=False)
+            except BaseException as exc:
+                done["error"] = exc
+
+        t = threading.Thread(target=run, daemon=True)  # serve.run has no timeout of its own
+        t.start()
+        t.join(timeout_s)
+        if "error" in done:
+            raise BackendUnavailable(f"ray backend: deploying {self.app_name!r} failed: {done['error']}")
+        if "handle" not in done:
+            raise BackendUnavailable(f"ray backend: no replica of {self.app_name!r} became ready within "
+                                     f"{timeout_s:g} s (not enough CPUs/GPUs in the Ray cluster?)")
+        return done["handle"].options(method_name="segment")
+
+    def _app_running(self) -> bool:
+        try:
+            return self.app_name in self._serve.status().applications
+        except Exception:  # no Serve instance yet
+            return False
+
+    def _running_replicas(self) -> int:
+        try:
+            app = self._serve.status().applications.get(self.app_name)
+            if app is None:
+                return 0
+            dep = app.deployments.get(DEPLOYMENT_NAME)
+            states: dict[Any, int] = dict(dep.replica_states) if dep is not None else {}
+            return int(states.get("RUNNING", 0))
+        except Exception:
+            return 0
+
+    def _poll_ready(self, interval_s: float) -> None:
+        while not self._closed.wait(interval_s):
+            running = self._running_replicas()
+            self._ready = running > 0
+
+    # -- the Segmenter interface -----------------------------------------------------------------
+    def ready(self) -> bool:
+        """At least one replica running (as Serve's controller last said)."""
+        return self._ready and not self._closed.is_set()
+
+    @property
+    def replicas(self) -> int:
+        """Replicas running now."""
+        return self._running_replicas()
+
+    def segment(self, image: np.ndarray) -> Detections:
+        if self._closed.is_set():
+            raise SegmentFailed("the ray backend is closed")
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        image = np.ascontiguousarray(image, np.float32)
+        for attempt in (1, 2):
+            try:
+                t0 = time.perf_counter()
+                packed = self.handle_segment.remote(image).result(timeout_s=self.request_timeout_s)
+                det = unpack_detections(packed)
+                rtt = time.perf_counter() - t0
+                break
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                if attempt == 2:
+                    raise SegmentFailed(f"the replica died again on the retry: {exc}") from None
+                with self._lock:
+                    self.retried += 1
+                self._ready = False  # until the poller sees a running replica again
+                log.warning("ray backend: a replica died with a frame in flight; sending it again")
+            except TimeoutError:
+                raise SegmentFailed(f"no reply from a replica within {self.request_timeout_s:g} s") from None
+        pid = packed.get("pid")
+        with self._lock:
+            if isinstance(pid, int):
+                self.replica_pids.add(pid)
+            with contextlib.suppress(TypeError, ValueError):
+                self.overheads_s.append(rtt - float(packed["wait_s"]) - float(packed["infer_s"]))
+        return det
+
+    def close(self) -> None:
+        """Stop the readiness poller; an embedded Ray (and its Serve application) is shut down, a cluster's
+        application is left running for the other daemons. Idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._owns_ray:
+            try:
+                self._serve.shutdown()
+            except Exception:
+                log.debug("serve shutdown failed", exc_info=True)
+            self._ray.shutdown()
+            log.info("ray backend: local Ray shut down")
+        elif self._owns_ray_connection:
+            self._ray.shutdown()  # disconnect only: the cluster and its replicas keep running
