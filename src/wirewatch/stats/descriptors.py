@@ -11,8 +11,12 @@ It is the principal axis of the mask's second moments (for a rectangle: its long
 steadier on rasterised masks than the rotated rectangle's edge direction.
 
 Length and width are the long and short sides of the minimum-area rotated rectangle around the
-mask's pixel centres (OpenCV ``minAreaRect``) plus one pixel, so an axis-aligned L x W block of
-pixels measures exactly L x W. The aspect ratio is length / width (the paper's long/short side).
+mask's pixel centres (OpenCV ``minAreaRect``) plus what pixel-centre sampling hides beyond the
+outermost centres (``sampling_allowance``): a whole pixel for an axis-aligned side, so an
+axis-aligned L x W block of pixels measures exactly L x W, but less for a rotated one, whose
+centres come closer to the true edge (0.71 px at 45 degrees, near 0 across a long edge at a
+generic angle). The former constant "+1 pixel" read rotated rectangles up to 1 px too long and
+too wide. The aspect ratio is length / width (the paper's long/short side).
 """
 
 from __future__ import annotations
@@ -272,8 +276,10 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     orientation = np.where(orientation >= 180.0, 0.0, orientation)  # rounding guard for -tiny % 180
 
     row_x0 = np.take(x0, row_owner)
-    length, width = _rotated_rectangle_sides(left_x - row_x0, right_x - row_x0, row_y - np.take(y0, row_owner),
-                                             row_owner, row_starts)
+    long_span, short_span = _rotated_rectangle_sides(left_x - row_x0, right_x - row_x0,
+                                                     row_y - np.take(y0, row_owner), row_owner, row_starts)
+    add_long, add_short = sampling_allowance(orientation, long_span, short_span)
+    length, width = long_span + add_long, short_span + add_short
 
     if image is not None:
         od_integrated = _image_sums(image, band)
@@ -362,7 +368,7 @@ def _empty_table(frame_shape: tuple[int, int], skipped: int) -> ParticleTable:
 
 def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.ndarray, row_owner: np.ndarray,
                              row_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Long and short side (+1 px) of each particle's minimum-area rectangle around its pixel centres.
+    """Long and short side of each particle's minimum-area rectangle around its pixel centres.
 
     Inputs: first and last pixel of every occupied row in box coordinates, rows in order within
     each particle, ``row_owner`` the particle of each row and ``row_starts`` each particle's first
@@ -386,7 +392,70 @@ def _rotated_rectangle_sides(left_x: np.ndarray, right_x: np.ndarray, row_y: np.
     bounds = np.searchsorted(chain, 2 * np.arange(k + 1)).tolist()
     sides = np.array([cv2.minAreaRect(points[lo:hi])[1] for lo, hi in itertools.pairwise(bounds)],
                      np.float64).reshape(k, 2)
-    return sides.max(axis=1) + 1.0, sides.min(axis=1) + 1.0
+    return sides.max(axis=1), sides.min(axis=1)
+
+
+def sampling_allowance(orientation_deg: np.ndarray, long_span: np.ndarray,
+                       short_span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What to add to the long and short side of the rectangle around a mask's pixel centres.
+
+    A pixel belongs to a mask when its centre lies inside the object, so the outermost centres
+    stop short of each true edge by a gap. The expected gap depends on how the pixel grid meets
+    the edge: with the edge's normal at angle phi (folded to [0, 45] deg) the edge crosses
+    m = (edge length) cos(phi) pixel rows, whose centres lie at horizontal offsets
+    a - i tan(phi) (mod 1) from it, i < m, for an unknown sub-pixel offset a. The gap is cos(phi)
+    times the smallest of these; over a uniform a its mean is half the sum of the squared gaps
+    between the m points {i tan(phi) mod 1} on the unit circle. That gives 0.5 px per edge for an
+    axis-aligned side (the old "+1 pixel"), 0.35 px at 45 degrees (0.5 / sqrt 2), and about
+    1 / (2 m) across long edges at generic angles. Each side gets the gaps of its two edges:
+    the short side's edges are as long as the long side and vice versa. ``orientation_deg`` is
+    the moments' axis (steadier on rasterised masks than the rectangle's own edge direction).
+    """
+    phi = np.radians(np.asarray(orientation_deg, np.float64) % 90.0)
+    phi = np.minimum(phi, math.pi / 2 - phi)
+    cos_phi = np.cos(phi)
+    tan_phi = np.tan(phi)
+    # Edge rows: the long side's edges bound the short side (and the short side's edges the long one).
+    rows = np.concatenate((np.floor((short_span + 1.0) * cos_phi), np.floor((long_span + 1.0) * cos_phi)))
+    gaps = _mean_smallest_offset(np.concatenate((tan_phi, tan_phi)), np.maximum(rows, 1.0).astype(np.int64))
+    k = len(phi)
+    return 2.0 * cos_phi * gaps[:k], 2.0 * cos_phi * gaps[k:]
+
+
+def _mean_smallest_offset(step: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per set j: the mean over a uniform a in [0, 1) of min_i ((a - i step_j) mod 1), i < count_j.
+
+    That is half the sum of squared gaps between the points {i step mod 1} around the circle.
+    By the three-gap theorem those gaps take at most three lengths, known from the continued
+    fraction of ``step`` (Alessandri & Berthe 1998, "Three distance theorems and combinatorics on
+    words", Thm 1): with convergent denominators q_k, errors eta_k = |q_k step - p_k| and
+    N = r q_k + q_(k-1) + s (1 <= r <= a_(k+1), 0 <= s < q_k), there are N - q_k gaps eta_k,
+    s gaps eta_(k-1) - r eta_k and q_k - s gaps eta_(k-1) - (r - 1) eta_k. So a few Euclid steps
+    for all sets at once, instead of sorting every set's points (3x slower on the bench frame).
+    """
+    n = np.asarray(count, np.float64)  # counts, q_k and s stay far below 2**53: exact in float64
+    prev_eta, eta = np.ones_like(n), np.asarray(step, np.float64) % 1.0  # eta_(-1) = 1, eta_0 = step
+    prev_q, q = np.zeros_like(n), np.ones_like(n)  # q_(-1) = 0, q_0 = 1
+    states = []  # (eta_(k-1), eta_k, q_(k-1), q_k) per step k; each set keeps the one where it stops
+    stop_at = np.zeros(len(n), np.int64)
+    todo = np.ones(len(n), bool)
+    with np.errstate(divide="ignore", invalid="ignore"):  # eta_k = 0 (a rational step): a_(k+1) is inf
+        while True:
+            states.append((prev_eta, eta, prev_q, q))
+            a = np.floor(prev_eta / eta)
+            next_q = a * q + prev_q
+            go_on = n >= next_q + q  # False for NaN (0 / 0): that set stops too
+            np.copyto(stop_at, len(states) - 1, where=todo & ~go_on)
+            todo &= go_on
+            if not todo.any():
+                break
+            prev_eta, eta = eta, np.maximum(prev_eta - a * eta, 0.0)
+            prev_q, q = q, next_q
+    prev_eta, eta, prev_q, q = (np.take_along_axis(np.stack(column), stop_at[None], 0)[0]
+                                for column in zip(*states, strict=True))
+    r = np.floor((n - prev_q) / q)
+    s = n - r * q - prev_q
+    return 0.5 * ((n - q) * eta * eta + s * (prev_eta - r * eta) ** 2 + (q - s) * (prev_eta - (r - 1) * eta) ** 2)
 
 
 # Passes of the local convexity filter: one drops about 2/3 of the row extremes of a straight rod;
