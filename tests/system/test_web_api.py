@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import itertools
 import json
 import socket
 import subprocess
@@ -55,7 +56,7 @@ def sse_events(url: str, n: int, timeout: float = 30.0) -> list[tuple[str, Any]]
     parts = url.split("//", 1)[1]
     host, port = parts.split(":")[0], int(parts.split(":")[1].split("/")[0])
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(b"GET /api/events?last=50 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        sock.sendall(b"GET /api/events?last=50 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         buf = b""
         events: list[tuple[str, Any]] = []
         deadline = time.monotonic() + timeout
@@ -178,7 +179,8 @@ def test_bad_uploads_get_413_and_400_and_the_daemon_keeps_processing(live: LiveD
     conn.close()
     # 413 while counting a chunked upload that has no length
     conn = http.client.HTTPConnection(host, port, timeout=10)
-    chunks = (b"x" * 65536 for _ in range(LIMIT // 65536 + 10))
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
+    chunks = itertools.chain([part], (b"x" * 65536 for _ in range(LIMIT // 65536 + 10)))
     try:
         conn.request("POST", "/api/segment", body=chunks, encode_chunked=True,
                      headers={"Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked"})
@@ -195,7 +197,7 @@ def test_bad_uploads_get_413_and_400_and_the_daemon_keeps_processing(live: LiveD
         ({"image": ("notes.txt", b"hello, not an image", "text/plain")}, "not a PNG, TIFF or JPEG"),
         ({"image": ("cut.png", good[: len(good) // 2], "image/png")}, "cannot decode"),
         ({"image": ("bomb.png", bomb.getvalue(), "image/png")}, "decompression bomb"),
-        ({"picture": ("rods.png", good, "image/png")}, "no form field 'image'"),
+        ({"picture": ("rods.png", good, "image/png")}, "unexpected form field 'picture'"),
     ]
     for fields, words in cases:
         body, ctype = multipart(fields)
@@ -210,7 +212,7 @@ def test_bad_uploads_get_413_and_400_and_the_daemon_keeps_processing(live: LiveD
 def test_a_stuck_browser_does_not_stop_the_stream_or_other_pages(live: LiveDaemon) -> None:
     stuck = socket.create_connection((live.server.host, live.server.port), timeout=10)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+    stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never read
     try:
         start = live.processed
         events = sse_events(live.url, 6)
@@ -228,7 +230,7 @@ def test_a_page_that_stops_reading_is_dropped_and_the_stream_goes_on(tmp_path: P
     try:
         wait_for(lambda: live.processed >= 2, 60, "2 frames")
         stuck.connect((live.server.host, live.server.port))
-        stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read again
+        stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never read again
         wait_for(lambda: get_json(live.url + "/api/status")[1]["slow_clients_dropped"] >= 1, 60,
                  "the stuck page to be dropped")
         start = live.processed
@@ -239,26 +241,47 @@ def test_a_page_that_stops_reading_is_dropped_and_the_stream_goes_on(tmp_path: P
         stop_live(live)
 
 
-def test_bearer_token_covers_api_and_pages_and_a_cookie_lets_a_browser_in(tmp_path: Path) -> None:
+def test_bearer_token_covers_api_and_pages_and_a_login_session_lets_a_browser_in(tmp_path: Path) -> None:
+    """Every route needs the token; a browser logs in once with a POST form (the token never in a URL) and
+    gets a random session value, not the token, in an ``HttpOnly; SameSite=Strict`` cookie. ``/?token=``
+    (the hand-written server's login, which put the token in URLs, proxy logs and browser history) is
+    refused now."""
     live = start_live(tmp_path, rate=5.0, token="s3cret")
     try:
         wait_for(lambda: live.processed >= 2, 60, "2 frames")
-        for path in ("/metrics", "/api/latest", "/", "/api/events"):
+        for path in ("/metrics", "/api/latest", "/", "/api/events", "/?token=s3cret"):
             assert get(live.url + path)[0] == 401
         assert get(live.url + "/api/latest", token="s3cret")[0] == 200
         assert get(live.url + "/metrics", token="s3cret")[0] == 200
         conn = http.client.HTTPConnection(live.server.host, live.server.port, timeout=10)
-        conn.request("GET", "/?token=s3cret")
+        conn.request("GET", "/login")
+        resp = conn.getresponse()
+        assert resp.status == 200 and b'method="post"' in resp.read()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        conn.request("POST", "/login", body="token=wrong", headers=form)
+        resp = conn.getresponse()
+        assert resp.status == 401 and resp.getheader("Set-Cookie") is None
+        resp.read()
+        conn.request("POST", "/login", body="token=s3cret", headers=form)
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 303 and resp.getheader("Location") == "/"
         cookie = resp.getheader("Set-Cookie") or ""
-        assert cookie.startswith("wirewatch_token=s3cret") and "HttpOnly" in cookie
-        conn.request("GET", "/api/latest", headers={"Cookie": cookie.split(";")[0]})
+        attributes = [a.strip() for a in cookie.split(";")]
+        name, value = attributes[0].split("=", 1)
+        assert name == "wirewatch_session" and len(value) >= 40 and "s3cret" not in cookie
+        assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= set(attributes) and "Secure" not in attributes
+        conn.request("GET", "/api/latest", headers={"Cookie": attributes[0]})
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read())["frame"] >= 1
-        conn.request("GET", "/?token=wrong")
-        assert conn.getresponse().status == 401
+        conn.request("GET", "/api/latest", headers={"Cookie": "wirewatch_session=s3cret"})  # not the token
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401
+        # a cross-site login form (login CSRF) is refused like every other state-changing request
+        conn.request("POST", "/login", body="token=s3cret", headers={**form, "Origin": "http://evil.example"})
+        resp = conn.getresponse()
+        assert resp.status == 403 and resp.getheader("Set-Cookie") is None
         conn.close()
     finally:
         stop_live(live)

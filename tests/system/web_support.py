@@ -12,6 +12,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,14 @@ def stop_live(live: LiveDaemon) -> None:
     live.sim.close()
 
 
-def get(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, bytes, dict[str, str]]:
+def get(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, bytes, Message]:
+    """Status, body and headers (case-insensitive, as HTTP header names are)."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read(), dict(resp.headers)
+            return resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as err:
-        return err.code, err.read(), dict(err.headers)
+        return err.code, err.read(), err.headers
 
 
 def get_json(url: str, token: str | None = None) -> tuple[int, Any]:

@@ -151,8 +151,16 @@ def test_parse_multipart_finds_the_image_field_and_names_bad_bodies() -> None:
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
             f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    # an unknown field is refused as soon as its headers are parsed (issue 39: per-part limits while streaming)
+    with pytest.raises(HttpError, match="unexpected form field 'note'") as err:
+        parse_multipart(body, f"multipart/form-data; boundary={boundary}")
+    assert err.value.status == 400
+    body = body[body.index(f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"".encode()):]
     fields = parse_multipart(body, f"multipart/form-data; boundary={boundary}")
-    assert fields["image"].data == data and fields["image"].filename == "a.png" and fields["note"].data == b"hi"
+    assert list(fields) == ["image"] and fields["image"].data == data and fields["image"].filename == "a.png"
+    with pytest.raises(HttpError, match="'image' exceeds the limit of 10 bytes") as err:
+        parse_multipart(body, f"multipart/form-data; boundary={boundary}", max_part_bytes=10)
+    assert err.value.status == 413
     for ctype in (None, "application/json", "multipart/form-data"):
         with pytest.raises(HttpError) as err:
             parse_multipart(body, ctype)

@@ -13,7 +13,11 @@ def serve(
     model: str | None = typer.Option(None, "--model", "-m", help="Model file or shipped model name."),
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Larger uploads get 413."),
     token_file: str | None = typer.Option(None, "--bearer-token-file", help="File whose first line is a bearer "
-                                          "token required on every route (browsers: open /?token=TOKEN once)."),
+                                          "token required on every route (browsers: log in at /login once)."),
+    allowed_hosts: list[str] = typer.Option([], "--allowed-host", help="Host name answered besides loopback and the "
+                                            "bound address (repeatable; others get 421)."),
+    allowed_origins: list[str] = typer.Option([], "--allowed-origin", help="Origin allowed to POST besides the "
+                                              "server's own, e.g. a reverse proxy's https://name (repeatable)."),
 ) -> None:
     """Serve the upload page and API until Ctrl-C. Example: wirewatch serve --port 8080 --backend watershed"""
     import threading
@@ -43,7 +47,8 @@ def serve(
     config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
     server = HttpServer(CollectorRegistry(), host=host, port=port, app=app,
-                        bearer_token=_read_token(token_file))
+                        bearer_token=_read_token(token_file), allowed_hosts=allowed_hosts,
+                        allowed_origins=allowed_origins)
     typer.echo(f"wirewatch web view on {server.url}/segment (backend {name}); Ctrl-C stops")
     stop = threading.Event()
     try:

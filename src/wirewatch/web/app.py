@@ -21,7 +21,7 @@ from .config import WebConfig
 from .hub import Client, PushHub, encode_event
 from .live import LiveState, live_record
 from .overlay import OverlayCache, OverlayPusher, overlay_event
-from .upload import HttpError, decode_image, parse_multipart, read_body, segment_upload
+from .upload import HttpError, UploadedFile, decode_image, parse_multipart, read_body, segment_upload
 
 log = logging.getLogger(__name__)
 
@@ -209,34 +209,44 @@ class WebApp:
         threading.Thread(target=warm, name="wirewatch-web-warmup", daemon=True).start()
 
     def _upload(self, request: Request) -> Response:
+        """The whole upload from a file-like body (``HttpServer`` streams it instead: ``begin_upload``,
+        ``MultipartReader``, ``segment_fields``)."""
         c = self.config
-        histograms = _one(parse_qs(request.query), "histograms") not in ("0", "false", "no")
-        if not self._pending.acquire(blocking=False):
-            raise HttpError(503, f"{c.max_pending_uploads} uploads already in progress; try again shortly")
+        self.begin_upload()
         try:
             body = read_body(request.body, request.headers, c.max_upload_bytes)
-            fields = parse_multipart(body, request.headers.get("Content-Type"))
-            upload = fields.get("image")
-            if upload is None:
-                raise HttpError(400, f"no form field 'image' in the upload (fields: {', '.join(fields) or 'none'})")
-            if not upload.data:
-                raise HttpError(400, "the uploaded image is empty")
-            name = upload.filename or "upload"
-            image = decode_image(upload.data, max_pixels=c.max_image_pixels, name=name)
-            segmenter = self.segmenter()
-            with self._segmenting:  # bounded CPU; runs on this request's thread, never the pipeline's
-                try:
-                    result = segment_upload(segmenter, image, score_threshold=c.score_threshold,
-                                            histograms=histograms, overlay_max_side=1024)
-                except HttpError:
-                    raise
-                except Exception as exc:
-                    log.exception("segmenting upload %s failed", name)
-                    raise HttpError(500, f"{name}: segmentation failed: {type(exc).__name__}: {exc}") from None
-            self.uploads_done += 1
-            return json_response({"file_name": name, "backend": self.backend, **result})
+            fields = parse_multipart(body, request.headers.get("Content-Type"), max_part_bytes=c.max_upload_bytes)
+            return self.segment_fields(fields, request.query)
         finally:
-            self._pending.release()
+            self.end_upload()
+
+    def begin_upload(self) -> None:
+        """Take one of ``max_pending_uploads`` slots (503 when none is free); ``end_upload`` gives it back."""
+        if not self._pending.acquire(blocking=False):
+            raise HttpError(503, f"{self.config.max_pending_uploads} uploads already in progress; try again shortly")
+
+    def end_upload(self) -> None:
+        self._pending.release()
+
+    def segment_fields(self, fields: Mapping[str, UploadedFile], query: str) -> Response:
+        """Decode the ``image`` field and segment it (at most ``max_concurrent_segmentations`` at once, on the
+        caller's thread, never the pipeline's). A failing segmenter raises: the server answers 500 with a
+        request id and logs the error, so no exception text reaches the client."""
+        c = self.config
+        histograms = _one(parse_qs(query), "histograms") not in ("0", "false", "no")
+        upload = fields.get("image")
+        if upload is None:
+            raise HttpError(400, f"no form field 'image' in the upload (fields: {', '.join(fields) or 'none'})")
+        if not upload.data:
+            raise HttpError(400, "the uploaded image is empty")
+        name = upload.filename or "upload"
+        image = decode_image(upload.data, max_pixels=c.max_image_pixels, name=name)
+        segmenter = self.segmenter()
+        with self._segmenting:
+            result = segment_upload(segmenter, image, score_threshold=c.score_threshold,
+                                    histograms=histograms, overlay_max_side=1024)
+        self.uploads_done += 1
+        return json_response({"file_name": name, "backend": self.backend, **result})
 
     def close(self) -> None:
         self.pusher.close()

@@ -132,7 +132,7 @@ import socket, sys, threading
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def read():
     s = socket.create_connection((host, port))
-    s.sendall(b"GET /api/events HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    s.sendall(b"GET /api/events HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
     while s.recv(1 << 16):
         pass
 ts = [threading.Thread(target=read, daemon=True) for _ in range(n)]

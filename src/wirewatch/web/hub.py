@@ -2,14 +2,17 @@
 
 The pipeline's thread only ever calls ``publish``, which never blocks: each client has its own
 small queue and a client whose queue is full (a slow or stuck browser) is dropped, not waited
-for. Each SSE connection's own thread drains its queue and writes to its socket.
+for. Each SSE connection (a coroutine on the HTTP server's event loop) drains its queue and writes to its
+socket; ``Client.waker`` lets the thread that offers an event wake that coroutine without polling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,14 +43,28 @@ class Client:
     def __init__(self, capacity: int) -> None:
         self.queue: queue.Queue[Event] = queue.Queue(maxsize=capacity)
         self.closed = threading.Event()
+        # Called (from any thread) after an event is queued or the client is closed: the event-stream
+        # coroutine sets it to ``loop.call_soon_threadsafe(wake.set)``. Must not block.
+        self.waker: Callable[[], None] | None = None
 
     def offer(self, event: Event) -> bool:
         """Queue ``event`` without blocking; False when the queue is full."""
         try:
             self.queue.put_nowait(event)
-            return True
         except queue.Full:
             return False
+        self._wake()
+        return True
+
+    def close(self) -> None:
+        self.closed.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waker = self.waker
+        if waker is not None:
+            with contextlib.suppress(RuntimeError):  # its event loop has closed: nobody to wake
+                waker()
 
     def drain(self) -> list[Event]:
         """Every event waiting now, without blocking."""
@@ -92,7 +109,7 @@ class PushHub:
             return client
 
     def unsubscribe(self, client: Client) -> None:
-        client.closed.set()
+        client.close()
         with self._lock:
             if client in self._clients:
                 self._clients.remove(client)
@@ -112,4 +129,4 @@ class PushHub:
             clients, self._clients = self._clients, []
             self.watching.clear()
         for client in clients:
-            client.closed.set()
+            client.close()

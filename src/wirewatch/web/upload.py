@@ -1,5 +1,5 @@
-"""Uploads for ``POST /api/segment``: a size-limited body reader, a multipart parser, a guarded image
-decoder and the segmentation result as JSON (particles, frame aggregates, overlay and histogram PNGs).
+"""Uploads for ``POST /api/segment``: a size-limited body reader, a streaming multipart reader with
+per-part limits (python-multipart), a guarded image decoder and the segmentation result as JSON (particles, frame aggregates, overlay and histogram PNGs).
 
 Limits are checked before work is done: the declared ``Content-Length`` is checked before a byte of the
 body is read, bytes are counted while reading (chunked uploads have no length), and image dimensions are
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.parser import BytesParser
-from email.policy import HTTP
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from wirewatch.segment.base import Segmenter
+
+log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
@@ -96,24 +97,110 @@ def _read_chunked(rfile: BinaryIO, limit: int) -> bytes:
         rfile.readline(1024)  # CRLF after the chunk
 
 
-def parse_multipart(body: bytes, content_type: str | None) -> dict[str, UploadedFile]:
-    """``multipart/form-data`` body -> {field name: file}; 400 naming what is wrong."""
-    if not content_type or not content_type.lower().startswith("multipart/form-data"):
-        raise HttpError(400, f"expected a multipart/form-data upload (field 'image'), got {content_type or 'no Content-Type'}")
-    if "boundary=" not in content_type:
-        raise HttpError(400, "multipart/form-data without a boundary")
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        raise HttpError(400, "malformed multipart body")
-    fields: dict[str, UploadedFile] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        filename = part.get_filename() or ""
-        fields[name] = UploadedFile(name, filename, payload if isinstance(payload, bytes) else b"")
-    return fields
+class MultipartReader:
+    """``multipart/form-data`` parsed while it streams in (python-multipart's parser), with per-part limits.
+
+    Only the form fields named in ``fields`` are accepted, each at most once and at most ``max_part_bytes``
+    long: an unknown, repeated or oversized field is refused (``HttpError``) as soon as its headers, or the
+    byte that crosses the limit, arrive, so nothing more of the body is read or kept. ``feed`` chunks, then
+    ``close()`` returns {field name: file}."""
+
+    def __init__(self, content_type: str | None, *, fields: tuple[str, ...] = ("image",),
+                 max_part_bytes: int = 32 * 1024 * 1024, max_parts: int = 8) -> None:
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
+        if not content_type or not content_type.lower().startswith("multipart/form-data"):
+            raise HttpError(400, f"expected a multipart/form-data upload (field 'image'), got {content_type or 'no Content-Type'}")
+        _, options = parse_options_header(content_type)
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise HttpError(400, "multipart/form-data without a boundary")
+        self.fields = fields
+        self.max_part_bytes = max_part_bytes
+        self.max_parts = max_parts
+        self._parse_options = parse_options_header
+        self._parts = 0
+        self._headers: dict[str, str] = {}
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._name = ""
+        self._filename = ""
+        self._data = bytearray()
+        self._done = False
+        self.found: dict[str, UploadedFile] = {}
+        try:
+            self._parser = MultipartParser(boundary, {
+                "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+                "on_header_value": self._header_value_data, "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+                "on_part_end": self._part_end, "on_end": self._end}, max_header_size=8192, max_header_count=8)
+        except ValueError as exc:  # python-multipart's FormParserError: a bad boundary
+            raise HttpError(400, f"malformed multipart boundary ({exc})") from None
+
+    def feed(self, chunk: bytes) -> None:
+        from python_multipart.exceptions import FormParserError
+
+        try:
+            self._parser.write(chunk)
+        except FormParserError:
+            raise HttpError(400, "malformed multipart body") from None
+
+    def close(self) -> dict[str, UploadedFile]:
+        """The fields read; 400 when the body ended before the closing boundary."""
+        if not self._done:
+            raise HttpError(400, "malformed multipart body (it ended before the closing boundary)")
+        return self.found
+
+    # -- python-multipart callbacks (they raise HttpError to stop the upload while it streams) --------------
+    def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > self.max_parts:
+            raise HttpError(400, f"more than {self.max_parts} parts in the form")
+        self._headers, self._name, self._filename, self._data = {}, "", "", bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.decode("latin-1").lower()] = self._header_value.decode("latin-1")
+        self._header_name, self._header_value = bytearray(), bytearray()
+
+    def _headers_finished(self) -> None:
+        kind, options = self._parse_options(self._headers.get("content-disposition", ""))
+        raw = options.get(b"name")
+        if kind != b"form-data" or raw is None:
+            raise HttpError(400, "a form part without Content-Disposition: form-data; name=...")
+        name = raw.decode("utf-8", "replace")
+        if name not in self.fields:
+            raise HttpError(400, f"unexpected form field {name[:64]!r}: the upload takes only "
+                                 f"{', '.join(repr(f) for f in self.fields)}")
+        if name in self.found:
+            raise HttpError(400, f"form field {name!r} given twice")
+        self._name = name
+        self._filename = options.get(b"filename", b"").decode("utf-8", "replace")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if len(self._data) + (end - start) > self.max_part_bytes:
+            raise HttpError(413, f"form field {self._name!r} exceeds the limit of {self.max_part_bytes} bytes")
+        self._data += data[start:end]
+
+    def _part_end(self) -> None:
+        self.found[self._name] = UploadedFile(self._name, self._filename, bytes(self._data))
+        self._data = bytearray()
+
+    def _end(self) -> None:
+        self._done = True
+
+
+def parse_multipart(body: bytes, content_type: str | None, *, fields: tuple[str, ...] = ("image",),
+                    max_part_bytes: int = 32 * 1024 * 1024) -> dict[str, UploadedFile]:
+    """A whole ``multipart/form-data`` body -> {field name: file} (``MultipartReader``); 400 naming what is wrong."""
+    reader = MultipartReader(content_type, fields=fields, max_part_bytes=max_part_bytes)
+    reader.feed(body)
+    return reader.close()
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -143,8 +230,10 @@ def decode_image(data: bytes, *, max_pixels: int, name: str = "upload") -> np.nd
         raise
     except InputError as exc:
         raise HttpError(400, str(exc)) from None
-    except Exception as exc:  # decoders raise many types for corrupt files
-        raise HttpError(400, f"{name}: cannot decode the {kind.upper()} image: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # decoders raise many types for corrupt files; their text stays in the log
+        log.debug("decoding upload %s failed", name, exc_info=True)
+        raise HttpError(400, f"{name}: cannot decode the {kind.upper()} image (corrupt or truncated: "
+                             f"{type(exc).__name__})") from None
 
 
 def _too_big(name: str, width: int, height: int, max_pixels: int) -> HttpError:
