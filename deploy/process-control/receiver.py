@@ -7,20 +7,33 @@ body, writes one JSON line per alert to stdout (and to ``--log FILE`` when given
 a body that is not such a document gets 400 and a message naming the problem. Replace it with the
 real hook of your process-control system; the payload it receives is the same.
 
-Standard library only, so it runs in the wirewatch image or on any host with Python 3.9+::
+It also takes wirewatch's own webhook (an ``alerts.sinks`` entry of ``type: webhook``: ``{"version": 1,
+"source": "wirewatch", "idempotency_key", "status", "alert"}``). With ``--hmac-secret-file`` every post must
+carry a valid ``X-Wirewatch-Signature-256: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>." + body>`` whose time is
+within ``--tolerance-s`` (default 300 s) of ours, compared in constant time; anything else (missing,
+malformed, non-ASCII, stale, wrong) gets 401. A wirewatch post whose idempotency key was already accepted is
+answered 200 and not logged again, so a copy replayed within the window is harmless.
+
+Standard library only, so it runs in the wirewatch image or on any host with Python 3.9+ (which is why the
+signature check is a copy of ``wirewatch.publish.sinks.signature.verify_signature``, not an import)::
 
     python receiver.py --host 0.0.0.0 --port 9095 [--log alerts.jsonl] [--token-file FILE]
+                       [--hmac-secret-file FILE [--tolerance-s 300]]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import hmac
 import json
+import re
 import signal
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,20 +41,82 @@ from typing import Any, TextIO
 
 MAX_BODY_BYTES = 1 << 20  # Alertmanager caps a post at max_alerts; 1 MiB is plenty
 DISCARD_BYTES, DISCARD_TIMEOUT_S = 16 << 20, 5.0  # what an oversized post may still send before its 413
+SIGNATURE_HEADER = "X-Wirewatch-Signature-256"
+DEFAULT_TOLERANCE_S = 300.0
+SEEN_KEYS = 100_000  # idempotency keys remembered (oldest forgotten first)
+_T, _V1 = re.compile(r"[0-9]{1,15}"), re.compile(r"[0-9a-f]{64}")
 
 
 class PayloadError(ValueError):
     """The body is not an Alertmanager webhook document."""
 
 
+def verify_signature(secret: bytes, body: bytes, header_value: Any, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
+                     now: float | None = None) -> bool:
+    """``t=<unix s>,v1=<hex>`` over ``"<t>." + body``, within ``tolerance_s``; False (never an exception) for
+    anything malformed. A copy of ``wirewatch.publish.sinks.signature.verify_signature`` (without the
+    body-only legacy form)."""
+    try:
+        if not isinstance(header_value, str) or not header_value.isascii() or len(header_value) > 2048:
+            return False
+        stamps, candidates = [], []
+        for item in header_value.strip().split(","):
+            name, sep, field = item.strip().partition("=")
+            if not sep:
+                return False
+            if name == "t":
+                stamps.append(field)
+            elif name == "v1":
+                candidates.append(field)
+        if len(stamps) != 1 or not _T.fullmatch(stamps[0]) or not candidates:
+            return False
+        if not all(_V1.fullmatch(c) for c in candidates):
+            return False
+        if not abs((time.time() if now is None else now) - int(stamps[0])) <= tolerance_s:
+            return False
+        expected = hmac.new(secret, stamps[0].encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+        matched = False
+        for candidate in candidates:
+            matched |= hmac.compare_digest(expected, candidate)
+        return matched
+    except Exception:
+        return False
+
+
+def parse_wirewatch(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """wirewatch's own webhook body (``version`` 1) as one log record."""
+    alert = doc.get("alert")
+    if not isinstance(alert, Mapping) or not isinstance(alert.get("name"), str):
+        raise PayloadError("field 'alert' must be an object with a name")
+    if doc.get("status") not in ("firing", "resolved"):
+        raise PayloadError(f"status must be firing or resolved, got {doc.get('status')!r}")
+    if not isinstance(doc.get("idempotency_key"), str):
+        raise PayloadError("field 'idempotency_key' must be a string")
+    labels = alert.get("labels") if isinstance(alert.get("labels"), Mapping) else {}
+    return [{
+        "status": doc["status"],
+        "alertname": alert["name"],
+        "severity": labels.get("severity"),
+        "labels": dict(labels),
+        "annotations": dict(alert.get("annotations") or {}),
+        "startsAt": alert.get("starts_at"),
+        "endsAt": alert.get("ends_at"),
+        "fingerprint": alert.get("fingerprint"),
+        "receiver": "wirewatch-webhook",
+        "idempotency_key": doc["idempotency_key"],
+    }]
+
+
 def parse_webhook(body: bytes) -> list[dict[str, Any]]:
-    """The alerts of an Alertmanager webhook body, each flattened to one log record."""
+    """The alerts of an Alertmanager (or wirewatch) webhook body, each flattened to one log record."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
     if not isinstance(doc, Mapping):
         raise PayloadError(f"body must be a JSON object, got {type(doc).__name__}")
+    if doc.get("source") == "wirewatch" and doc.get("version") == 1:
+        return parse_wirewatch(doc)
     if doc.get("version") != "4":
         raise PayloadError(f"unsupported webhook version {doc.get('version')!r} (expected '4')")
     alerts = doc.get("alerts")
@@ -74,8 +149,11 @@ class Receiver:
     """The HTTP server; ``received`` keeps every record (for tests and ``GET /alerts``)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9095, *, out: TextIO = sys.stdout,
-                 log_path: Path | None = None, token: str | None = None) -> None:
+                 log_path: Path | None = None, token: str | None = None, hmac_secret: bytes | None = None,
+                 tolerance_s: float = DEFAULT_TOLERANCE_S) -> None:
         self.received: list[dict[str, Any]] = []
+        self.refused_signatures = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()  # idempotency keys already accepted
         self._lock = threading.Lock()
         self._out = out
         self._log_path = log_path
@@ -119,13 +197,20 @@ class Receiver:
                         pass
                     self._reply(413, {"error": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"})
                     return
+                body = self.rfile.read(length)
+                if hmac_secret is not None and not verify_signature(
+                        hmac_secret, body, self.headers.get(SIGNATURE_HEADER), tolerance_s=tolerance_s):
+                    with receiver._lock:
+                        receiver.refused_signatures += 1
+                    self._reply(401, {"error": f"missing, malformed, stale or wrong {SIGNATURE_HEADER}"})
+                    return
                 try:
-                    records = parse_webhook(self.rfile.read(length))
+                    records = parse_webhook(body)
                 except PayloadError as exc:
                     self._reply(400, {"error": str(exc)})
                     return
-                receiver._accept(records)
-                self._reply(200, {"accepted": len(records)})
+                accepted = receiver._accept(records)
+                self._reply(200, {"accepted": accepted})
 
             def _reply(self, status: int, doc: Mapping[str, Any]) -> None:
                 body = json.dumps(doc).encode()
@@ -142,8 +227,19 @@ class Receiver:
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
 
-    def _accept(self, records: list[dict[str, Any]]) -> None:
+    def _accept(self, records: list[dict[str, Any]]) -> int:
         with self._lock:
+            fresh = []
+            for record in records:
+                key = record.get("idempotency_key")
+                if key is not None:
+                    if key in self._seen:
+                        continue  # delivered before (a retry whose reply was lost, or a replayed copy)
+                    self._seen[key] = None
+                    while len(self._seen) > SEEN_KEYS:
+                        self._seen.popitem(last=False)
+                fresh.append(record)
+            records = fresh
             self.received.extend(records)
             lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
             self._out.write(lines)
@@ -151,6 +247,7 @@ class Receiver:
             if self._log_path is not None:
                 with self._log_path.open("a", encoding="utf-8") as f:
                     f.write(lines)
+            return len(records)
 
     def serve_forever(self) -> None:
         self._server.serve_forever()
@@ -170,9 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9095)
     parser.add_argument("--log", type=Path, help="also append the JSON lines to this file")
     parser.add_argument("--token-file", type=Path, help="require 'Authorization: Bearer <first line>'")
+    parser.add_argument("--hmac-secret-file", type=Path,
+                        help=f"require a valid {SIGNATURE_HEADER} made with this key (first line)")
+    parser.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S,
+                        help="how far the signature's time may be from ours (default %(default)s s)")
     args = parser.parse_args(argv)
     token = args.token_file.read_text(encoding="utf-8").splitlines()[0].strip() if args.token_file else None
-    receiver = Receiver(args.host, args.port, log_path=args.log, token=token)
+    secret = (args.hmac_secret_file.read_text(encoding="utf-8").splitlines()[0].strip().encode("utf-8")
+              if args.hmac_secret_file else None)
+    receiver = Receiver(args.host, args.port, log_path=args.log, token=token, hmac_secret=secret,
+                        tolerance_s=args.tolerance_s)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `docker stop`: exit at once, nothing to flush
     print(f"process-control receiver on http://{args.host}:{receiver.port}/alerts", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -238,3 +238,24 @@ def test_daemon_healthz_follows_the_sink_threads(tmp_path: Path, monkeypatch: py
         daemon.stop()
         daemon.wait(20)
         receiver.close()
+
+
+def test_rejected_alerts_fill_failed_only_up_to_its_bound_and_are_measured(tmp_path: Path) -> None:
+    receiver = AlertReceiver(status=400)  # rejects everything for good
+    registry = CollectorRegistry()
+    config = WebhookSinkConfig.model_validate({
+        "type": "webhook", "name": "pc", "url": receiver.url, "spool_dir": str(tmp_path / "spool"),
+        "max_failed_files": 2})
+    sink = WebhookSink(config, metrics=AlertMetrics.on(registry))
+    try:
+        for i in range(5):
+            sink.send(_alert(i))
+        assert sink.flush(10)
+        assert receiver.attempts == 5
+        assert _sample(registry, "wirewatch_alert_spool_failed_files", sink="pc") == 2
+        assert _sample(registry, "wirewatch_alert_spool_failed_dropped_total", sink="pc") == 3
+        assert len(list((tmp_path / "spool" / "failed").glob("*.json"))) == 2
+        assert len(list((tmp_path / "spool" / "failed").glob("*.reason"))) == 2
+    finally:
+        sink.close(2)
+        receiver.close()

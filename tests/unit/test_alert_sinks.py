@@ -126,10 +126,12 @@ def test_secrets_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_signature_helpers() -> None:
     body = b'{"a":1}'
-    header = sign(b"k", body)
-    assert header == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    assert verify_signature(b"k", body, header)
-    assert not verify_signature(b"k", body + b" ", header) and not verify_signature(b"k", body, None)
+    header = sign(b"k", body, timestamp=1_700_000_000)
+    assert header == "t=1700000000,v1=" + hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert verify_signature(b"k", body, header, now=1_700_000_000)
+    assert verify_signature(b"k", body, sign(b"k", body))  # now by default
+    assert not verify_signature(b"k", body + b" ", header, now=1_700_000_000)
+    assert not verify_signature(b"k", body, None)
 
 
 # -- spool -------------------------------------------------------------------------------------------

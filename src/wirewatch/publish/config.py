@@ -218,6 +218,11 @@ class WebhookSinkConfig(_HttpSinkBase):
     spool_dir: Path
     hmac_secret: SecretRef | None = None
     signature_header: str = "X-Wirewatch-Signature-256"
+    signature_version: Literal["v1", "body-only"] = Field(
+        default="v1", description="v1: 't=<time>,v1=<HMAC of time.body>' (replay-protected); body-only: the older "
+                          "'sha256=<HMAC of body>', replayable, only for a receiver not yet updated.")
+    max_failed_files: PositiveInt = Field(
+        default=1000, description="Undeliverable alerts kept in spool_dir/failed; the oldest are deleted beyond it.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret request headers.")
     max_spool_files: PositiveInt = 10000
     max_age_s: PositiveFloat | None = Field(

@@ -4,13 +4,19 @@ File names are ``<nanoseconds>-<key>.json`` so a directory listing sorted by
 name is the send order, and the idempotency key survives a restart with the
 body. A write goes to a hidden temporary file, is fsynced, then renamed into
 place (and the directory fsynced), so a crash leaves either the whole alert or
-nothing; leftover temporary files are removed on open. Undeliverable alerts
-are moved to ``failed/`` for a person to look at, never silently deleted.
+nothing; leftover temporary files are removed on open. Every file written
+(the alert bodies and the ``.reason`` notes) is written whole (a loop over
+short writes) and fsynced, and so is each directory an entry is renamed in or
+out of. Undeliverable alerts are moved to ``failed/`` with a ``.reason`` file
+for a person to look at; ``failed/`` keeps at most ``max_failed_files``
+alerts, the oldest being deleted (and counted) beyond that, so a receiver that
+rejects everything cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -45,10 +51,12 @@ class SpoolEntry:
 
 
 class Spool:
-    def __init__(self, directory: Path, *, max_files: int = 10000) -> None:
+    def __init__(self, directory: Path, *, max_files: int = 10000, max_failed_files: int = 1000) -> None:
         self.directory = Path(directory)
         self.failed_directory = self.directory / "failed"
         self.max_files = max_files
+        self.max_failed_files = max_failed_files
+        self.failed_dropped = 0  # alerts deleted from failed/ to keep it within max_failed_files
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.failed_directory.mkdir(exist_ok=True, mode=0o700)
@@ -61,6 +69,9 @@ class Spool:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         self._keys = {e.key for e in self.entries()}
+        self._failed = self._failed_entries()
+        with self._lock:
+            self._trim_failed()
 
     def _take_directory_lock(self) -> int:
         """Two senders on one spool would deliver every alert twice: refuse the second one."""
@@ -115,12 +126,7 @@ class Spool:
             final = self.directory / f"{ns:020d}-{key}.json"
             tmp = self.directory / f"{_TMP_PREFIX}{ns:020d}-{key}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    os.write(fd, body)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                write_durably(tmp, body, exclusive=True)
                 os.replace(tmp, final)
                 self._fsync_directory()
             except OSError as exc:
@@ -146,21 +152,56 @@ class Spool:
             self._keys.discard(entry.key)
 
     def move_to_failed(self, entry: SpoolEntry, reason: str) -> Path:
-        """Undeliverable: keep it under failed/ with the reason next to it."""
+        """Undeliverable: keep it under failed/ with the reason next to it (the oldest beyond
+        ``max_failed_files`` are deleted)."""
         with self._lock:
             target = self.failed_directory / entry.path.name
             try:
+                write_durably(self.failed_directory / (entry.path.name + ".reason"), (reason + "\n").encode("utf-8"))
                 os.replace(entry.path, target)
-                (self.failed_directory / (entry.path.name + ".reason")).write_text(reason + "\n", encoding="utf-8")
+                self._fsync_directory(self.failed_directory)
                 self._fsync_directory()
+                if target.name not in self._failed:
+                    self._failed.append(target.name)
             except OSError as exc:
                 log.error("cannot move %s to %s: %s", entry.path, target, exc)
             self._keys.discard(entry.key)
+            self._trim_failed()
             return target
 
-    def _fsync_directory(self) -> None:
+    @property
+    def failed_count(self) -> int:
+        """Alerts kept in failed/ now."""
+        with self._lock:
+            return len(self._failed)
+
+    def _failed_entries(self) -> list[str]:
         try:
-            fd = os.open(self.directory, os.O_RDONLY)
+            names = [p.name for p in self.failed_directory.iterdir() if _ENTRY.match(p.name)]
+        except OSError:
+            return []
+        return sorted(names)  # the nanosecond prefix: oldest first
+
+    def _trim_failed(self) -> None:
+        """Delete the oldest failed alerts (and their reasons) beyond ``max_failed_files``; lock held."""
+        excess = len(self._failed) - self.max_failed_files
+        if excess <= 0:
+            return
+        dropped, self._failed = self._failed[:excess], self._failed[excess:]
+        for name in dropped:
+            for path in (self.failed_directory / name, self.failed_directory / (name + ".reason")):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.error("cannot delete %s from the failed alerts: %s", path, exc)
+        self.failed_dropped += len(dropped)
+        self._fsync_directory(self.failed_directory)
+        log.warning("alert spool %s: deleted the %d oldest undeliverable alert(s) from %s to keep at most %d",
+                    self.directory, len(dropped), self.failed_directory, self.max_failed_files)
+
+    def _fsync_directory(self, directory: Path | None = None) -> None:
+        try:
+            fd = os.open(directory or self.directory, os.O_RDONLY)
         except OSError:
             return
         try:
@@ -169,3 +210,25 @@ class Spool:
             pass
         finally:
             os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: a write may take fewer bytes than offered (a signal, a
+    nearly full disk, some file systems); a write that takes none is an error, not a loop for ever."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "write took no bytes")
+        view = view[n:]
+
+
+def write_durably(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` (mode 0600) whole, then fsync it. ``exclusive``: the file must be new."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

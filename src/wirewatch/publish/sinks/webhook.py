@@ -16,14 +16,18 @@ Request headers::
 
     Content-Type: application/json
     Idempotency-Key: <key>
-    X-Wirewatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>   (with hmac_secret)
-    Authorization: Bearer <token>                                       (with bearer_token)
+    X-Wirewatch-Signature-256: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>." + raw body>   (with hmac_secret)
+    Authorization: Bearer <token>                                                 (with bearer_token)
+
+The signature is made at each attempt, so a retry hours later still carries a fresh time; receivers check
+it with ``verify_signature`` (``wirewatch.publish.sinks.signature``: a tolerance window, constant time,
+False for anything malformed). ``signature_version: body-only`` sends the older ``sha256=<hex HMAC of the
+body>`` instead, for a receiver not yet updated (replayable: see docs/alerts.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -34,11 +38,14 @@ from wirewatch.publish.config import WebhookSinkConfig
 from wirewatch.publish.encode import alert_to_dict, dumps
 from wirewatch.publish.metrics import AlertMetrics
 from wirewatch.publish.sinks.credentials import Secret, load_secret
+from wirewatch.publish.sinks.signature import sign, sign_body_only, verify_signature
 from wirewatch.publish.sinks.spool import Spool, SpoolEntry, SpoolFull
 from wirewatch.publish.sinks.transport import Backoff, HttpTransport, display_url, retry_after_s, retryable
 from wirewatch.types import Alert
 
 log = logging.getLogger(__name__)
+
+__all__ = ["WebhookSink", "idempotency_key", "sign", "verify_signature", "webhook_body"]
 
 BODY_VERSION = 1
 _POLL_S = 0.5
@@ -56,18 +63,6 @@ def webhook_body(alert: Alert, key: str) -> dict[str, Any]:
             "alert": alert_to_dict(alert)}
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """Signature header value: ``sha256=<hex HMAC-SHA256(secret, body)>``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: bytes, body: bytes, header_value: str | None) -> bool:
-    """For receivers: constant-time check of a signature header against the raw body."""
-    if not header_value:
-        return False
-    return hmac.compare_digest(sign(secret, body), header_value.strip())
-
-
 class WebhookSink:
     def __init__(self, config: WebhookSinkConfig, *, metrics: AlertMetrics,
                  transport: HttpTransport | None = None) -> None:
@@ -81,7 +76,8 @@ class WebhookSink:
         self._hmac: Secret | None = load_secret(config.hmac_secret, f"{what}: hmac_secret") if config.hmac_secret else None
         self._token: Secret | None = (load_secret(config.bearer_token, f"{what}: bearer_token")
                                       if config.bearer_token else None)
-        self.spool = Spool(config.spool_dir, max_files=config.max_spool_files)
+        self.spool = Spool(config.spool_dir, max_files=config.max_spool_files,
+                           max_failed_files=config.max_failed_files)
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, config.backoff_multiplier,
                                 config.jitter)
         self._wake = threading.Event()
@@ -90,6 +86,7 @@ class WebhookSink:
         self._busy = threading.Lock()  # held while an entry is being delivered
         for result in ("success", "failed", "spooled"):
             metrics.alerts_sent.labels(sink=self.name, result=result)
+        self._failed_dropped_seen = 0
         self._update_depth()
         if len(self.spool):
             log.info("alert sink %s: %d alert(s) waiting in spool %s from an earlier run", self.name,
@@ -143,6 +140,11 @@ class WebhookSink:
 
     def _update_depth(self) -> None:
         self._metrics.set_spool_depth(self.name, len(self.spool))
+        self._metrics.failed_files.labels(sink=self.name).set(self.spool.failed_count)
+        dropped = self.spool.failed_dropped - self._failed_dropped_seen
+        if dropped:
+            self._metrics.failed_dropped.labels(sink=self.name).inc(dropped)
+            self._failed_dropped_seen += dropped
 
     def alive(self) -> bool:
         """True while the worker runs (or after ``close()``); False once it ended by itself."""
@@ -208,7 +210,10 @@ class WebhookSink:
             return None
         headers = {**self.config.headers, "Content-Type": "application/json", "Idempotency-Key": entry.key}
         if self._hmac is not None:
-            headers[self.config.signature_header] = sign(self._hmac.reveal().encode("utf-8"), body)
+            key = self._hmac.reveal().encode("utf-8")
+            headers[self.config.signature_header] = (sign_body_only(key, body)
+                                                     if self.config.signature_version == "body-only"
+                                                     else sign(key, body))
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.reveal()}"
         hint = None
