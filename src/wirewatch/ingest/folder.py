@@ -158,6 +158,9 @@ class FolderSource:
             if path is not None:
                 self._take(path)
                 continue
+            if self._dirty:  # an acknowledgement that the 0.5 s throttle held back
+                with self._lock:
+                    self._save(force=False)
             left = deadline - self._clock()
             if left <= 0:
                 return None

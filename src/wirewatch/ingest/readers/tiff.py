@@ -85,6 +85,7 @@ def read(path: Path, options: dict[str, Any]) -> FileImages:
     complaints = _Complaints()
     logger = logging.getLogger("tifffile")
     logger.addHandler(complaints)
+    propagate, logger.propagate = logger.propagate, False  # counted by the source, not logged as ERROR
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # tifffile warns (and pads with zeros) on truncated strips
@@ -100,6 +101,7 @@ def read(path: Path, options: dict[str, Any]) -> FileImages:
                           f"cannot read TIFF {path.name}: {exc}") from None
     finally:
         logger.removeHandler(complaints)
+        logger.propagate = propagate
     return FileImages(frames=as_frames(data, path), pixel_size_nm=nm, pixel_size_from=source)
 
 
