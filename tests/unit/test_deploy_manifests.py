@@ -361,9 +361,9 @@ def test_k8s_deployment() -> None:
     sc = container["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+        command = container[probe]["exec"]["command"]  # httpGet cannot send the token from a Secret
+        assert command[:2] == ["python", "-c"] and f"127.0.0.1:{ports['metrics']}{path}'" in command[2], probe
     # the config file the container reads comes from the ConfigMap, and validates
     config_path = container["args"][container["args"].index("--config") + 1]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -372,6 +372,22 @@ def test_k8s_deployment() -> None:
     configmap = objects[("ConfigMap", config_volume["configMap"]["name"])]
     cfg = validate(DaemonConfig, yaml.safe_load(configmap["data"][PurePosixPath(config_path).name]), "configmap")
     assert cfg.http.host == "0.0.0.0" and cfg.http.port == ports["metrics"]
+    # the HTTP token comes from a Secret mounted where the config reads it, and the probes send it
+    assert cfg.http.bearer_token_file is not None
+    token_path = PurePosixPath(cfg.http.bearer_token_file)
+    token_volume = volumes[mounts[str(token_path.parent)]]
+    assert token_volume["secret"]["secretName"] == "wirewatch-http-token"
+    assert token_volume["secret"].get("optional") is not True  # no Secret, no pod: never an open port
+    assert {"key": "token", "path": token_path.name} in token_volume["secret"]["items"]
+    assert token_volume["secret"]["defaultMode"] & 0o007 == 0  # nobody but owner and group
+    assert all(f"open('{token_path}')" in container[p]["exec"]["command"][2]
+               for p in ("livenessProbe", "readinessProbe", "startupProbe"))
+    assert not any(o["kind"] == "Secret" for o in objects.values())  # never a token in git
+    # the ZeroMQ PUB: loopback, or CURVE with an exposed port
+    assert cfg.alerts.zmq is not None
+    if cfg.alerts.zmq.curve is None:
+        assert cfg.alerts.zmq.bind.startswith("tcp://127.0.0.1:"), "a PUB without CURVE must bind loopback"
+        assert "zmq-pub" not in ports
     # the record goes to the persistent volume
     assert cfg.record.path is not None
     record_volume = volumes[mounts[str(PurePosixPath(cfg.record.path).parent)]]
@@ -394,3 +410,31 @@ def test_k8s_service_and_servicemonitor_match_the_pod() -> None:
     assert relabel == {"targetLabel": "job", "replacement": "wirewatch"}  # what the alert rules select
     namespaces = {o["metadata"].get("namespace") for o in objects.values() if o["kind"] != "Namespace"}
     assert namespaces == {"wirewatch"}
+
+
+def test_k8s_networkpolicy_admits_only_the_scraper_and_the_ingress() -> None:
+    objects = k8s_objects()
+    policy = objects[("NetworkPolicy", "wirewatch")]
+    pod = objects[("Deployment", "wirewatch")]["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "Ingress" in policy["spec"]["policyTypes"]
+    rules = policy["spec"]["ingress"]
+    assert len(rules) == 2
+    port_names = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+    admitted = []
+    for rule in rules:
+        # never an allow-all: every rule names its peers, and each peer both a namespace and its pods
+        assert rule.get("from"), rule
+        for peer in rule["from"]:
+            assert peer["namespaceSelector"]["matchLabels"] and peer["podSelector"]["matchLabels"], peer
+            admitted.append(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+        assert [p["port"] for p in rule["ports"]] == ["metrics"] and "metrics" in port_names
+    assert sorted(admitted) == ["ingress-nginx", "prometheus"]
+
+
+def test_k8s_servicemonitor_sends_the_token() -> None:
+    monitor = k8s_objects()[("ServiceMonitor", "wirewatch")]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "wirewatch-http-token",
+                                                                         "key": "token"}}
+
