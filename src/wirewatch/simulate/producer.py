@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 Format = Literal["array-1.0", "stream2", "stream1"]
 FORMATS: tuple[str, ...] = ("array-1.0", "stream2", "stream1")
+# DECTRIS streams mark NODATA pixels (module gaps, masked pixels) with the dtype's maximum, as the real
+# EIGER2 captures in the test data do; a real detector reports a saturated pixel at its announced
+# saturation_value (the maximum - 1), never at the maximum.
+NODATA_RESERVING_FORMATS: tuple[str, ...] = ("stream2", "stream1")
 OD_FULL_SCALE = 2.0  # optical density that grey 255 stands for when sending transmission counts
 
 
@@ -43,7 +47,16 @@ class FrameMaker:
         return self._generate(self.scenario.config_at(frame), seed=self.scenario.seed_for(frame))
 
     def image(self, frame: int) -> np.ndarray:
-        img = self.sample(frame).image
+        return self._pixels(self.sample(frame).image)
+
+    def draw(self, frame: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Frame ``frame``'s image and its truth (``wirewatch.simulate.truth.frame_truth``)."""
+        from wirewatch.simulate.truth import frame_truth
+
+        sample = self.sample(frame)
+        return self._pixels(sample.image), frame_truth(sample)
+
+    def _pixels(self, img: np.ndarray) -> np.ndarray:
         if self.scenario.signal == "transmission":
             od = img.astype(np.float32) / 255.0 * OD_FULL_SCALE
             counts = self.scenario.i0 * np.exp(-od)
@@ -82,6 +95,8 @@ class SeriesEncoder:
     def image(self, frame: int, image: np.ndarray) -> list[bytes]:
         from wirewatch.ingest import encode_array10, encode_stream1_image, encode_stream2_image
 
+        if self.format in NODATA_RESERVING_FORMATS:
+            image = reserve_nodata(image)
         if self.format == "stream2":
             return encode_stream2_image(frame, image, series_id=self.series_id, series_unique_id=self.uid,
                                         compression=self.compression)
@@ -101,6 +116,16 @@ class SeriesEncoder:
         return []
 
 
+def reserve_nodata(image: np.ndarray) -> np.ndarray:
+    """``image`` with unsigned-integer pixels at the dtype's maximum (a DECTRIS stream's NODATA)
+    lowered to the maximum - 1, the saturation value a detector announces: a bright pixel the
+    scene drew (e.g. where wires cross and the 8-bit grey saturates) stays a bright pixel."""
+    if image.dtype.kind != "u":
+        return image
+    top = np.iinfo(image.dtype).max
+    return np.minimum(image, image.dtype.type(top - 1)) if image.max(initial=0) >= top else image
+
+
 @dataclass(frozen=True)
 class SimulatorResult:
     frames_sent: int
@@ -115,7 +140,8 @@ class Simulator:
     ``socket``: ``push`` (default; blocks when the receiver is not keeping up, like a detector's
     PUSH) or ``pub`` (drops at the high-water mark). ``bind`` (default) or connect ``endpoint``.
     Frames are drawn ahead in a background thread (at most ``prefetch`` waiting) so drawing time
-    does not disturb the rate. ``images`` replaces the scenario's frames (tests).
+    does not disturb the rate. ``images`` replaces the scenario's frames (tests). ``truth`` maps
+    each frame drawn from the scenario to what it holds (``wirewatch.simulate.truth``).
     """
 
     def __init__(self, scenario: Scenario, *, endpoint: str = "tcp://127.0.0.1:*", format: str = "array-1.0",
@@ -133,7 +159,9 @@ class Simulator:
         self.first_frame = first_frame
         self.encoder = SeriesEncoder(format, series_id=series_id, pixel_size_nm=scenario.pixel_size_nm,
                                      signal=scenario.signal, i0=scenario.i0, compression=compression)
-        self._images = images or FrameMaker(scenario).image
+        self.truth: dict[int, dict[str, float]] = {}
+        self._maker = FrameMaker(scenario)
+        self._images = images or self._draw_with_truth
         self._prefetch = prefetch
         self._socket_kind = socket
         self._bind = bind
@@ -165,6 +193,11 @@ class Simulator:
         self._socket = sock
         self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self._endpoint
         return self.endpoint
+
+    def _draw_with_truth(self, frame: int) -> np.ndarray:
+        image, truth = self._maker.draw(frame)
+        self.truth[frame] = truth
+        return image
 
     def close(self) -> None:
         if self._socket is not None:
