@@ -3,9 +3,12 @@
 ``run_demo(out_dir, ...)`` starts ``wirewatch.simulate.Simulator`` (binds a free loopback port)
 and a ``Daemon`` built from the shipped config (input pointed at the simulator, record in
 ``out_dir``), shows frames/s, drops, particle count, the latest statistics and every change
-point as it is detected, and writes ``record.jsonl``, ``truth.json``, ``stats.png`` (statistics
-over time, true change points as grey bands, detected ones as red dashed lines) and
-``overlay.png`` (the last frame with its masks).
+point as it is detected, and writes ``record.jsonl``, ``truth.json`` (the scenario's change
+points and, per frame, what the simulator drew: ``wirewatch.simulate.truth``), ``stats.png``
+(statistics over time beside the simulator's truth, true change points as grey bands, detected
+ones as red dashed lines) and ``overlay.png`` (the last frame with its masks). It ends with the
+agreement of the measured series with the truth and the number of NODATA pixels received (the
+simulated scenes have none, so any is a fault on the way).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_co
 from wirewatch.report.demo import demo_record_options, demo_report
 from wirewatch.simulate.producer import Simulator, SimulatorResult
 from wirewatch.simulate.scenario import resolve_scenario
+from wirewatch.simulate.truth import TRUTH_STATISTICS, agreement
 from wirewatch.types import ChangePoint
 
 from .service import Daemon
@@ -48,10 +52,16 @@ class DemoState:
     latency_s: list[float] = field(default_factory=list)
     changepoints: list[ChangePoint] = field(default_factory=list)
     last: FrameResult | None = None
+    nodata_px: int = 0  # pixels the decoder marked NODATA (Frame.valid False), all frames together
+    nodata_frames: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_result(self, result: FrameResult) -> None:
+        valid = result.frame.valid
+        nodata = 0 if valid is None else int(valid.size - np.count_nonzero(valid))
         with self.lock:
+            self.nodata_px += nodata
+            self.nodata_frames += nodata > 0
             self.frames.append(result.frame_id)
             for k in PLOTTED:
                 v = result.stats.aggregates.get(k)
@@ -78,6 +88,8 @@ class DemoSummary:
     backend: str
     files: tuple[Path, ...]
     interrupted: bool
+    agreement: Mapping[str, float] = field(default_factory=dict)  # wirewatch.simulate.truth.agreement
+    nodata_pixels: int = 0
 
 
 def demo_config(endpoint: str, record: Path, *, format: str, policy: str, backend: str | None,
@@ -161,12 +173,20 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
                       for r in ("overflow", "superseded", "replay", "shutdown")))
     errors = int(sum(s.value for m in reg.collect() if m.name == "wirewatch_frame_errors" for s in m.samples
                      if s.name.endswith("_total")))
-    files = [record, out / "truth.json", *_plots(out, state, truth["change_points"], sc.name)]
+    frame_truth = dict(sorted(sim.truth.items()))
+    truth["statistics"] = list(TRUTH_STATISTICS)
+    truth["per_frame"] = [{"frame": i, **values} for i, values in frame_truth.items()]
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    with state.lock:
+        measured = {i: {k: state.series[k][j] for k in PLOTTED} for j, i in enumerate(state.frames)}
+    agreed = agreement(measured, frame_truth)
+    files = [record, out / "truth.json", *_plots(out, state, truth["change_points"], sc.name, frame_truth)]
     files += demo_report(out)  # report.html: metadata, statistics, distributions per segment
     summary = DemoSummary(out=out, frames_sent=sim.sent_frames, frames_processed=daemon.pipeline.processed,
                           frames_dropped=dropped, frame_errors=errors, seconds=seconds,
                           true_change_points=tuple(truth["change_points"]), detected=tuple(state.changepoints),
-                          backend=daemon.built.backend, files=tuple(files), interrupted=interrupted)
+                          backend=daemon.built.backend, files=tuple(files), interrupted=interrupted,
+                          agreement=agreed, nodata_pixels=state.nodata_px)
     _print_summary(console, summary, state)
     return summary
 
@@ -228,7 +248,8 @@ def _progress_table(daemon: Daemon, sim: Simulator, state: DemoState, elapsed: f
     return table
 
 
-def _plots(out: Path, state: DemoState, truth: list[int], name: str) -> list[Path]:
+def _plots(out: Path, state: DemoState, truth: list[int], name: str,
+           frame_truth: Mapping[int, Mapping[str, float]]) -> list[Path]:
     from wirewatch.plots.overlay import plot_overlay
     from wirewatch.plots.series import plot_series
 
@@ -238,9 +259,13 @@ def _plots(out: Path, state: DemoState, truth: list[int], name: str) -> list[Pat
         series = {k: list(v) for k, v in state.series.items()}
         cps = list(state.changepoints)
         last = state.last
+    drawn = sorted(frame_truth)
+    reference = {k: (drawn, [frame_truth[i][k] for i in drawn]) for k in PLOTTED if k in TRUTH_STATISTICS}
     if frames:
         written.append(plot_series(frames, series, out / "stats.png", change_points=cps, truth=truth,
-                                   title=f"scenario {name}: true change points grey, detected red"))
+                                   reference=reference if drawn else None,
+                                   title=f"scenario {name}: measured blue, simulator's truth black; true change "
+                                         "points grey, detected red"))
     if last is not None:
         written.append(plot_overlay(last.image, last.detections.masks, out / "overlay.png", ids=False,
                                     title=f"frame {last.frame_id}: {len(last.detections)} particles"))
@@ -255,5 +280,14 @@ def _print_summary(console: Any, s: DemoSummary, state: DemoState) -> None:
                   f"{lat[0]:.3f} s, p99 {lat[1]:.3f} s; segmenter {s.backend}")
     detected = [cp.frame for cp in s.detected]
     console.print(f"change points: true {list(s.true_change_points)}, detected {detected}")
+    a = s.agreement
+    if a.get("frames"):
+        console.print(f"agreement with the simulator's truth over {a['frames']:.0f} frames: particle count off by "
+                      f"{100 * a['count_rel_error_mean']:.1f} % on average (bias {100 * a['count_bias']:+.1f} %; "
+                      f"goal <= 10 %), width_px_mean by {a['width_error_px_mean']:.2f} px (bias "
+                      f"{a['width_bias_px']:+.2f} px; goal <= 1 px), length_px_mean by "
+                      f"{a['length_error_px_mean']:.2f} px (bias {a['length_bias_px']:+.2f} px)")
+    console.print(f"NODATA pixels received: {s.nodata_pixels} in {state.nodata_frames} frames (the simulated "
+                  "scenes have none)")
     for path in s.files:
         console.print(f"  wrote {path}")
