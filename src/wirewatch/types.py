@@ -8,6 +8,7 @@ alert rules emit ``Alert``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +17,8 @@ import numpy as np
 
 Signal = Literal["transmission", "optical_density", "intensity"]
 Severity = Literal["info", "warning", "critical"]
+ChangeKind = Literal["level", "slope", "variance"]
+Attribution = Literal["sample", "instrument"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,12 @@ class ChangePoint:
     effect_size: float
     detector: str
     severity: Severity = "warning"
+    kind: ChangeKind = "level"  # what changed, against a local line: level, slope or noise variance
+    penalty: float = math.nan  # decision threshold in use when it was reported (see docs/changepoint.md)
+    # "instrument" when the image-quality measures changed at the same time (refocus, beam, magnification),
+    # else "sample"; suspect: the segmentation was unreliable then (wirewatch.quality, docs/stats.md)
+    attribution: Attribution = "sample"
+    suspect: bool = False
 
 
 @dataclass(frozen=True)

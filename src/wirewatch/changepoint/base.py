@@ -33,6 +33,14 @@ class Snapshot:
         """Sample index one past the last row."""
         return self.start + len(self.frames)
 
+    def since(self, index: int) -> Snapshot:
+        """The rows from sample ``index`` on (the whole snapshot if it starts later)."""
+        if index <= self.start:
+            return self
+        cut = slice(min(index, self.end) - self.start, None)
+        return Snapshot(start=min(index, self.end), frames=self.frames[cut], raw=self.raw[cut], z=self.z[cut],
+                        location=self.location, scale=self.scale)
+
     def rows(self, start: int, end: int) -> slice:
         """Row slice for sample indices [start, end), clipped to what the snapshot holds."""
         return slice(max(start, self.start) - self.start, max(min(end, self.end), self.start) - self.start)
@@ -53,6 +61,7 @@ class WindowSearch(Protocol):
     """Re-run over the recent window every few frames; returns confirmed changes."""
 
     name: str
+    penalty: float  # in use (the detector scales it by the stream's noise inflation)
 
     def run(self, snapshot: Snapshot) -> list[Candidate]: ...
 
@@ -64,7 +73,7 @@ class OnlineTest(Protocol):
 
     name: str
 
-    def start(self, location: np.ndarray) -> None: ...
+    def start(self, location: np.ndarray, slope: np.ndarray | None = None) -> None: ...
 
     def update(self, index: int, values: np.ndarray, scale: np.ndarray) -> Candidate | None: ...
 

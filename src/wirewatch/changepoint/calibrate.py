@@ -13,6 +13,17 @@ Online test (CUSUM / Page-Hinkley): Siegmund's approximation of the in-control
 average run length of a one-sided CUSUM with drift k and threshold h on unit
 variance data, ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2) with b = h + 1.166,
 solved for h so that the 2 sides x n statistics together stay within budget.
+
+The stream's own history (``noise_inflation``): both rules above assume independent,
+Gaussian, trend-free noise after robust scaling. Real statistics are autocorrelated,
+skewed or curved, and then a change-free window splits with a larger gain than noise
+would give. Every few frames the detector block-bootstraps the residuals of its recent
+window (lines or means between reported changes; blocks of ``BOOT_BLOCK`` rows keep the
+autocorrelation and the correlation between statistics) and compares the ``BOOT_QUANTILE``
+quantile of the largest split gain with the same quantile on independent noise. Their
+ratio (at least 1) multiplies the penalty; its square root multiplies the noise scale the
+online tests use. A bootstrap cannot reach the 1e-4 tails the budget needs, so it measures
+this inflation at a moderate quantile and the noise simulation supplies the tail.
 """
 
 from __future__ import annotations
@@ -43,6 +54,37 @@ def _max_gain_l2(windows: np.ndarray, min_size: int, jump: int) -> np.ndarray:
     mean_diff = left / t[None, :, None] - (total[:, None, :] - left) / (n - t)[None, :, None]
     gain = (t * (n - t) / n)[None, :] * np.einsum("ntd,ntd->nt", mean_diff, mean_diff)
     return np.asarray(gain.max(axis=1))
+
+
+def _max_gain_linear(windows: np.ndarray, min_size: int, jump: int) -> np.ndarray:
+    """Largest single-split gain of the piecewise-linear cost per window, vectorised. windows: (N, W, d)."""
+    n = windows.shape[1]
+    t_all = np.arange(n, dtype=float)
+    zero = np.zeros((windows.shape[0], 1, windows.shape[2]))
+    sx = np.concatenate([zero, np.cumsum(windows, axis=1)], axis=1)  # (N, W+1, d)
+    stx = np.concatenate([zero, np.cumsum(t_all[None, :, None] * windows, axis=1)], axis=1)
+    t = _split_positions(n, max(min_size, 3), jump)
+
+    def explained(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+        """Sum of squares a line explains on [a, b) (the part of the cost that depends on the split)."""
+        a_arr, b_arr = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+        m = (b_arr - a_arr).astype(float)
+        s_x = sx[:, b_arr, :] - sx[:, a_arr, :]
+        tbar = 0.5 * (a_arr + b_arr - 1)
+        s_tx = stx[:, b_arr, :] - stx[:, a_arr, :] - tbar[None, :, None] * s_x
+        stt = m * (m * m - 1) / 12.0
+        return np.asarray((s_x**2).sum(axis=2) / m[None, :] + (s_tx**2).sum(axis=2) / stt[None, :])
+
+    whole = explained(np.array([0]), np.array([n]))  # (N, 1)
+    gain = explained(np.zeros_like(t), t) + explained(t, np.full_like(t, n)) - whole
+    return np.asarray(gain.max(axis=1))
+
+
+def max_gains(windows: np.ndarray, cost: str, min_size: int, jump: int) -> np.ndarray:
+    """Largest single-split gain per window for the vectorised costs (``l2``, ``linear``)."""
+    if cost == "linear":
+        return _max_gain_linear(windows, min_size, jump)
+    return _max_gain_l2(windows, min_size, jump)
 
 
 def _max_window_score_l2(windows: np.ndarray, width: int, jump: int) -> np.ndarray:
@@ -87,16 +129,16 @@ def windowed_penalty(*, cost: str, method: str, n_dims: int, window: int, min_si
                      width: int, alpha_run: float) -> float:
     """Penalty such that a change-free window yields a break with probability ~ ``alpha_run``."""
     rng = np.random.default_rng(SIM_SEED)
-    if cost == "l2":
+    if cost in ("l2", "linear"):
         n_sim = int(min(max(50.0 / alpha_run, 2000), 20000))
         maxima = []
         chunk = max(1, 2_000_000 // (window * n_dims))
         for start in range(0, n_sim, chunk):
             windows = rng.standard_normal((min(chunk, n_sim - start), window, n_dims))
-            if method == "window":
+            if method == "window" and cost == "l2":
                 maxima.append(_max_window_score_l2(windows, width, jump))
             else:
-                maxima.append(_max_gain_l2(windows, min_size, jump))
+                maxima.append(max_gains(windows, cost, min_size, jump))
         samples = np.concatenate(maxima)
     else:  # cost-generic, slower: fewer samples, rely on the tail fit
         n_sim = 600 if cost == "rbf" else 1500
@@ -116,3 +158,34 @@ def cusum_threshold(*, drift: float, n_dims: int, rate_per_frame: float) -> floa
     """Threshold h so that 2 sides x ``n_dims`` CUSUMs give ~ ``rate_per_frame`` false alarms per frame."""
     target_arl = 2.0 * n_dims / rate_per_frame
     return float(brentq(lambda h: cusum_arl(h, drift) - target_arl, 1e-3, 1e3))
+
+
+BOOT_BLOCK = 10  # rows per bootstrap block: keeps the short-range autocorrelation of the residuals
+BOOT_SAMPLES = 120  # bootstrap windows per calibration
+BOOT_QUANTILE = 0.75  # where the bootstrap and the noise simulation are compared
+MAX_INFLATION = 1e4  # a smooth curve with almost no noise can need a penalty this many times the noise one
+
+
+@lru_cache(maxsize=64)
+def _noise_quantile(cost: str, n_dims: int, window: int, min_size: int, jump: int) -> float:
+    rng = np.random.default_rng(SIM_SEED + 1)
+    gains = max_gains(rng.standard_normal((2000, window, n_dims)), cost, min_size, jump)
+    return float(np.quantile(gains, BOOT_QUANTILE))
+
+
+def noise_inflation(residuals: np.ndarray, *, cost: str, window: int, min_size: int, jump: int,
+                    rng: np.random.Generator) -> float | None:
+    """How much larger than on independent unit noise the split gains of these residuals are (>= 1).
+
+    ``residuals``: (m, d) rows of a change-free stretch in robust-sigma units (trend or mean
+    removed). Returns None when there are too few rows to bootstrap (< 3 blocks).
+    """
+    m, d = residuals.shape
+    if m < 3 * BOOT_BLOCK or cost not in ("l2", "linear"):
+        return None
+    n_blocks = -(-window // BOOT_BLOCK)
+    starts = rng.integers(0, m - BOOT_BLOCK + 1, size=(BOOT_SAMPLES, n_blocks))
+    rows = (starts[:, :, None] + np.arange(BOOT_BLOCK)[None, None, :]).reshape(BOOT_SAMPLES, -1)[:, :window]
+    gains = max_gains(residuals[rows], cost, min_size, jump)
+    ratio = float(np.quantile(gains, BOOT_QUANTILE)) / _noise_quantile(cost, d, window, min_size, jump)
+    return min(max(ratio, 1.0), MAX_INFLATION)

@@ -19,8 +19,8 @@ DEFAULT_STATISTICS = ["length_px_mean", "width_px_mean", "particle_count", "orie
                       "aspect_ratio_mean"]
 
 WindowMethod = Literal["binseg", "pelt", "window"]
-CostName = Literal["l2", "normal", "rbf"]
-OnlineMethod = Literal["cusum", "page-hinkley"]
+CostName = Literal["linear", "l2", "normal", "rbf"]
+OnlineMethod = Literal["cusum", "page-hinkley", "bocpd"]
 
 
 class WindowedConfig(StrictModel):
@@ -28,7 +28,7 @@ class WindowedConfig(StrictModel):
 
     enabled: bool = True
     method: WindowMethod = "binseg"
-    cost: CostName = "l2"
+    cost: CostName = "linear"  # piecewise linear: a steady trend is no change (l2: piecewise constant)
     window: int = Field(default=100, ge=20, le=5000)
     every: int = Field(default=4, ge=1)
     min_segment: int = Field(default=8, ge=2)  # ruptures min_size, and how old a change must be to confirm
@@ -46,15 +46,42 @@ class WindowedConfig(StrictModel):
         return self
 
 
+class BocpdConfig(StrictModel):
+    """Bayesian online change-point detection (``online.method: bocpd``), see ``bocpd.py``."""
+
+    expected_run: float = Field(default=250.0, gt=1)  # frames; constant hazard 1 / expected_run
+    max_run: int = Field(default=100, ge=10, le=2000)  # run lengths kept (memory and time per frame)
+    lag: int = Field(default=15, ge=2)  # alarm on the posterior mass of runs shorter than this
+    model: Literal["linear", "constant"] = "linear"  # segment model: a line or a constant level
+    level_sd: float = Field(default=3.0, gt=0)  # prior sd of a new segment's level jump (sigma)
+    slope_sd: float = Field(default=0.05, gt=0)  # prior sd of a new segment's slope change (sigma / frame)
+
+    @model_validator(mode="after")
+    def _fits(self) -> BocpdConfig:
+        if self.lag >= self.max_run:
+            raise ValueError(f"lag ({self.lag}) must be < max_run ({self.max_run})")
+        return self
+
+
 class OnlineConfig(StrictModel):
     """Per-statistic sequential test for early warning."""
 
     enabled: bool = True
     method: OnlineMethod = "cusum"
+    trend: bool = True  # cusum: the baseline is a local line (Holt), so a steady trend raises nothing
     shift: float = Field(default=2.0, gt=0)  # smallest shift (robust sigmas) it is tuned for; drift k = shift / 2
     clip_z: float = Field(default=3.0, gt=0)  # single outliers add at most clip_z - k to the sum
     baseline_alpha: float = Field(default=0.02, ge=0, lt=1)  # slow tracking of the baseline (drift)
     share: float = Field(default=0.5, gt=0, le=1)  # share of the false-alarm budget
+    bocpd: BocpdConfig = Field(default_factory=BocpdConfig)
+
+
+class CalibrationConfig(StrictModel):
+    """Thresholds re-fitted from the stream's own residuals (block bootstrap), see ``calibrate.py``."""
+
+    enabled: bool = True
+    every: int = Field(default=50, ge=1)  # frames between re-calibrations
+    memory: int = Field(default=5, ge=1)  # the inflation used is the median of this many calibrations
 
 
 class SeverityThresholds(StrictModel):
@@ -74,12 +101,13 @@ class ChangepointConfig(StrictModel):
     enabled: bool = True
     stats: list[str] = Field(default_factory=lambda: list(DEFAULT_STATISTICS), min_length=1)
     warmup: int = Field(default=50, ge=5)  # frames with data before detection starts (robust scale)
-    false_alarms_per_1000: float = Field(default=0.3, gt=0, le=100)
+    false_alarms_per_1000: float = Field(default=1.0, gt=0, le=100)
     clip_z: float = Field(default=5.0, gt=0)  # Hampel filter: |x - local median| > clip_z sigma is an outlier
     involve_t: float = Field(default=4.0, gt=0)  # t statistic for a statistic to be named in an event
     merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
     windowed: WindowedConfig = Field(default_factory=WindowedConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     severity: SeverityThresholds = Field(default_factory=SeverityThresholds)
 
     @model_validator(mode="after")

@@ -5,6 +5,12 @@
 is O(d) instead of O(segment length): the windowed search is re-run every few
 frames and must stay well under a millisecond per frame. ``rbf`` is ruptures' own
 ``CostRbf`` (kernel; slower, catches changes in distribution, not only in mean).
+
+``linear`` is the squared residual of a least-squares line per segment and statistic
+(piecewise linear, discontinuous): a steady trend costs nothing to keep in one segment,
+so only a change of level or of slope pays for a break. ruptures' ``CostLinear`` needs
+a design matrix and ``CostCLinear`` (continuous) is O(segment) per call; ours is O(d)
+from cumulative sums of t, t^2, x, t x and x^2.
 """
 
 from __future__ import annotations
@@ -75,7 +81,42 @@ class CostNormalCumsum(BaseCost):
         return float(n * logdet)
 
 
+class CostLinearCumsum(BaseCost):
+    """Sum of squared residuals of a least-squares line per segment (change in level or slope)."""
+
+    model = "linear"
+    min_size = 3
+
+    def __init__(self) -> None:
+        self.signal: np.ndarray = np.zeros((0, 1))
+        self._sx = np.zeros((1, 1))
+        self._stx = np.zeros((1, 1))
+        self._sxx: list[float] = [0.0]
+
+    def fit(self, signal: np.ndarray) -> CostLinearCumsum:
+        x = _as_2d(signal)
+        self.signal = x
+        t = np.arange(len(x), dtype=float)
+        zero = np.zeros((1, x.shape[1]))
+        self._sx = np.vstack([zero, np.cumsum(x, axis=0)])
+        self._stx = np.vstack([zero, np.cumsum(t[:, None] * x, axis=0)])
+        self._sxx = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", x, x))]).tolist()
+        return self
+
+    def error(self, start: int, end: int) -> float:
+        n = end - start
+        sx = self._sx[end] - self._sx[start]
+        if n < 3:  # two points lie on a line; one point too
+            return 0.0
+        # centred sums; t runs over start..end-1: mean (start+end-1)/2, sum of squares n(n^2-1)/12
+        tbar = 0.5 * (start + end - 1)
+        stt = n * (n * n - 1) / 12.0
+        stx = self._stx[end] - self._stx[start] - tbar * sx
+        return float(self._sxx[end] - self._sxx[start] - float(sx @ sx) / n - float(stx @ stx) / stt)
+
+
 COSTS: dict[str, Callable[[], BaseCost]] = {
+    "linear": CostLinearCumsum,
     "l2": CostL2Cumsum,
     "normal": CostNormalCumsum,
     "rbf": CostRbf,

@@ -81,6 +81,27 @@ def forward_fill(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return out
 
 
+def fill_gaps(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Replace NaN by linear interpolation between its column's neighbours.
+
+    A gap inside a trend is bridged along the trend (forward filling would leave a flat
+    stretch and then a jump, which a piecewise-linear search reads as two changes).
+    Trailing gaps take the last value, leading ones the first (``fallback`` for an empty column).
+    """
+    out = np.array(values, float, copy=True)
+    idx = np.arange(out.shape[0], dtype=float)
+    for j in range(out.shape[1]):
+        col = out[:, j]
+        good = np.isfinite(col)
+        if good.all():
+            continue
+        if not good.any():
+            out[:, j] = fallback[j]
+            continue
+        out[:, j] = np.interp(idx, idx[good], col[good])
+    return out
+
+
 def hampel(z: np.ndarray, clip: float, size: int = 5) -> np.ndarray:
     """Replace isolated outliers of a standardised series by the local median.
 

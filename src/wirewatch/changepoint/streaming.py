@@ -6,11 +6,14 @@ returns the change points it reports now (usually none). Flow per frame:
 1. the watched statistics become a row (missing / non-finite -> NaN); a frame
    with none of them is skipped (counted in ``skipped_frames``);
 2. the first ``warmup`` usable frames only set the robust location and scale;
-3. the online test (CUSUM / Page-Hinkley) sees every frame (early warning);
+   every ``calibration.every`` frames the thresholds are re-fitted to the
+   stream's own residuals (``calibrate.noise_inflation``);
+3. the online test (CUSUM / Page-Hinkley / BOCPD) sees every frame (early warning);
 4. every ``windowed.every`` frames the ruptures search runs on the last
    ``windowed.window`` frames and the robust scale is refreshed;
-5. each candidate is located, described (statistics involved, levels, effect
-   size, severity) and reported unless a change was already reported within
+5. each candidate is located, described (statistics involved, kind: level,
+   slope or variance against a line on each side, levels, effect size,
+   severity, the threshold in use) and reported unless a change was already reported within
    ``merge_margin`` frames of it (online and windowed finding the same change,
    or successive windows, report it once).
 
@@ -19,18 +22,23 @@ returns the change points it reports now (usually none). Flow per frame:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import statistics
 from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
 
 from wirewatch.changepoint.base import Candidate, OnlineTest, Snapshot, WindowSearch
-from wirewatch.changepoint.calibrate import cusum_threshold, windowed_penalty
+from wirewatch.changepoint.bocpd import BocpdParams, BocpdTest, bocpd_threshold
+from wirewatch.changepoint.calibrate import cusum_threshold, noise_inflation, windowed_penalty
+from wirewatch.changepoint.classify import best_split as _best_split
+from wirewatch.changepoint.classify import break_evidence, effect_of, kind_of
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.changepoint.online import ONLINE_TESTS
-from wirewatch.changepoint.robust import forward_fill, hampel, robust_location, robust_scale
+from wirewatch.changepoint.robust import fill_gaps, hampel, robust_location, robust_scale
 from wirewatch.changepoint.windowed import WindowedSearch
 from wirewatch.types import ChangePoint, Severity
 
@@ -40,6 +48,7 @@ SEGMENT_FOR_SCALE = 16  # samples after a change before the noise scale is re-le
 MAX_ABS_VALUE = 1e100  # beyond any real statistic; larger values are corrupt and treated as missing
 SCALE_RELATIVE_SE = 0.9  # relative standard error of robust_scale from n samples is ~0.9 / sqrt(n)
 ONLINE_HOLDOFF = 32  # samples after a change the online test only learns its new baseline
+AFTER_CHANGE_MARGIN = 3  # samples after a reported change the windowed search leaves out (its place may be off)
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
 
 
@@ -54,6 +63,10 @@ class StreamingDetector:
         self.statistics: tuple[str, ...] = tuple(config.stats)
         self.windowed = windowed
         self.online = online
+        # trend-aware: lines, not constants, on each side of a change (windowed cost, online baseline)
+        self.linear = config.windowed.cost == "linear" if windowed is not None else config.online.trend
+        self.base_penalty = windowed.penalty if windowed is not None else math.nan
+        self.online_threshold = float(getattr(online, "threshold", math.nan))
         self._capacity = config.windowed.window
         every = config.windowed.every
         self._scale_every = every * max(1, config.windowed.window // (4 * every))  # samples between refreshes
@@ -75,8 +88,12 @@ class StreamingDetector:
         self._snapshot: Snapshot | None = None
         self._reported: list[tuple[int, int]] = []  # (sample index, frame id) of reported changes
         self.skipped_frames = 0
+        self._inflations: deque[float] = deque(maxlen=self.config.calibration.memory)
+        self.inflation = 1.0  # how much noisier than independent noise the stream's residuals are (>= 1)
+        self._rng = np.random.default_rng(0)
         if self.windowed is not None:
             self.windowed.reset()
+            self.windowed.penalty = self.base_penalty
         if self.online is not None:
             self.online.start(self._location)
 
@@ -123,16 +140,24 @@ class StreamingDetector:
             self._scale = _upper_bound(scale, len(raw))
             if self.online is not None:
                 self.online.start(self._location)
+                self.online.on_change(0, raw)  # its baseline (a line with trend) from the warm-up
+        calibration = self.config.calibration
+        if calibration.enabled and since % calibration.every == 0:
+            self._calibrate()
         every = self.config.windowed.every
         if since > 0 and since % every == 0 and (self._after_change or since % self._scale_every == 0):
             self._refresh_scale()
         events: list[ChangePoint] = []
         if self.online is not None:
-            candidate = self.online.update(index, row, self._scale)
+            candidate = self.online.update(index, row, self._scale * math.sqrt(self.inflation))
             if candidate is not None:
                 events.extend(self._handle(self._locate(candidate)))
         if self.windowed is not None and since % every == 0:
-            for candidate in self.windowed.run(self._take_snapshot()):
+            snap = self._take_snapshot()
+            last = self._last_change_before(snap.end)
+            if last is not None:  # what came before a reported change is explained; a few samples of margin
+                snap = snap.since(last + AFTER_CHANGE_MARGIN)
+            for candidate in self.windowed.run(snap):
                 events.extend(self._handle(candidate))
         return events
 
@@ -169,6 +194,44 @@ class StreamingDetector:
         self._scale_samples = min(since, SCALE_MEMORY_WINDOWS * self.config.windowed.window)
         self._scale = _upper_bound(np.sqrt(self._variance), self._scale_samples)
 
+    def _calibrate(self) -> None:
+        """Re-fit the thresholds to the stream's own residuals (lines or means between reported changes)."""
+        snap = self._take_snapshot()
+        z = snap.z
+        bounds = sorted({0, len(z), *(i - snap.start for i, _ in self._reported if snap.start < i < snap.end)})
+        pieces = []
+        for a, b in itertools.pairwise(bounds):
+            seg = z[a:b]
+            if len(seg) < 6:
+                continue
+            if self.linear:
+                t = np.arange(len(seg), dtype=float)
+                coef = np.polynomial.polynomial.polyfit(t, seg, 1)
+                pieces.append(seg - coef[0] - np.outer(t, coef[1]))
+            else:
+                pieces.append(seg - seg.mean(axis=0))
+        if not pieces:
+            return
+        w = self.config.windowed
+        ratio = noise_inflation(np.vstack(pieces), cost="linear" if self.linear else "l2", window=w.window,
+                                min_size=w.min_segment, jump=w.jump, rng=self._rng)
+        if ratio is None:
+            return
+        self._inflations.append(ratio)
+        self.inflation = float(statistics.median(self._inflations))
+        if self.windowed is not None:
+            self.windowed.penalty = self.base_penalty * self.inflation
+
+    def penalty_for(self, detector: str) -> float:
+        """The decision threshold in use for events of ``detector``: the ruptures penalty (windowed
+        search), or the online threshold in units of the statistics' robust sigma (CUSUM h times the
+        noise inflation's square root; BOCPD: the posterior mass of a young run)."""
+        if self.windowed is not None and detector == self.windowed.name:
+            return float(self.windowed.penalty)
+        if detector == "bocpd":
+            return self.online_threshold
+        return self.online_threshold * math.sqrt(self.inflation)
+
     def _take_snapshot(self) -> Snapshot:
         if self._snapshot is None:
             raw = np.array(self._rows)
@@ -176,7 +239,7 @@ class StreamingDetector:
             # leading gaps take the window's median level (not the warm-up's: the level may have moved)
             if np.isnan(z).any():
                 fallback = robust_location(z)
-                z = forward_fill(z, np.where(np.isfinite(fallback), fallback, 0.0))
+                z = fill_gaps(z, np.where(np.isfinite(fallback), fallback, 0.0))
             z = hampel(z, self.config.clip_z)
             self._snapshot = Snapshot(start=self._count - len(raw), frames=np.array(self._frames), raw=raw, z=z,
                                       location=self._location.copy(), scale=self._scale.copy())
@@ -193,15 +256,10 @@ class StreamingDetector:
         start = snap.start if last is None else max(snap.start, last)
         cols = list(candidate.columns) or list(range(len(self.statistics)))
         z = snap.z[snap.rows(start, snap.end)][:, cols]
-        n = len(z)
-        if n < 3:
+        split = _best_split(z, self.linear)  # at least two samples before, one after (three with lines)
+        if split is None:
             return candidate
-        cs = np.cumsum(z, axis=0)
-        t = np.arange(2, n)  # at least two samples before, one after
-        left = cs[t - 1] / t[:, None]
-        right = (cs[-1] - cs[t - 1]) / (n - t)[:, None]
-        gain = (t * (n - t) / n) * ((left - right) ** 2).sum(axis=1)
-        best = start + int(t[int(np.argmax(gain))])
+        best = start + split
         return Candidate(index=best, detector=candidate.detector, columns=candidate.columns,
                          segment_start=start, segment_end=snap.end)
 
@@ -243,12 +301,23 @@ class StreamingDetector:
         with np.errstate(all="ignore"):
             t_stat = np.abs(shift) * np.sqrt(n1 * n2 / np.maximum(n1 + n2, 1))
         t_stat = np.where(np.isfinite(t_stat), t_stat, 0.0)
+        # against a line on each side (unit-noise values; the noise inflation discounts autocorrelation)
+        unit = math.sqrt(self.inflation)
+        evidence = break_evidence(snap.z[snap.rows(seg_start, index)] / unit,
+                                  snap.z[snap.rows(index, seg_end)] / unit)
+        if self.linear:
+            t_stat = evidence.t_max  # a trend moves the medians but is no change
         involved = set(np.flatnonzero(t_stat >= self.config.involve_t).tolist()) | set(candidate.columns)
         if not involved:
             involved = {int(np.argmax(t_stat))}
         cols = sorted(involved)
-        effects = [abs(float(shift[j])) for j in cols if np.isfinite(shift[j])]
-        effect = max(effects, default=0.0)
+        kind = kind_of(evidence, cols, self.config.involve_t)
+        if self.linear or kind != "level":
+            effects = [effect_of(evidence, j, kind) * unit for j in cols] if kind != "variance" else \
+                [effect_of(evidence, j, kind) for j in cols]
+        else:
+            effects = [abs(float(shift[j])) for j in cols if np.isfinite(shift[j])]
+        effect = max((e for e in effects if math.isfinite(e)), default=0.0)
         return ChangePoint(
             frame=frame,
             detected_at=int(snap.frames[-1]),
@@ -258,6 +327,8 @@ class StreamingDetector:
             effect_size=effect,
             detector=candidate.detector,
             severity=self._severity(effect),
+            kind=kind,
+            penalty=self.penalty_for(candidate.detector),
         )
 
     def _severity(self, effect: float) -> Severity:
@@ -294,11 +365,19 @@ def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector
                                    min_size=w.min_segment, jump=w.jump, width=w.width,
                                    alpha_run=min(0.5, rate * w.share * w.every))
         windowed = WindowedSearch(w, penalty)
-    online = None
+    online: OnlineTest | None = None
     if config.online.enabled:
         o = config.online
-        threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * o.share)
-        online = ONLINE_TESTS[o.method](drift=o.shift / 2.0, threshold=threshold, clip=o.clip_z,
-                                        baseline_alpha=o.baseline_alpha, holdoff=ONLINE_HOLDOFF,
-                                        warmup=config.warmup)
+        if o.method == "bocpd":
+            b = o.bocpd
+            params = BocpdParams(expected_run=b.expected_run, max_run=b.max_run, lag=b.lag,
+                                 linear=b.model == "linear", level_sd=b.level_sd, slope_sd=b.slope_sd,
+                                 clip=o.clip_z)
+            online = BocpdTest(params, threshold=bocpd_threshold(params, rate * o.share / n_dims),
+                               holdoff=ONLINE_HOLDOFF)
+        else:
+            threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * o.share)
+            online = ONLINE_TESTS[o.method](drift=o.shift / 2.0, threshold=threshold, clip=o.clip_z,
+                                            baseline_alpha=o.baseline_alpha, holdoff=ONLINE_HOLDOFF,
+                                            warmup=config.warmup, trend=o.trend)
     return StreamingDetector(config, windowed=windowed, online=online)

@@ -6,6 +6,12 @@ least ``min_segment`` samples from the window's end; a break found right at that
 boundary is a change younger than that whose place is not known yet, so it is
 not counted until it is clear of it. A single noisy frame or a spike cannot make
 a change.
+
+With the piecewise-linear cost a young step is ambiguous: a dozen samples after it
+are fitted about as well by a ramp starting earlier as by a step, so the search
+may place the break too early. A break is therefore only confirmed once
+``LINEAR_AGE`` x ``min_segment`` samples follow it (the online test gives the early
+warning for steps).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from wirewatch.changepoint.config import WindowedConfig
 from wirewatch.changepoint.costs import make_cost
 
 ALGORITHMS = {"binseg": rpt.Binseg, "pelt": rpt.Pelt, "window": rpt.Window}
+LINEAR_AGE = 3  # with the linear cost, samples after a break before it counts, in min_segment
 
 
 @dataclass
@@ -38,6 +45,9 @@ class WindowedSearch:
         self.name: str = config.method
         # a real break stays put between runs; one tracking the window's end moves by `every`
         self._tolerance = max(1, min(2 * config.jump, config.every - 1))
+        self._min_age = config.min_segment + config.jump + 1
+        if config.cost == "linear":
+            self._min_age = max(self._min_age, LINEAR_AGE * config.min_segment)
         self._tracked: list[_Tracked] = []
 
     def reset(self) -> None:
@@ -81,7 +91,7 @@ class WindowedSearch:
         confirmed: list[Candidate] = []
         n = len(snapshot.z)
         for prev, bkp, nxt in found:
-            if n - bkp <= self.config.min_segment + self.config.jump:
+            if n - bkp < self._min_age:
                 # pinned to the min_segment boundary: the change is younger than min_segment and its
                 # place is not known yet (ruptures cannot put it nearer the end); wait for later runs
                 continue

@@ -1,0 +1,136 @@
+"""What changed at a break: level, slope or variance, measured against a line on each side.
+
+For each statistic, least-squares lines are fitted to the segment before the break
+and the one after it (robust-standardised values, unit noise sigma). Then
+
+- level: the jump between the two lines at the break, its t statistic against the
+  two extrapolations' standard errors;
+- slope: the difference of the two slopes, over its standard error
+  sqrt(1 / Stt_before + 1 / Stt_after);
+- variance: the ratio of the residual variances (an F statistic).
+
+The kind of an event is the one with the strongest evidence among the statistics
+that moved: level unless the slope's t statistic is larger, variance when neither
+is significant but the residual spread changed (F beyond its 0.1 % quantile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import f as f_dist
+
+from wirewatch.changepoint.costs import CostL2Cumsum, CostLinearCumsum
+from wirewatch.types import ChangeKind
+
+VARIANCE_ALPHA = 1e-3  # two-sided level of the F test that calls a change a variance change
+MIN_SLOPE_SAMPLES = 10  # a slope from fewer samples after the break is too uncertain to name the kind
+
+
+@dataclass(frozen=True)
+class BreakEvidence:
+    """Per-statistic evidence (arrays of length d)."""
+
+    level_shift: np.ndarray  # jump at the break, in sigma
+    slope_shift: np.ndarray  # slope after - slope before, sigma per sample
+    t_level: np.ndarray
+    t_slope: np.ndarray
+    sd_ratio: np.ndarray  # residual sd after / before
+    variance_changed: np.ndarray  # bool: F test significant
+    n_after: np.ndarray
+
+    @property
+    def t_max(self) -> np.ndarray:
+        return np.maximum(self.t_level, self.t_slope)
+
+
+def _fit(segment: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
+    """Line per column (NaN skipped): value at time t0 (relative to the segment's first row), its
+    variance factor, slope, Stt, residual variance, count."""
+    m = segment.shape[0]
+    t = np.arange(m, dtype=float)[:, None]
+    good = np.isfinite(segment)
+    n = good.sum(axis=0).astype(float)
+    x = np.where(good, segment, 0.0)
+    tt = np.where(good, t, 0.0)
+    with np.errstate(all="ignore"):
+        tbar = tt.sum(axis=0) / n
+        xbar = x.sum(axis=0) / n
+        dt = np.where(good, t - tbar, 0.0)
+        stt = (dt * dt).sum(axis=0)
+        slope = np.where(stt > 0, (dt * (x - xbar)).sum(axis=0) / stt, 0.0)
+        resid = np.where(good, x - xbar - slope * (t - tbar), 0.0)
+        dof = np.maximum(n - 2, 1)
+        var = (resid * resid).sum(axis=0) / dof
+        value = xbar + slope * (t0 - tbar)
+        value_var = 1.0 / n + np.where(stt > 0, (t0 - tbar) ** 2 / stt, 0.0)
+    return value, value_var, slope, stt, var, n
+
+
+def break_evidence(before: np.ndarray, after: np.ndarray) -> BreakEvidence:
+    """Evidence for a change between ``before`` (m1, d) and ``after`` (m2, d), unit-noise values."""
+    m1 = before.shape[0]
+    v1, vv1, b1, stt1, var1, n1 = _fit(before, float(m1) - 0.5)  # both lines evaluated half-way across the break
+    v2, vv2, b2, stt2, var2, n2 = _fit(after, -0.5)
+    # a line through a few samples extrapolates badly: a level there, until MIN_SLOPE_SAMPLES are in
+    with np.errstate(all="ignore"):
+        short = n2 < MIN_SLOPE_SAMPLES
+        mean2 = np.nansum(after, axis=0) / n2
+        v2, vv2, b2 = np.where(short, mean2, v2), np.where(short, 1.0 / n2, vv2), np.where(short, b1, b2)
+    with np.errstate(all="ignore"):
+        level = v2 - v1
+        t_level = np.abs(level) / np.sqrt(vv1 + vv2)
+        slope = b2 - b1
+        enough = (n1 >= MIN_SLOPE_SAMPLES) & (n2 >= MIN_SLOPE_SAMPLES) & (stt1 > 0) & (stt2 > 0)
+        t_slope = np.where(enough, np.abs(slope) / np.sqrt(1.0 / stt1 + 1.0 / stt2), 0.0)
+        ratio = var2 / var1
+        dof1, dof2 = np.maximum(n1 - 2, 1), np.maximum(n2 - 2, 1)
+        lo = f_dist.ppf(VARIANCE_ALPHA / 2, dof2, dof1)
+        hi = f_dist.ppf(1 - VARIANCE_ALPHA / 2, dof2, dof1)
+        changed = enough & ((ratio < lo) | (ratio > hi))
+    clean = lambda a: np.where(np.isfinite(a), a, 0.0)  # noqa: E731
+    return BreakEvidence(level_shift=clean(level), slope_shift=clean(slope), t_level=clean(t_level),
+                         t_slope=clean(t_slope), sd_ratio=np.where(np.isfinite(ratio) & (ratio > 0),
+                                                                   np.sqrt(np.abs(ratio)), 1.0),
+                         variance_changed=changed, n_after=n2)
+
+
+def kind_of(evidence: BreakEvidence, columns: list[int], significant: float) -> ChangeKind:
+    """Level, slope or variance, from the strongest evidence among ``columns``."""
+    cols = np.array(columns, int)
+    t_level, t_slope = evidence.t_level[cols], evidence.t_slope[cols]
+    if max(t_level.max(initial=0.0), t_slope.max(initial=0.0)) < significant and evidence.variance_changed[cols].any():
+        return "variance"
+    return "slope" if t_slope.max(initial=0.0) > t_level.max(initial=0.0) else "level"
+
+
+def effect_of(evidence: BreakEvidence, j: int, kind: ChangeKind) -> float:
+    """Effect size of statistic ``j`` in sigma: the jump (level), how far the new line has left the old
+    one by the end of the segment after the break (slope), or the relative change of the noise sd."""
+    if kind == "slope":
+        return float(abs(evidence.slope_shift[j]) * evidence.n_after[j])
+    if kind == "variance":
+        ratio = float(evidence.sd_ratio[j])
+        return max(ratio, 1.0 / ratio) - 1.0
+    return float(abs(evidence.level_shift[j]))
+
+
+def best_split(z: np.ndarray, linear: bool, min_before: int = 2) -> int | None:
+    """Row of the best single split of ``z`` (n, d): means on both sides (``l2``), or a line before and
+    a level after (``linear``: an alarm comes a few samples after the change, too few for a slope)."""
+    n = len(z)
+    lo = max(min_before, 3 if linear else 1)
+    hi = n - 1
+    if hi < lo:
+        return None
+    if linear:
+        line, level = CostLinearCumsum().fit(z), CostL2Cumsum().fit(z)
+        gains = np.array([-line.error(0, t) - level.error(t, n) for t in range(lo, hi + 1)])
+    else:
+        cs = np.cumsum(z, axis=0)
+        t = np.arange(lo, hi + 1)
+        left = cs[t - 1] / t[:, None]
+        right = (cs[-1] - cs[t - 1]) / (n - t)[:, None]
+        gains = (t * (n - t) / n) * ((left - right) ** 2).sum(axis=1)
+    return lo + int(np.argmax(gains))
