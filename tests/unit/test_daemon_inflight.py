@@ -160,11 +160,16 @@ def test_size_must_be_positive() -> None:
 
 def test_packed_detections_round_trip_and_are_compact() -> None:
     rng = np.random.default_rng(0)
-    masks = rng.random((5, 512, 512)) > 0.7
-    det = Detections(boxes=rng.random((5, 4)).astype(np.float32), scores=rng.random(5).astype(np.float32),
-                     masks=masks, image_shape=(512, 512), mask_scores=rng.random(5).astype(np.float32))
+    masks = np.zeros((6, 512, 512), bool)
+    masks[0] = rng.random((512, 512)) > 0.7  # a mask over the whole frame
+    masks[1, 100:140, 200:206] = True  # a wire: 40 x 6
+    masks[2, 0, 511] = True  # one pixel in a corner
+    masks[3, 300:310, 0:300] = True
+    # masks[4], masks[5]: empty
+    det = Detections(boxes=rng.random((6, 4)).astype(np.float32), scores=rng.random(6).astype(np.float32),
+                     masks=masks, image_shape=(512, 512), mask_scores=rng.random(6).astype(np.float32))
     packed = pack_detections(det)
-    assert packed["bits"].nbytes == 5 * 512 * 512 // 8  # 1 bit per pixel
+    assert packed["bits"].nbytes == 512 * 512 // 8 + 40 * 6 // 8 + 1 + 10 * 300 // 8  # each crop at 1 bit/pixel
     back = unpack_detections(packed)
     assert np.array_equal(back.masks, masks)
     assert np.array_equal(back.boxes, det.boxes) and np.array_equal(back.scores, det.scores)
@@ -173,3 +178,6 @@ def test_packed_detections_round_trip_and_are_compact() -> None:
     assert unpack_detections(pack_detections(odd)).masks.shape == (0, 7, 13)
     with pytest.raises(SegmentFailed, match="not packed detections"):
         unpack_detections({"shape": (4, 4)})
+    bad = dict(packed, crops=packed["crops"] + 600)
+    with pytest.raises(SegmentFailed, match="outside"):
+        unpack_detections(bad)
