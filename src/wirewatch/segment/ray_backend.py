@@ -57,7 +57,7 @@ def pack_detections(det: Detections) -> dict[str, Any]:
     h, w = det.image_shape
     masks = det.masks
     full = np.packbits(masks, axis=2)  # (N, H, W/8): finding the rectangles on 1/8 of the bytes is faster
-    rows = full.any(axis=2)  # (N, H)
+    rows = np.asarray(full.any(axis=2))  # (N, H)
     crops = np.zeros((n, 4), np.int32)  # y0, y1, x0, x1 per mask (empty mask: 0, 0, 0, 0)
     pieces: list[np.ndarray] = []
     for i in range(n):
