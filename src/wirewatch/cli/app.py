@@ -7,7 +7,6 @@ matplotlib, onnxruntime) inside the command function, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import typer
@@ -34,13 +33,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (else WIREWATCH_LOG_LEVEL, else INFO)."),
+    log_format: str = typer.Option(None, "--log-format", help="text or json (JSON lines; default: "
+                                   "WIREWATCH_LOG_FORMAT, else text).", show_default=False),
 ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from wirewatch.security import install_log_redaction
+    from wirewatch.logsetup import configure_logging
 
-    install_log_redaction()  # tokens and registered secrets never reach the log output
+    configure_logging(verbose=verbose, log_format=log_format)  # with the log redaction (wirewatch.security)
 
 
 def _register() -> None:
