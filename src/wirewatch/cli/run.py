@@ -18,7 +18,8 @@ def run(
     format: str | None = typer.Option(None, "--format", "-f", help="array-1.0 | stream2 | stream1 | pva (EPICS "
                                       "PV Access: --input is an NTNDArray PV) | folder (a watched folder: "
                                       "--input DIR; TIFF, HDF5/NeXus, MRC, DM3/DM4, EMD files)."),
-    backend: str | None = typer.Option(None, "--backend", "-b", help="auto | onnxruntime | watershed | tensorrt."),
+    backend: str | None = typer.Option(None, "--backend", "-b",
+                                       help="auto | onnxruntime | watershed | tensorrt | ray (options: segment.options)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model file or shipped model name."),
     record: Path | None = typer.Option(None, "--record", "-r", help="Append one JSON line per frame here."),
     particles: Path | None = typer.Option(None, "--particles", help="Write per-particle Parquet tables into this "

@@ -53,6 +53,7 @@ class DaemonBench:
     replicas: int | None = None
     frames_failed: int = 0
     ray_overhead_p50_s: float = float("nan")
+    ray_startup_s: float = float("nan")  # Ray (embedded) + Serve + replicas ready, seconds
 
     @property
     def meets_target(self) -> bool:
@@ -158,4 +159,5 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         cpu_s_per_frame=cpu_s / len(warm) if warm else float("nan"),
         load_average=(load_start, os.getloadavg()[0]), options=dict(options or {}),
         replicas=len(replica_pids) if replica_pids is not None else None, frames_failed=failed,
-        ray_overhead_p50_s=float(np.median(overheads)) if overheads else float("nan"))
+        ray_overhead_p50_s=float(np.median(overheads)) if overheads else float("nan"),
+        ray_startup_s=float(getattr(seg_backend, "startup_s", float("nan"))))

@@ -244,6 +244,7 @@ class RaySegmenter:
         self._owns_ray_connection = False  # a cluster connection this segmenter opened (and closes)
         self._ray = ray
         self._serve = serve
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines would flood the daemon's log
         t0 = time.monotonic()
         self._connect(address, num_cpus=num_cpus, needed_cpus=most * (self.threads or 1))
         try:
