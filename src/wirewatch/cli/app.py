@@ -60,6 +60,7 @@ def _register() -> None:
     from wirewatch.cli import bench_alerts; bench_app.command("alerts")(bench_alerts.bench_alerts)  # noqa: E702, I001
     from wirewatch.cli import changepoints as changepoints_cli; app.command("changepoints")(changepoints_cli.changepoints)  # noqa: E702, I001
     from wirewatch.cli import report as report_cli; app.command("report")(report_cli.report)  # noqa: E702, I001
+    from wirewatch.cli import bench_particles; bench_app.command("particles")(bench_particles.bench_particles)  # noqa: E702, I001
     from wirewatch.cli import bench_changepoint; bench_app.command("changepoint")(bench_changepoint.bench_changepoint)  # noqa: E702, I001
     from wirewatch.cli import stats as stats_cli; app.command("stats")(stats_cli.stats)  # noqa: E702, I001
     from wirewatch.cli import stats as stats_cli; bench_app.command("stats")(stats_cli.bench_stats)  # noqa: E702, I001

@@ -46,7 +46,7 @@ def statistics_over_time(run: RunData) -> Any:
         handles.append(Line2D([], [], color="darkorange", ls=":", label=f"alert firing ({len(firing)})"))
     top.legend(handles=handles, fontsize=7, loc="upper left")
     axes[-1].set_xlabel("frame")
-    fig.suptitle("statistics over time", fontsize=10)
+    fig.subplots_adjust(top=1.0 - 0.35 / fig.get_figheight(), bottom=0.6 / fig.get_figheight(), hspace=0.12)
     return fig
 
 
@@ -61,9 +61,19 @@ def _range(name: str, values: list[np.ndarray]) -> tuple[float, float]:
 
 
 def _axial_kde(v: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
-    """KDE of angles in [0, 180): the data wrapped once on each side so 0 and 180 deg meet."""
-    curve = kde_curve(np.concatenate([v - 180.0, v, v + 180.0]), grid)
-    return None if curve is None else 3.0 * curve
+    """KDE of angles in [0, 180): the data wrapped once on each side so 0 and 180 deg meet, with the
+    bandwidth Scott's rule gives the unwrapped data (the wrapped copies would widen it three-fold)."""
+    from scipy.stats import gaussian_kde
+
+    v = v[np.isfinite(v)]
+    if v.size < 2 or np.ptp(v) == 0:
+        return None
+    wrapped = np.concatenate([v - 180.0, v, v + 180.0])
+    factor = v.size ** -0.2 * float(np.std(v, ddof=1)) / float(np.std(wrapped, ddof=1))
+    try:
+        return 3.0 * np.asarray(gaussian_kde(wrapped, bw_method=factor)(grid))
+    except np.linalg.LinAlgError:
+        return None
 
 
 def _panel(ax: Any, name: str, sets: list[tuple[str, np.ndarray, str]], lo: float, hi: float) -> None:
