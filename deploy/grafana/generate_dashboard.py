@@ -169,6 +169,21 @@ PARTICLES = (
     ), unit="short",
         overrides=({"matcher": {"id": "byRegexp", "options": "area.*"},
                     "properties": [{"id": "custom.axisPlacement", "value": "right"}]},)),
+    Panel("Segmentation reliability", (
+        q(f"wirewatch_segmentation_reliability_ratio{{{SEL}}}", "reliability {{instance}}"),
+    ), unit="percentunit", thresholds=((None, "red"), (0.45, "green")),
+        description="0-1 per frame: agreement of the masks with a model-free foreground, the model's own "
+                    "confidence, fragments, plausible wire width. Below 0.45 change points are held back as "
+                    "suspect and SegmentationUnreliable fires."),
+    Panel("Image quality (instrument)", (
+        q(f"wirewatch_image_blur_pixels{{{SEL}}}", "edge blur px {{instance}}"),
+        q(f"wirewatch_image_shift_pixels{{{SEL}}}", "shift px {{instance}}"),
+        q(f"wirewatch_image_background_level{{{SEL}}}", "background level {{instance}}"),
+    ), unit="short",
+        description="Refocus (blur), stage drift (shift against the previous frame), beam or gain (background "
+                    "level). A change point that coincides with a step here is attributed to the instrument.",
+        overrides=({"matcher": {"id": "byRegexp", "options": "background.*"},
+                    "properties": [{"id": "custom.axisPlacement", "value": "right"}]},)),
 )
 
 CHANGES_AND_ALERTS = (

@@ -34,6 +34,7 @@ from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig
 from wirewatch.publish.record import RecordConfig
 from wirewatch.publish.sinks.tiled import PublishConfig
+from wirewatch.quality.monitor import QualityConfig
 
 Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt", "ray"]  # ray: Ray Serve replicas (docs/deploy.md)
 
@@ -70,6 +71,7 @@ class DaemonConfig(StrictModel):
     http: HttpConfig = Field(default_factory=HttpConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     epics: EpicsConfig = Field(default_factory=lambda: EpicsConfig.model_validate({}))  # PV Access (docs/epics.md)
+    quality: QualityConfig = Field(default_factory=QualityConfig)  # reliability, image quality (docs/stats.md)
     publish: PublishConfig = Field(default_factory=PublishConfig)  # result catalogs: tiled (docs/products.md)
 
 

@@ -152,7 +152,8 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
         if callable(getattr(segmenter, "close", None)):  # e.g. the ray backend: replicas, a local Ray
             sinks.append(SegmenterCloser(segmenter))  # closed with the sinks, or here if building fails
         if source is None:
-            source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context)
+            source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context,
+                                 record_path=config.record.path)
         decoder = make_decoder(source.format_name, channel=config.ingest.channel, limits=config.ingest.limits(),
                                sample_pixel_key=config.ingest.sample_pixel_key,
                                sample_pixel_scale=config.ingest.sample_pixel_scale)
@@ -171,10 +172,14 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             error_log_interval_s=config.pipeline.error_log_interval_s,
             is_replay=record.is_replay if record is not None else None,
             take_latest=config.ingest.policy == "latest",
-            max_in_flight=getattr(segmenter, "max_in_flight", 1), segmenter_ready=getattr(segmenter, "ready", None))
+            max_in_flight=getattr(segmenter, "max_in_flight", 1), segmenter_ready=getattr(segmenter, "ready", None),
+            quality=QualityMonitor(config.quality) if config.quality.enabled else None)
         from .products import attach_products  # particle tables, Tiled catalog (docs/products.md)
 
         sinks.extend(attach_products(pipeline, config, registry=registry, backend=backend, model=model))
+        acknowledge = getattr(source, "acknowledge", None)  # a watched folder's resume point (ingest/folder.py)
+        if acknowledge is not None:
+            pipeline.listeners.append(lambda result: acknowledge(result.frame_id))
     except BaseException:
         for s in sinks:
             s.close()

@@ -44,6 +44,12 @@ STAT_GAUGES: dict[str, tuple[str, str, float]] = {
                               "Mean fraction of a particle's area shared with others.", 1.0),
     "length_nm_mean": ("wirewatch_particle_length_mean_meters", "Mean particle length (needs a pixel size).", 1e-9),
     "width_nm_mean": ("wirewatch_particle_width_mean_meters", "Mean particle width (needs a pixel size).", 1e-9),
+    # wirewatch.quality: when to distrust the numbers, and what the instrument did
+    "reliability": ("wirewatch_segmentation_reliability_ratio",
+                    "Segmentation reliability of the latest frame (0 distrust .. 1 trust).", 1.0),
+    "iq_blur_px": ("wirewatch_image_blur_pixels", "Edge blur (Gaussian sigma) of the latest frame.", 1.0),
+    "iq_background": ("wirewatch_image_background_level", "Median raw level of the latest frame.", 1.0),
+    "iq_shift_px": ("wirewatch_image_shift_pixels", "Translation against the previous frame.", 1.0),
 }
 
 

@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -34,6 +35,7 @@ from wirewatch.ingest.base import Decoder, RawMessage, Source
 from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.preprocess.fit import restrict_to_valid
 from wirewatch.preprocess.normalise import prepare
+from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment.base import Segmenter
 from wirewatch.types import Alert, ChangePoint, Frame, FrameStats, SeriesEnd, SeriesStart
 
@@ -63,13 +65,14 @@ class Pipeline:
                  metrics: DaemonMetrics, queue_size: int = 2, pixel_size_nm: float | None = None,
                  poll_interval_s: float = 0.1, error_log_interval_s: float = 10.0,
                  is_replay: ReplayCheck | None = None, take_latest: bool = False, max_in_flight: int = 1,
-                 segmenter_ready: Callable[[], bool] | None = None) -> None:
+                 segmenter_ready: Callable[[], bool] | None = None, quality: QualityMonitor | None = None) -> None:
         self.source = source
         self.decoder = decoder
         self.preprocess = preprocess
         self.segmenter = segmenter
         self.measurer = measurer
         self.detector = detector
+        self.quality = quality  # reliability and image quality per frame; attribution of change points
         self.sinks = list(sinks)
         self.metrics = metrics
         self.pixel_size_nm = pixel_size_nm
@@ -323,6 +326,8 @@ class Pipeline:
         self._last_frame_id = None
         if self.detector is not None:
             self.detector.reset()
+        if self.quality is not None:
+            self.quality.reset()
 
     def _pixel_size(self, frame: Frame) -> float | None:
         """The sample pixel size (nm): the stream's sample-pixel field, else the config, else none.
@@ -347,6 +352,17 @@ class Pipeline:
                 log.info("sample pixel size %.4g nm, from %s", value, source)
         return value
 
+    def _with_quality(self, seg: Segmented, stats: FrameStats) -> FrameStats:
+        assert self.quality is not None
+        try:
+            extra = self.quality.measure(seg.frame.image, seg.image, seg.detections, valid=seg.frame.valid)
+        except Exception:  # a quality measure must never cost the frame its statistics
+            log.exception("quality measures failed on frame %d", seg.frame.frame_id)
+            return stats
+        stats = replace(stats, aggregates={**stats.aggregates, **extra})
+        self.quality.remember(seg.frame.frame_id, stats.aggregates)
+        return stats
+
     def _measure(self, seg: Segmented) -> FrameResult | None:
         frame = seg.frame
         clock = StageClock(dict(seg.timings))
@@ -369,12 +385,17 @@ class Pipeline:
             self._count_error("measure_failed", f"frame {frame.frame_id}: measuring failed: {exc!r}")
             return None
         t = clock.timed("measure", t)
+        if self.quality is not None:
+            stats = self._with_quality(seg, stats)
+            t = clock.timed("quality", t)
         changepoints: list[ChangePoint] = []
         if self.detector is not None:
             try:
                 changepoints = self.detector.update(frame.frame_id, stats.aggregates)
             except Exception:  # a detector bug must not stop measuring
                 log.exception("change-point detector failed on frame %d", frame.frame_id)
+        if self.quality is not None and changepoints:
+            changepoints = [self.quality.judge(cp) for cp in changepoints]
         clock.timed("changepoint", t)
         return FrameResult(frame=frame, stats=stats, changepoints=tuple(changepoints), image=seg.image,
                            detections=seg.detections, timings=clock.timings)

@@ -39,7 +39,8 @@ RESERVED_LABELS = frozenset({"alertname", "severity", "statistic"})
 _COMMON_FIELDS: dict[str, Any] = {"alertname": "X", "severity": "warning", "rule": "X"}
 TEMPLATE_FIELDS: dict[str, dict[str, Any]] = {
     "changepoint": {**_COMMON_FIELDS, "statistic": "s", "detector": "d", "frame": 1, "detected_at": 2,
-                    "delay": 1, "before": 1.0, "after": 2.0, "effect_size": 1.0, "change_severity": "warning"},
+                    "delay": 1, "before": 1.0, "after": 2.0, "effect_size": 1.0, "change_severity": "warning",
+                    "attribution": "sample", "suspect": False},
     "threshold": {**_COMMON_FIELDS, "statistic": "s", "value": 1.0, "min": 0.0, "max": 2.0, "frame": 1,
                   "for_frames": 1, "breach_frames": 1, "condition": "below 0"},
     "no_frames": {**_COMMON_FIELDS, "after_s": 1.0, "silence_s": 2.0, "last_frame": 1},
@@ -108,6 +109,10 @@ class ChangepointRule(_RuleBase):
     detectors: list[str] = Field(default_factory=list, description="Detectors to accept; empty = any.")
     min_severity: Severity = "info"
     min_effect_size: float = Field(default=0.0, ge=0.0)
+    # Which change points: the sample's (default), the instrument's (refocus, beam, magnification: an
+    # InstrumentChanged rule), or both; suspect ones (segmentation unreliable then) only when asked.
+    attributions: list[Literal["sample", "instrument"]] = Field(default_factory=lambda: ["sample"], min_length=1)
+    include_suspect: bool = False
     resolve_after_s: PositiveFloat = Field(default=300.0, description="A change point is an event: its alert "
                                                               "resolves this long after the last match.")
 

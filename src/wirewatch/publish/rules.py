@@ -77,6 +77,8 @@ class ChangepointAlertRule(_TemplatedRule):
         c = self.config
         if c.detectors and cp.detector not in c.detectors:
             return []
+        if cp.attribution not in c.attributions or (cp.suspect and not c.include_suspect):
+            return []  # held back: the instrument changed, or the model stopped seeing the wires
         if _SEVERITY_RANK.get(cp.severity, 1) < _SEVERITY_RANK[c.min_severity]:
             return []
         effect = abs(cp.effect_size)
@@ -94,7 +96,8 @@ class ChangepointAlertRule(_TemplatedRule):
                 values = {"statistic": statistic, "detector": cp.detector, "frame": cp.frame,
                           "detected_at": cp.detected_at, "delay": cp.detected_at - cp.frame,
                           "before": cp.before.get(statistic), "after": cp.after.get(statistic),
-                          "effect_size": cp.effect_size, "change_severity": cp.severity}
+                          "effect_size": cp.effect_size, "change_severity": cp.severity,
+                          "attribution": cp.attribution, "suspect": cp.suspect}
                 previous = self._active.get(statistic)
                 starts_at = previous[0].starts_at if previous else now
                 alert = self._alert("firing", severity=severity, extra_labels={"statistic": statistic},

@@ -5,6 +5,9 @@ overrides, then over frame numbers:
 
 - ``changes``: abrupt steps at a frame (``set`` absolute values and/or ``scale``
   factors on dotted ``SynthConfig`` keys). Each step is a TRUE change point.
+- ``instrument_changes``: abrupt steps of the instrument (refocus: ``blur_sigma``; magnification:
+  lengths, widths and count together) given like ``changes``. They are NOT sample change points: a
+  monitor should attribute them to the instrument (``wirewatch.quality``), not alert on the sample.
 - ``ramps``: steady drifts (a factor or value interpolated linearly between two
   frames), e.g. wires lengthening as they grow. Ramps are not change points.
 
@@ -81,6 +84,7 @@ class Scenario(StrictModel):
     size: int = Field(default=256, ge=16, le=4096)
     base: dict[str, Any] = Field(default_factory=dict)
     changes: list[Change] = Field(default_factory=list)
+    instrument_changes: list[Change] = Field(default_factory=list)  # not sample change points
     ramps: list[Ramp] = Field(default_factory=list)
     pixel_size_nm: float | None = Field(default=None, gt=0)
     signal: Literal["optical_density", "transmission"] = "optical_density"
@@ -102,10 +106,14 @@ class Scenario(StrictModel):
         """A deterministic, distinct seed per frame."""
         return (self.seed * 1_000_003 + frame) & 0x7FFF_FFFF
 
+    def _steps(self) -> list[Change]:
+        """Sample and instrument changes together, in frame order (both act on the synthesiser)."""
+        return sorted([*self.changes, *self.instrument_changes], key=lambda c: c.frame)
+
     def overrides_at(self, frame: int) -> dict[str, Any]:
         """The dotted-key overrides (absolute values) in force at ``frame``, before ramps."""
         out: dict[str, Any] = dict(self.base)
-        for change in self.changes:
+        for change in self._steps():
             if change.frame > frame:
                 break
             out.update(change.set)
@@ -120,7 +128,7 @@ class Scenario(StrictModel):
         config = preset_config(self.preset, self.size)
         config = with_overrides(config, self.overrides_at(frame), f"scenario {self.name!r} at frame {frame}")
         factors: dict[str, float] = {}
-        for change in self.changes:
+        for change in self._steps():
             if change.frame > frame:
                 break
             for key, factor in change.scale.items():
@@ -146,12 +154,14 @@ class Scenario(StrictModel):
             "size": self.size,
             "change_points": [c.frame for c in self.changes if c.frame < n],
             "changes": [c.model_dump() for c in self.changes if c.frame < n],
+            "instrument_changes": [c.model_dump() for c in self.instrument_changes if c.frame < n],
             "ramps": [r.model_dump() for r in self.ramps],
         }
 
     def check(self) -> None:
         """Build the config at every frame where something changes, so bad keys fail at load."""
-        for frame in {0, self.frames - 1, *self.change_points, *(r.end_frame for r in self.ramps)}:
+        steps = (c.frame for c in self.instrument_changes)
+        for frame in {0, self.frames - 1, *self.change_points, *steps, *(r.end_frame for r in self.ramps)}:
             self.config_at(frame)
 
 

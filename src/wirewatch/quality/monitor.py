@@ -1,0 +1,146 @@
+"""The daemon's quality stage: per-frame image quality and segmentation reliability, and the
+attribution of each change point to the instrument or the sample.
+
+``QualityMonitor.measure(frame, segmented image, detections)`` returns aggregates to add to the frame's
+statistics (``reliability``, ``iq_*``, ...). ``QualityMonitor.judge(change_point)`` returns it with
+``attribution`` and ``suspect`` set:
+
+- ``instrument`` when, around the change, an image-quality measure moved by more than ``z_threshold``
+  robust standard deviations of its own recent history (edge blur: a refocus; background level: the
+  beam or the gain; the frame-to-frame shift: stage drift), or when the typical wire
+  length and width moved together by the same factor (a change of magnification: a growing sample
+  does not widen and lengthen every wire by one factor at one frame);
+- ``suspect`` when the median reliability over the frames around the change is below
+  ``unreliable_below``: the statistics moved because the model stopped seeing the wires.
+
+The alert rules then decide: the shipped ``MorphologyChanged`` rule fires for ``sample`` change points
+that are not suspect, ``InstrumentChanged`` (severity info) for ``instrument`` ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from pydantic import Field
+
+from wirewatch.config.base import StrictModel
+from wirewatch.quality.image import IQ_NAMES, ImageQuality
+from wirewatch.quality.reliability import score_frame
+from wirewatch.types import Attribution, ChangePoint, Detections
+
+# The measures that attribute a change to the instrument. iq_contrast is recorded but not among them:
+# more wires (more crossings) raise the frame's 99th percentile as a brighter beam would.
+ATTRIBUTING = ("iq_blur_px", "iq_background", "iq_shift_px")
+SPLIT_SLACK = 5  # frames either side of a change point's frame where the instrument's step may lie
+# The statistics the magnification test compares; both are per-frame aggregates of wirewatch.stats.
+_LENGTH, _WIDTH = "length_px_median", "width_px_median"
+
+
+class QualityConfig(StrictModel):
+    """The ``quality`` section of the daemon config."""
+
+    enabled: bool = True
+    reliability: bool = True  # the per-frame segmentation reliability score (about 2-5 ms a 512 px frame)
+    image_quality: bool = True  # iq_blur_px, iq_background, iq_contrast, iq_shift_px
+    window: int = Field(default=15, ge=3, le=1000, description="frames before a change compared with after it")
+    z_threshold: float = Field(default=8.0, gt=0, description="robust z of an image-quality step that "
+                                                             "makes a change point 'instrument'")
+    magnification_tolerance: float = Field(default=0.15, gt=0, lt=1, description="length and width factors "
+                                           "within this relative difference (and both above min_step) read "
+                                           "as a magnification change")
+    min_step: float = Field(default=0.2, gt=0, description="smallest relative step of length and width "
+                                                          "taken as a magnification change")
+    unreliable_below: float = Field(default=0.45, ge=0, le=1, description="median reliability below "
+                                                                           "which change points are suspect")
+
+
+class QualityMonitor:
+    """Keeps a short history of each frame's quality measures to judge change points against."""
+
+    def __init__(self, config: QualityConfig | None = None, history: int = 1024) -> None:
+        self.config = config or QualityConfig()
+        self._image = ImageQuality()
+        self._history: deque[tuple[int, dict[str, float]]] = deque(maxlen=history)
+
+    def reset(self) -> None:
+        self._image.reset()
+        self._history.clear()
+
+    def measure(self, raw: np.ndarray, image: np.ndarray, detections: Detections,
+                valid: np.ndarray | None = None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.config.image_quality:
+            out.update(self._image.measure(raw, image, valid))
+        if self.config.reliability:
+            out.update(score_frame(image, detections).as_aggregates())
+        return out
+
+    def remember(self, frame_id: int, aggregates: Mapping[str, float]) -> None:
+        """Record the frame's measures (quality and the statistics the magnification test needs)."""
+        keep = (*IQ_NAMES, "reliability", _LENGTH, _WIDTH)
+        self._history.append((frame_id, {k: float(aggregates[k]) for k in keep if k in aggregates}))
+
+    def judge(self, cp: ChangePoint) -> ChangePoint:
+        """``cp`` with ``attribution`` and ``suspect`` from the measures around ``cp.frame``.
+
+        A detector places a change within a few frames of where it happened, and reports it a few frames
+        later: the instrument is tested at every split within ``SPLIT_SLACK`` frames of ``cp.frame``,
+        comparing up to ``window`` frames before the split with those from it to ``cp.detected_at``.
+        """
+        attribution: Attribution = cp.attribution
+        tested = False
+        for split in range(cp.frame - SPLIT_SLACK, cp.frame + SPLIT_SLACK + 1):
+            before = [v for f, v in self._history if split - self.config.window <= f < split]
+            after = [v for f, v in self._history if split <= f <= cp.detected_at]
+            if len(before) < 3 or len(after) < min(2, cp.detected_at - split + 1) or not after:
+                continue
+            tested = True
+            if self._instrument_moved(before, after):
+                attribution = "instrument"
+                break
+        if tested and attribution != "instrument":
+            attribution = "sample"
+        around = _values([v for f, v in self._history
+                          if cp.frame - SPLIT_SLACK <= f <= max(cp.detected_at, cp.frame + SPLIT_SLACK)], "reliability")
+        suspect = bool(around.size) and float(np.median(around)) < self.config.unreliable_below
+        return replace(cp, attribution=attribution, suspect=suspect)
+
+    def _instrument_moved(self, before: list[dict[str, float]], after: list[dict[str, float]]) -> bool:
+        contrast = _values(before, "iq_contrast")
+        level = float(np.median(contrast)) if contrast.size else 0.0
+        for name in ATTRIBUTING:
+            b, a = _values(before, name), _values(after, name)
+            if b.size < 3 or a.size < 1:
+                continue
+            centre = float(np.median(b))
+            spread = 1.4826 * float(np.median(np.abs(b - centre)))
+            # floors: a perfectly steady measure must not turn noise into an event
+            scale = max(spread, 0.02 * abs(centre), 1e-9)
+            if name == "iq_background":
+                scale = max(scale, 0.01 * level)  # a background of 0 (optical density) moves by a grey level
+            if name == "iq_shift_px":
+                scale = max(scale, 1.0)  # sub-pixel jitter of the correlation peak is not a drift
+            if abs(float(np.median(a)) - centre) / scale > self.config.z_threshold:
+                return True
+        return self._magnified(before, after)
+
+    def _magnified(self, before: list[dict[str, float]], after: list[dict[str, float]]) -> bool:
+        ratios = []
+        for name in (_LENGTH, _WIDTH):
+            b, a = _values(before, name), _values(after, name)
+            if b.size < 3 or a.size < 1 or not float(np.median(b)) > 0:
+                return False
+            ratios.append(float(np.median(a)) / float(np.median(b)))
+        length, width = ratios
+        c = self.config
+        both_moved = abs(math.log(length)) > math.log1p(c.min_step) and abs(math.log(width)) > math.log1p(c.min_step)
+        return both_moved and abs(math.log(length / width)) < math.log1p(c.magnification_tolerance)
+
+
+def _values(rows: list[dict[str, float]], name: str) -> np.ndarray:
+    v = np.array([r[name] for r in rows if name in r], dtype=float)
+    return v[np.isfinite(v)]

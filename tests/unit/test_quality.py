@@ -1,0 +1,152 @@
+"""wirewatch.quality: image-quality measures, the reliability score, and change-point attribution."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from wirewatch.publish.config import ChangepointRule
+from wirewatch.publish.rules import ChangepointAlertRule
+from wirewatch.quality import ImageQuality, QualityConfig, QualityMonitor, blur_sigma_px, score_frame
+from wirewatch.types import ChangePoint, Detections, FrameStats
+
+
+def rods_frame(seed: int, *, width: float = 8.0, blur: float = 1.5, size: int = 256, n: int = 10
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(0..1 frame, (n, H, W) true masks) of bright straight rods on a dark field, Gaussian-blurred."""
+    rng = np.random.default_rng(seed)
+    masks = []
+    for _ in range(n):
+        m = np.zeros((size, size), np.uint8)
+        x0, y0 = rng.uniform(30, size - 30, 2)
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(60, 140)
+        dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
+        cv2.line(m, (int(x0 - dx), int(y0 - dy)), (int(x0 + dx), int(y0 + dy)), 1, thickness=round(width))
+        masks.append(m.astype(bool))
+    stack = np.array(masks)
+    image = cv2.GaussianBlur(stack.any(axis=0).astype(np.float32) * 0.7, (0, 0), blur) if blur else \
+        stack.any(axis=0).astype(np.float32) * 0.7
+    image = image + np.random.default_rng(seed + 1).normal(0, 0.01, image.shape).astype(np.float32)
+    return np.clip(image + 0.1, 0, 1).astype(np.float32), stack
+
+
+def detections(masks: np.ndarray, score: float = 0.95) -> Detections:
+    n = len(masks)
+    boxes = np.zeros((n, 4), np.float32)
+    return Detections(boxes, np.full(n, score, np.float32), masks.astype(bool), masks.shape[1:])
+
+
+def test_blur_estimate_follows_the_optics_not_the_wire_width() -> None:
+    est = {(b, w): np.median([blur_sigma_px(rods_frame(s, width=w, blur=b)[0]) for s in range(4)])
+           for b in (1.0, 2.0, 3.0) for w in (8.0, 14.0)}
+    for w in (8.0, 14.0):
+        assert est[(1.0, w)] < est[(2.0, w)] < est[(3.0, w)]
+        assert est[(2.0, w)] == pytest.approx(2.0, rel=0.3)
+    for b in (1.0, 2.0, 3.0):  # wires 1.75x wider: the blur estimate moves far less than a refocus does
+        assert est[(b, 14.0)] == pytest.approx(est[(b, 8.0)], rel=0.12)
+
+
+def test_shift_against_the_previous_frame() -> None:
+    image, _ = rods_frame(3)
+    iq = ImageQuality()
+    first = iq.measure(image, image)
+    assert math.isnan(first["iq_shift_px"])
+    moved = np.roll(image, (3, -4), axis=(0, 1))
+    assert iq.measure(moved, moved)["iq_shift_px"] == pytest.approx(5.0, abs=0.5)
+    assert iq.measure(moved, moved)["iq_shift_px"] == pytest.approx(0.0, abs=0.3)
+    raw = (image * 1000).astype(np.uint16)
+    m = iq.measure(raw, image)
+    assert m["iq_background"] == pytest.approx(float(np.median(raw)), rel=1e-3)
+    assert m["iq_contrast"] > 0
+
+
+def test_reliability_high_for_right_masks_low_for_missing_fragmented_or_doubtful_ones() -> None:
+    image, truth = rods_frame(5)
+    right = score_frame(image, detections(truth))
+    assert right.score > 0.7 and right.agreement > 0.75
+    assert right.width_px == pytest.approx(9.0, rel=0.25)  # cv2.line of thickness 8 draws ~9 px
+    missed = score_frame(image, detections(truth[:2]))  # 2 of 10 wires seen
+    assert missed.score < 0.45 and missed.agreement < right.agreement
+    assert score_frame(image, detections(truth[:0])).score == 0.0  # wires there, none found
+    # the same wires cut into small pieces
+    pieces = []
+    for m in truth:
+        ys, xs = np.nonzero(m)
+        for k in range(0, xs.size, 40):
+            piece = np.zeros_like(m)
+            piece[ys[k:k + 40], xs[k:k + 40]] = True
+            pieces.append(piece)
+    fragmented = score_frame(image, detections(np.array(pieces)))
+    assert fragmented.wholeness < 0.5 and fragmented.score < right.score
+    doubtful = score_frame(image, detections(truth, score=0.3))
+    assert doubtful.score < right.score
+    # an empty field with nothing found is not a failure
+    empty = np.full((128, 128), 0.1, np.float32)
+    assert score_frame(empty, detections(np.zeros((0, 128, 128), bool))).score == 1.0
+
+
+def _cp(frame: int, detected_at: int, stats: tuple[str, ...] = ("width_px_mean",)) -> ChangePoint:
+    return ChangePoint(frame=frame, detected_at=detected_at, statistics=stats, before={}, after={},
+                       effect_size=3.0, detector="test")
+
+
+def _history(monitor: QualityMonitor, n: int, step_at: int, change: dict[str, float]) -> None:
+    rng = np.random.default_rng(0)
+    for f in range(n):
+        agg = {"iq_blur_px": 1.5 + rng.normal(0, 0.05), "iq_background": 1000.0 + rng.normal(0, 5),
+               "iq_contrast": 100.0, "iq_shift_px": abs(rng.normal(0, 0.3)), "reliability": 0.8,
+               "length_px_median": 80.0 + rng.normal(0, 2), "width_px_median": 8.0 + rng.normal(0, 0.2)}
+        if f >= step_at:
+            for k, v in change.items():
+                agg[k] = agg[k] * v if k != "reliability" else v
+        monitor.remember(f, agg)
+
+
+@pytest.mark.parametrize(("change", "attribution", "suspect"), [
+    ({"iq_blur_px": 2.0}, "instrument", False),  # refocus
+    ({"iq_background": 0.5}, "instrument", False),  # beam intensity halves
+    ({"length_px_median": 1.5, "width_px_median": 1.5}, "instrument", False),  # magnification x1.5
+    ({"width_px_median": 1.6}, "sample", False),  # the wires widen: the sample
+    ({"length_px_median": 1.5}, "sample", False),
+    ({"width_px_median": 1.6, "reliability": 0.2}, "sample", True),  # the model stopped seeing the wires
+])
+def test_change_points_attributed(change: dict[str, float], attribution: str, suspect: bool) -> None:
+    monitor = QualityMonitor(QualityConfig())
+    _history(monitor, 80, 50, change)
+    judged = monitor.judge(_cp(50, 58))
+    assert (judged.attribution, judged.suspect) == (attribution, suspect)
+
+
+def test_attribution_needs_history_and_resets() -> None:
+    monitor = QualityMonitor()
+    _history(monitor, 80, 50, {"iq_blur_px": 2.0})
+    monitor.reset()
+    assert monitor.judge(_cp(50, 58)).attribution == "sample"  # nothing to compare with: left as it was
+
+
+def test_rules_hold_back_instrument_and_suspect_change_points() -> None:
+    stats = FrameStats(frame_id=60, time=0.0, aggregates={"width_px_mean": 9.0})
+    morphology = ChangepointAlertRule(ChangepointRule(kind="changepoint", name="MorphologyChanged"))
+    instrument = ChangepointAlertRule(ChangepointRule(kind="changepoint", name="InstrumentChanged",
+                                                      severity="info", attributions=["instrument"]))
+    from dataclasses import replace
+
+    sample_cp, instrument_cp = _cp(50, 58), replace(_cp(50, 58), attribution="instrument")
+    suspect_cp = replace(_cp(50, 58), suspect=True)
+    assert [a.name for a in morphology.observe(stats, [sample_cp], 1.0)] == ["MorphologyChanged"]
+    assert morphology.observe(stats, [instrument_cp, suspect_cp], 2.0) == []
+    (alert,) = instrument.observe(stats, [instrument_cp], 3.0)
+    assert alert.name == "InstrumentChanged" and alert.labels["severity"] == "info"
+    lenient = ChangepointAlertRule(ChangepointRule(kind="changepoint", name="Any", include_suspect=True))
+    assert len(lenient.observe(stats, [suspect_cp], 4.0)) == 1
+
+
+@pytest.mark.parametrize("located", [45, 47, 50, 53])
+def test_attribution_finds_a_step_near_an_imprecise_change_frame(located: int) -> None:
+    monitor = QualityMonitor()
+    _history(monitor, 53, 50, {"iq_blur_px": 2.0})  # reported 3 frames after the refocus at 50
+    assert monitor.judge(_cp(located, 52)).attribution == "instrument"
