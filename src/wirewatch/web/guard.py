@@ -205,7 +205,8 @@ class Guard:
             else:
                 await self.inner(scope, receive, send_with_id)
         except Exception:  # a failing page must not take the server down, nor tell the client why
-            log.exception("HTTP %s %s failed (request id %s)", method, redact(path), request_id)
+            if not scope["state"].get("error_logged"):
+                log.exception("HTTP %s %s failed (request id %s)", method, redact(path), request_id)
             if status == 0:
                 await _answer(send_with_id, 500, json.dumps(
                     {"error": f"internal error (request id {request_id})", "status": 500,

@@ -42,6 +42,8 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import BaseRoute, Route
 
+from wirewatch.security import redact
+
 from .app import EventStream, Request, Response, WebApp, error_response
 from .guard import SESSION_COOKIE, Guard, HostPolicy, Sessions, session_cookie
 from .protocol import GuardedH11Protocol
@@ -281,7 +283,11 @@ class HttpServer:
 
 async def _internal_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
     """The answer to an unexpected error: its request id, never its text (``Guard`` logs it with the id)."""
-    request_id = request.scope.get("state", {}).get("request_id", "?")
+    state = request.scope.setdefault("state", {})
+    request_id = state.get("request_id", "?")
+    log.error("HTTP %s %s failed (request id %s)", request.method, redact(request.url.path), request_id,
+              exc_info=exc)
+    state["error_logged"] = True  # before the answer leaves; Guard does not log it again
     return to_starlette(error_response(500, f"internal error (request id {request_id})"))
 
 
