@@ -150,6 +150,12 @@ class WidthEstimate:
     foreground: float  # fraction of the frame taken as wire
 
 
+def _hist_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """Median of ``values`` (ascending) weighted by ``counts``."""
+    cum = np.cumsum(counts)
+    return float(values[int(np.searchsorted(cum, cum[-1] / 2.0))])
+
+
 def estimate_wire_width(image: np.ndarray) -> WidthEstimate:
     """Typical wire width (px) of a float32 frame (either polarity), ~1-3 ms for 512 px."""
     image = np.asarray(image, np.float32)
@@ -164,17 +170,23 @@ def estimate_wire_width(image: np.ndarray) -> WidthEstimate:
     if not hi > lo:
         return WidthEstimate(math.nan, 0, 0.0)
     grey = np.clip((levelled - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-    _, otsu = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if not otsu.any() or otsu.all():
-        return WidthEstimate(math.nan, 0, float(np.count_nonzero(otsu)) / otsu.size)
+    otsu_cut, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    t = int(otsu_cut)
+    if not hist[:t + 1].sum() or not hist[t + 1:].sum():
+        return WidthEstimate(math.nan, 0, 0.0)
     # Otsu's cut sits between the background and the brightest wires (crossings, thick wires in absorption
     # contrast), which thins the faint ones: cut instead at 30 % of the way from the background to the typical
     # wire level, above 3 noise sigmas (the per-frame spread of estimate / true width fell from 17 % to 6 %)
-    background = grey[otsu == 0]
-    level = float(np.median(background))
-    noise = 1.4826 * float(np.median(np.abs(background.astype(np.float32) - level)))
-    cut = max(level + 3.0 * noise, level + WIRE_LEVEL_FRACTION * (float(np.median(grey[otsu > 0])) - level))
-    fg = np.where(grey > cut, np.uint8(255), np.uint8(0))
+    # (medians from the 256-bin histogram: ~20x cheaper than sorting the pixels)
+    levels = np.arange(256, dtype=np.float64)
+    level = _hist_median(levels[:t + 1], hist[:t + 1])
+    deviation = np.abs(levels[:t + 1] - level)
+    order = np.argsort(deviation)
+    noise = 1.4826 * _hist_median(deviation[order], hist[:t + 1][order])
+    wire_level = _hist_median(levels[t + 1:], hist[t + 1:])
+    cut = max(level + 3.0 * noise, level + WIRE_LEVEL_FRACTION * (wire_level - level))
+    _, fg = cv2.threshold(grey, min(cut, 254.0), 255, cv2.THRESH_BINARY)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # lone noise pixels are not wires
     dist = cv2.distanceTransform(fg, cv2.DIST_L2, 5)
     ridge = (dist >= 1.0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
@@ -227,3 +239,23 @@ def describe_coverage(pixel_size_nm: float | None, factor: float = 1.0) -> str:
         a, b = covered_widths_nm(pixel_size_nm)
         text += f" (scale auto reaches {a:.4g}-{b:.4g} nm)"
     return text
+
+
+def bench_estimate(size: int = 512, frames: int = 20, seed: int = 3799) -> dict[str, float]:
+    """Milliseconds per frame of ``estimate_wire_width`` (median, p90) on default-preset frames of ``size`` px:
+    the cost ``scale: auto`` adds to every frame (``wirewatch bench model`` prints it)."""
+    import time
+
+    from wirewatch.synth import generate, preset_config
+
+    cfg = preset_config("ptychography", size)
+    images = [generate(cfg, seed + i).image.astype(np.float32) / np.float32(255.0) for i in range(min(frames, 5))]
+    estimate_wire_width(images[0])  # warm-up
+    times, cpu = [], []
+    for i in range(frames):
+        t0, c0 = time.perf_counter(), time.process_time()
+        estimate_wire_width(images[i % len(images)])
+        times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)  # CPU time of all threads: steadier on a shared host
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "cpu_median_ms": float(np.median(cpu)), "size": float(size)}
