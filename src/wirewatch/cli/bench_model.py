@@ -74,5 +74,10 @@ def bench_model(
         base = next(r for r in rows if r.runtime == "pytorch eager" and r.device == "cpu")
         ort_cpu = next(r for r in rows if r.runtime == "onnxruntime" and r.device == "cpu")
         console.print(f"onnxruntime CPU / PyTorch eager CPU speed ratio: {base.median_ms / ort_cpu.median_ms:.2f}x")
+    from wirewatch.segment.scale import bench_estimate
+
+    est = bench_estimate(size, frames=max(frames, 20))  # what segment.options.scale: auto adds per frame
+    console.print(f"scale auto (wire width estimate, then at most one resize): {est['median_ms']:.2f} ms median, "
+                  f"{est['p90_ms']:.2f} ms p90 per {size} px frame ({est['cpu_median_ms']:.2f} ms CPU)")
     if json_out is not None:
         json_out.write_text(json.dumps(as_dicts(rows), indent=1))
