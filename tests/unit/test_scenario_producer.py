@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -119,3 +122,22 @@ def test_agreement_compares_frame_by_frame() -> None:
     assert a["count_bias"] == pytest.approx(0.0)
     assert a["width_error_px_mean"] == pytest.approx(0.75) and a["width_bias_px"] == pytest.approx(0.75)
     assert a["length_error_px_mean"] == pytest.approx(1.0) and a["length_bias_px"] == pytest.approx(-1.0)
+
+
+def test_simulate_cli_writes_the_truth_of_every_frame_sent(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wirewatch.cli.app import app
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\nframes: 3\nseed: 1\nsize: 64\nbase:\n  wires.count: {min: 4, max: 4}\n"
+                        "changes:\n  - {frame: 2, scale: {wires.width: 1.5}}\n")
+    truth = tmp_path / "truth.json"
+    result = CliRunner().invoke(app, ["simulate", "--endpoint", "tcp://127.0.0.1:*", "--socket", "pub", "--rate", "0",
+                                      "--frames", "3", "--scenario", str(scenario), "--truth", str(truth)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(truth.read_text())
+    assert doc["change_points"] == [2] and doc["statistics"] == list(TRUTH_STATISTICS)
+    assert [t["frame"] for t in doc["per_frame"]] == [0, 1, 2]
+    assert all(t["particle_count"] == 4 for t in doc["per_frame"])
+    assert doc["per_frame"][2]["width_drawn_mean"] > doc["per_frame"][1]["width_drawn_mean"]

@@ -17,7 +17,7 @@ def simulate(
     frames: int | None = typer.Option(None, "--frames", "-n", help="Frames to send (default: the scenario's)."),
     scenario: str = typer.Option("demo", "--scenario", "-s", help="Scenario YAML file or shipped name "
                                  "(demo, growth, steady)."),
-    truth: Path | None = typer.Option(None, "--truth", help="Write the true change points here (truth.json)."),
+    truth: Path | None = typer.Option(None, "--truth", help="Write the true change points and each frame's truth here (truth.json)."),
     socket: str = typer.Option("push", "--socket", help="push (default) or pub."),
     connect: bool = typer.Option(False, "--connect", help="Connect to the endpoint instead of binding it."),
     compression: str = typer.Option("bslz4", "--compression", help="Stream V2 and pva: bslz4 | lz4 | none."),
@@ -59,3 +59,7 @@ def simulate(
     finally:
         sim.close()
     typer.echo(f"sent {result.frames_sent} frames in {result.seconds:.1f} s", err=True)
+    if truth is not None:  # now with what each frame sent holds (wirewatch.simulate.truth)
+        from wirewatch.simulate.truth import truth_document
+
+        truth.write_text(json.dumps(truth_document(sc, sim.frames, sim.sent_truth()), indent=1) + "\n")

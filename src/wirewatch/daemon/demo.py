@@ -29,7 +29,7 @@ from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_co
 from wirewatch.report.demo import demo_record_options, demo_report
 from wirewatch.simulate.producer import Simulator, SimulatorResult
 from wirewatch.simulate.scenario import resolve_scenario
-from wirewatch.simulate.truth import TRUTH_STATISTICS, agreement
+from wirewatch.simulate.truth import TRUTH_STATISTICS, agreement, truth_document
 from wirewatch.types import ChangePoint
 
 from .service import Daemon
@@ -173,10 +173,8 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
                       for r in ("overflow", "superseded", "replay", "shutdown")))
     errors = int(sum(s.value for m in reg.collect() if m.name == "wirewatch_frame_errors" for s in m.samples
                      if s.name.endswith("_total")))
-    frame_truth = dict(sorted(sim.truth.items()))
-    truth["statistics"] = list(TRUTH_STATISTICS)
-    truth["per_frame"] = [{"frame": i, **values} for i, values in frame_truth.items()]
-    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    frame_truth = sim.sent_truth()
+    (out / "truth.json").write_text(json.dumps(truth_document(sc, frames, frame_truth), indent=1) + "\n")
     with state.lock:
         measured = {i: {k: state.series[k][j] for k in PLOTTED} for j, i in enumerate(state.frames)}
     agreed = agreement(measured, frame_truth)

@@ -194,6 +194,11 @@ class Simulator:
         self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode() or self._endpoint
         return self.endpoint
 
+    def sent_truth(self) -> dict[int, dict[str, float]]:
+        """``truth`` of the frames sent so far (frames drawn ahead but never sent left out)."""
+        sent = range(self.first_frame, self.first_frame + self.sent_frames)
+        return {i: self.truth[i] for i in sorted(self.truth) if i in sent}
+
     def _draw_with_truth(self, frame: int) -> np.ndarray:
         image, truth = self._maker.draw(frame)
         self.truth[frame] = truth

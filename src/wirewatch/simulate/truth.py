@@ -39,6 +39,15 @@ def frame_truth(sample: Any) -> dict[str, float]:
     return out
 
 
+def truth_document(scenario: Any, frames: int, per_frame: Mapping[int, Mapping[str, float]]) -> dict[str, Any]:
+    """``truth.json``: the scenario's change points (``Scenario.truth``) plus ``statistics`` (the names
+    recorded) and ``per_frame``: one ``{"frame": i, <statistic>: value, ...}`` per frame sent, in order."""
+    doc = scenario.truth(frames)
+    doc["statistics"] = list(TRUTH_STATISTICS)
+    doc["per_frame"] = [{"frame": i, **per_frame[i]} for i in sorted(per_frame)]
+    return doc
+
+
 def agreement(measured: Mapping[int, Mapping[str, float]], truth: Mapping[int, Mapping[str, float]],
               ) -> dict[str, float]:
     """Frame-by-frame agreement over the frames present in both (measured aggregates vs truth).
