@@ -16,12 +16,33 @@ def bench_web(
     watcher: str = typer.Option("chromium", help="chromium (real headless browsers on /) or sse (raw event-stream "
                                 "readers: the daemon's side only, without browsers competing for the CPU)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    requests: bool = typer.Option(False, "--requests", help="Measure the HTTP port instead: requests/s and "
+                                  "latency of GET /api/status, /metrics, /api/series from keep-alive clients."),
+    concurrency: int = typer.Option(8, help="--requests: clients at once."),
 ) -> None:
-    """Measure the daemon's process CPU time with N browsers on / versus none (target: < 5 % more)."""
+    """Measure the daemon's process CPU time with N browsers on / versus none (target: < 5 % more), or
+    with --requests the HTTP port's requests/s and latency."""
     import logging
 
     from rich.console import Console
     from rich.table import Table
+
+    if requests:
+        from wirewatch.web.bench_requests import run_request_bench
+
+        results = run_request_bench(concurrency=concurrency, seconds=seconds)
+        if as_json:
+            typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
+            return
+        table = Table(title=f"HTTP port: {concurrency} keep-alive clients, {seconds:g} s per path")
+        for col in ("path", "requests/s", "p50 ms", "p99 ms", "server CPU ms / request", "errors"):
+            table.add_column(col, justify="right")
+        for r in results:
+            d = r.as_dict()
+            table.add_row(r.path, f"{r.rate:.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+                          f"{d['server_cpu_ms_per_request']:.3f}", str(r.errors))
+        Console().print(table)
+        return
 
     from wirewatch.web.bench import TARGET_EXTRA_CPU, run_web_bench
 

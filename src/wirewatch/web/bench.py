@@ -119,12 +119,16 @@ def thread_cpu_s(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+WEB_THREADS = ("wirewatch-web-push", "wirewatch-http", "AnyIO worker thread")
+
+
 def web_threads_cpu_s() -> float:
-    """CPU of the web view's threads now alive: the overlay pusher and the HTTP connection threads."""
+    """CPU of the web view's threads now alive: the overlay pusher, the HTTP server's event loop (uvicorn:
+    parsing, event streams) and Starlette's worker threads (handlers)."""
     import threading
 
     return sum(thread_cpu_s(t.native_id) for t in threading.enumerate()
-               if t.native_id is not None and (t.name == "wirewatch-web-push" or "process_request" in t.name))
+               if t.native_id is not None and t.name.startswith(WEB_THREADS))
 
 
 SSE_READER = """

@@ -65,6 +65,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn writes a response's head and body separately: without TCP_NODELAY, Nagle's algorithm holds
+        # the body until the client's delayed ACK, 40 ms per response (asyncio sets it only for sockets it
+        # created itself with proto IPPROTO_TCP).
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._control = ConnectionControl(transport)
         self._arm_head()
 

@@ -309,7 +309,7 @@ class _Asgi(StarletteResponse):
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so a port in use is an error at once and port 0 is resolved."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
