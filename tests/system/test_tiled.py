@@ -57,7 +57,7 @@ def test_a_run_becomes_a_container_with_frames_particles_and_changepoints(tmp_pa
                            record={"path": str(tmp_path / "record.jsonl")},
                            changepoint={"warmup": 5},
                            publish={"tiled": {"uri": tiled_server.url, "api_key": API_KEY, "container": "run-1",
-                                              "batch_frames": 8}})
+                                              "batch_frames": 8, "close_timeout_s": 90}})
     daemon = Daemon(config).start()
     thread = threading.Thread(target=sim.run, daemon=True)
     thread.start()
@@ -113,3 +113,37 @@ def test_a_server_that_is_down_never_stalls_the_publish_thread() -> None:
     assert spent < 2.0, f"observe took {spent:.2f} s for 200 frames"  # rows only: no network on this thread
     assert closing < 4.0
     assert sink.frames_sent == 0 and sink.frames_dropped >= 190  # the bounded queue dropped, counted
+
+
+def test_changepoints_and_later_batches_with_fewer_statistics_are_appended(tiled_server: Server) -> None:
+    import dataclasses
+
+    from tiled.client import from_uri
+
+    from wirewatch.types import ChangePoint
+
+    sink = TiledSink(TiledConfig(uri=tiled_server.url, api_key=API_KEY, container="run-2", batch_frames=5,
+                                 close_timeout_s=90))
+    cp = ChangePoint(frame=4, detected_at=7, statistics=("length_px_mean", "particle_count"),
+                     before={"length_px_mean": 10.0}, after={"length_px_mean": 20.0}, effect_size=3.5,
+                     detector="cusum", severity="critical")
+    for i in range(12):
+        r = _result(i)
+        if i == 7:
+            r = dataclasses.replace(r, changepoints=(cp,))
+        if i >= 5:  # the second and third batch lack a statistic the first had: sent as null
+            stats = dataclasses.replace(r.stats, aggregates={k: v for k, v in r.stats.aggregates.items()
+                                                              if k != "od_mean_mean"})
+            r = dataclasses.replace(r, stats=stats)
+        sink.observe(r)
+    sink.close()
+    assert sink.frames_sent == 12 and sink.batches_sent == 3 and sink.frames_dropped == 0
+    run = from_uri(tiled_server.url, api_key=API_KEY, remember_me=False)["run-2"]
+    frames = run["frames"].read()
+    assert list(frames["frame"]) == list(range(12))
+    assert frames["od_mean_mean"][:5].notna().all() and frames["od_mean_mean"][5:].isna().all()
+    assert len(run["particles"].read()) == sum(int(c) for c in frames["particle_count"])
+    cps = run["changepoints"].read()
+    assert list(cps["frame"]) == [4] and list(cps["detected_at"]) == [7] and list(cps["delay"]) == [3]
+    assert cps["statistics"][0] == "length_px_mean,particle_count" and cps["severity"][0] == "critical"
+    assert cps["effect_size"][0] == pytest.approx(3.5)

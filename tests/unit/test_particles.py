@@ -131,3 +131,37 @@ def test_disk_cost_per_1000_frames_at_100_particles(tmp_path: Path) -> None:
     print(f"1000 frames x 100 particles: {size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s")
     assert read_particles(tmp_path).num_rows == 100_000
     assert size < 10e6
+
+
+def test_a_disk_that_refuses_parts_loses_nothing_until_the_bound_and_never_raises(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import wirewatch.publish.particles as mod
+
+    real = mod.write_atomically
+    full = True
+
+    def refusing(table: object, path: Path, **kw: object) -> int:
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mod, "write_atomically", refusing)
+    monkeypatch.setattr(mod, "RETRY_S", 0.0)
+    w = ParticleWriter(tmp_path, roll_frames=2)
+    for i in range(6):  # 3 parts' worth: within the bound (4 parts)
+        w.add(result(i))
+    assert w.write_errors >= 3 and w.frames_lost == 0 and w.pending_frames == 6
+    full = False
+    w.add(result(6))
+    w.close()
+    assert read_particles(tmp_path).column("frame").to_pylist() == [i for i in range(7) for _ in range(3)]
+    full = True
+    w2 = ParticleWriter(tmp_path / "b", roll_frames=2)
+    for i in range(12):  # 6 parts' worth: the oldest 4 frames go (bound = 4 parts = 8 frames), counted
+        w2.add(result(i))
+    assert w2.pending_frames == 8 and w2.frames_lost == 4
+    full = False
+    w2.close()
+    assert sorted(set(read_particles(tmp_path / "b").column("frame").to_pylist())) == list(range(4, 12))

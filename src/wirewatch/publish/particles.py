@@ -45,6 +45,8 @@ MaskFormat = Literal["none", "rle"]
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _INT_COLUMNS = {"mask_index", "area_px", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"}
 EXTRA = "particles"  # the pip extra that brings pyarrow
+RETRY_S = 5.0  # after a failed part write, the next attempt waits this long (frames keep being collected)
+MAX_BACKLOG_PARTS = 4  # parts of rows kept in memory while writes fail
 
 
 def require_pyarrow(what: str = "record.particles_dir (--particles)") -> Any:
@@ -174,7 +176,11 @@ class ParticleWriter:
                                   for p in (self.dir / sub).iterdir() if (m := _PART.match(p.name))), default=-1)
         self._particles: dict[str, list[Any]] = {f.name: [] for f in self.schema}
         self._frames: list[dict[str, Any]] = []
+        self._rows_per_frame: list[int] = []
         self._opened = time.monotonic()
+        self._retry_at = 0.0
+        self.write_errors = 0
+        self.frames_lost = 0  # dropped while the disk refused parts for longer than MAX_BACKLOG_PARTS parts
         self.closed = False
         self.parts_written = 0
         self.bytes_written = 0
@@ -189,8 +195,34 @@ class ParticleWriter:
         for name, values in cols.items():
             self._particles[name].extend(values)
         self._frames.append(frame_row(result))
-        if len(self._frames) >= self.roll_frames or time.monotonic() - self._opened >= self.roll_s:
-            self.roll()
+        self._rows_per_frame.append(len(cols["frame"]))
+        now = time.monotonic()
+        if len(self._frames) >= self.roll_frames or now - self._opened >= self.roll_s:
+            if now < self._retry_at:
+                self._bound_backlog()
+                return
+            try:
+                self.roll()
+            except OSError as exc:  # disk full, I/O error: keep the rows, retry later, never raise
+                self.write_errors += 1
+                self._retry_at = now + RETRY_S
+                if self.write_errors == 1 or self.write_errors % 20 == 0:
+                    log.error("particle tables %s: cannot write a part (%s); %d frame(s) waiting, retrying in "
+                              "%.0f s", self.dir, exc, len(self._frames), RETRY_S)
+                self._bound_backlog()
+
+    def _bound_backlog(self) -> None:
+        """While parts cannot be written keep at most ``MAX_BACKLOG_PARTS`` parts of rows (memory bound):
+        beyond, the oldest frames are dropped and counted in ``frames_lost``."""
+        excess = len(self._frames) - MAX_BACKLOG_PARTS * self.roll_frames
+        if excess <= 0:
+            return
+        rows = sum(self._rows_per_frame[:excess])
+        for values in self._particles.values():
+            del values[:rows]
+        del self._frames[:excess]
+        del self._rows_per_frame[:excess]
+        self.frames_lost += excess
 
     @property
     def pending_frames(self) -> int:
@@ -214,13 +246,21 @@ class ParticleWriter:
         self.next_part += 1
         self._particles = {f.name: [] for f in self.schema}
         self._frames = []
+        self._rows_per_frame = []
         self._opened = time.monotonic()
+        self._retry_at = 0.0
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self.roll()
+        try:
+            self.roll()
+        except OSError as exc:
+            self.write_errors += 1
+            self.frames_lost += len(self._frames)
+            log.error("particle tables %s: cannot write the last part (%s): %d frame(s) lost", self.dir, exc,
+                      len(self._frames))
 
 
 def frames_table(rows: Sequence[Mapping[str, Any]]) -> Any:

@@ -96,13 +96,16 @@ class ProductSink:
         if self._closed:
             return
         self._latencies.append(float(result.latency_s))
+        self.writer.add(result)  # never raises on I/O errors (counted, retried)
         events = [changepoint_event(cp) for cp in result.changepoints]
         events += [alert_event(a) for a in result.alerts]
         if events:
             data = b"".join(json.dumps(e, allow_nan=False).encode() + b"\n" for e in events)
-            self._events.write(data)
-            self._events.flush()  # in the kernel once written: survives the process being killed
-        self.writer.add(result)
+            try:
+                self._events.write(data)
+                self._events.flush()  # in the kernel once written: survives the process being killed
+            except OSError as exc:
+                log.error("particle tables %s: cannot append to events.jsonl: %s", self.dir, exc)
 
     def close(self) -> None:
         if self._closed:
@@ -117,7 +120,8 @@ class ProductSink:
             doc = {**self.metadata, "ended": time.time(), "status": "closed",
                    "latency_s": latency_summary(self._latencies), "particles": self.writer.rows_written,
                    "frames_recorded": self.writer.frames_written, "parts": self.writer.parts_written,
-                   "bytes": self.writer.bytes_written}
+                   "bytes": self.writer.bytes_written, "write_errors": self.writer.write_errors,
+                   "frames_lost": self.writer.frames_lost}
             if self.counters is not None:
                 try:
                     doc.update(self.counters())
