@@ -48,3 +48,27 @@ def test_paired_folds_rejects_a_fold_count_the_images_cannot_fill() -> None:
         paired_folds(gt, cand, base, folds=4)
     with pytest.raises(InputError, match="got 1"):
         paired_folds(gt, cand, base, folds=1)
+
+
+def _panel_report(cand: dict[str, float], ship: dict[str, float], ws: dict[str, float]) -> dict:
+    return {"segmenters": ["candidate", "shipped", "watershed"],
+            "sets": [{"set": k, "scores": {"candidate": {"segm.AP": cand[k]}, "shipped": {"segm.AP": ship[k]},
+                                           "watershed": {"segm.AP": ws[k]}}} for k in cand]}
+
+
+def test_panel_ship_rule_written_before_scoring() -> None:
+    from wirewatch.train.ship import panel_decision
+
+    ship = {"preset-ptychography": 0.86, "sem-2x": 0.20, "heavy-noise": 0.05}
+    ws = {"preset-ptychography": 0.13, "sem-2x": 0.25, "heavy-noise": 0.02}
+    better = panel_decision(_panel_report({"preset-ptychography": 0.85, "sem-2x": 0.50, "heavy-noise": 0.30}, ship, ws),
+                            "candidate", "shipped")
+    assert better["ship"] and better["mean_gain"] > 0.1
+    assert better["goals"]["every_set_min"] == ["heavy-noise"] and better["goals"]["beats_baseline"] is True
+    # a big panel gain bought with the default preset (leg 25's trade, made larger) is refused
+    worse_default = panel_decision(_panel_report({"preset-ptychography": 0.79, "sem-2x": 0.9, "heavy-noise": 0.9},
+                                                 ship, ws), "candidate", "shipped")
+    assert not worse_default["ship"] and any("default preset" in r for r in worse_default["reasons"])
+    assert any("falling more than" in r for r in worse_default["reasons"])
+    same = panel_decision(_panel_report(ship, ship, ws), "candidate", "shipped")
+    assert not same["ship"] and same["goals"]["beats_baseline"] == ["sem-2x"]
