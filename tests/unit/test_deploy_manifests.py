@@ -383,6 +383,9 @@ def test_k8s_deployment() -> None:
     assert all(f"open('{token_path}')" in container[p]["exec"]["command"][2]
                for p in ("livenessProbe", "readinessProbe", "startupProbe"))
     assert not any(o["kind"] == "Secret" for o in objects.values())  # never a token in git
+    # behind the TLS ingress: its public name and origin allowed, the session cookie Secure, no wildcard host
+    assert "*" not in cfg.http.allowed_hosts and cfg.http.secure_cookie
+    assert all(o.startswith("https://") for o in cfg.http.allowed_origins)
     # the ZeroMQ PUB: loopback, or CURVE with an exposed port
     assert cfg.alerts.zmq is not None
     if cfg.alerts.zmq.curve is None:
