@@ -54,7 +54,8 @@ class Daemon:
                 self.http = HttpServer(self.registry, host=http.host, port=http.port,
                                        healthy=self.healthy, ready=lambda: self.pipeline.ready,
                                        bearer_token=token, app=app, request_timeout_s=http.request_timeout_s,
-                                       max_connections=http.max_connections)
+                                       max_connections=http.max_connections, allowed_hosts=http.allowed_hosts,
+                                       allowed_origins=http.allowed_origins, secure_cookie=http.secure_cookie)
                 if app is not None:
                     log.info("web view on %s/", self.http.url)
                 log.info("metrics on %s/metrics", self.http.url)
