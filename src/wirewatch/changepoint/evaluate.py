@@ -17,6 +17,7 @@ are counted on change-free streams.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -274,3 +275,140 @@ def _float(value: Any) -> float:
 
 def _jsonable(row: Mapping[str, float]) -> dict[str, float | None]:
     return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
+
+
+# -- TCPDBench scores: F1 with the series start as a change, covering; the zero-alarm baseline --------------
+TCPD_MARGIN = 5
+
+
+def _true_positives(truth: set[int], detected: set[int], margin: int) -> int:
+    """TCPDBench ``true_positives``: each true change takes the closest unused detection within ``margin``."""
+    remaining = set(detected)
+    count = 0
+    for t in sorted(truth):
+        close = [d for d in remaining if abs(d - t) <= margin]
+        if close:
+            remaining.discard(min(close, key=lambda d: (abs(d - t), d)))
+            count += 1
+    return count
+
+
+def tcpd_f1(annotations: Sequence[Sequence[int]], detected: Sequence[int], margin: int = TCPD_MARGIN) -> float:
+    """F1 as in van den Burg & Williams (2020): precision against the union of the annotators' changes,
+    recall averaged over annotators; the series start (0) counts as a change for both."""
+    pred = {0, *detected}
+    union = {0, *(c for a in annotations for c in a)}
+    precision = _true_positives(union, pred, margin) / len(pred)
+    recall = float(np.mean([_true_positives({0, *a}, pred, margin) / len({0, *a}) for a in annotations]))
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _partition(cps: Sequence[int], n: int) -> list[set[int]]:
+    bounds = sorted({0, n, *(c for c in cps if 0 < c < n)})
+    return [set(range(a, b)) for a, b in itertools.pairwise(bounds)]
+
+
+def covering(annotations: Sequence[Sequence[int]], detected: Sequence[int], n: int) -> float:
+    """Covering metric (segment overlap, Arbelaez et al. 2011, as in TCPDBench), averaged over annotators."""
+    pred = _partition(detected, n)
+    scores = []
+    for a in annotations:
+        total = 0.0
+        for seg in _partition(a, n):
+            total += len(seg) * max(len(seg & p) / len(seg | p) for p in pred)
+        scores.append(total / n)
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class CorpusScore:
+    family: str
+    detector: str
+    f1: float  # mean over the family's streams
+    covering: float
+    zero_f1: float  # the zero-alarm baseline on the same streams
+    zero_covering: float
+    detections: int
+    true_changes: int
+    ms_per_frame: float
+
+    def row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def score_corpus(family: str, detector_name: str, streams: Sequence[EvalStream], config: ChangepointConfig,
+                 margin: int = TCPD_MARGIN) -> CorpusScore:
+    """Run one detector over a family's streams; TCPDBench F1 and covering beside the zero baseline."""
+    f1s, covs, z1, zc = [], [], [], []
+    detections = true_changes = 0
+    cpu = 0.0
+    frames = 0
+    for stream in streams:
+        names = list(stream.stats)
+        detector = build_detector(config.with_stats(names))
+        result = run_stream(stream, detector, margin)
+        found = sorted({e.frame for e in result.detected})
+        n = len(stream.frames)
+        truth = [list(stream.truth)]
+        f1s.append(tcpd_f1(truth, found, margin))
+        covs.append(covering(truth, found, n))
+        z1.append(tcpd_f1(truth, [], margin))
+        zc.append(covering(truth, [], n))
+        detections += len(found)
+        true_changes += len(stream.truth)
+        cpu += result.cpu_seconds
+        frames += n
+    return CorpusScore(family=family, detector=detector_name, f1=float(np.mean(f1s)), covering=float(np.mean(covs)),
+                       zero_f1=float(np.mean(z1)), zero_covering=float(np.mean(zc)), detections=detections,
+                       true_changes=true_changes, ms_per_frame=1000 * cpu / max(frames, 1))
+
+
+DETECTORS: dict[str, dict[str, Any]] = {
+    "default (binseg/linear + trend CUSUM)": {},
+    "bocpd (+ binseg/linear)": {"online": {"method": "bocpd"}},
+    "bocpd alone": {"online": {"method": "bocpd"}, "windowed": {"enabled": False}},
+    "binseg/linear alone": {"online": {"enabled": False}},
+    "issue 6 (binseg/l2 + level CUSUM; no calibration)": {
+        "windowed": {"cost": "l2"}, "online": {"trend": False}, "calibration": {"enabled": False},
+        "false_alarms_per_1000": 0.3},
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m wirewatch.changepoint.evaluate [--quick] [--json OUT]``: the corpus table."""
+    import argparse
+
+    from wirewatch.changepoint.corpus import corpus
+
+    parser = argparse.ArgumentParser(prog="python -m wirewatch.changepoint.evaluate",
+                                     description="TCPDBench-style F1 (margin 5) and covering per detector and "
+                                                 "family of the generated corpus, beside the zero-alarm baseline.")
+    parser.add_argument("--quick", action="store_true", help="two streams per family instead of six")
+    parser.add_argument("--detectors", default="|".join(DETECTORS), help="'|'-separated names from the list")
+    parser.add_argument("--demo", action="store_true", help="also the simulator's demo scenario (seeds 7-9)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    families = corpus(args.quick)
+    if args.demo:
+        cache = Path.home() / "wirewatch-runs" / "changepoint-cache"
+        families["demo scenario (simulated)"] = [scenario_stream("demo", seed=s, cache_dir=cache) for s in (7, 8, 9)]
+    names = [d for d in args.detectors.split("|") if d]
+    rows: list[CorpusScore] = []
+    for name in names:
+        config = ChangepointConfig.model_validate(DETECTORS[name])
+        for family, streams in families.items():
+            rows.append(score_corpus(family, name, streams, config))
+            r = rows[-1]
+            print(f"{name:52s} {family:50s} F1 {r.f1:.3f} (zero {r.zero_f1:.3f})  covering {r.covering:.3f} "
+                  f"(zero {r.zero_covering:.3f})  detections {r.detections:3d} / true {r.true_changes:3d}  "
+                  f"{r.ms_per_frame:.2f} ms/frame", flush=True)
+        mine = [r for r in rows if r.detector == name]
+        print(f"{name:52s} {'MEAN over families':50s} F1 {np.mean([r.f1 for r in mine]):.3f} (zero "
+              f"{np.mean([r.zero_f1 for r in mine]):.3f})  covering {np.mean([r.covering for r in mine]):.3f} "
+              f"(zero {np.mean([r.zero_covering for r in mine]):.3f})", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.row() for r in rows], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -155,6 +155,7 @@ def changepoint_dict(cp: ChangePoint) -> dict[str, Any]:
     out["before"] = {k: (v if math.isfinite(v) else None) for k, v in cp.before.items()}
     out["after"] = {k: (v if math.isfinite(v) else None) for k, v in cp.after.items()}
     out["delay"] = cp.detected_at - cp.frame
+    out["penalty"] = cp.penalty if math.isfinite(cp.penalty) else None
     return out
 
 

@@ -48,6 +48,7 @@ SEGMENT_FOR_SCALE = 16  # samples after a change before the noise scale is re-le
 MAX_ABS_VALUE = 1e100  # beyond any real statistic; larger values are corrupt and treated as missing
 SCALE_RELATIVE_SE = 0.9  # relative standard error of robust_scale from n samples is ~0.9 / sqrt(n)
 ONLINE_HOLDOFF = 32  # samples after a change the online test only learns its new baseline
+ONLINE_CONFIRM_T = 4.0  # an online alarm is reported when a line-to-line t statistic of its statistics reaches this
 AFTER_CHANGE_MARGIN = 3  # samples after a reported change the windowed search leaves out (its place may be off)
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
 
@@ -89,6 +90,7 @@ class StreamingDetector:
         self._reported: list[tuple[int, int]] = []  # (sample index, frame id) of reported changes
         self.skipped_frames = 0
         self._inflations: deque[float] = deque(maxlen=self.config.calibration.memory)
+        self._evidence_t = math.inf
         self.inflation = 1.0  # how much noisier than independent noise the stream's residuals are (>= 1)
         self._rng = np.random.default_rng(0)
         if self.windowed is not None:
@@ -279,6 +281,12 @@ class StreamingDetector:
         if duplicate:
             log.debug("%s change at frame %d merged with one already reported", candidate.detector, frame)
             return []
+        if online_alarm and self.linear and self._evidence_t < ONLINE_CONFIRM_T:
+            # against lines on each side (noise inflation included) the alarm does not stand: a trend,
+            # a curve, autocorrelated or heavy-tailed noise fooled the sequential test; it re-learnt
+            log.debug("%s alarm at frame %d not confirmed (t = %.1f)", candidate.detector, frame,
+                      self._evidence_t)
+            return []
         self._reported.append((index, frame))
         self._after_change = True
         horizon = snap.start - self.config.merge_margin - 1
@@ -312,6 +320,7 @@ class StreamingDetector:
             involved = {int(np.argmax(t_stat))}
         cols = sorted(involved)
         kind = kind_of(evidence, cols, self.config.involve_t)
+        self._evidence_t = float(evidence.t_max[list(candidate.columns) or cols].max(initial=0.0))
         if self.linear or kind != "level":
             effects = [effect_of(evidence, j, kind) * unit for j in cols] if kind != "variance" else \
                 [effect_of(evidence, j, kind) for j in cols]

@@ -62,12 +62,13 @@ def changepoints(
         result = detect_record(record_file, cfg, chosen)
     console = Console(width=max(120, shutil.get_terminal_size().columns))
     table = Table(title=f"{len(result.changepoints)} change point(s) in {record} ({len(result.frames)} frames)")
-    for column in ("frame", "detected at", "delay", "detector", "severity", "effect", "statistics: before -> after"):
+    for column in ("frame", "detected at", "delay", "detector", "kind", "severity", "effect", "penalty",
+                   "statistics: before -> after"):
         table.add_column(column)
     for cp in result.changepoints:
         moves = "; ".join(f"{s}: {cp.before[s]:.4g} -> {cp.after[s]:.4g}" for s in cp.statistics)
-        table.add_row(str(cp.frame), str(cp.detected_at), str(cp.detected_at - cp.frame), cp.detector, cp.severity,
-                      f"{cp.effect_size:.2f}", moves)
+        table.add_row(str(cp.frame), str(cp.detected_at), str(cp.detected_at - cp.frame), cp.detector, cp.kind,
+                      cp.severity, f"{cp.effect_size:.2f}", f"{cp.penalty:.3g}", moves)
     console.print(table)
     if result.skipped_frames:
         console.print(f"{result.skipped_frames} frame(s) had none of the watched statistics and were skipped")
