@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from wirewatch.coco import boxes_of
 from wirewatch.errors import InputError
 from wirewatch.preprocess.fit import FitSegmenter, load_fitted_segmenter, rescale_detections
 from wirewatch.segment import Segmenter, load_segmenter
@@ -159,3 +160,23 @@ def test_stream_window_keeps_one_factor() -> None:
         img = _frame(seed=s, factor=2.0)
         factors.append(seg.factor_for(img))
     assert len(set(factors[4:])) == 1 and factors[-1] < 0.7
+
+
+def test_multi_scale_passes_on_mixed_widths_and_their_merge() -> None:
+    from wirewatch.preprocess.fit import merge_passes
+    from wirewatch.segment.scale import WidthEstimate, multi_factors
+
+    assert parse_scale("multi") == "multi"
+    assert multi_factors(WidthEstimate(10.0, 100, 0.1, 7.0, 14.0)) == [1.0]  # one population: one pass
+    factors = multi_factors(WidthEstimate(12.0, 100, 0.1, 5.0, 36.0))  # thin and 3x wires in one frame
+    assert factors[0] == 1.0 and len(factors) == 3 and min(factors) < 0.35 and max(factors) > 1.6
+    a = np.zeros((2, 64, 64), bool)
+    a[0, 10:14, 5:60] = True
+    a[1, 30:40, 5:60] = True
+    b = np.zeros((1, 64, 64), bool)
+    b[0, 10:15, 6:60] = True  # the first wire again, seen at another scale
+    first = Detections(boxes=boxes_of(a), scores=np.array([0.9, 0.8], np.float32), masks=a, image_shape=(64, 64))
+    second = Detections(boxes=boxes_of(b), scores=np.array([0.95], np.float32), masks=b, image_shape=(64, 64))
+    merged = merge_passes([first, second], (64, 64), 0.5)
+    assert len(merged) == 2 and merged.scores.tolist() == pytest.approx([0.95, 0.8])
+    np.testing.assert_array_equal(merged.masks[0], b[0])  # the better-scored mask, not the union

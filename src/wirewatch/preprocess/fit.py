@@ -30,6 +30,7 @@ from wirewatch.segment.scale import (
     auto_factor,
     describe_coverage,
     estimate_wire_width,
+    multi_factors,
     parse_polarity,
     parse_scale,
     split_scale_options,
@@ -77,10 +78,24 @@ class FitSegmenter:
     def segment(self, image: np.ndarray) -> Detections:
         if self.polarity != "bright" and wires_are_dark(image, self.polarity):
             image = np.float32(1.0) - image  # dark wires on a bright field: the model knows bright wires
+        if self.scale == "multi":
+            return self._multi(image)
         factor = self.factor_for(image)
         if factor == 1.0:
             return self._fit(image)
         return self._scaled(image, factor)
+
+    def _multi(self, image: np.ndarray) -> Detections:
+        """``scale: multi``: one pass per factor the frame's spread of widths asks for, merged like the tiles'
+        detections (a wire found at two scales is kept once, the better-scored mask)."""
+        estimate = estimate_wire_width(image)
+        self.last_width_px = estimate.width_px
+        factors = [max(f, MIN_SCALED_SIDE / max(1, min(image.shape))) for f in multi_factors(estimate)]
+        self.last_factor = factors[0]
+        if len(factors) == 1:
+            return self._fit(image) if abs(factors[0] - 1.0) < 1e-6 else self._scaled(image, factors[0])
+        passes = [self._fit(image) if abs(f - 1.0) < 1e-6 else self._scaled(image, f) for f in factors]
+        return self._capped(merge_passes(passes, image.shape, self.merge_overlap))
 
     def factor_for(self, image: np.ndarray) -> float:
         """The resize ``scale`` asks for on this frame (1.0: as given), kept within MIN_SCALED_SIDE."""
@@ -160,6 +175,38 @@ class FitSegmenter:
                 if piece is not None:
                     candidates.append(piece)
         return merge_tile_detections(candidates, (h, w), self.merge_overlap, limit=self.max_detections)
+
+
+def merge_passes(passes: list[Detections], shape: tuple[int, int], overlap: float) -> Detections:
+    """Detections of several passes over one frame, a wire found twice (mask IoU above ``overlap``) kept once:
+    greedy by score, as tiles are merged, but keeping the better-scored mask instead of the union (two
+    scales' masks of one wire differ at its edges; their union would widen it)."""
+    pieces = [(float(s), float(ms), m, b) for det in passes
+              for s, ms, m, b in zip(det.scores, det.mask_confidence, det.masks, det.boxes, strict=True)]
+    pieces.sort(key=lambda p: -p[0])
+    kept: list[tuple[float, float, np.ndarray, np.ndarray]] = []
+    areas: list[int] = []
+    for piece in pieces:
+        area = int(piece[2].sum())
+        if area == 0:
+            continue
+        x0, y0, x1, y1 = piece[3]
+        duplicate = False
+        for (_, _, m, b), a in zip(kept, areas, strict=True):
+            if b[0] > x1 or x0 > b[2] or b[1] > y1 or y0 > b[3]:
+                continue  # boxes apart
+            inter = int(np.logical_and(m, piece[2]).sum())
+            if inter / (a + area - inter) > overlap:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(piece)
+            areas.append(area)
+    if not kept:
+        return Detections.empty(shape)
+    return Detections(boxes=np.stack([k[3] for k in kept]).astype(np.float32),
+                      scores=np.asarray([k[0] for k in kept], np.float32), masks=np.stack([k[2] for k in kept]),
+                      image_shape=shape, mask_scores=np.asarray([k[1] for k in kept], np.float32))
 
 
 def rescale_detections(det: Detections, shape: tuple[int, int]) -> Detections:

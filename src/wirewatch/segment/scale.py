@@ -44,7 +44,7 @@ ESTIMATE_SIDE = 1024  # the estimate runs on a frame of at most this many pixels
 MIN_RIDGE_PIXELS = 20  # fewer ridge pixels than this: no wires seen, keep the frame as it is
 _MANIFEST = Path(__file__).resolve().parents[1] / "models" / "default.synth-manifest.json"
 
-ScaleOption = str | float | None  # "auto", a factor, or None ("none")
+ScaleOption = str | float | None  # "auto", "multi", a factor, or None ("none")
 SCALE_OPTIONS = ("scale", "scale_window", "polarity")  # segment.options handled by the runtime, not the backend
 
 
@@ -76,15 +76,15 @@ def split_scale_options(backend: str, options: Mapping[str, Any], default_window
 
 
 def parse_scale(value: Any) -> ScaleOption:
-    """``auto`` | a positive factor | ``none`` (also None / 1) -> "auto", a float, or None."""
+    """``auto`` | ``multi`` | a positive factor | ``none`` (also None / 1) -> "auto", "multi", a float, or None."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
         return None
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
+    if isinstance(value, str) and value.strip().lower() in ("auto", "multi"):
+        return value.strip().lower()
     try:
         factor = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"scale must be auto, none or a positive factor (e.g. 0.5), got {value!r}") from None
+        raise InputError(f"scale must be auto, multi, none or a positive factor (e.g. 0.5), got {value!r}") from None
     if isinstance(value, bool) or not (math.isfinite(factor) and MIN_FACTOR <= factor <= MAX_FACTOR):
         raise InputError(f"scale factor must be within {MIN_FACTOR:g}..{MAX_FACTOR:g}, got {value!r}")
     return None if factor == 1.0 else factor
@@ -148,6 +148,8 @@ class WidthEstimate:
     width_px: float  # typical wire width in the frame's pixels (NaN when no wires were seen)
     ridge_pixels: int  # how many mid-line pixels the median was taken over
     foreground: float  # fraction of the frame taken as wire
+    narrow_px: float = math.nan  # the 15th and 85th percentiles of the mid-line widths: a frame of mixed
+    wide_px: float = math.nan  # widths has them far apart (scale: multi runs a pass for each)
 
 
 def _hist_median(values: np.ndarray, counts: np.ndarray) -> float:
@@ -197,7 +199,8 @@ def estimate_wire_width(image: np.ndarray) -> WidthEstimate:
     lo_q, hi_q = np.percentile(values, (25.0, 75.0))
     middle = values[(values >= lo_q) & (values <= hi_q)]
     width = max(1.0, 2.0 * float(middle.mean()) - 1.0) * k
-    return WidthEstimate(width, int(values.size), float(np.count_nonzero(fg)) / fg.size)
+    narrow, wide = (max(1.0, 2.0 * float(q) - 1.0) * k for q in np.percentile(values, (15.0, 85.0)))
+    return WidthEstimate(width, int(values.size), float(np.count_nonzero(fg)) / fg.size, narrow, wide)
 
 
 def auto_factor(width_px: float, target_px: float = TARGET_WIDTH_PX) -> float:
@@ -212,13 +215,19 @@ def auto_factor(width_px: float, target_px: float = TARGET_WIDTH_PX) -> float:
     return float(min(MAX_FACTOR, max(MIN_FACTOR, snapped)))
 
 
-def frame_factor(image: np.ndarray, scale: ScaleOption) -> float:
-    """The resize factor ``scale`` asks for on ``image`` (1.0: as given)."""
-    if scale is None:
-        return 1.0
-    if scale == "auto":
-        return auto_factor(estimate_wire_width(image).width_px)
-    return float(scale)
+MULTI_SPREAD = 2.5  # scale multi: a second pass when the wide wires are this many times the narrow ones
+
+
+def multi_factors(estimate: WidthEstimate) -> list[float]:
+    """``scale: multi``: the factor for the typical width, plus those for the narrow and the wide wires when
+    the frame's widths spread over more than MULTI_SPREAD (distinct factors only, typical first)."""
+    factors = [auto_factor(estimate.width_px)]
+    if math.isfinite(estimate.narrow_px) and estimate.wide_px > MULTI_SPREAD * estimate.narrow_px:
+        for width in (estimate.narrow_px, estimate.wide_px):
+            f = auto_factor(width)
+            if all(abs(f - g) > 1e-6 for g in factors):
+                factors.append(f)
+    return factors
 
 
 def covered_widths_nm(pixel_size_nm: float, factor_range: tuple[float, float] = (MIN_FACTOR, MAX_FACTOR)
