@@ -119,7 +119,8 @@ def _plans(n: int) -> list[Plan]:
 
 def _config(path: Path, observer: str, settle_s: float) -> Path:
     path.write_text(json.dumps({"ingest": {"watch": {"observer": observer, "settle_s": settle_s,
-                                                     "poll_interval_s": 0.1}}}))
+                                                     "poll_interval_s": 0.1}},
+                                "track": {"enabled": True}, "record": {"particles": True}}))
     path.chmod(0o600)
     return path
 
@@ -142,6 +143,7 @@ def _run(tmp_path: Path, n_files: int, interval: float, kill_after_lines: int) -
         before_kill = daemon.file_errors()
         assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
         bad_before_restart = set(json.loads(state.read_text())["bad"])
+        first_run = {json.loads(x)["frame"] for x in record.read_text().splitlines()}
         assert sum(before_kill.values()) <= len(bad_before_restart)
         second = Daemon(folder, record, _config(tmp_path / "polling.yaml", "polling", settle))
         good = [p for p in plans if p.how != "truncated"]
@@ -182,6 +184,17 @@ def _run(tmp_path: Path, n_files: int, interval: float, kill_after_lines: int) -
             assert stats["length_nm_mean"] == pytest.approx(stats["length_px_mean"] * PIXEL_NM)
     slow = [saved["files"][p.name]["first"] for p in good if p.how == "slow"]
     assert slow and all(fid in by_id for fid in slow)
+    # tracking on: each particle row has a track id; the bars stay put, so a stack's second page continues
+    # the first page's tracks (no births) when one process saw both, and every frame has the tracking
+    # statistics (a restarted daemon starts new tracks)
+    particles = {ln["frame"]: ln["particles"] for ln in lines}
+    for plan in good:
+        first = saved["files"][plan.name]["first"]
+        assert len(particles[first]["track_id"]) == plan.bars
+        if plan.frames == 2 and (first in first_run) == (first + 1 in first_run):
+            assert sorted(particles[first + 1]["track_id"]) == sorted(particles[first]["track_id"])
+            assert by_id[first + 1]["births"] == 0
+    assert all({"births", "deaths", "growth_px_per_frame_median"} <= set(s) for s in by_id.values())
 
 
 def test_watched_folder_exactly_once_across_sigkill(tmp_path: Path) -> None:

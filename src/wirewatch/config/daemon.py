@@ -33,6 +33,7 @@ from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig
 from wirewatch.publish.record import RecordConfig
+from wirewatch.track.config import TrackConfig
 from wirewatch.publish.sinks.tiled import PublishConfig
 from wirewatch.quality.monitor import QualityConfig
 
@@ -73,6 +74,7 @@ class DaemonConfig(StrictModel):
     epics: EpicsConfig = Field(default_factory=lambda: EpicsConfig.model_validate({}))  # PV Access (docs/epics.md)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # reliability, image quality (docs/stats.md)
     publish: PublishConfig = Field(default_factory=PublishConfig)  # result catalogs: tiled (docs/products.md)
+    track: TrackConfig = Field(default_factory=TrackConfig)  # particles followed across frames (docs/stats.md)
 
 
 def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,

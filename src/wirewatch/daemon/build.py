@@ -180,6 +180,9 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
         acknowledge = getattr(source, "acknowledge", None)  # a watched folder's resume point (ingest/folder.py)
         if acknowledge is not None:
             pipeline.listeners.append(lambda result: acknowledge(result.frame_id))
+        from wirewatch.track import attach_tracking  # wraps the measurer when track.enabled (docs/stats.md)
+
+        attach_tracking(pipeline, config.track)
     except BaseException:
         for s in sinks:
             s.close()

@@ -328,6 +328,9 @@ class Pipeline:
             self.detector.reset()
         if self.quality is not None:
             self.quality.reset()
+        reset = getattr(self.measurer, "reset", None)  # a stateful measurer (tracking) starts afresh
+        if reset is not None:
+            reset()
 
     def _pixel_size(self, frame: Frame) -> float | None:
         """The sample pixel size (nm): the stream's sample-pixel field, else the config, else none.
