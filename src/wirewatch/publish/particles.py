@@ -91,32 +91,52 @@ def frame_row(result: Any) -> dict[str, Any]:
     return row
 
 
-def particle_rows(result: Any, masks: MaskFormat = "none") -> dict[str, list[Any]]:
-    """Columns (name -> list) of one frame's particles, in the particle table's order."""
+def particle_rows(result: Any, masks: MaskFormat = "none") -> dict[str, np.ndarray]:
+    """Columns (name -> 1-D array, one entry per particle) of one frame, in the particle table's order.
+    Missing scores / descriptors are NaN (written as null); strings are object arrays."""
     stats, det = result.stats, result.detections
     table = stats.particles
     n = len(table.get("area_px", ()))
     index = np.asarray(table.get("mask_index", np.arange(n)), np.int64)
-    scores = np.asarray(det.scores, np.float64)
-    mask_scores = None if det.mask_scores is None else np.asarray(det.mask_scores, np.float64)
-    cols: dict[str, list[Any]] = {
-        "series": [result.frame.series_id] * n, "frame": [int(result.frame_id)] * n,
-        "time": [float(result.frame.time)] * n, "particle": list(range(n)),
-        "score": [float(scores[i]) if i < len(scores) else None for i in index],
-        "mask_score": [None if mask_scores is None or i >= len(mask_scores) else float(mask_scores[i])
-                       for i in index],
+
+    def pick(values: np.ndarray | None) -> np.ndarray:  # the detector's value for each row's mask
+        out = np.full(n, np.nan)
+        if values is not None:
+            v = np.asarray(values, np.float64)
+            ok = index < v.size
+            out[ok] = v[index[ok]]
+        return out
+
+    cols: dict[str, np.ndarray] = {
+        "series": np.full(n, result.frame.series_id, dtype=object), "frame": np.full(n, int(result.frame_id)),
+        "time": np.full(n, float(result.frame.time)), "particle": np.arange(n, dtype=np.int32),
+        "score": pick(det.scores), "mask_score": pick(det.mask_scores),
     }
     for name in PARTICLE_COLUMNS:
         values = table.get(name)
-        cols[name] = [None] * n if values is None else np.asarray(values).tolist()
+        cols[name] = np.full(n, np.nan) if values is None else np.asarray(values)
     if masks == "rle":
         from wirewatch.coco import encode_mask
 
         h, w = det.image_shape
-        cols["mask_height"] = [int(h)] * n
-        cols["mask_width"] = [int(w)] * n
-        cols["mask_rle"] = [encode_mask(det.masks[i])["counts"] for i in index]
+        cols["mask_height"] = np.full(n, int(h), np.int32)
+        cols["mask_width"] = np.full(n, int(w), np.int32)
+        cols["mask_rle"] = np.asarray([encode_mask(det.masks[i])["counts"] for i in index], dtype=object)
     return cols
+
+
+def particles_table(chunks: Sequence[Mapping[str, np.ndarray]], schema: Any) -> Any:
+    """Arrow table of per-frame column chunks (``particle_rows``); NaN becomes null."""
+    pa = require_pyarrow()
+    arrays = []
+    for f in schema:
+        parts = [c[f.name] for c in chunks if f.name in c]
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        if values.dtype == object:
+            arrays.append(pa.array(values.tolist(), f.type))
+        else:
+            arrays.append(pa.array(values, f.type, from_pandas=True))  # from_pandas: NaN -> null
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -135,6 +155,7 @@ def write_atomically(table: Any, path: Path, *, compression: str = "zstd") -> in
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # as the record: readable by the analysis tools (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as f:
             pq.write_table(table, f, compression=compression)
             f.flush()
@@ -174,9 +195,8 @@ class ParticleWriter:
             raise ConfigError(f"cannot create the particle tables folder {self.dir}: {exc}") from None
         self.next_part = 1 + max((int(m.group(1)) for sub in ("particles", "frames")
                                   for p in (self.dir / sub).iterdir() if (m := _PART.match(p.name))), default=-1)
-        self._particles: dict[str, list[Any]] = {f.name: [] for f in self.schema}
+        self._chunks: list[dict[str, np.ndarray]] = []  # particle columns of each frame of the open part
         self._frames: list[dict[str, Any]] = []
-        self._rows_per_frame: list[int] = []
         self._opened = time.monotonic()
         self._retry_at = 0.0
         self.write_errors = 0
@@ -191,11 +211,8 @@ class ParticleWriter:
         """Add one processed frame (a ``FrameResult``); writes a part when the roll limit is reached."""
         if self.closed:
             raise InputError(f"particle tables {self.dir} are closed")
-        cols = particle_rows(result, self.masks)
-        for name, values in cols.items():
-            self._particles[name].extend(values)
+        self._chunks.append(particle_rows(result, self.masks))
         self._frames.append(frame_row(result))
-        self._rows_per_frame.append(len(cols["frame"]))
         now = time.monotonic()
         if len(self._frames) >= self.roll_frames or now - self._opened >= self.roll_s:
             if now < self._retry_at:
@@ -217,11 +234,8 @@ class ParticleWriter:
         excess = len(self._frames) - MAX_BACKLOG_PARTS * self.roll_frames
         if excess <= 0:
             return
-        rows = sum(self._rows_per_frame[:excess])
-        for values in self._particles.values():
-            del values[:rows]
+        del self._chunks[:excess]
         del self._frames[:excess]
-        del self._rows_per_frame[:excess]
         self.frames_lost += excess
 
     @property
@@ -233,9 +247,8 @@ class ParticleWriter:
         if not self._frames:
             self._opened = time.monotonic()
             return
-        pa = self.pa
         name = f"part-{self.next_part:06d}.parquet"
-        particles = pa.Table.from_pydict(self._particles, schema=self.schema)
+        particles = particles_table(self._chunks, self.schema)
         frames = frames_table(self._frames)
         self.bytes_written += write_atomically(particles, self.dir / "particles" / name,
                                                compression=self.compression)
@@ -244,9 +257,8 @@ class ParticleWriter:
         self.rows_written += particles.num_rows
         self.frames_written += frames.num_rows
         self.next_part += 1
-        self._particles = {f.name: [] for f in self.schema}
+        self._chunks = []
         self._frames = []
-        self._rows_per_frame = []
         self._opened = time.monotonic()
         self._retry_at = 0.0
 

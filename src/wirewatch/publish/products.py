@@ -48,6 +48,7 @@ def alert_event(alert: Alert) -> dict[str, Any]:
 def write_json_atomically(path: Path, doc: Mapping[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # as the record: readable by the analysis tools (mkstemp makes 0600)
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(dict(doc)), f, indent=1, allow_nan=False)
             f.write("\n")

@@ -83,7 +83,7 @@ def _api_key(config: TiledConfig) -> str | None:
 @dataclass
 class Batch:
     frames: list[dict[str, Any]] = field(default_factory=list)
-    particles: dict[str, list[Any]] = field(default_factory=dict)
+    particles: list[dict[str, Any]] = field(default_factory=list)  # per-frame column chunks
     changepoints: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -137,8 +137,7 @@ class TiledSink:
 
         b = self._batch
         b.frames.append(frame_row(result))
-        for name, values in particle_rows(result, "rle" if self.masks == "rle" else "none").items():
-            b.particles.setdefault(name, []).extend(values)
+        b.particles.append(particle_rows(result, "rle" if self.masks == "rle" else "none"))
         for cp in result.changepoints:
             ev = changepoint_event(cp)
             b.changepoints.append({"frame": ev["frame"], "detected_at": ev["detected_at"], "delay": ev["delay"],
@@ -228,11 +227,11 @@ class TiledSink:
     def _send(self, batch: Batch, sent: set[str]) -> None:
         import pyarrow as pa
 
-        from wirewatch.publish.particles import frames_table, particle_schema
+        from wirewatch.publish.particles import frames_table, particle_schema, particles_table
 
         container = self._connect()
         tables = {"frames": frames_table(batch.frames),
-                  "particles": pa.Table.from_pydict(batch.particles, schema=particle_schema(
+                  "particles": particles_table(batch.particles, particle_schema(
                       "rle" if self.masks == "rle" else "none"))}
         if batch.changepoints:
             tables["changepoints"] = pa.Table.from_pylist(batch.changepoints, schema=changepoint_schema())
