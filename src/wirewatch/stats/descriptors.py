@@ -416,8 +416,8 @@ def sampling_allowance(orientation_deg: np.ndarray, long_span: np.ndarray,
     cos_phi = np.cos(phi)
     tan_phi = np.tan(phi)
     # Edge rows: the long side's edges bound the short side (and the short side's edges the long one).
-    rows = np.concatenate((np.floor((short_span + 1.0) * cos_phi), np.floor((long_span + 1.0) * cos_phi)))
-    gaps = _mean_smallest_offset(np.concatenate((tan_phi, tan_phi)), np.maximum(rows, 1.0).astype(np.int64))
+    rows = np.floor((np.concatenate((short_span, long_span)) + 1.0) * np.tile(cos_phi, 2))
+    gaps = _mean_smallest_offset(np.tile(tan_phi, 2), np.maximum(rows, 1.0))
     k = len(phi)
     return 2.0 * cos_phi * gaps[:k], 2.0 * cos_phi * gaps[k:]
 
@@ -437,22 +437,20 @@ def _mean_smallest_offset(step: np.ndarray, count: np.ndarray) -> np.ndarray:
     prev_eta, eta = np.ones_like(n), np.asarray(step, np.float64) % 1.0  # eta_(-1) = 1, eta_0 = step
     prev_q, q = np.zeros_like(n), np.ones_like(n)  # q_(-1) = 0, q_0 = 1
     states = []  # (eta_(k-1), eta_k, q_(k-1), q_k) per step k; each set keeps the one where it stops
-    stop_at = np.zeros(len(n), np.int64)
+    stop_at = np.zeros(len(n), np.int64)  # counts the steps a set went on: its stopping step
     todo = np.ones(len(n), bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # eta_k = 0 (a rational step): a_(k+1) is inf
         while True:
             states.append((prev_eta, eta, prev_q, q))
-            a = np.floor(prev_eta / eta)
+            a = np.floor_divide(prev_eta, eta)
             next_q = a * q + prev_q
-            go_on = n >= next_q + q  # False for NaN (0 / 0): that set stops too
-            np.copyto(stop_at, len(states) - 1, where=todo & ~go_on)
-            todo &= go_on
+            todo &= n >= next_q + q  # False for NaN (0 / 0): that set stops too
             if not todo.any():
                 break
-            prev_eta, eta = eta, np.maximum(prev_eta - a * eta, 0.0)
+            stop_at += todo
+            prev_eta, eta = eta, np.abs(prev_eta - a * eta)  # abs: rounding can leave -0.0 or -1e-17
             prev_q, q = q, next_q
-    prev_eta, eta, prev_q, q = (np.take_along_axis(np.stack(column), stop_at[None], 0)[0]
-                                for column in zip(*states, strict=True))
+    prev_eta, eta, prev_q, q = np.take_along_axis(np.array(states), stop_at[None, None], 0)[0]
     r = np.floor((n - prev_q) / q)
     s = n - r * q - prev_q
     return 0.5 * ((n - q) * eta * eta + s * (prev_eta - r * eta) ** 2 + (q - s) * (prev_eta - (r - 1) * eta) ** 2)
