@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +33,8 @@ from wirewatch.stats import measure
 from wirewatch.types import ChangePoint
 
 MARGIN = 15  # a change point within this many frames after an event belongs to it
+KEPT = ("reliability", "iq_blur_px", "iq_background", "iq_shift_px", "length_px_median", "width_px_median",
+        "particle_count")
 
 
 class _Frames:
@@ -69,11 +72,12 @@ class _Collect:
 
     def __init__(self) -> None:
         self.changepoints: list[ChangePoint] = []
-        self.reliability: list[float] = []
+        self.values: dict[str, list[float]] = {}
 
     def publish(self, result: FrameResult) -> list[Any]:
         self.changepoints.extend(result.changepoints)
-        self.reliability.append(float(result.stats.aggregates.get("reliability", float("nan"))))
+        for name in KEPT:
+            self.values.setdefault(name, []).append(float(result.stats.aggregates.get(name, float("nan"))))
         return []
 
     def series(self, event: object) -> None:
@@ -89,6 +93,7 @@ class EventRun:
     sample_changes: list[int]
     instrument_changes: list[int]
     changepoints: list[ChangePoint]
+    values: dict[str, list[float]]
 
     def sample_alerts(self) -> list[int]:
         """Frames of the change points the shipped MorphologyChanged rule alerts on."""
@@ -133,7 +138,8 @@ def run_scenario(name: str, *, frames: int | None = None, backend: str = "auto")
     pipe.start()
     pipe.join(None)
     return EventRun(name, [c.frame for c in scenario.changes if c.frame < n],
-                    [c.frame for c in scenario.instrument_changes if c.frame < n], collect.changepoints)
+                    [c.frame for c in scenario.instrument_changes if c.frame < n], collect.changepoints,
+                    collect.values)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("scenarios", nargs="+")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--series", default=None, help="write each run's per-frame measures to this JSON file")
     args = parser.parse_args(argv)
+    kept: dict[str, Any] = {}
     for name in args.scenarios:
         t = time.perf_counter()
         run = run_scenario(name, frames=args.frames, backend=args.backend)
@@ -150,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         out["changepoints"] = [{"frame": cp.frame, "statistics": list(cp.statistics), "attribution": cp.attribution,
                                 "suspect": cp.suspect} for cp in run.changepoints]
         print(json.dumps(out), flush=True)
+        kept[name] = run.values
+        if args.series:
+            Path(args.series).write_text(json.dumps(kept))
 
 
 if __name__ == "__main__":

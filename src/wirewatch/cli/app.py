@@ -81,7 +81,8 @@ if bench_app.registered_commands:
 def main() -> None:
     """Entry point: WirewatchError becomes a one-line message and exit code 2, not a traceback."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: click *returns* the code of a typer.Exit(n) instead of exiting with it
+        code = app(standalone_mode=False)
     except WirewatchError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
@@ -95,6 +96,8 @@ def main() -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ from wirewatch.config.base import StrictModel
 from wirewatch.publish.templates import TemplateError, check_template
 
 Severity = Literal["info", "warning", "critical"]
+Attribution = Literal["sample", "instrument"]
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
@@ -111,7 +112,7 @@ class ChangepointRule(_RuleBase):
     min_effect_size: float = Field(default=0.0, ge=0.0)
     # Which change points: the sample's (default), the instrument's (refocus, beam, magnification: an
     # InstrumentChanged rule), or both; suspect ones (segmentation unreliable then) only when asked.
-    attributions: list[Literal["sample", "instrument"]] = Field(default_factory=lambda: ["sample"], min_length=1)
+    attributions: list[Attribution] = Field(default_factory=lambda: list[Attribution](["sample"]), min_length=1)
     include_suspect: bool = False
     resolve_after_s: PositiveFloat = Field(default=300.0, description="A change point is an event: its alert "
                                                               "resolves this long after the last match.")
