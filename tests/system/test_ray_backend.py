@@ -242,6 +242,13 @@ def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_clu
             sent += 1
             time.sleep(0.05)
         before = set(seg.replica_pids)
+        for _ in range(6):  # large frames (slow to segment): some are surely on the replicas at the kill
+            push.send_multipart(encode_array10(sent, rods(sent, size=2048)))
+            sent += 1
+        window = daemon.pipeline._window
+        assert window is not None
+        wait_for(lambda: window.in_flight >= 2, timeout=10, what="frames in flight")
+        time.sleep(0.5)  # sent on to the replicas (Serve re-routes requests it has not dispatched yet itself)
         for pid in before:  # every replica: no replica alive for a moment
             os.kill(pid, signal.SIGKILL)
         t_kill = time.monotonic()

@@ -227,7 +227,9 @@ class RaySegmenter:
         if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
             raise InputError(f"ray backend: min_replicas {min_replicas} > max_replicas {max_replicas}")
         most = max_replicas or replicas or max(1, min_replicas or 1)
-        self.max_in_flight = _positive("max_in_flight", max_in_flight) or 2 * most
+        # default: one frame per replica plus one, so a replica finds its next frame waiting when it is done
+        # (more only adds latency: frames queue at the replicas)
+        self.max_in_flight = _positive("max_in_flight", max_in_flight) or most + 1
         self.configured_replicas = replicas
         self.app_name = app_name
         self.request_timeout_s = float(request_timeout_s)
@@ -373,10 +375,9 @@ class RaySegmenter:
             return
         self._closed.set()
         if self._owns_ray:
-            try:
-                self._serve.shutdown()
-            except Exception:
-                log.debug("serve shutdown failed", exc_info=True)
+            # The whole local cluster goes, Serve's controller and replicas with it. No serve.shutdown()
+            # first: it kills the controller under the handle's pending calls, and Ray prints those
+            # failures on the daemon's stdout.
             self._ray.shutdown()
             log.info("ray backend: local Ray shut down")
         elif self._owns_ray_connection:
