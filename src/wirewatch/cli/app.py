@@ -70,6 +70,7 @@ def _register() -> None:
     from wirewatch.cli import bench_web; bench_app.command("web")(bench_web.bench_web)  # noqa: E702, I001
     from wirewatch.cli import keys as keys_cli; app.add_typer(keys_cli.keys_app, name="keys")  # noqa: E702, I001
     from wirewatch.cli import bench_pva; bench_app.command("pva")(bench_pva.bench_pva)  # noqa: E702, I001
+    from wirewatch.cli import bench_track; bench_app.command("track")(bench_track.bench_track)  # noqa: E702, I001
     pass
 
 

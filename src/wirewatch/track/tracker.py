@@ -206,7 +206,7 @@ class Tracker:
             starts = np.repeat(lo - np.cumsum(reps) + reps, reps) + np.arange(int(reps.sum()))
             keys.append(np.repeat(ar, reps) * m + br[starts])
         owner[b_flat] = -1  # leave the grid clean for the next frame
-        return np.bincount(np.concatenate(keys), minlength=n * m).reshape(n, m).astype(np.float64)
+        return np.bincount(np.concatenate(keys), minlength=n * m).reshape(n, m)
 
     def _cost(self, cells: list[tuple[np.ndarray, np.ndarray]], cx: np.ndarray, cy: np.ndarray,
               tracks: list[_Track], tv: np.ndarray, g: int, hg: int, wg: int) -> np.ndarray:
@@ -227,13 +227,13 @@ class Tracker:
         b_flat = ty[inside] * wg + tx[inside]
         inter = self._intersections(a_rows, a_flat, b_rows, b_flat, n, m, hg * wg)
         area_b = np.bincount(b_rows, minlength=m)
-        union = lens[:, None] + area_b[None, :] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+        iou = inter / (lens[:, None] + area_b[None, :] - inter)  # every particle has a cell: never 0 / 0
         px = tv[:, 0] + ox - tv[:, 2]
         py = tv[:, 1] + oy - tv[:, 3]
-        dist = np.hypot(cx[:, None] - px[None, :], cy[:, None] - py[None, :])
-        missed = self._frame - tv[:, 4] - 1
-        cost = (1.0 - iou) + cfg.distance_weight * np.minimum(dist / cfg.max_distance_px, 1.0) \
-            + cfg.gap_penalty * missed[None, :]
-        allowed = (iou >= max(cfg.min_iou, 1e-9)) | (dist <= cfg.max_distance_px)
-        return np.where(allowed, cost, BIG)
+        d2 = np.square(cx[:, None] - px[None, :]) + np.square(cy[:, None] - py[None, :])
+        reach = cfg.max_distance_px ** 2
+        cost = 1.0 - iou
+        cost += (cfg.distance_weight / cfg.max_distance_px) * np.sqrt(np.minimum(d2, reach))
+        cost += cfg.gap_penalty * (self._frame - tv[:, 4] - 1)[None, :]
+        cost[(iou < max(cfg.min_iou, 1e-9)) & (d2 > reach)] = BIG
+        return cost
