@@ -101,7 +101,7 @@ def _panel(backend: str, model: str, options: dict[str, object], frames: int, si
     """The model under each variant's options and the watershed baseline on the panel; table printed and written."""
     from wirewatch.cli.segment import build_segmenter, parse_options
     from wirewatch.errors import InputError
-    from wirewatch.evaluate.panel import markdown_table, run_panel
+    from wirewatch.evaluate.panel import MODEL_OPTIONS, markdown_table, run_panel
     from wirewatch.stats import write_json
 
     if backend == "watershed":
@@ -109,11 +109,16 @@ def _panel(backend: str, model: str, options: dict[str, object], frames: int, si
     segmenters = {}
     for variant in variants or [""]:
         extra = parse_options([item for item in variant.split(",") if item.strip()])
-        segmenters[f"model {variant}".strip()] = build_segmenter(backend, model, {**options, **extra})
+        segmenters[f"model {variant}".strip()] = build_segmenter(backend, model, {**MODEL_OPTIONS, **options, **extra})
     segmenters["watershed"] = build_segmenter("watershed", model, {})
+
+    def partial(report: dict[str, object]) -> None:  # the sets done so far, for a run cut short
+        if json_out is not None:
+            write_json(json_out.with_suffix(".partial.json"), report)
+
     report = run_panel(segmenters, frames=frames, size=size,
                        sets=[s.strip() for s in sets.split(",") if s.strip()] if sets else None,
-                       progress=typer.echo)
+                       progress=typer.echo, on_set=partial)
     report.update({"backend": backend, "model": model, "options": options})
     table = markdown_table(report)
     typer.echo(table)

@@ -5,7 +5,9 @@ A model chosen on one preset optimises frames users never send (issue 37); the p
 reported and shipped on (``wirewatch evaluate --panel``, ``python -m wirewatch.train.ship --panel``). Frames
 are drawn in memory from seeds derived from ``PANEL_SEED`` (3700 + set index, then ``sample_seed``), which
 no training or evaluation set used (docs/model.md lists those: 0-27, 1001-1008, 2501, 2701, 2901, 2902).
-AP here counts every detection even above 100 per frame (pycocotools' precision table read at the largest
+Model backends run with ``score_threshold`` 0.05 (``MODEL_OPTIONS``: AP needs the low-score tail, as in the model
+card); counts take detections scoring at least 0.5, as users' particle tables do. AP here counts every
+detection even above 100 per frame (pycocotools' precision table read at the largest
 ``maxDets``), as the model card's numbers do: the 0.5x sets hold 60-160 wires per frame.
 """
 
@@ -31,6 +33,7 @@ PANEL_SEED = 3700
 DEFAULT_FRAMES = 20
 SCORE_THRESHOLD = 0.5  # counts use detections at or above this score, as users' particle tables do
 MAGNIFICATIONS = (0.5, 1.0, 2.0, 3.0)
+MODEL_OPTIONS: dict[str, Any] = {"score_threshold": 0.05}  # a model backend's panel defaults (options override)
 
 # Absorption contrast as an instrument gives it, beyond the training preset: tapered, bent wires, less
 # blur, photon and read noise.
@@ -166,8 +169,10 @@ def count_error(pred: Sequence[int], truth: Sequence[int]) -> float:
 
 
 def run_panel(segmenters: Mapping[str, Segmenter], *, frames: int = DEFAULT_FRAMES, size: int = 512,
-              sets: Sequence[str] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every segmenter on every chosen set -> {"sets": [...], "mean": {...}, ...} (JSON-ready)."""
+              sets: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+              on_set: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every segmenter on every chosen set -> {"sets": [...], "mean": {...}, ...} (JSON-ready). ``on_set`` gets
+    the report so far after each set (a long run leaves its finished sets behind)."""
     if frames < 1:
         raise InputError(f"the panel needs at least 1 frame per set, got {frames}")
     if not 64 <= size <= 4096:
@@ -190,6 +195,12 @@ def run_panel(segmenters: Mapping[str, Segmenter], *, frames: int = DEFAULT_FRAM
         rows.append(row)
         if progress is not None:
             progress(ps.name + ": " + ", ".join(f"{k} {v['segm.AP']:.3f}" for k, v in row["scores"].items()))
+        if on_set is not None:
+            on_set(_report(segmenters, rows, frames, size))
+    return _report(segmenters, rows, frames, size)
+
+
+def _report(segmenters: Mapping[str, Segmenter], rows: list[dict[str, Any]], frames: int, size: int) -> dict[str, Any]:
     mean = {label: {key: round(float(np.nanmean([r["scores"][label][key] for r in rows])), 4)
                     for key in ("segm.AP", "bbox.AP", "segm.AP50", "count_error", "seconds_per_frame")}
             for label in segmenters}
