@@ -3,6 +3,7 @@ pixel size from the file's own metadata (never a detector field), truncated file
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,11 @@ def test_unknown_suffix_names_the_known_ones(tmp_path: Path) -> None:
     assert err.value.kind == "unsupported"
     assert {".tif", ".nxs", ".h5", ".mrc", ".dm3", ".dm4", ".emd"} <= set(READERS)
 
+
+
+def test_a_missing_library_is_refused_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_file(tmp_path / "a.mrc", np.stack([bars(1)]), 1.0)
+    monkeypatch.setitem(sys.modules, "mrcfile", None)  # as if not installed
+    with pytest.raises(DecodeError, match=r"wirewatch\[files\]") as err:
+        read_file(path)
+    assert err.value.kind == "unsupported"

@@ -197,7 +197,11 @@ class FolderSource:
         return any(fnmatch.fnmatch(name, pattern) for pattern in self.config.ignore)
 
     def _start_observer(self) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        except ImportError:
+            raise InputError("a watched folder needs watchdog, which is not installed: "
+                             "pip install 'wirewatch[files]'") from None
 
         source = self
 

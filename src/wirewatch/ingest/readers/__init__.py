@@ -44,7 +44,11 @@ def read_file(path: Path, options: dict[str, Any] | None = None) -> FileImages:
     if reader is None:
         raise DecodeError("unsupported", f"{path.name}: no reader for {path.suffix!r} "
                           f"(known: {', '.join(sorted(READERS))})")
-    return reader(path, dict(options or {}))
+    try:
+        return reader(path, dict(options or {}))
+    except ImportError as exc:  # the format's library is not installed
+        raise DecodeError("unsupported", f"{path.name}: reading {path.suffix} needs {exc.name or exc}: "
+                          "pip install 'wirewatch[files]'") from None
 
 
 __all__ = ["READERS", "FileImages", "read_file", "supported", "to_nm"]
