@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,8 @@ class RaySegmenter:
         except ImportError:
             raise BackendUnavailable("the ray backend needs Ray Serve: pip install 'wirewatch[ray]'") from None
         self.inner = _inner_name(str(inner))
+        if model is not None and Path(model).is_file():  # a replica's working directory is not the daemon's
+            model = str(Path(model).resolve())
         self.threads = _positive("threads", threads)
         self.num_gpus = _positive("num_gpus", num_gpus, integer=False, zero=True)
         replicas = _positive("replicas", replicas)
