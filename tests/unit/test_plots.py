@@ -109,6 +109,21 @@ def test_plot_series_marks_change_points(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_plot_series_draws_the_reference_beside_the_measured_series(tmp_path: Path) -> None:
+    x = np.arange(60)
+    series = {"particle_count": np.full(60, 20.0), "width_px_mean": np.full(60, 5.0)}
+
+    def truth_grey(rgb: np.ndarray) -> int:  # black at alpha 0.6 on white: grey ~102
+        r, g, b = (rgb[..., i].astype(int) for i in range(3))
+        return int(((abs(r - g) < 6) & (abs(g - b) < 6) & (r > 90) & (r < 115)).sum())
+
+    plain = read_png(plot_series(x, series, tmp_path / "plain.png"))
+    out = plot_series(x, series, tmp_path / "ref.png", reference={"particle_count": (x, np.full(60, 25.0))})
+    assert truth_grey(read_png(out)) > truth_grey(plain) + 300  # the truth line and its legend entry
+    with pytest.raises(InputError, match="reference 'particle_count' has 2 values"):
+        plot_series(x, series, tmp_path / "bad.png", reference={"particle_count": (x, [1.0, 2.0])})
+
+
 def test_pngs_get_the_ordinary_file_mode_not_a_secrets(tmp_path: Path) -> None:
     """Plots are written through a 0600 temp file; the result has the mode the umask gives any new file
     (0644 under umask 022), like the record and the other outputs, and no temp file is left behind."""

@@ -43,12 +43,12 @@ def plot_series(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[f
     fig = new_figure(9.0, 1.9 * len(series) + 0.6)
     axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, values) in zip(axes, series.items(), strict=True):
-        ax.plot(xs, np.asarray(values, np.float64), lw=1.0, color="tab:blue")
-        if reference and name in reference:
+        if reference and name in reference:  # beneath the measured line, which stays readable on top
             ref_x, ref_y = reference[name]
             if len(ref_x) != len(ref_y):
                 raise InputError(f"reference {name!r} has {len(ref_y)} values but {len(ref_x)} x positions")
-            ax.plot(np.asarray(ref_x, np.float64), np.asarray(ref_y, np.float64), lw=0.9, color="black", alpha=0.75)
+            ax.plot(np.asarray(ref_x, np.float64), np.asarray(ref_y, np.float64), lw=0.9, color="black", alpha=0.6)
+        ax.plot(xs, np.asarray(values, np.float64), lw=1.0, color="tab:blue")
         ax.set_ylabel(name, fontsize=8)
         ax.grid(alpha=0.3)
         for t in truth:
@@ -59,7 +59,7 @@ def plot_series(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[f
             ax.axvline(_position(cp), color="red", ls="--", lw=1.2 if strong else 0.8, alpha=1.0 if strong else 0.3)
     handles = [Line2D([], [], color="tab:blue", lw=1.0, label="measured")] if reference else []
     if reference:
-        handles.append(Line2D([], [], color="black", lw=0.9, alpha=0.75, label=reference_label))
+        handles.append(Line2D([], [], color="black", lw=0.9, alpha=0.6, label=reference_label))
     if len(truth):
         handles.append(Line2D([], [], color="grey", lw=4, alpha=0.3, label="known change"))
     if len(change_points):
