@@ -251,7 +251,11 @@ class RaySegmenter:
         self._serve = serve
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines would flood the daemon's log
         t0 = time.monotonic()
-        self._connect(address, num_cpus=num_cpus, needed_cpus=most * (self.threads or 1))
+        try:
+            self._connect(address, num_cpus=num_cpus, needed_cpus=most * (self.threads or 1))
+        except Exception as exc:  # e.g. no cluster at that address, a wrong token, no room for a local Ray
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            raise BackendUnavailable(f"ray backend: cannot {where}: {exc}") from None
         try:
             self._handle = self._deploy({"inner": self.inner, "model": model, "threads": self.threads,
                                          "replicas": replicas, "min_replicas": min_replicas,
