@@ -243,8 +243,9 @@ class socket_on_a_closed_port:
 
 
 def test_a_token_in_a_url_is_masked_in_the_cli_log(caplog: pytest.LogCaptureFixture) -> None:
-    """The web view accepts ``/?token=...`` once (then a cookie); its DEBUG request log would carry the
-    token: the CLI's log redaction (installed by the root command) masks it."""
+    """A token in a URL is refused (401: browsers log in with the ``POST /login`` form), but a client may
+    still send one and the DEBUG request log would carry it: the CLI's log redaction (installed by the root
+    command) masks it."""
     caplog.set_level(logging.DEBUG)
     result = CliRunner().invoke(app, ["-v", "keys", "--help"])  # runs the root callback, as every command
     assert result.exit_code == 0

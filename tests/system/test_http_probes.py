@@ -26,9 +26,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from wirewatch.daemon.service import Daemon
 from wirewatch.segment import load_segmenter
 from wirewatch.web import HttpServer, WebApp
 
+from .helpers import daemon_config
 from .web_support import png_bytes, rods_image
 
 MB = 1024 * 1024
@@ -151,6 +153,20 @@ def test_allowed_hosts_add_names_and_domains() -> None:
             assert _get_with_host(server, "/healthz", host) == status, host
     finally:
         server.close()
+
+
+def test_the_daemon_takes_allowed_hosts_and_origins_from_its_config() -> None:
+    cfg = daemon_config("tcp://127.0.0.1:1", alerts={"enabled": False},
+                        http={"allowed_hosts": ["wirewatch.example.org"], "secure_cookie": True,
+                              "allowed_origins": ["https://wirewatch.example.org"]})
+    daemon = Daemon(cfg).start()
+    try:
+        assert daemon.http is not None
+        assert _get_with_host(daemon.http, "/healthz", "wirewatch.example.org") == 200
+        assert _get_with_host(daemon.http, "/healthz", "evil.example") == 421
+        assert daemon.http.guard.allowed_origins == ("https://wirewatch.example.org",) and daemon.http.secure_cookie
+    finally:
+        daemon.close()
 
 
 # -- probe 4: a huge second form field ------------------------------------------------------------------------

@@ -246,7 +246,7 @@ class Guard:
             return True
         if self.sessions is None:
             return False
-        if path == self.login_path:  # the login form itself
+        if path == self.login_path or path.startswith("/static/"):  # the login form and its stylesheet
             return True
         return self.sessions.valid(cookie_value(headers.get("cookie"), SESSION_COOKIE))
 

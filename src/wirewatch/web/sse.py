@@ -33,8 +33,11 @@ async def event_stream(scope: dict[str, Any], receive: Any, send: Any, *, client
     if control is not None:
         control.set_send_buffer(SSE_SNDBUF)
 
+    waiting = False  # only a coroutine waiting for events is woken: none during a batch's sleep or a write
+
     def waker() -> None:
-        loop.call_soon_threadsafe(wake.set)
+        if waiting:
+            loop.call_soon_threadsafe(wake.set)
 
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -43,8 +46,8 @@ async def event_stream(scope: dict[str, Any], receive: Any, send: Any, *, client
         wake.set()
 
     async def write(data: bytes) -> None:
-        await asyncio.wait_for(send({"type": "http.response.body", "body": data, "more_body": True}),
-                               write_timeout_s)
+        async with asyncio.timeout(write_timeout_s):  # (no task per write, unlike wait_for)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
     client.waker = waker
     watcher = asyncio.create_task(watch_disconnect())
@@ -55,18 +58,23 @@ async def event_stream(scope: dict[str, Any], receive: Any, send: Any, *, client
         await write(b"retry: 2000\n" + hello)
         idle = 0.0
         while not (client.closed.is_set() or left.is_set() or closing.is_set()):
+            wake.clear()
+            waiting = True  # set before looking at the queue: an event offered after the look wakes us
             try:
-                await asyncio.wait_for(wake.wait(), 1.0)
+                if client.queue.empty():
+                    async with asyncio.timeout(1.0):
+                        await wake.wait()
             except TimeoutError:
                 idle += 1.0
                 if idle >= KEEPALIVE_S:
                     await write(b": keepalive\n\n")
                     idle = 0.0
                 continue
+            finally:
+                waiting = False
             idle = 0.0
             if batch_s > 0 and not client.closed.is_set():  # let a few more events gather: one write per batch
                 await asyncio.sleep(batch_s)
-            wake.clear()
             events = client.drain()
             if events:
                 await write(b"".join(e.wire() for e in events))

@@ -1,5 +1,6 @@
 """Uploads for ``POST /api/segment``: a size-limited body reader, a streaming multipart reader with
-per-part limits (python-multipart), a guarded image decoder and the segmentation result as JSON (particles, frame aggregates, overlay and histogram PNGs).
+per-part limits (python-multipart), a guarded image decoder and the segmentation result as JSON
+(particles, frame aggregates, overlay and histogram PNGs).
 
 Limits are checked before work is done: the declared ``Content-Length`` is checked before a byte of the
 body is read, bytes are counted while reading (chunked uploads have no length), and image dimensions are
