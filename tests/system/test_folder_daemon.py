@@ -138,8 +138,8 @@ def _run(tmp_path: Path, n_files: int, interval: float, kill_after_lines: int) -
     thread.start()
     second = None
     try:
-        wait_for(lambda: record.exists() and record.read_text().count("\n") >= kill_after_lines, timeout=120,
-                 what="frames recorded before the kill")
+        wait_for(lambda: record.exists() and record.read_text().count("\n") >= kill_after_lines,
+                 timeout=60 + 2 * n_files * interval, what="frames recorded before the kill")
         before_kill = daemon.file_errors()
         assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
         bad_before_restart = set(json.loads(state.read_text())["bad"])
@@ -155,7 +155,7 @@ def _run(tmp_path: Path, n_files: int, interval: float, kill_after_lines: int) -
             saved = json.loads(state.read_text())
             return saved["next_frame"] == n_frames and saved["acked"] == n_frames - 1
         try:
-            wait_for(all_done, timeout=60, what="every complete file published")
+            wait_for(all_done, timeout=60 + 2 * n_files * interval, what="every complete file published")
         except AssertionError:
             raise AssertionError(f"state {state.read_text()}\nlog:\n{''.join(second.lines[-30:])}") from None
         errors = second.file_errors()

@@ -65,10 +65,12 @@ class Daemon:
         except BaseException:
             self.close()
             raise
+        ingest = self.config.ingest
         log.info("daemon running: segmenter %s%s, input %s %s (%s, policy %s)", self.built.backend,
-                 f" ({self.built.model})" if self.built.model else "", self.config.ingest.socket,
-                 getattr(self.pipeline.source, "endpoint", None) or self.config.ingest.endpoint,
-                 self.config.ingest.format, self.config.ingest.policy)
+                 f" ({self.built.model})" if self.built.model else "",
+                 *(("folder", ingest.watch.path, "files") if ingest.source == "folder" else
+                   (ingest.socket, getattr(self.pipeline.source, "endpoint", None) or ingest.endpoint, ingest.format)),
+                 ingest.policy)
         return self
 
     def healthy(self) -> bool:
