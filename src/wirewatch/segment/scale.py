@@ -48,7 +48,7 @@ ScaleOption = str | float | None  # "auto", "multi", a factor, or None ("none")
 SCALE_OPTIONS = ("scale", "scale_window", "polarity")  # segment.options handled by the runtime, not the backend
 
 
-MODEL_BACKENDS = ("onnxruntime", "tensorrt")  # scale defaults to auto for these
+MODEL_BACKENDS = ("onnxruntime", "tensorrt", "ray")  # scale and polarity default to auto for these
 
 
 @dataclass(frozen=True)
