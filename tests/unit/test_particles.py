@@ -165,3 +165,14 @@ def test_a_disk_that_refuses_parts_loses_nothing_until_the_bound_and_never_raise
     full = False
     w2.close()
     assert sorted(set(read_particles(tmp_path / "b").column("frame").to_pylist())) == list(range(4, 12))
+
+
+def test_bench_particles_reports_bytes_per_particle() -> None:
+    from wirewatch.bench.particles import bench_particles
+
+    rows = bench_particles(frames=6, particles=5, size=96, distinct=2, roll_frames=3)
+    assert [r.masks for r in rows] == ["none", "rle"]
+    none, rle = rows
+    assert 3 <= none.particles_per_frame <= 5 and none.bytes > 0 and rle.bytes > none.bytes
+    assert none.mb_per_1000_frames == pytest.approx(none.bytes / 1e6 * 1000 / 6)
+    assert none.write_cpu_s_per_part > 0

@@ -26,6 +26,7 @@ class ParticlesBench:
     size: int
     bytes: int
     write_s_per_part: float
+    write_cpu_s_per_part: float  # CPU time of the writing thread: what a loaded machine does not distort
     roll_frames: int
 
     @property
@@ -58,7 +59,7 @@ def bench_particles(*, frames: int = 1000, particles: int = 100, size: int = 512
         with tempfile.TemporaryDirectory(prefix="wirewatch-bench-particles-") as tmp:
             writer = ParticleWriter(tmp, masks=mask_format, roll_frames=roll_frames)  # type: ignore[arg-type]
             rows = 0
-            write_s = 0.0
+            write_s = write_cpu = 0.0
             for i in range(frames):
                 stack, image = _variant(*drawn[int(rng.integers(distinct))], rng)
                 det = Detections(boxes=np.zeros((len(stack), 4), np.float32),
@@ -70,16 +71,19 @@ def bench_particles(*, frames: int = 1000, particles: int = 100, size: int = 512
                                      detections=det, timings={})
                 rows += len(stats.particles["area_px"])
                 before = writer.parts_written
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 writer.add(result)
                 if writer.parts_written != before:
                     write_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
+                    write_cpu += time.thread_time() - c0
+            t0, c0 = time.perf_counter(), time.thread_time()
             writer.close()
             write_s += time.perf_counter() - t0
+            write_cpu += time.thread_time() - c0
             size_b = sum(p.stat().st_size for p in Path(tmp).rglob("*.parquet"))
             out.append(ParticlesBench(masks=mask_format, frames=frames, particles_per_frame=rows / frames,
                                       size=size, bytes=size_b, write_s_per_part=write_s / max(1, writer.parts_written),
+                                      write_cpu_s_per_part=write_cpu / max(1, writer.parts_written),
                                       roll_frames=roll_frames))
     return out
 

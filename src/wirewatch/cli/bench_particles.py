@@ -25,9 +25,11 @@ def bench_particles(
         typer.echo(json.dumps([{"masks": r.masks, "frames": r.frames, "particles_per_frame": r.particles_per_frame,
                                 "size": r.size, "bytes": r.bytes, "mb_per_1000_frames": r.mb_per_1000_frames,
                                 "bytes_per_particle": r.bytes_per_particle,
-                                "write_s_per_part": r.write_s_per_part} for r in rows], indent=1))
+                                "write_s_per_part": r.write_s_per_part,
+                                "write_cpu_s_per_part": r.write_cpu_s_per_part} for r in rows], indent=1))
         return
     for r in rows:
         typer.echo(f"masks {r.masks}: {r.mb_per_1000_frames:.2f} MB per 1000 frames at {r.particles_per_frame:.0f} "
                    f"particles/frame ({r.bytes_per_particle:.1f} bytes/particle, {r.size} x {r.size} frames); "
-                   f"{r.write_s_per_part:.2f} s to write a {r.roll_frames}-frame part")
+                   f"{r.write_s_per_part:.2f} s ({r.write_cpu_s_per_part:.2f} s CPU) to write a {r.roll_frames}-frame "
+                   "part")
