@@ -130,7 +130,9 @@ def windowed_penalty(*, cost: str, method: str, n_dims: int, window: int, min_si
     """Penalty such that a change-free window yields a break with probability ~ ``alpha_run``."""
     rng = np.random.default_rng(SIM_SEED)
     if cost in ("l2", "linear"):
-        n_sim = int(min(max(50.0 / alpha_run, 2000), 20000))
+        # about 2e7 simulated values at most (40 statistics: 5000 windows); the tail fit reaches further
+        cap = int(min(20000, max(2000, 2e7 // (window * n_dims))))
+        n_sim = int(min(max(50.0 / alpha_run, 2000), cap))
         maxima = []
         chunk = max(1, 2_000_000 // (window * n_dims))
         for start in range(0, n_sim, chunk):
@@ -169,7 +171,8 @@ MAX_INFLATION = 1e4  # a smooth curve with almost no noise can need a penalty th
 @lru_cache(maxsize=64)
 def _noise_quantile(cost: str, n_dims: int, window: int, min_size: int, jump: int) -> float:
     rng = np.random.default_rng(SIM_SEED + 1)
-    gains = max_gains(rng.standard_normal((2000, window, n_dims)), cost, min_size, jump)
+    n_sim = int(min(2000, max(300, 4e6 // (window * n_dims))))  # the 0.75 quantile needs few windows
+    gains = max_gains(rng.standard_normal((n_sim, window, n_dims)), cost, min_size, jump)
     return float(np.quantile(gains, BOOT_QUANTILE))
 
 

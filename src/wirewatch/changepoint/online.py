@@ -194,7 +194,10 @@ class CusumTest:
                         forecast, var_f = self.mu[j], 1.0
                     residual = min(max((value - forecast) / sigma, -c), c)
                     e = residual / math.sqrt(1.0 + var_f)
-                    line.add(tau, forecast + residual * sigma)  # clipped: one outlier cannot tilt the line
+                    # the line learns only in-control samples: while a sum builds up (half-way to the threshold)
+                    # it would tilt towards a new level and hide it; clipped: one outlier cannot tilt it either
+                    if max(self.pos[j] + e - k, self.neg[j] - e - k) < 0.5 * h:
+                        line.add(tau, forecast + residual * sigma)
                     self.mu[j], _, self.slope[j] = line.predict(tau)
                 else:  # Holt, started from that line
                     forecast = self.mu[j] + self.slope[j]

@@ -28,6 +28,7 @@ import math
 import statistics
 from collections import deque
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 
@@ -320,7 +321,11 @@ class StreamingDetector:
             involved = {int(np.argmax(t_stat))}
         cols = sorted(involved)
         kind = kind_of(evidence, cols, self.config.involve_t)
-        self._evidence_t = float(evidence.t_max[list(candidate.columns) or cols].max(initial=0.0))
+        # confirmation of an online alarm: one alarmed statistic's line t, or all statistics' level t
+        # together (a small shift in many statistics), as the equivalent single t of a chi-square at 1e-4
+        own = float(evidence.t_max[list(candidate.columns) or cols].max(initial=0.0))
+        joint = float(np.sum(evidence.t_level**2))
+        self._evidence_t = max(own, ONLINE_CONFIRM_T * math.sqrt(joint / _chi2_limit(len(evidence.t_level))))
         if self.linear or kind != "level":
             effects = [effect_of(evidence, j, kind) * unit for j in cols] if kind != "variance" else \
                 [effect_of(evidence, j, kind) for j in cols]
@@ -347,6 +352,13 @@ class StreamingDetector:
         if effect >= thresholds.warning:
             return "warning"
         return "info"
+
+
+@lru_cache(maxsize=64)
+def _chi2_limit(n_dims: int) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(1.0 - 1e-4, n_dims))
 
 
 def _upper_bound(scale: np.ndarray, samples: int) -> np.ndarray:
