@@ -305,8 +305,14 @@ class FolderSource:
             self._bad(name, before, "unsupported", f"{name}: no reader for {path.suffix!r}")
             return
         try:
-            images = read_file(path, {"dataset": self.config.dataset})
-            frames = [self._checked(frame, name) for frame in images.frames]
+            try:
+                images = read_file(path, {"dataset": self.config.dataset})
+                frames = [self._checked(frame, name) for frame in images.frames]
+            except DecodeError:
+                raise
+            except Exception as exc:  # a reader library's own bug on an odd file must not stop the daemon
+                log.debug("reader failure on %s", name, exc_info=True)
+                raise DecodeError("unreadable", f"{name}: {type(exc).__name__}: {exc}") from None
             if not frames:
                 raise DecodeError("no_image", f"{name} holds no frames")
         except DecodeError as exc:
