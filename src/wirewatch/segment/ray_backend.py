@@ -121,12 +121,13 @@ class SegmentReplica:
     def segment(self, image: np.ndarray) -> dict[str, Any]:
         t0 = time.perf_counter()
         with self._lock:
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.thread_time()
             det = self.segmenter.segment(image)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.thread_time()
         packed = pack_detections(det)
         packed["pid"] = os.getpid()  # lets the daemon count (and tests find) the replicas serving it
         packed["wait_s"], packed["infer_s"] = t1 - t0, t2 - t1  # so the daemon can tell Ray's own share
+        packed["infer_cpu_s"] = c2 - c1  # this thread's CPU (all of it with threads=1: bench.ray_overhead)
         return packed
 
     def pid(self) -> int:
@@ -242,6 +243,7 @@ class RaySegmenter:
         # per frame: round trip minus the replica's wait and inference = Ray's own cost (transfer,
         # scheduling, packing); the newest 1000 kept
         self.overheads_s: deque[float] = deque(maxlen=1000)
+        self.last_infer_cpu_s = float("nan")  # the replica's inference CPU for the last frame (benchmarks)
         self._lock = threading.Lock()
         self._ready = False
         self._closed = threading.Event()
@@ -371,8 +373,9 @@ class RaySegmenter:
         with self._lock:
             if isinstance(pid, int):
                 self.replica_pids.add(pid)
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(TypeError, ValueError, KeyError):
                 self.overheads_s.append(rtt - float(packed["wait_s"]) - float(packed["infer_s"]))
+                self.last_infer_cpu_s = float(packed["infer_cpu_s"])
         return det
 
     def close(self) -> None:
