@@ -113,3 +113,11 @@ def test_report_from_record_and_particles_is_self_contained(run_dir: Path) -> No
     assert html.count("data:image/png;base64,") >= 6
     assert "http://" not in html and "https://" not in html and "<script src" not in html
     assert "watershed" in html and "config sha256" in html.lower()
+
+
+def test_report_from_the_folder_alone_uses_its_frames_table(run_dir: Path) -> None:
+    from wirewatch.report import build_report
+
+    summary = build_report(run_dir / "particles", run_dir / "report-folder.html", pdf=run_dir / "report.pdf")
+    assert summary.frames == FRAMES and summary.particles == read_particles(run_dir / "particles").num_rows
+    assert "area_px" in summary.figures and (run_dir / "report.pdf").read_bytes().startswith(b"%PDF")

@@ -115,14 +115,17 @@ def test_a_server_that_is_down_never_stalls_the_publish_thread() -> None:
     assert sink.frames_sent == 0 and sink.frames_dropped >= 190  # the bounded queue dropped, counted
 
 
-def test_changepoints_and_later_batches_with_fewer_statistics_are_appended(tiled_server: Server) -> None:
+def test_changepoints_and_later_batches_with_fewer_statistics_are_appended(tmp_path: Path,
+                                                                           tiled_server: Server) -> None:
     import dataclasses
 
     from tiled.client import from_uri
 
     from wirewatch.types import ChangePoint
 
-    sink = TiledSink(TiledConfig(uri=tiled_server.url, api_key=API_KEY, container="run-2", batch_frames=5,
+    key_file = tmp_path / "tiled.key"
+    key_file.write_text(API_KEY + "\n")
+    sink = TiledSink(TiledConfig(uri=tiled_server.url, api_key_file=key_file, container="run-2", batch_frames=5,
                                  close_timeout_s=90))
     cp = ChangePoint(frame=4, detected_at=7, statistics=("length_px_mean", "particle_count"),
                      before={"length_px_mean": 10.0}, after={"length_px_mean": 20.0}, effect_size=3.5,
