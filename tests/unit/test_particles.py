@@ -176,3 +176,24 @@ def test_bench_particles_reports_bytes_per_particle() -> None:
     assert 3 <= none.particles_per_frame <= 5 and none.bytes > 0 and rle.bytes > none.bytes
     assert none.mb_per_1000_frames == pytest.approx(none.bytes / 1e6 * 1000 / 6)
     assert none.write_cpu_s_per_part > 0
+
+
+def test_without_the_tiled_client_the_sink_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wirewatch.publish.sinks.tiled import TiledConfig, TiledSink
+
+    monkeypatch.setitem(sys.modules, "tiled.client", None)
+    with pytest.raises(ConfigError, match=r"wirewatch\[tiled\]"):
+        TiledSink(TiledConfig(uri="http://127.0.0.1:1"))
+
+
+def test_the_daemon_refuses_particles_dir_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from wirewatch.config.daemon import DaemonConfig
+    from wirewatch.daemon.build import build_pipeline
+    from wirewatch.segment import load_segmenter
+
+    config = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"},
+                                          "segment": {"backend": "watershed"},
+                                          "record": {"particles_dir": str(tmp_path / "p")}})
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ConfigError, match=r"particles_dir.*pip install 'wirewatch\[particles\]'"):
+        build_pipeline(config, segmenter=load_segmenter("watershed"))
