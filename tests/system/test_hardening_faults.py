@@ -302,7 +302,8 @@ def test_repeated_sigkill_of_wirewatch_run_keeps_one_valid_record(tmp_path: Path
 
 def test_metrics_answer_within_1_s_while_200_clients_hold_connections_open(tmp_path: Path) -> None:
     """Slow or stuck scrapers (connections opened and left idle, requests sent half-way) do not block
-    ``/metrics`` for anyone else: each connection has its own thread."""
+    ``/metrics`` for anyone else: the server's event loop holds idle connections, handlers run on worker
+    threads."""
     import socket
 
     cfg = daemon_config("tcp://127.0.0.1:1", alerts={"enabled": False})
