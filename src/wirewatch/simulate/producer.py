@@ -160,7 +160,7 @@ class Simulator:
         self.encoder = SeriesEncoder(format, series_id=series_id, pixel_size_nm=scenario.pixel_size_nm,
                                      signal=scenario.signal, i0=scenario.i0, compression=compression)
         self.truth: dict[int, dict[str, float]] = {}
-        self._maker = FrameMaker(scenario)
+        self._maker = FrameMaker(scenario) if images is None else None  # no synthesiser import for given images
         self._images = images or self._draw_with_truth
         self._prefetch = prefetch
         self._socket_kind = socket
@@ -200,6 +200,7 @@ class Simulator:
         return {i: self.truth[i] for i in sorted(self.truth) if i in sent}
 
     def _draw_with_truth(self, frame: int) -> np.ndarray:
+        assert self._maker is not None  # only installed as the drawer when no images were given
         image, truth = self._maker.draw(frame)
         self.truth[frame] = truth
         return image
