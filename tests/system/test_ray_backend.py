@@ -119,7 +119,9 @@ def test_embedded_ray_starts_segments_with_onnxruntime_and_leaves_no_process_beh
     push = bind_push(ctx)
     record = tmp_path / "record.jsonl"
     cfg = {"ingest": {"endpoint": last_endpoint(push), "format": "array-1.0", "policy": "queue"},
-           "segment": {"backend": "ray", "options": {"replicas": 1, "threads": 1, "num_cpus": 1}},
+           # scale none: the frames reach the replica as given, so the in-process result below is comparable
+           "segment": {"backend": "ray", "options": {"replicas": 1, "threads": 1, "num_cpus": 1, "scale": "none",
+                                                     "polarity": "bright"}},
            "changepoint": {"enabled": False}, "http": {"port": 0, "web": {"enabled": False}},
            "alerts": {"zmq": None}, "record": {"path": str(record), "fsync": "never"}}
     (tmp_path / "ray.yaml").write_text(yaml.safe_dump(cfg))

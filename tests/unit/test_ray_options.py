@@ -40,3 +40,12 @@ def test_replica_resources_and_replica_counts() -> None:
     # the segmenter inside: onnxruntime gets the model and its threads, watershed neither
     assert inner_options("onnxruntime", "default", 2, {"views": 2}) == {"views": 2, "model": "default", "threads": 2}
     assert inner_options("watershed", "default", 2, {}) == {}
+
+
+def test_replicas_of_the_watershed_baseline_get_frames_as_given() -> None:
+    from wirewatch.segment.scale import split_scale_options
+
+    runtime, rest = split_scale_options("ray", {"inner": "watershed", "replicas": 2})
+    assert runtime.scale is None and runtime.polarity == "bright" and rest == {"inner": "watershed", "replicas": 2}
+    runtime, _ = split_scale_options("ray", {"replicas": 2})  # model replicas: as the in-process model backend
+    assert runtime.scale == "auto" and runtime.polarity == "auto"

@@ -66,7 +66,7 @@ def split_scale_options(backend: str, options: Mapping[str, Any], default_window
     model backends and to ``none`` / ``bright`` otherwise (the watershed baseline's thresholds are its own and
     it stays as it was; a segmenter handed in by code keeps the frames it is given)."""
     rest = dict(options)
-    model = backend in MODEL_BACKENDS
+    model = backend in MODEL_BACKENDS and not (backend == "ray" and rest.get("inner") == "watershed")
     scale = parse_scale(rest.pop("scale", "auto" if model else "none"))
     polarity = parse_polarity(rest.pop("polarity", "auto" if model else "bright"))
     window = rest.pop("scale_window", default_window)
