@@ -19,7 +19,7 @@ def bench_daemon(
     model: str | None = typer.Option(None, "--model", help="Model file or shipped name for the ONNX backend."),
     option: list[str] = typer.Option([], "--option", "-o",
                                      help="Segment backend option key=value (repeatable), e.g. threads=1, "
-                                          "spinning=true: the daemon's segment.options."),
+                                          "spinning=true, replicas=2 (backend ray): the daemon's segment.options."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Run the whole daemon against a loopback sender and report throughput and latency."""
