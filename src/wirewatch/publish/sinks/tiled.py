@@ -68,14 +68,18 @@ def require_tiled() -> Any:
 
 
 def _api_key(config: TiledConfig) -> str | None:
+    from wirewatch.security import register_secret  # masked should it ever reach a log line
+
     if config.api_key_file is None:
+        if config.api_key:
+            register_secret(config.api_key)
         return config.api_key
     try:
         key = config.api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
     except (OSError, IndexError) as exc:
         raise ConfigError(f"publish.tiled.api_key_file {config.api_key_file}: cannot read a key ({exc})") from None
-    from wirewatch.security import register_secret
-
+    if not key:
+        raise ConfigError(f"publish.tiled.api_key_file {config.api_key_file} is empty")
     register_secret(key)
     return key
 
