@@ -254,6 +254,46 @@ def test_probe_4_a_30_mb_upload_with_a_huge_second_field_is_refused_while_it_str
             proc.kill()
 
 
+def test_an_event_stream_on_a_descriptor_above_1024_keeps_delivering() -> None:
+    """The hand-written server checked for a closed page with ``select.select``, which cannot take a file
+    descriptor >= 1024: such a page read as gone and its stream ended at once. The event loop has no limit."""
+    import resource
+
+    from wirewatch.web import WebConfig
+    from wirewatch.web.hub import encode_event
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit of open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if soft != resource.RLIM_INFINITY else soft, hard))
+    fillers: list[int] = []
+    app = WebApp(config=WebConfig(push_interval_s=0.0))
+    server = HttpServer(CollectorRegistry(), port=0, app=app)
+    try:
+        while len(fillers) < 1030:  # the next descriptors the server accepts are above 1024
+            fillers.extend(os.pipe())
+        with socket.create_connection((server.host, server.port), timeout=5) as sse:
+            sse.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            seen = b""
+            while b"event: hello" not in seen:
+                chunk = sse.recv(65536)
+                assert chunk, "the server ended the event stream"
+                seen += chunk
+            time.sleep(0.5)
+            assert app.hub.client_count == 1
+            app.hub.publish(encode_event("status", {"probe": 1024}))
+            seen = b""
+            while b'{"probe":1024}' not in seen:
+                chunk = sse.recv(65536)
+                assert chunk, "the server ended the event stream"
+                seen += chunk
+    finally:
+        server.close()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 # -- cookies, exception text, request ids ---------------------------------------------------------------------
 
 def test_the_session_cookie_is_secure_when_configured() -> None:
