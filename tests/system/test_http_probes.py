@@ -80,6 +80,12 @@ def test_probe_1_a_get_whose_body_is_a_second_request_gets_exactly_one_response(
     print(f"probe 1: {len(statuses)} response(s): {statuses}")
     assert statuses == [b"200"], answer[:300]
     assert b"/static/live.js" in answer and b'"frames_observed"' not in answer  # the page, not /api/status
+    # the CL.TE variant: h11 would let Transfer-Encoding win and read the rest as a second request; refused
+    with socket.create_connection((web_server.host, web_server.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)
+        answer = _read_for(sock, 1.5)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"400"], answer[:300]
 
 
 # -- probe 2: cross-site state changes ----------------------------------------------------------------------

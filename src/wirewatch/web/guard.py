@@ -2,6 +2,8 @@
 
 In order, for each request:
 
+0. a request with both ``Content-Length`` and ``Transfer-Encoding`` (request smuggling) gets 400 and the
+   connection is closed;
 1. a request id (``X-Request-Id`` on every answer; an unexpected error is logged with it server side and
    the client gets only ``internal error (request id ...)``, never exception text);
 2. the connection cap (``http.max_connections``): one more connection gets ``503 too many connections``;
@@ -222,6 +224,11 @@ class Guard:
             return 503, b"too many connections\n", "text/plain; charset=utf-8", [
                 (b"retry-after", b"1"), (b"connection", b"close")]
         headers = _headers(scope)
+        if "transfer-encoding" in headers and "content-length" in headers:
+            # h11 lets Transfer-Encoding win (RFC 9112 6.3), but a proxy in front may have used the length:
+            # the classic request-smuggling disagreement. Refused, and the connection closed.
+            return 400, b"both Content-Length and Transfer-Encoding given\n", "text/plain; charset=utf-8", [
+                (b"connection", b"close")]
         host = headers.get("host")
         if not self.hosts.allows(host):
             shown = (host or "")[:100].encode("ascii", "replace").decode()
