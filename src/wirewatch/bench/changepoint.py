@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.changepoint.config import DEFAULT_STATISTICS, ChangepointConfig
+from wirewatch.changepoint.corpus import trend_no_change
 from wirewatch.changepoint.evaluate import EvalStream, Summary, evaluate, scenario_stream, synthetic_stream
 from wirewatch.changepoint.streaming import build_detector
 
@@ -86,6 +87,8 @@ def suites(*, quick: bool = False, scenarios: bool = True, cache_dir: Path | Non
               lambda: [synthetic_stream("null", 1000 + s, n_frames=null_frames) for s in range(n_null)]),
         Suite("change-free + drift, outliers, dropped",
               lambda: [synthetic_stream("null", 2000 + s, n_frames=null_frames, **messy) for s in range(n_null)]),
+        Suite("steady trend, 1% outliers, 2% gaps, change-free (2000 frames; issue 38: <= 2 alarms each)",
+              lambda: [trend_no_change(3000 + s) for s in range(n_null)]),
     ]
     if scenarios:
         def scen(name: str, seeds: list[int]) -> Callable[[], list[EvalStream]]:

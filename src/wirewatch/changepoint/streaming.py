@@ -50,6 +50,7 @@ MAX_ABS_VALUE = 1e100  # beyond any real statistic; larger values are corrupt an
 SCALE_RELATIVE_SE = 0.9  # relative standard error of robust_scale from n samples is ~0.9 / sqrt(n)
 ONLINE_HOLDOFF = 32  # samples after a change the online test only learns its new baseline
 ONLINE_CONFIRM_T = 4.0  # an online alarm is reported when a line-to-line t statistic of its statistics reaches this
+ONLINE_MIN_AFTER = 3  # samples after an online alarm's located change before it is judged
 AFTER_CHANGE_MARGIN = 3  # samples after a reported change the windowed search leaves out (its place may be off)
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
 
@@ -271,6 +272,10 @@ class StreamingDetector:
         index = min(max(candidate.index, snap.start + 1), snap.end - 1)
         frame = int(snap.frames[index - snap.start])
         online_alarm = self.online is not None and candidate.detector == self.online.name
+        if online_alarm and self.linear and snap.end - index < ONLINE_MIN_AFTER:
+            # too young to tell a step from a pair of outliers (the outlier filter needs neighbours on both
+            # sides): the test stays alarmed and asks again with the next samples
+            return []
         duplicate = any(abs(frame - f) <= self.config.merge_margin for _, f in self._reported)
         if not duplicate:
             event = self._describe(snap, candidate, index, frame)
