@@ -202,6 +202,7 @@ def test_watched_folder_exactly_once_across_sigkill(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_watched_folder_five_minutes_one_file_a_second(tmp_path: Path) -> None:
     """The issue's figure: a file every second for 5 minutes, a fifth slow, some truncated, SIGKILL midway."""
     _run(tmp_path, n_files=300, interval=1.0, kill_after_lines=150)
