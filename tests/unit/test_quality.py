@@ -150,3 +150,10 @@ def test_attribution_finds_a_step_near_an_imprecise_change_frame(located: int) -
     monitor = QualityMonitor()
     _history(monitor, 53, 50, {"iq_blur_px": 2.0})  # reported 3 frames after the refocus at 50
     assert monitor.judge(_cp(located, 52)).attribution == "instrument"
+
+
+def test_a_change_of_image_quality_alone_is_the_instrument() -> None:
+    monitor = QualityMonitor()
+    _history(monitor, 80, 50, {"iq_blur_px": 1.05})  # too small a step to attribute a morphology change
+    assert monitor.judge(_cp(50, 58, ("iq_blur_px",))).attribution == "instrument"
+    assert monitor.judge(_cp(50, 58, ("iq_blur_px", "width_px_mean"))).attribution == "sample"

@@ -49,7 +49,7 @@ class QualityConfig(StrictModel):
     window: int = Field(default=15, ge=3, le=1000, description="frames before a change compared with after it")
     z_threshold: float = Field(default=8.0, gt=0, description="robust z of an image-quality step that "
                                                              "makes a change point 'instrument'")
-    magnification_tolerance: float = Field(default=0.15, gt=0, lt=1, description="length and width factors "
+    magnification_tolerance: float = Field(default=0.25, gt=0, lt=1, description="length and width factors "
                                            "within this relative difference (and both above min_step) read "
                                            "as a magnification change")
     min_step: float = Field(default=0.2, gt=0, description="smallest relative step of length and width "
@@ -92,6 +92,9 @@ class QualityMonitor:
         comparing up to ``window`` frames before the split with those from it to ``cp.detected_at``.
         """
         attribution: Attribution = cp.attribution
+        if cp.statistics and all(s in IQ_NAMES for s in cp.statistics):
+            # only image-quality measures moved: the instrument's by definition, never a sample alert
+            return replace(cp, attribution="instrument")
         tested = False
         for split in range(cp.frame - SPLIT_SLACK, cp.frame + SPLIT_SLACK + 1):
             before = [v for f, v in self._history if split - self.config.window <= f < split]
