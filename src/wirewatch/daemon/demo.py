@@ -37,9 +37,11 @@ from .stages import FrameResult
 
 log = logging.getLogger(__name__)
 
-PLOTTED = ("particle_count", "length_px_mean", "width_px_mean", "orientation_order", "coverage_fraction")
+# reliability (wirewatch.quality): how far to trust the others, 0-1; SegmentationUnreliable below 0.45
+PLOTTED = ("particle_count", "length_px_mean", "width_px_mean", "orientation_order", "coverage_fraction",
+           "reliability")
 SHOWN = ("particle_count", "length_px_mean", "width_px_mean", "aspect_ratio_mean", "orientation_order",
-         "coverage_fraction")
+         "coverage_fraction", "reliability")
 
 
 @dataclass

@@ -26,7 +26,7 @@ Counters = Callable[[], Mapping[str, float]]
 # GET /api/latest), which keeps the per-frame cost of watching small.
 LIVE_STATS: tuple[str, ...] = (
     "particle_count", "coverage_fraction", "length_px_mean", "width_px_mean", "area_px_mean",
-    "aspect_ratio_mean", "orientation_mean_deg", "orientation_order",
+    "aspect_ratio_mean", "orientation_mean_deg", "orientation_order", "reliability",
 )
 
 

@@ -5,6 +5,7 @@
     ["particle_count", "particles"], ["coverage_fraction", "coverage"], ["length_px_mean", "mean length (px)"],
     ["width_px_mean", "mean width (px)"], ["area_px_mean", "mean area (px)"], ["aspect_ratio_mean", "mean aspect ratio"],
     ["orientation_mean_deg", "mean orientation (deg)"], ["orientation_order", "orientation order S"],
+    ["reliability", "segmentation reliability (0-1)"],
   ];
   const MAX_RECORDS = 5000;
   let records = [];
