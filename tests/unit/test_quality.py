@@ -157,3 +157,17 @@ def test_a_change_of_image_quality_alone_is_the_instrument() -> None:
     _history(monitor, 80, 50, {"iq_blur_px": 1.05})  # too small a step to attribute a morphology change
     assert monitor.judge(_cp(50, 58, ("iq_blur_px",))).attribution == "instrument"
     assert monitor.judge(_cp(50, 58, ("iq_blur_px", "width_px_mean"))).attribution == "sample"
+
+
+def test_instrument_steps_report_a_refocus_once_and_not_a_sample_change() -> None:
+    monitor = QualityMonitor()
+    rng = np.random.default_rng(1)
+    events = []
+    for f in range(120):
+        blur = (1.4 if f < 60 else 2.4) + rng.normal(0, 0.04)
+        monitor.remember(f, {"iq_blur_px": blur, "iq_background": 0.0, "iq_contrast": 80.0, "iq_shift_px": 40.0,
+                             "width_px_median": 5.0 if f < 90 else 8.0})  # the wires widen at 90: not the instrument
+        events += monitor.instrument_steps(f)
+    (step,) = events
+    assert step.statistics == ("iq_blur_px",) and step.attribution == "instrument" and step.severity == "info"
+    assert step.frame == 60 and step.detected_at == 61 and step.before["iq_blur_px"] < step.after["iq_blur_px"]

@@ -397,8 +397,9 @@ class Pipeline:
                 changepoints = self.detector.update(frame.frame_id, stats.aggregates)
             except Exception:  # a detector bug must not stop measuring
                 log.exception("change-point detector failed on frame %d", frame.frame_id)
-        if self.quality is not None and changepoints:
+        if self.quality is not None:
             changepoints = [self.quality.judge(cp) for cp in changepoints]
+            changepoints += self.quality.instrument_steps(frame.frame_id)  # a refocus that moved no statistic
         clock.timed("changepoint", t)
         return FrameResult(frame=frame, stats=stats, changepoints=tuple(changepoints), image=seg.image,
                            detections=seg.detections, timings=clock.timings)

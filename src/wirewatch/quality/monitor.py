@@ -13,6 +13,10 @@ statistics (``reliability``, ``iq_*``, ...). ``QualityMonitor.judge(change_point
 - ``suspect`` when the median reliability over the frames around the change is below
   ``unreliable_below``: the statistics moved because the model stopped seeing the wires.
 
+``QualityMonitor.instrument_steps(frame_id)`` also reports a step of an image-quality measure on its
+own (median of the last ``STEP_FRAMES`` frames against the ``window`` before, same robust z): a refocus
+that moves no morphology statistic still raises ``InstrumentChanged``.
+
 The alert rules then decide: the shipped ``MorphologyChanged`` rule fires for ``sample`` change points
 that are not suspect, ``InstrumentChanged`` (severity info) for ``instrument`` ones.
 """
@@ -35,6 +39,7 @@ from wirewatch.types import Attribution, ChangePoint, Detections
 # The measures that attribute a change to the instrument. iq_contrast is recorded but not among them:
 # more wires (more crossings) raise the frame's 99th percentile as a brighter beam would.
 ATTRIBUTING = ("iq_blur_px", "iq_background", "iq_shift_px")
+STEP_FRAMES = 3  # instrument_steps: the median of this many newest frames against the window before
 SPLIT_SLACK = 5  # frames either side of a change point's frame where the instrument's step may lie
 # The statistics the magnification test compares; both are per-frame aggregates of wirewatch.stats.
 _LENGTH, _WIDTH = "length_px_median", "width_px_median"
@@ -65,10 +70,12 @@ class QualityMonitor:
         self.config = config or QualityConfig()
         self._image = ImageQuality()
         self._history: deque[tuple[int, dict[str, float]]] = deque(maxlen=history)
+        self._last_step = -(1 << 62)  # frame of the last instrument step reported (one per window)
 
     def reset(self) -> None:
         self._image.reset()
         self._history.clear()
+        self._last_step = -(1 << 62)
 
     def measure(self, raw: np.ndarray, image: np.ndarray, detections: Detections,
                 valid: np.ndarray | None = None) -> dict[str, float]:
@@ -83,6 +90,24 @@ class QualityMonitor:
         """Record the frame's measures (quality and the statistics the magnification test needs)."""
         keep = (*IQ_NAMES, "reliability", _LENGTH, _WIDTH)
         self._history.append((frame_id, {k: float(aggregates[k]) for k in keep if k in aggregates}))
+
+    def instrument_steps(self, frame_id: int) -> list[ChangePoint]:
+        """Change points of the image-quality measures themselves, ending at ``frame_id`` (instrument)."""
+        window = self.config.window
+        if frame_id - self._last_step < window or len(self._history) < window + STEP_FRAMES:
+            return []
+        rows = list(self._history)[-(window + STEP_FRAMES):]
+        before, after = [v for _, v in rows[:window]], [v for _, v in rows[window:]]
+        for name in ATTRIBUTING:
+            z, b, a = self._step(name, before, after)
+            if abs(z) > self.config.z_threshold:
+                self._last_step = frame_id
+                # the step's frame: the first of the newest frames past half-way from the old level to the new
+                first = next((f for f, v in rows[window:] if abs(v.get(name, b) - b) > abs(a - b) / 2), rows[window][0])
+                return [ChangePoint(frame=first, detected_at=frame_id, statistics=(name,),
+                                    before={name: b}, after={name: a}, effect_size=z, detector="quality",
+                                    severity="info", attribution="instrument")]
+        return []
 
     def judge(self, cp: ChangePoint) -> ChangePoint:
         """``cp`` with ``attribution`` and ``suspect`` from the measures around ``cp.frame``.
@@ -112,23 +137,27 @@ class QualityMonitor:
         suspect = bool(around.size) and float(np.median(around)) < self.config.unreliable_below
         return replace(cp, attribution=attribution, suspect=suspect)
 
+    def _step(self, name: str, before: list[dict[str, float]], after: list[dict[str, float]]
+              ) -> tuple[float, float, float]:
+        """(robust z of the step, median before, median after) of measure ``name``; z 0 without data."""
+        b, a = _values(before, name), _values(after, name)
+        if b.size < 3 or a.size < 1:
+            return 0.0, math.nan, math.nan
+        centre, moved = float(np.median(b)), float(np.median(a))
+        spread = 1.4826 * float(np.median(np.abs(b - centre)))
+        # floors: a perfectly steady measure must not turn noise into an event
+        scale = max(spread, 0.02 * abs(centre), 1e-9)
+        if name == "iq_background":
+            contrast = _values(before, "iq_contrast")
+            level = float(np.median(contrast)) if contrast.size else 0.0
+            scale = max(scale, 0.01 * level)  # a background of 0 (optical density) moves by a grey level
+        if name == "iq_shift_px":
+            scale = max(scale, 1.0)  # sub-pixel jitter of the correlation peak is not a drift
+        return (moved - centre) / scale, centre, moved
+
     def _instrument_moved(self, before: list[dict[str, float]], after: list[dict[str, float]]) -> bool:
-        contrast = _values(before, "iq_contrast")
-        level = float(np.median(contrast)) if contrast.size else 0.0
-        for name in ATTRIBUTING:
-            b, a = _values(before, name), _values(after, name)
-            if b.size < 3 or a.size < 1:
-                continue
-            centre = float(np.median(b))
-            spread = 1.4826 * float(np.median(np.abs(b - centre)))
-            # floors: a perfectly steady measure must not turn noise into an event
-            scale = max(spread, 0.02 * abs(centre), 1e-9)
-            if name == "iq_background":
-                scale = max(scale, 0.01 * level)  # a background of 0 (optical density) moves by a grey level
-            if name == "iq_shift_px":
-                scale = max(scale, 1.0)  # sub-pixel jitter of the correlation peak is not a drift
-            if abs(float(np.median(a)) - centre) / scale > self.config.z_threshold:
-                return True
+        if any(abs(self._step(name, before, after)[0]) > self.config.z_threshold for name in ATTRIBUTING):
+            return True
         return self._magnified(before, after)
 
     def _magnified(self, before: list[dict[str, float]], after: list[dict[str, float]]) -> bool:
