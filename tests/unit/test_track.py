@@ -123,6 +123,21 @@ def test_births_deaths_growth_and_drift_match_the_truth() -> None:
     assert max(err) < 0.75, max(err)
 
 
+def test_drift_refinement_at_full_resolution_is_finer() -> None:
+    from wirewatch.track.drift import DriftEstimator
+
+    run = simulate_run(frames=25, size=512, wires=60, drift_px=2.0, seed=4)
+    errors = {}
+    for refine in (False, True):
+        est = DriftEstimator(refine=refine)
+        est.shift(run[0].image)
+        errors[refine] = [math.hypot(dx - (f.drift[0] - p.drift[0]), dy - (f.drift[1] - p.drift[1]))
+                          for p, f in itertools.pairwise(run) for dx, dy in [est.shift(f.image)]]
+    assert np.mean(errors[True]) < 0.3 and max(errors[True]) < 0.75, errors[True]
+    assert np.mean(errors[False]) < 1.0 and max(errors[False]) < 1.5, errors[False]
+    assert np.mean(errors[True]) < np.mean(errors[False])
+
+
 def test_without_drift_compensation_identities_break() -> None:
     """The drift term earns its place: with 4 px/frame drift and no compensation IDF1 falls."""
     run = simulate_run(frames=40, size=256, wires=30, drift_px=4.0, miss_prob=0.0, seed=5)

@@ -6,7 +6,7 @@ One frame at a time (online, as the daemon sees frames):
    into a running offset, so a track's last mask and centroid are moved to where they are now.
 2. Mask IoU of every particle against every live track (seen within ``max_gap_frames``) on every
    ``grid``-th pixel, all pairs at once: the tracks' sample cells are stamped into one grid of
-   owners (cells two tracks share, at crossings, are joined separately by sorting), each particle
+   owners (cells two tracks share, found as stamps overwritten, are joined separately by sorting), each particle
    cell looks its owner up, and one ``bincount`` of (particle, track) keys gives every
    intersection. No loop over pairs; about 4x cheaper than the same product with ``scipy.sparse``.
 3. Cost ``(1 - IoU) + distance_weight x centroid distance / max_distance_px + gap_penalty x frames
@@ -74,9 +74,10 @@ def _median(values: np.ndarray) -> float:
 class Tracker:
     def __init__(self, config: TrackConfig | None = None) -> None:
         self.config = config if config is not None else TrackConfig(enabled=True)
-        self._drift = DriftEstimator(self.config.max_drift_px)
+        self._drift = DriftEstimator(self.config.max_drift_px, refine=self.config.drift_refine)
         self._next_id = 1
         self._owner: np.ndarray | None = None  # cell -> track index scratch grid, reused
+        self._shared = np.zeros(0, dtype=bool)  # cells two tracks cover, scratch grid
         self.reset()
 
     def reset(self) -> None:
@@ -185,27 +186,35 @@ class Tracker:
 
     def _intersections(self, a_rows: np.ndarray, a_flat: np.ndarray, b_rows: np.ndarray, b_flat: np.ndarray,
                        n: int, m: int, cells: int) -> np.ndarray:
-        """(n, m) counts of shared cells between particle and track cell lists."""
+        """(n, m) counts of shared cells between particle and track cell lists (a track's cells are unique)."""
         if self._owner is None or self._owner.size != cells:
-            self._owner = np.full(cells, -1, dtype=np.int64)
-        owner = self._owner
-        count = np.bincount(b_flat, minlength=cells)
-        owner[b_flat] = b_rows  # cells of one track: the owner; shared cells are joined below
-        a_count = count[a_flat]
-        single = a_count == 1
-        keys = [a_rows[single] * m + owner[a_flat[single]]]
-        shared = a_count > 1
-        if shared.any():  # crossings: a cell two or more tracks cover
-            b_multi = count[b_flat] > 1
+            self._owner = np.full(cells, -1, dtype=np.int32)
+            self._shared = np.zeros(cells, dtype=bool)
+        owner, flag = self._owner, self._shared
+        owner[b_flat] = b_rows  # the last track stamped wins a cell two tracks cover...
+        lost = owner[b_flat] != b_rows  # ...so the entries it overwrote mark the shared cells
+        crossings = bool(lost.any())
+        if crossings:
+            flag[b_flat[lost]] = True
+        a_owner = owner[a_flat]
+        single = a_owner >= 0
+        if crossings:
+            a_shared = flag[a_flat]
+            single &= ~a_shared
+        keys = [a_rows[single] * m + a_owner[single]]
+        if crossings and a_shared.any():  # particle cells that two or more tracks cover: joined by sorting
+            b_multi = flag[b_flat]
             bf, br = b_flat[b_multi], b_rows[b_multi]
             order = np.argsort(bf, kind="stable")
             bf, br = bf[order], br[order]
-            af, ar = a_flat[shared], a_rows[shared]
+            af, ar = a_flat[a_shared], a_rows[a_shared]
             lo, hi = np.searchsorted(bf, af, "left"), np.searchsorted(bf, af, "right")
             reps = hi - lo
             starts = np.repeat(lo - np.cumsum(reps) + reps, reps) + np.arange(int(reps.sum()))
             keys.append(np.repeat(ar, reps) * m + br[starts])
-        owner[b_flat] = -1  # leave the grid clean for the next frame
+        if crossings:
+            flag[b_flat[lost]] = False
+        owner[b_flat] = -1  # leave the grids clean for the next frame
         return np.bincount(np.concatenate(keys), minlength=n * m).reshape(n, m)
 
     def _cost(self, cells: list[tuple[np.ndarray, np.ndarray]], cx: np.ndarray, cy: np.ndarray,
