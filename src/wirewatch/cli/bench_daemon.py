@@ -68,7 +68,8 @@ def bench_daemon(
         if r.replicas is not None:  # backend ray (CPU above: the daemon process only, not the replicas)
             console.print(f"{r.backend}: {r.replicas} replica(s) served frames, Ray overhead p50 "
                           f"{r.ray_overhead_p50_s * 1000:.1f} ms/frame, {r.frames_failed} frame(s) failed, "
-                          f"Ray + Serve + replicas started in {r.ray_startup_s:.1f} s")
+                          f"Ray + Serve + replicas started in {r.ray_startup_s:.1f} s, "
+                          f"{r.replicas_busy:.2f} replicas segmenting at once on average")
     for d in decode_rows:
         console.print(f"decode {d.name}: median {d.median_ms:.2f} ms, p90 {d.p90_ms:.2f} ms "
                       f"({'ok' if d.meets_target else 'MISSED'} < 5 ms)")

@@ -54,6 +54,9 @@ class DaemonBench:
     frames_failed: int = 0
     ray_overhead_p50_s: float = float("nan")
     ray_startup_s: float = float("nan")  # Ray (embedded) + Serve + replicas ready, seconds
+    # replicas segmenting at once on average over the window (their inference seconds / window): how many
+    # replicas the serving kept busy, whatever the cores did
+    replicas_busy: float = float("nan")
 
     @property
     def meets_target(self) -> bool:
@@ -101,6 +104,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     results: list[tuple[float, float, float, int, dict[str, float]]] = []  # published_at, latency, segment, n, timings
     lock = threading.Lock()
     cpu_marks: list[float] = []  # process CPU time when the measuring window opens
+    busy_marks: list[float] = []  # backend ray: the replicas' summed inference seconds, same moments
 
     def on_result(r: FrameResult) -> None:
         with lock:
@@ -116,6 +120,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         while time.time() - t0 < warmup_s + seconds:
             if not cpu_marks and time.time() - t0 >= warmup_s:
                 cpu_marks.append(time.process_time())
+                busy_marks.append(_busy_s(daemon))
             due = t0 + sent / rate
             delay = due - time.time()
             if delay > 0:
@@ -123,6 +128,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
             push.send_multipart(encode_array10(sent, images[sent % len(images)], timestamp=time.time()))
             sent += 1
         cpu_marks.append(time.process_time())
+        busy_marks.append(_busy_s(daemon))
         time.sleep(0.5)
     finally:
         daemon.stop()
@@ -160,4 +166,10 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
         load_average=(load_start, os.getloadavg()[0]), options=dict(options or {}),
         replicas=len(replica_pids) if replica_pids is not None else None, frames_failed=failed,
         ray_overhead_p50_s=float(np.median(overheads)) if overheads else float("nan"),
-        ray_startup_s=float(getattr(seg_backend, "startup_s", float("nan"))))
+        ray_startup_s=float(getattr(seg_backend, "startup_s", float("nan"))),
+        replicas_busy=(busy_marks[1] - busy_marks[0]) / seconds if len(busy_marks) == 2 else float("nan"))
+
+
+def _busy_s(daemon: Daemon) -> float:
+    """Seconds the ray backend's replicas spent segmenting so far (NaN for other backends)."""
+    return float(getattr(daemon.built.extra.get("segmenter"), "busy_s", float("nan")))

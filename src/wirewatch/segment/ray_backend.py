@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -239,11 +239,12 @@ class RaySegmenter:
         self.request_timeout_s = float(request_timeout_s)
         self.address = address
         self.retried = 0  # requests sent again after their replica died
-        self.replica_pids: set[int] = set()  # replicas that answered (a restarted replica adds its pid)
+        self.replica_frames: Counter[int] = Counter()  # frames segmented per replica process (pid)
         # per frame: round trip minus the replica's wait and inference = Ray's own cost (transfer,
         # scheduling, packing); the newest 1000 kept
         self.overheads_s: deque[float] = deque(maxlen=1000)
         self.last_infer_cpu_s = float("nan")  # the replica's inference CPU for the last frame (benchmarks)
+        self.busy_s = 0.0  # the replicas' inference seconds, summed over frames (benchmarks: replicas kept busy)
         self._lock = threading.Lock()
         self._ready = False
         self._closed = threading.Event()
@@ -337,6 +338,12 @@ class RaySegmenter:
             running = self._running_replicas()
             self._ready = running > 0
 
+    @property
+    def replica_pids(self) -> set[int]:
+        """Replica processes that answered (a restarted replica is a new one)."""
+        with self._lock:
+            return set(self.replica_frames)
+
     # -- the Segmenter interface -----------------------------------------------------------------
     def ready(self) -> bool:
         """At least one replica running (as Serve's controller last said)."""
@@ -372,10 +379,11 @@ class RaySegmenter:
         pid = packed.get("pid")
         with self._lock:
             if isinstance(pid, int):
-                self.replica_pids.add(pid)
+                self.replica_frames[pid] += 1
             with contextlib.suppress(TypeError, ValueError, KeyError):
                 self.overheads_s.append(rtt - float(packed["wait_s"]) - float(packed["infer_s"]))
                 self.last_infer_cpu_s = float(packed["infer_cpu_s"])
+                self.busy_s += float(packed["infer_s"])
         return det
 
     def close(self) -> None:
