@@ -35,7 +35,7 @@ class WindowedConfig(StrictModel):
     jump: int = Field(default=2, ge=1)  # candidate break every `jump` frames (refined to 1 frame afterwards)
     confirmations: int = Field(default=2, ge=1)  # consecutive runs that must find the change
     width: int = Field(default=40, ge=4)  # sliding-window width (method "window" only)
-    share: float = Field(default=0.5, gt=0, le=1)  # share of the false-alarm budget
+    share: float = Field(default=0.1, gt=0, le=1)  # share of the false-alarm budget (see OnlineConfig.share)
 
     @model_validator(mode="after")
     def _fits(self) -> WindowedConfig:
@@ -72,7 +72,8 @@ class OnlineConfig(StrictModel):
     shift: float = Field(default=2.0, gt=0)  # smallest shift (robust sigmas) it is tuned for; drift k = shift / 2
     clip_z: float = Field(default=3.0, gt=0)  # single outliers add at most clip_z - k to the sum
     baseline_alpha: float = Field(default=0.02, ge=0, lt=1)  # slow tracking of the baseline (drift)
-    share: float = Field(default=0.5, gt=0, le=1)  # share of the false-alarm budget
+    # most of the budget: its alarms are confirmed against lines on each side before they are reported
+    share: float = Field(default=0.9, gt=0, le=1)
     bocpd: BocpdConfig = Field(default_factory=BocpdConfig)
 
 

@@ -384,12 +384,15 @@ def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector
     config = config or ChangepointConfig()
     n_dims = len(config.stats)
     rate = config.false_alarms_per_1000 / 1000.0
+    both = config.windowed.enabled and config.online.enabled  # a detector alone gets the whole budget
+    windowed_share = config.windowed.share if both else 1.0
+    online_share = config.online.share if both else 1.0
     windowed = None
     if config.windowed.enabled:
         w = config.windowed
         penalty = windowed_penalty(cost=w.cost, method=w.method, n_dims=n_dims, window=w.window,
                                    min_size=w.min_segment, jump=w.jump, width=w.width,
-                                   alpha_run=min(0.5, rate * w.share * w.every))
+                                   alpha_run=min(0.5, rate * windowed_share * w.every))
         windowed = WindowedSearch(w, penalty)
     online: OnlineTest | None = None
     if config.online.enabled:
@@ -399,10 +402,10 @@ def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector
             params = BocpdParams(expected_run=b.expected_run, max_run=b.max_run, lag=b.lag,
                                  linear=b.model == "linear", level_sd=b.level_sd, slope_sd=b.slope_sd,
                                  clip=o.clip_z)
-            online = BocpdTest(params, threshold=bocpd_threshold(params, rate * o.share / n_dims),
+            online = BocpdTest(params, threshold=bocpd_threshold(params, rate * online_share / n_dims),
                                holdoff=ONLINE_HOLDOFF)
         else:
-            threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * o.share)
+            threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * online_share)
             online = ONLINE_TESTS[o.method](drift=o.shift / 2.0, threshold=threshold, clip=o.clip_z,
                                             baseline_alpha=o.baseline_alpha, holdoff=ONLINE_HOLDOFF,
                                             warmup=config.warmup, trend=o.trend)
