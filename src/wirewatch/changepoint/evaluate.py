@@ -369,7 +369,8 @@ DETECTORS: dict[str, dict[str, Any]] = {
     "bocpd alone": {"online": {"method": "bocpd"}, "windowed": {"enabled": False}},
     "binseg/linear alone": {"online": {"enabled": False}},
     "issue 6 (binseg/l2 + level CUSUM; no calibration)": {
-        "windowed": {"cost": "l2"}, "online": {"trend": False}, "calibration": {"enabled": False},
+        "windowed": {"cost": "l2", "share": 0.5}, "online": {"trend": False, "share": 0.5},
+        "calibration": {"enabled": False},
         "false_alarms_per_1000": 0.3},
 }
 
