@@ -47,6 +47,8 @@ def test_cli_writes_events_json_and_plot_and_scores_against_truth(tmp_path: Path
         assert event["detected_at"] >= event["frame"] and event["delay"] == event["detected_at"] - event["frame"]
         assert event["statistics"] and set(event["before"]) == set(event["statistics"]) == set(event["after"])
         assert event["detector"] in {"cusum", "binseg"} and event["severity"] in {"info", "warning", "critical"}
+        # issue 38: what changed, and the threshold the reporting detector used
+        assert event["kind"] in {"level", "slope", "variance"} and event["penalty"] > 0
     assert doc["scores"]["f1"] == 1.0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "F1 1.00" in result.output
