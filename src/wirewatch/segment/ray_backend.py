@@ -5,8 +5,9 @@ holds one of the in-process segmenters (``inner``: onnxruntime by default, tenso
 and segments one frame at a time. The daemon sends frames as numpy arrays through Ray (actor
 calls: large arguments travel through the object store, not as JSON) and gets masks back
 compact (each mask cut to its bounding rectangle and bit-packed with ``np.packbits``: ~30 kB for
-the ~34 wires of a 512 x 512 frame instead of 9 MB of full-frame bool masks), unpacked here. The daemon keeps up to ``max_in_flight`` frames in flight
-(``wirewatch.daemon.inflight.OrderedWindow``) and hands results on in frame order.
+the ~34 wires of a 512 x 512 frame instead of 9 MB of full-frame bool masks), unpacked here. The
+daemon keeps up to ``max_in_flight`` frames in flight (``wirewatch.daemon.inflight.OrderedWindow``)
+and hands results on in frame order.
 
 ``address``: unset starts a local Ray inside the daemon (the embedded default; shut down with
 the daemon); ``auto`` joins the Ray cluster this machine is a node of (``ray start --address``),
@@ -372,7 +373,6 @@ class RaySegmenter:
                     raise SegmentFailed(f"the replica died again on the retry: {exc}") from None
                 with self._lock:
                     self.retried += 1
-                self._ready = False  # until the poller sees a running replica again
                 log.warning("ray backend: a replica died with a frame in flight; sending it again")
             except TimeoutError:
                 raise SegmentFailed(f"no reply from a replica within {self.request_timeout_s:g} s") from None
