@@ -277,3 +277,15 @@ def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_clu
     ids = [line["frame"] for line in read_record(tmp_path / "record.jsonl")]
     assert ids == sorted(ids) and len(ids) == daemon.pipeline.processed
     assert ids[-1] == sent - 1
+
+
+def test_bench_daemon_reports_the_usual_fields_and_the_replicas(ray_cluster: Any) -> None:
+    from wirewatch.daemon.bench import run_daemon_bench
+
+    frames = [rods(i, size=256) for i in range(4)]
+    r = run_daemon_bench("ray", size=256, rate=40, seconds=3, warmup_s=1, frames=frames,
+                         options={"app_name": APP, "inner": "watershed", "replicas": 2})
+    assert r.backend == "ray" and r.replicas == 2
+    assert r.frames_sent == r.frames_processed + r.frames_dropped + r.frames_failed
+    assert r.fps > 0 and r.latency_p99_s >= r.latency_p50_s > 0 and r.segment_p50_s > 0
+    assert 0 < r.replicas_busy <= 2.0 and r.ray_overhead_p50_s > 0
