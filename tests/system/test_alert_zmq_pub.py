@@ -81,7 +81,7 @@ def test_sub_receives_stats_changepoint_and_alert(context: zmq.Context) -> None:
                       "before": {"length_px_mean": 30.0, "particle_count": 12.0},
                       "after": {"length_px_mean": 45.5, "particle_count": None},
                       "effect_size": 4.25, "detector": "window", "severity": "critical",
-                     "attribution": "sample", "suspect": False}
+                     "kind": "level", "penalty": None, "attribution": "sample", "suspect": False}
     assert alert["name"] == "WireLengthChanged" and alert["state"] == "firing"
     assert alert["labels"] == {"statistic": "length_px_mean", "severity": "critical"}
     assert alert["frame"] == 40 and alert["starts_at"] == "2023-11-14T22:14:12.500Z"

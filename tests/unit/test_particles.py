@@ -197,3 +197,21 @@ def test_the_daemon_refuses_particles_dir_without_pyarrow(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ConfigError, match=r"particles_dir.*pip install 'wirewatch\[particles\]'"):
         build_pipeline(config, segmenter=load_segmenter("watershed"))
+
+
+def test_track_ids_are_written_and_null_without_tracking() -> None:
+    pytest.importorskip("pyarrow")
+    from types import SimpleNamespace
+
+    from wirewatch.publish.particles import particle_rows, particle_schema, particles_table
+
+    def result(particles: dict) -> SimpleNamespace:
+        n = len(particles["area_px"])
+        det = SimpleNamespace(scores=np.ones(n, np.float32), mask_scores=None, image_shape=(8, 8))
+        return SimpleNamespace(stats=SimpleNamespace(particles=particles), detections=det, frame_id=3,
+                               frame=SimpleNamespace(series_id="s", time=1.0))
+
+    tracked = particle_rows(result({"area_px": np.array([5, 6]), "track_id": np.array([4, 9], np.int64)}))
+    untracked = particle_rows(result({"area_px": np.array([7])}))
+    table = particles_table([tracked, untracked], particle_schema())
+    assert table.column("track_id").to_pylist() == [4, 9, None]

@@ -59,6 +59,8 @@ def changepoint_to_dict(cp: ChangePoint) -> dict[str, Any]:
         "effect_size": finite_or_none(cp.effect_size),
         "detector": cp.detector,
         "severity": cp.severity,
+        "kind": cp.kind,
+        "penalty": finite_or_none(cp.penalty),
         "attribution": cp.attribution,
         "suspect": bool(cp.suspect),
     }

@@ -64,7 +64,8 @@ def particle_schema(masks: MaskFormat = "none") -> Any:
     pa = require_pyarrow()
     fields = [pa.field("series", pa.string()), pa.field("frame", pa.int64()), pa.field("time", pa.float64()),
               pa.field("particle", pa.int32()), pa.field("score", pa.float32()),
-              pa.field("mask_score", pa.float32())]
+              pa.field("mask_score", pa.float32()),
+              pa.field("track_id", pa.int64())]  # null unless track.enabled (wirewatch.track)
     for name in PARTICLE_COLUMNS:
         kind = pa.bool_() if name == "touches_border" else pa.int64() if name in _INT_COLUMNS else pa.float64()
         fields.append(pa.field(name, kind))
@@ -111,6 +112,8 @@ def particle_rows(result: Any, masks: MaskFormat = "none") -> dict[str, np.ndarr
         "series": np.full(n, result.frame.series_id, dtype=object), "frame": np.full(n, int(result.frame_id)),
         "time": np.full(n, float(result.frame.time)), "particle": np.arange(n, dtype=np.int32),
         "score": pick(det.scores), "mask_score": pick(det.mask_scores),
+        # tracking's ids (int64) or NaN, which particles_table writes as null
+        "track_id": (np.asarray(table["track_id"], np.float64) if "track_id" in table else np.full(n, np.nan)),
     }
     for name in PARTICLE_COLUMNS:
         values = table.get(name)
