@@ -171,3 +171,13 @@ def test_instrument_steps_report_a_refocus_once_and_not_a_sample_change() -> Non
     (step,) = events
     assert step.statistics == ("iq_blur_px",) and step.attribution == "instrument" and step.severity == "info"
     assert step.frame == 60 and step.detected_at == 61 and step.before["iq_blur_px"] < step.after["iq_blur_px"]
+
+
+def test_a_small_steady_blur_shift_from_wider_wires_is_not_an_instrument_step() -> None:
+    monitor = QualityMonitor()
+    events = []
+    for f in range(120):  # the demo's width x1.6 reads +9 % edge blur, very steadily (a large z)
+        blur = 1.28 if f < 75 else 1.40
+        monitor.remember(f, {"iq_blur_px": blur + 0.001 * (f % 3), "iq_contrast": 80.0})
+        events += monitor.instrument_steps(f)
+    assert events == []
