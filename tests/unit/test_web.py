@@ -333,3 +333,31 @@ def test_bench_result_shares_from_phases() -> None:
         assert isinstance(head, Response) and head.status == 200 and app.hub.client_count == 0
     finally:
         app.close()
+
+
+def test_live_overlay_colours_masks_by_track_so_a_wire_keeps_its_colour() -> None:
+    import cv2
+
+    from wirewatch.web.overlay import live_overlay_jpeg, mask_track_ids
+
+    masks = np.zeros((2, 64, 64), bool)
+    masks[0, 5:15, 5:60] = True
+    masks[1, 40:50, 5:60] = True
+    image = np.full((64, 64), 0.2, np.float32)
+
+    def colour(jpeg: bytes, row: int) -> np.ndarray:
+        bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return bgr[row, 30].astype(int)
+
+    # the same track (7) drawn as mask 0 in one frame and as mask 1 in the next: the same colour
+    first = live_overlay_jpeg(image, masks, track_ids=np.array([7, 3]))
+    second = live_overlay_jpeg(image, masks, track_ids=np.array([3, 7]))
+    assert np.abs(colour(first, 10) - colour(second, 45)).max() <= 6
+    assert np.abs(colour(first, 10) - colour(first, 45)).max() > 30  # different tracks, different colours
+    # the ids come from the particle rows through mask_index; none without tracking
+    det = Detections(np.zeros((2, 4), np.float32), np.ones(2, np.float32), masks, (64, 64))
+    stats = FrameStats(0, 0.0, {}, {"mask_index": np.array([1, 0]), "track_id": np.array([11, 12])})
+    tracked = type("R", (), {"stats": stats, "detections": det})()
+    assert mask_track_ids(tracked).tolist() == [12, 11]  # type: ignore[arg-type, union-attr]
+    untracked = type("R", (), {"stats": FrameStats(0, 0.0, {}, {}), "detections": det})()
+    assert mask_track_ids(untracked) is None  # type: ignore[arg-type]
