@@ -33,9 +33,9 @@ from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig
 from wirewatch.publish.record import RecordConfig
-from wirewatch.track.config import TrackConfig
 from wirewatch.publish.sinks.tiled import PublishConfig
 from wirewatch.quality.monitor import QualityConfig
+from wirewatch.track.config import TrackConfig
 
 Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt", "ray"]  # ray: Ray Serve replicas (docs/deploy.md)
 
