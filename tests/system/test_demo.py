@@ -40,6 +40,9 @@ def test_demo_writes_record_plots_and_truth(tmp_path: Path) -> None:
     assert "true change points at frames [75]" in text and "90 processed" in text
     assert "agreement with the simulator's truth over 90 frames" in text
     assert "NODATA pixels received: 0 in 0 frames" in text
+    # output to a file: the summary starts on its own line, not glued to the table's border (issue 41)
+    assert "\ndone:" in text and "┘done" not in text
+    assert "frames sent (of the run)" in text and "frames processed" in text
     # the width jump at frame 75 is the clearest change in this scenario
     assert any(abs(cp.frame - 75) <= 5 and "width_px_mean" in cp.statistics for cp in summary.detected), \
         summary.detected

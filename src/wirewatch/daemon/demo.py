@@ -219,6 +219,8 @@ def _watch(daemon: Daemon, sim: Simulator, sim_thread: threading.Thread, state: 
             shown_cps += len(new)
             view.update(render())
         view.update(render())
+    if not console.is_terminal:
+        console.line()  # Live leaves its last render without a newline when the output is not a terminal
 
 
 def _progress_table(daemon: Daemon, sim: Simulator, state: DemoState, elapsed: float, frames: int) -> Any:
@@ -236,7 +238,8 @@ def _progress_table(daemon: Daemon, sim: Simulator, state: DemoState, elapsed: f
     table = Table(title=f"wirewatch demo  {elapsed:5.1f} s", show_header=False, min_width=60)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("frames sent / processed", f"{sim.sent_frames} / {frames}   {processed}")
+    table.add_row("frames sent (of the run)", f"{sim.sent_frames} of {frames}")
+    table.add_row("frames processed", f"{processed}")
     table.add_row("frames/s processed", f"{processed / elapsed:.2f}" if elapsed > 0 else "-")
     table.add_row("dropped (overload)", f"{int(dropped)}")
     table.add_row("latency p50 (last 20)", f"{np.median(recent):.3f} s" if recent else "-")
