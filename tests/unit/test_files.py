@@ -35,3 +35,21 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
         write_atomically(target, half_then_fail)
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_durable_writes_are_fsynced_and_let_the_os_error_through(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import wirewatch.files as files
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    target = files.write_durably(tmp_path / "part.bin", lambda fh: fh.write(b"abc"))
+    assert target.read_bytes() == b"abc" and len(synced) == 2  # the file, then its folder
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~files._umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.bin"]
+    # a folder that cannot be made (its parent is a file, refused even to root): the caller, which keeps its
+    # data and retries, gets the OSError itself, not write_atomically's InputError
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(OSError):
+        files.write_durably(tmp_path / "a-file" / "x.bin", lambda fh: fh.write(b"x"))

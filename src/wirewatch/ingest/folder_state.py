@@ -11,14 +11,13 @@ be a dependency for one dict.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wirewatch.files import write_durably
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -69,15 +68,5 @@ class FolderState:
             return
         data = {"version": VERSION, "next_frame": self.next_frame, "acked": self.acked,
                 "files": self.files, "bad": self.bad}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        text = json.dumps(data, separators=(",", ":"))
+        write_durably(self.path, lambda fh: fh.write(text.encode("utf-8")))

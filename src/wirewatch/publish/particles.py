@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import re
 import tempfile
 import time
@@ -36,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from wirewatch.errors import ConfigError, InputError
+from wirewatch.files import write_durably
 from wirewatch.stats.descriptors import PARTICLE_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -142,33 +142,12 @@ def particles_table(chunks: Sequence[Mapping[str, np.ndarray]], schema: Any) -> 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened / fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_atomically(table: Any, path: Path, *, compression: str = "zstd") -> int:
-    """Write ``table`` to ``path`` via a hidden temporary file in the same folder: write, fsync, rename,
-    fsync the folder. Returns the file's size in bytes."""
+    """Write ``table`` to ``path`` durably (``wirewatch.files.write_durably``: a hidden temporary file in the
+    same folder, fsync, rename, fsync the folder). Returns the file's size in bytes."""
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # as the record: readable by the analysis tools (mkstemp makes 0600)
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f, compression=compression)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    write_durably(path, lambda fh: pq.write_table(table, fh, compression=compression))
     return path.stat().st_size
 
 

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from wirewatch.files import write_durably
 from wirewatch.types import Alert, ChangePoint
 
 from .particles import SCHEMA_VERSION, ParticleWriter
@@ -46,19 +46,8 @@ def alert_event(alert: Alert) -> dict[str, Any]:
 
 
 def write_json_atomically(path: Path, doc: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # as the record: readable by the analysis tools (mkstemp makes 0600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(dict(doc)), f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(_clean(dict(doc)), indent=1, allow_nan=False) + "\n"
+    write_durably(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def latency_summary(latencies: Sequence[float]) -> dict[str, float | None]:
