@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,45 +18,13 @@ from wirewatch.daemon.pipeline import Pipeline
 from wirewatch.daemon.stages import FrameResult, ThrottledLog
 from wirewatch.errors import WirewatchError
 from wirewatch.ingest import encode_array10, encode_series, make_decoder
-from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.zmq_source import is_control
+from wirewatch.ingest.memory import MessageListSource as ListSource
 from wirewatch.preprocess import PreprocessConfig
 from wirewatch.segment.watershed import WatershedSegmenter
 from wirewatch.stats import measure
 from wirewatch.types import ChangePoint
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-
-
-class ListSource:
-    """A finite in-memory ``Source``."""
-
-    def __init__(self, messages: list[list[bytes]], format_name: str = "array-1.0") -> None:
-        self.format_name = format_name
-        self._msgs = [RawMessage(parts=tuple(m), received_at=time.time(), seq=i, control=is_control(format_name, m))
-                      for i, m in enumerate(messages)]
-        self._i = 0
-        self.closed = False
-
-    def start(self) -> None:
-        pass
-
-    def get(self, timeout: float | None = None) -> RawMessage | None:
-        if self._i >= len(self._msgs):
-            return None
-        self._i += 1
-        return self._msgs[self._i - 1]
-
-    @property
-    def finished(self) -> bool:
-        return self._i >= len(self._msgs)
-
-    def stats(self) -> SourceStats:
-        return SourceStats(received=len(self._msgs), delivered=self._i, buffered=len(self._msgs) - self._i,
-                           max_buffered=len(self._msgs))
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class CountingDetector:

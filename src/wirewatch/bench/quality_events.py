@@ -25,7 +25,7 @@ from wirewatch.daemon.metrics import DaemonMetrics
 from wirewatch.daemon.pipeline import Pipeline
 from wirewatch.daemon.stages import FrameResult
 from wirewatch.ingest import encode_array10, make_decoder
-from wirewatch.ingest.base import RawMessage, SourceStats
+from wirewatch.ingest.memory import MessageListSource
 from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.simulate.producer import FrameMaker
 from wirewatch.simulate.scenario import resolve_scenario
@@ -35,36 +35,6 @@ from wirewatch.types import ChangePoint
 MARGIN = 15  # a change point within this many frames after an event belongs to it
 KEPT = ("reliability", "iq_blur_px", "iq_background", "iq_shift_px", "length_px_median", "width_px_median",
         "particle_count")
-
-
-class _Frames:
-    """A finite in-memory source of one scenario's array-1.0 messages."""
-
-    format_name = "array-1.0"
-
-    def __init__(self, messages: list[list[bytes]]) -> None:
-        self._msgs = [RawMessage(parts=tuple(m), received_at=time.time(), seq=i) for i, m in enumerate(messages)]
-        self._i = 0
-
-    def start(self) -> None:
-        pass
-
-    def get(self, timeout: float | None = None) -> RawMessage | None:
-        if self._i >= len(self._msgs):
-            return None
-        self._i += 1
-        return self._msgs[self._i - 1]
-
-    @property
-    def finished(self) -> bool:
-        return self._i >= len(self._msgs)
-
-    def stats(self) -> SourceStats:
-        return SourceStats(received=len(self._msgs), delivered=self._i, buffered=len(self._msgs) - self._i,
-                           max_buffered=len(self._msgs))
-
-    def close(self) -> None:
-        pass
 
 
 class _Collect:
@@ -132,7 +102,7 @@ def run_scenario(name: str, *, frames: int | None = None, backend: str = "auto")
 
     fitted = FitSegmenter(segmenter, max_side=config.preprocess.max_side)
     collect = _Collect()
-    pipe = Pipeline(source=_Frames(messages), decoder=make_decoder("array-1.0"), preprocess=config.preprocess,
+    pipe = Pipeline(source=MessageListSource(messages), decoder=make_decoder("array-1.0"), preprocess=config.preprocess,
                     segmenter=fitted, measurer=measure, detector=build_detector(config), sinks=[collect],
                     metrics=DaemonMetrics(CollectorRegistry()), quality=QualityMonitor(config.quality))
     pipe.start()
