@@ -51,7 +51,7 @@ class Reliability:
 
 def model_free_foreground(image: np.ndarray) -> tuple[np.ndarray, float]:
     """(foreground bool mask in the frame's pixels, typical wire width in px) of a 0..1 frame."""
-    from wirewatch.segment.scale import _polarity_levelled as polarity_levelled
+    from wirewatch.segment.scale import polarity_levelled
 
     img = np.asarray(image, np.float32)
     h, w = img.shape

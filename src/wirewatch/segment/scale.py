@@ -127,7 +127,7 @@ def wires_are_dark(image: np.ndarray, polarity: str) -> bool:
     return polarity == "dark"
 
 
-def _polarity_levelled(image: np.ndarray, radius: int) -> np.ndarray:
+def polarity_levelled(image: np.ndarray, radius: int) -> np.ndarray:
     """The frame with its broad background removed, wires bright whichever their polarity."""
     h, w = image.shape
     small_f = max(1, radius // 8)  # the morphology runs at reduced resolution (~0.1 ms)
@@ -166,7 +166,7 @@ def estimate_wire_width(image: np.ndarray) -> WidthEstimate:
     if k > 1:
         image = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
     radius = max(8, min(image.shape) // 8)  # wider than any wire we can hope to measure (~1/4 of the frame)
-    levelled = _polarity_levelled(image, radius)
+    levelled = polarity_levelled(image, radius)
     levelled = cv2.GaussianBlur(levelled, (0, 0), 1.0)
     lo, hi = float(levelled.min()), float(levelled.max())
     if not hi > lo:
