@@ -7,6 +7,7 @@ matplotlib, onnxruntime) inside the command function, so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -42,39 +43,55 @@ def _root(
     configure_logging(verbose=verbose, log_format=log_format)  # with the log redaction (wirewatch.security)
 
 
-def _register() -> None:
-    # One line per sub-command; keep this list explicit (no discovery).
-    from wirewatch.cli import synth as synth_cli; app.command("synth")(synth_cli.synth)  # noqa: E702, I001
-    from wirewatch.cli import train as train_cli; app.command("train")(train_cli.train)  # noqa: E702, I001
-    from wirewatch.cli import export as export_cli; app.command("export")(export_cli.export)  # noqa: E702, I001
-    from wirewatch.cli import bench_model; bench_app.command("model")(bench_model.bench_model)  # noqa: E702, I001
-    from wirewatch.cli import inspect as inspect_cli; app.command("inspect")(inspect_cli.inspect)  # noqa: E702, I001
-    from wirewatch.cli import bench_decode; bench_app.command("decode")(bench_decode.decode)  # noqa: E702, I001
-    from wirewatch.cli import bench_ingest; bench_app.command("ingest")(bench_ingest.ingest)  # noqa: E702, I001
-    from wirewatch.cli import bench_synth; bench_app.command("synth")(bench_synth.bench_synth)  # noqa: E702, I001
-    from wirewatch.cli import run as run_cli; app.command("run")(run_cli.run)  # noqa: E702, I001
-    from wirewatch.cli import simulate as simulate_cli; app.command("simulate")(simulate_cli.simulate)  # noqa: E702, I001
-    from wirewatch.cli import demo as demo_cli; app.command("demo")(demo_cli.demo)  # noqa: E702, I001
-    from wirewatch.cli import bench_daemon; bench_app.command("daemon")(bench_daemon.bench_daemon)  # noqa: E702, I001
-    from wirewatch.cli import alerts as alerts_cli; app.add_typer(alerts_cli.alerts_app, name="alerts")  # noqa: E702, I001
-    from wirewatch.cli import bench_alerts; bench_app.command("alerts")(bench_alerts.bench_alerts)  # noqa: E702, I001
-    from wirewatch.cli import changepoints as changepoints_cli; app.command("changepoints")(changepoints_cli.changepoints)  # noqa: E702, I001
-    from wirewatch.cli import report as report_cli; app.command("report")(report_cli.report)  # noqa: E702, I001
-    from wirewatch.cli import bench_particles; bench_app.command("particles")(bench_particles.bench_particles)  # noqa: E702, I001
-    from wirewatch.cli import bench_changepoint; bench_app.command("changepoint")(bench_changepoint.bench_changepoint)  # noqa: E702, I001
-    from wirewatch.cli import stats as stats_cli; app.command("stats")(stats_cli.stats)  # noqa: E702, I001
-    from wirewatch.cli import stats as stats_cli; bench_app.command("stats")(stats_cli.bench_stats)  # noqa: E702, I001
-    from wirewatch.cli import segment as segment_cli; app.command("segment")(segment_cli.segment)  # noqa: E702, I001
-    from wirewatch.cli import evaluate as evaluate_cli; app.command("evaluate")(evaluate_cli.evaluate)  # noqa: E702, I001
-    from wirewatch.cli import serve as serve_cli; app.command("serve")(serve_cli.serve)  # noqa: E702, I001
-    from wirewatch.cli import bench_web; bench_app.command("web")(bench_web.bench_web)  # noqa: E702, I001
-    from wirewatch.cli import keys as keys_cli; app.add_typer(keys_cli.keys_app, name="keys")  # noqa: E702, I001
-    from wirewatch.cli import bench_pva; bench_app.command("pva")(bench_pva.bench_pva)  # noqa: E702, I001
-    from wirewatch.cli import bench_track; bench_app.command("track")(bench_track.bench_track)  # noqa: E702, I001
-    pass
+# Every sub-command: (name, "module:attribute"), in the order ``--help`` lists them. A function becomes a
+# command, a ``typer.Typer`` a command group. Kept explicit (no discovery). Only the small command modules
+# are imported here: each imports its heavy libraries (torch, matplotlib, onnxruntime) inside the command.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("synth", "wirewatch.cli.synth:synth"),
+    ("train", "wirewatch.cli.train:train"),
+    ("export", "wirewatch.cli.export:export"),
+    ("inspect", "wirewatch.cli.inspect:inspect"),
+    ("run", "wirewatch.cli.run:run"),
+    ("simulate", "wirewatch.cli.simulate:simulate"),
+    ("demo", "wirewatch.cli.demo:demo"),
+    ("alerts", "wirewatch.cli.alerts:alerts_app"),
+    ("changepoints", "wirewatch.cli.changepoints:changepoints"),
+    ("report", "wirewatch.cli.report:report"),
+    ("stats", "wirewatch.cli.stats:stats"),
+    ("segment", "wirewatch.cli.segment:segment"),
+    ("evaluate", "wirewatch.cli.evaluate:evaluate"),
+    ("serve", "wirewatch.cli.serve:serve"),
+    ("keys", "wirewatch.cli.keys:keys_app"),
+)
+# ``wirewatch bench <name>``
+BENCH_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("model", "wirewatch.cli.bench_model:bench_model"),
+    ("decode", "wirewatch.cli.bench_decode:decode"),
+    ("ingest", "wirewatch.cli.bench_ingest:ingest"),
+    ("synth", "wirewatch.cli.bench_synth:bench_synth"),
+    ("daemon", "wirewatch.cli.bench_daemon:bench_daemon"),
+    ("alerts", "wirewatch.cli.bench_alerts:bench_alerts"),
+    ("particles", "wirewatch.cli.bench_particles:bench_particles"),
+    ("changepoint", "wirewatch.cli.bench_changepoint:bench_changepoint"),
+    ("stats", "wirewatch.cli.stats:bench_stats"),
+    ("web", "wirewatch.cli.bench_web:bench_web"),
+    ("pva", "wirewatch.cli.bench_pva:bench_pva"),
+    ("track", "wirewatch.cli.bench_track:bench_track"),
+)
 
 
-_register()
+def _register(group: typer.Typer, commands: tuple[tuple[str, str], ...]) -> None:
+    for name, target in commands:
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if isinstance(command, typer.Typer):
+            group.add_typer(command, name=name)
+        else:
+            group.command(name)(command)
+
+
+_register(app, COMMANDS)
+_register(bench_app, BENCH_COMMANDS)
 if bench_app.registered_commands:
     app.add_typer(bench_app, name="bench")
 
