@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from wirewatch.daemon.http import HttpConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.web import WebApp, WebConfig
+from wirewatch.web.config import HttpConfig
 from wirewatch.web.hub import encode_event
 from wirewatch.web.server import BODY_MIN_RATE, HttpServer, Response
 

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from wirewatch.cli.app import app
 from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
-from wirewatch.daemon.http import HttpConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.ingest import encode_array10
 from wirewatch.security import RedactingFilter, check_file_permissions, install_log_redaction, redact
+from wirewatch.web.config import HttpConfig
 from wirewatch.web.server import HttpServer
 
 from .helpers import bind_push, daemon_config, rods, wait_for

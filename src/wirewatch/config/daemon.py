@@ -10,7 +10,7 @@
     alerts:      wirewatch.publish.config.AlertsConfig (rules, sinks, ZeroMQ PUB incl. topic ``stats``)
     record:      wirewatch.publish.record.RecordConfig (JSON Lines record, Parquet particle tables)
     publish:     wirewatch.publish.sinks.tiled.PublishConfig (Tiled catalog)
-    http:        wirewatch.daemon.http.HttpConfig      (/metrics, /healthz, /readyz)
+    http:        wirewatch.web.config.HttpConfig       (/metrics, /healthz, /readyz, the web view)
     pipeline:    PipelineConfig                        (queues, shutdown, error logging)
 
 Load with ``load_daemon_config(path, overrides=...)``: file <- ``WIREWATCH_<SECTION>__<KEY>``
@@ -27,7 +27,6 @@ from pydantic import Field
 
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.config.base import StrictModel, load_config, shipped_dir
-from wirewatch.daemon.http import HttpConfig
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
@@ -36,6 +35,7 @@ from wirewatch.publish.record import RecordConfig
 from wirewatch.publish.sinks.tiled import PublishConfig
 from wirewatch.quality.monitor import QualityConfig
 from wirewatch.track.config import TrackConfig
+from wirewatch.web.config import HttpConfig
 
 Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt", "ray"]  # ray: Ray Serve replicas (docs/deploy.md)
 
