@@ -112,6 +112,16 @@ class Detections:
                    masks=np.zeros((0, h, w), bool), image_shape=(h, w))
 
 
+# Column order of the per-particle table (docs/CONTRACTS.md "Statistic names"), plus ``mask_index``:
+# the row's index in the input masks (empty masks are skipped, so rows and masks can differ). Here because
+# the measurer (``wirewatch.stats``) writes these columns and the publishers (``wirewatch.publish``) store them.
+PARTICLE_COLUMNS: tuple[str, ...] = (
+    "mask_index", "area_px", "area_nm2", "length_px", "width_px", "length_nm", "width_nm",
+    "aspect_ratio", "orientation_deg", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1",
+    "bbox_y1", "od_mean", "od_integrated", "overlap_fraction", "touches_border",
+)
+
+
 @dataclass(frozen=True)
 class FrameStats:
     """Measurements of one frame.

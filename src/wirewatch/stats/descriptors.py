@@ -30,16 +30,9 @@ import cv2
 import numpy as np
 
 from wirewatch.errors import InputError
+from wirewatch.types import PARTICLE_COLUMNS  # the per-particle table's columns (shared with publish)
 
 log = logging.getLogger(__name__)
-
-# Column order of the per-particle table (docs/CONTRACTS.md "Statistic names"), plus ``mask_index``:
-# the row's index in the input masks (empty masks are skipped, so rows and masks can differ).
-PARTICLE_COLUMNS: tuple[str, ...] = (
-    "mask_index", "area_px", "area_nm2", "length_px", "width_px", "length_nm", "width_nm",
-    "aspect_ratio", "orientation_deg", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1",
-    "bbox_y1", "od_mean", "od_integrated", "overlap_fraction", "touches_border",
-)
 
 # Pixel sizes outside this range are almost surely in the wrong unit (metres, micrometres, Angstrom).
 PIXEL_SIZE_RANGE_NM = (0.01, 100_000.0)
