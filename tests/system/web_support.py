@@ -25,7 +25,6 @@ from wirewatch.daemon.service import Daemon
 from wirewatch.simulate.producer import Simulator
 from wirewatch.simulate.scenario import resolve_scenario
 from wirewatch.web import HttpServer, WebConfig
-from wirewatch.web.mount import serve_pipeline
 
 __all__ = ["LiveDaemon", "daemon_config", "get", "get_json", "multipart", "png_bytes", "post", "rods_image",
            "start_live", "stop_live", "wait_for"]
@@ -73,10 +72,16 @@ def start_live(tmp_path: Path, *, rate: float = 10.0, frames: int = 100_000, sce
     endpoint = sim.open()
     record = tmp_path / "record.jsonl"
     alerts = {"rules": rules} if rules is not None else {}
-    daemon = Daemon(daemon_config(endpoint, record, **alerts))
-    server = serve_pipeline(daemon.pipeline, daemon.registry, port=0, bearer_token=token,
-                            config=web or WebConfig(overlay_interval_s=0.2), backend=daemon.built.backend)
-    daemon.start()
+    # the daemon's own HTTP port (what ``wirewatch run`` serves), with the web view, on a free port
+    http: dict[str, Any] = {"port": 0, "web": (web or WebConfig(overlay_interval_s=0.2)).model_dump()}
+    if token is not None:
+        token_file = tmp_path / "http-token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        http["bearer_token_file"] = str(token_file)
+    daemon = Daemon(daemon_config(endpoint, record, http=http, **alerts)).start()
+    assert daemon.http is not None
+    server = daemon.http
     thread = threading.Thread(target=sim.run, name="test-sim", daemon=True)
     thread.start()
     return LiveDaemon(daemon=daemon, server=server, sim=sim, record=record, sim_thread=thread)
@@ -85,9 +90,8 @@ def start_live(tmp_path: Path, *, rate: float = 10.0, frames: int = 100_000, sce
 def stop_live(live: LiveDaemon) -> None:
     live.sim.stop()
     live.sim_thread.join(timeout=10)
-    live.server.close()
     live.daemon.stop()
-    live.daemon.close()
+    live.daemon.close()  # and its HTTP server
     live.sim.close()
 
 

@@ -55,7 +55,7 @@ def _hf_fraction(image: np.ndarray, cutoff: float) -> float:
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_sample_arrays_and_wire_table_agree(samples, name):
+def test_sample_arrays_and_wires_agree(samples, name):
     for s in samples[name]:
         n = len(s.wires)
         assert 10 <= n <= 40, n  # tens of wires (some near the border may be dropped)

@@ -14,7 +14,6 @@ import multiprocessing as mp
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +283,3 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError(f"{out_dir} holds no {MANIFEST}: not a complete synthetic dataset")
     return dict(json.loads(p.read_text()))
-
-
-def wire_table(sample: Sample) -> list[dict[str, Any]]:
-    return [asdict(w) for w in sample.wires]

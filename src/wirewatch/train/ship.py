@@ -63,12 +63,6 @@ def score_results(gt: dict[str, Any], results: list[dict[str, Any]], seconds: fl
     return metrics
 
 
-def score_segmenter(segmenter: Segmenter, folder: CocoFolder, limit: int | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """AP metrics plus seconds per frame of ``segmenter`` on (the first ``limit``) images of ``folder``."""
-    return score_results(*segment_folder(segmenter, folder, limit, progress))
-
-
 def paired_folds(gt: dict[str, Any], results: list[dict[str, Any]], baseline: list[dict[str, Any]],
                  folds: int = 10) -> dict[str, Any]:
     """Candidate minus baseline AP on ``folds`` disjoint, consecutive sets of the same images.
