@@ -6,7 +6,8 @@ from scipy import ndimage
 
 from wirewatch.coco import boxes_of
 from wirewatch.errors import InputError
-from wirewatch.preprocess import FitSegmenter, PreprocessConfig, prepare, restrict_to_valid, tile_origins
+from wirewatch.preprocess import PreprocessConfig, prepare, restrict_to_valid
+from wirewatch.segment.fit import FitSegmenter, tile_origins
 from wirewatch.types import Detections, Frame
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from wirewatch.coco import boxes_of
 from wirewatch.errors import InputError
-from wirewatch.preprocess.fit import FitSegmenter, load_fitted_segmenter, rescale_detections
 from wirewatch.segment import Segmenter, load_segmenter
+from wirewatch.segment.fit import FitSegmenter, load_fitted_segmenter, rescale_detections
 from wirewatch.segment.scale import (
     MAX_FACTOR,
     auto_factor,
@@ -117,6 +117,20 @@ def test_load_fitted_segmenter_takes_the_runtime_options() -> None:
     assert (fitted.scale, fitted.polarity, fitted.inner.merge_ratio) == (0.5, "dark", 0.6)  # type: ignore[attr-defined]
 
 
+def test_the_fit_defaults_are_the_preprocess_sections() -> None:
+    """``segment.fit`` cannot import ``preprocess`` (stages are independent): its defaults must agree by test."""
+    from wirewatch.preprocess import PreprocessConfig
+
+    pp = PreprocessConfig()
+    bare = load_fitted_segmenter("watershed", {})
+    configured = load_fitted_segmenter("watershed", {}, preprocess=pp)
+    for fitted in (bare, configured):
+        assert (fitted.max_side, fitted.mode, fitted.tile_size, fitted.tile_overlap, fitted.merge_overlap) == (
+            pp.max_side, pp.fit, pp.tile_size, pp.tile_overlap, pp.merge_overlap) == (1024, "resize", 512, 64, 0.5)
+    tiled = load_fitted_segmenter("watershed", {}, preprocess=PreprocessConfig(max_side=600, fit="tile", tile_size=300))
+    assert (tiled.max_side, tiled.mode, tiled.tile_size) == (600, "tile", 300)
+
+
 def test_scale_none_is_the_backend_as_it_was(model: Segmenter) -> None:
     img = _frame()
     raw = model.segment(img)
@@ -163,7 +177,7 @@ def test_stream_window_keeps_one_factor() -> None:
 
 
 def test_multi_scale_passes_on_mixed_widths_and_their_merge() -> None:
-    from wirewatch.preprocess.fit import merge_passes
+    from wirewatch.segment.fit import merge_passes
     from wirewatch.segment.scale import WidthEstimate, multi_factors
 
     assert parse_scale("multi") == "multi"

@@ -98,7 +98,7 @@ def run_scenario(name: str, *, frames: int | None = None, backend: str = "auto")
                                signal=scenario.signal) for i in range(n)]
     config = load_daemon_config(shipped_config_path(), overrides={"segment": {"backend": backend}})
     segmenter, _, _ = build_segmenter(config)
-    from wirewatch.preprocess.fit import FitSegmenter
+    from wirewatch.segment.fit import FitSegmenter
 
     fitted = FitSegmenter(segmenter, max_side=config.preprocess.max_side)
     collect = _Collect()

@@ -34,7 +34,7 @@ def build_segmenter(backend: str, model: str, options: dict[str, Any], pixel_siz
     """The backend with the model behind the daemon's resize / scale / tile path (``FitSegmenter``: frames over
     1024 px resized, ``scale`` option: auto for models), a missing backend module or bad option a clear error."""
     from wirewatch.errors import BackendUnavailable, InputError
-    from wirewatch.preprocess.fit import load_fitted_segmenter
+    from wirewatch.segment.fit import load_fitted_segmenter
 
     try:
         return load_fitted_segmenter(backend, {"model": model, **options}, pixel_size_nm=pixel_size_nm)

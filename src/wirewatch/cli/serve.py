@@ -23,8 +23,8 @@ def serve(
     import threading
 
     from wirewatch.errors import InputError
-    from wirewatch.preprocess.fit import load_fitted_segmenter
     from wirewatch.segment import BACKENDS
+    from wirewatch.segment.fit import load_fitted_segmenter
 
     if backend != "auto" and backend not in BACKENDS:
         raise InputError(f"--backend {backend!r}: allowed auto, {', '.join(sorted(BACKENDS))}")

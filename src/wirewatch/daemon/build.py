@@ -20,11 +20,11 @@ from wirewatch.errors import BackendUnavailable, WirewatchError
 from wirewatch.ingest.base import RawMessage, Source
 from wirewatch.ingest.decoders import make_decoder
 from wirewatch.ingest.sources import make_source
-from wirewatch.preprocess.fit import FitSegmenter
 from wirewatch.publish.record import RecordSink
 from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment import load_segmenter
 from wirewatch.segment.base import Segmenter
+from wirewatch.segment.fit import FitSegmenter
 from wirewatch.segment.scale import split_scale_options
 
 from .metrics import DaemonMetrics

@@ -33,8 +33,8 @@ from typing import Any
 from wirewatch.errors import DecodeError, WirewatchError
 from wirewatch.ingest.base import Decoder, RawMessage, Source
 from wirewatch.preprocess.config import PreprocessConfig
-from wirewatch.preprocess.fit import restrict_to_valid
 from wirewatch.preprocess.normalise import prepare
+from wirewatch.preprocess.valid import restrict_to_valid
 from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment.base import Segmenter
 from wirewatch.types import Alert, ChangePoint, Frame, FrameStats, SeriesEnd, SeriesStart

@@ -1,7 +1,10 @@
-"""Preprocessing: frame pixels to the segmenter convention, and fitting large frames to the segmenter."""
+"""Preprocessing: frame pixels to the segmenter convention (optical density, normalisation, NODATA mask).
+
+Fitting large frames to the segmenter (resize, tile, ``scale``) is ``wirewatch.segment.fit.FitSegmenter``,
+configured by this package's ``PreprocessConfig`` (``max_side``, ``fit``, ``tile_*``, ``merge_overlap``)."""
 
 from wirewatch.preprocess.config import PreprocessConfig
-from wirewatch.preprocess.fit import FitSegmenter, restrict_to_valid, tile_origins
 from wirewatch.preprocess.normalise import Prepared, prepare
+from wirewatch.preprocess.valid import restrict_to_valid
 
-__all__ = ["FitSegmenter", "Prepared", "PreprocessConfig", "prepare", "restrict_to_valid", "tile_origins"]
+__all__ = ["Prepared", "PreprocessConfig", "prepare", "restrict_to_valid"]

@@ -190,7 +190,7 @@ def _panel_main(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """The candidate (and --baseline, the shipped model) with the watershed baseline on the panel, through the
     runtime path users get (scale and polarity auto); the rule's verdict when a baseline is given."""
     from wirewatch.evaluate.panel import MODEL_OPTIONS, markdown_table, run_panel
-    from wirewatch.preprocess.fit import load_fitted_segmenter
+    from wirewatch.segment.fit import load_fitted_segmenter
 
     options = {**MODEL_OPTIONS, **options}
     segmenters = {"candidate": load_fitted_segmenter(args.backend, options)}

@@ -1,5 +1,9 @@
 """Run a segmenter on frames larger than it should see: resize, or tile and merge.
 
+(Here rather than in ``wirewatch.preprocess``, where it began: it wraps a ``Segmenter`` and uses this
+package's magnification estimate, and the stages import none of one another; ``preprocess.max_side``,
+``fit``, ``tile_*`` and ``merge_overlap`` configure it through ``load_fitted_segmenter`` or the daemon.)
+
 ``FitSegmenter`` wraps any ``Segmenter`` and is itself one. Frames whose longer side is at
 most ``max_side`` pass through unchanged. Larger frames are either resized down (one pass,
 masks scaled back up) or cut into overlapping tiles whose detections are pasted into frame
@@ -18,7 +22,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -38,11 +42,24 @@ from wirewatch.segment.scale import (
 )
 from wirewatch.types import Detections
 
-if TYPE_CHECKING:
-    from wirewatch.preprocess.config import PreprocessConfig
-
 log = logging.getLogger(__name__)
 MIN_SCALED_SIDE = 64  # a factor never makes the frame's shorter side smaller than this
+DEFAULT_MAX_SIDE = 1024  # preprocess.max_side's default (tests/unit/test_scale.py checks they agree)
+
+
+class FitSettings(Protocol):
+    """What the wrapper reads from the ``preprocess`` section (``wirewatch.preprocess.PreprocessConfig``)."""
+
+    @property
+    def max_side(self) -> int | None: ...
+    @property
+    def fit(self) -> Literal["resize", "tile"]: ...
+    @property
+    def tile_size(self) -> int: ...
+    @property
+    def tile_overlap(self) -> int: ...
+    @property
+    def merge_overlap(self) -> float: ...
 
 
 class FitSegmenter:
@@ -348,30 +365,20 @@ def merge_tile_detections(candidates: list[TilePiece], shape: tuple[int, int],
 
 
 
-def load_fitted_segmenter(backend: str, options: Mapping[str, Any], *, preprocess: PreprocessConfig | None = None,
+def load_fitted_segmenter(backend: str, options: Mapping[str, Any], *, preprocess: FitSettings | None = None,
                           max_detections: int | None = None, pixel_size_nm: float | None = None) -> FitSegmenter:
     """The backend named ``backend`` behind the runtime's resize / scale / tile path, as the daemon runs it:
     what ``wirewatch segment``, ``evaluate``, the web upload and the panel use. ``options`` are
-    ``segment.options`` (``scale`` and ``scale_window`` taken out for the wrapper, the rest for the backend)."""
-    from wirewatch.preprocess.config import PreprocessConfig
+    ``segment.options`` (``scale`` and ``scale_window`` taken out for the wrapper, the rest for the backend);
+    ``preprocess``: a ``PreprocessConfig`` (default: its defaults)."""
     from wirewatch.segment import load_segmenter
 
     runtime, rest = split_scale_options(backend, dict(options))
-    pp = preprocess if preprocess is not None else PreprocessConfig()
-    return FitSegmenter(load_segmenter(backend, **rest), max_side=pp.max_side, mode=pp.fit, tile_size=pp.tile_size,
-                        tile_overlap=pp.tile_overlap, merge_overlap=pp.merge_overlap, max_detections=max_detections,
-                        scale=runtime.scale, scale_window=runtime.scale_window, pixel_size_nm=pixel_size_nm,
-                        polarity=runtime.polarity)
-
-
-def restrict_to_valid(det: Detections, valid: np.ndarray | None) -> Detections:
-    """Clear NODATA pixels from every mask and drop detections left empty."""
-    if valid is None or len(det) == 0:
-        return det
-    masks = det.masks & valid[None]
-    keep = masks.reshape(len(masks), -1).any(axis=1)
-    if keep.all() and np.array_equal(masks, det.masks):
-        return det
-    masks = masks[keep]
-    return Detections(boxes=boxes_of(masks), scores=det.scores[keep], masks=masks, image_shape=det.image_shape,
-                      mask_scores=None if det.mask_scores is None else det.mask_scores[keep])
+    inner = load_segmenter(backend, **rest)
+    common: dict[str, Any] = {"max_detections": max_detections, "scale": runtime.scale,
+                              "scale_window": runtime.scale_window, "pixel_size_nm": pixel_size_nm,
+                              "polarity": runtime.polarity}
+    if preprocess is None:
+        return FitSegmenter(inner, max_side=DEFAULT_MAX_SIDE, **common)
+    return FitSegmenter(inner, max_side=preprocess.max_side, mode=preprocess.fit, tile_size=preprocess.tile_size,
+                        tile_overlap=preprocess.tile_overlap, merge_overlap=preprocess.merge_overlap, **common)
