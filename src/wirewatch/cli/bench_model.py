@@ -74,7 +74,7 @@ def bench_model(
         base = next(r for r in rows if r.runtime == "pytorch eager" and r.device == "cpu")
         ort_cpu = next(r for r in rows if r.runtime == "onnxruntime" and r.device == "cpu")
         console.print(f"onnxruntime CPU / PyTorch eager CPU speed ratio: {base.median_ms / ort_cpu.median_ms:.2f}x")
-    from wirewatch.segment.scale import bench_estimate
+    from wirewatch.bench.scale import bench_estimate
 
     est = bench_estimate(size, frames=max(frames, 20))  # what segment.options.scale: auto adds per frame
     console.print(f"scale auto (wire width estimate, then at most one resize): {est['median_ms']:.2f} ms median, "

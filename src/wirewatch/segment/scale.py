@@ -248,23 +248,3 @@ def describe_coverage(pixel_size_nm: float | None, factor: float = 1.0) -> str:
         a, b = covered_widths_nm(pixel_size_nm)
         text += f" (scale auto reaches {a:.4g}-{b:.4g} nm)"
     return text
-
-
-def bench_estimate(size: int = 512, frames: int = 20, seed: int = 3799) -> dict[str, float]:
-    """Milliseconds per frame of ``estimate_wire_width`` (median, p90) on default-preset frames of ``size`` px:
-    the cost ``scale: auto`` adds to every frame (``wirewatch bench model`` prints it)."""
-    import time
-
-    from wirewatch.synth import generate, preset_config
-
-    cfg = preset_config("ptychography", size)
-    images = [generate(cfg, seed + i).image.astype(np.float32) / np.float32(255.0) for i in range(min(frames, 5))]
-    estimate_wire_width(images[0])  # warm-up
-    times, cpu = [], []
-    for i in range(frames):
-        t0, c0 = time.perf_counter(), time.process_time()
-        estimate_wire_width(images[i % len(images)])
-        times.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)  # CPU time of all threads: steadier on a shared host
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "cpu_median_ms": float(np.median(cpu)), "size": float(size)}
