@@ -25,8 +25,8 @@ def test_one_line_per_frame_nan_as_null_and_flushed_immediately(tmp_path: Path) 
         assert len(read_record(path)) == i + 1
     sink.close()
     lines = read_record(path)
-    assert [ln["frame"] for ln in lines] == [0, 1, 2]
-    assert lines[0] == {"frame": 0, "time": 1000.0, "series": "s1",
+    assert [ln.frame for ln in lines] == [0, 1, 2]
+    assert lines[0].to_json() == {"frame": 0, "time": 1000.0, "series": "s1",
                         "stats": {"particle_count": 3.0, "length_px_mean": None}, "latency_s": 0.25}
     assert path.read_text().count("\n") == 3
 

@@ -1,8 +1,8 @@
 """Run the streaming detector over a record file (JSON Lines, one object per frame).
 
 Record lines are ``{"frame": int, "time": float, "series": str|null, "stats": {...}}``
-(docs/CONTRACTS.md); JSON ``null`` statistics are missing values. A new ``series``
-value (or a frame id going backwards) resets the detector, as in the daemon.
+(docs/CONTRACTS.md), read by ``wirewatch.records.read_record``; JSON ``null`` statistics are missing
+values. A new ``series`` value (or a frame id going backwards) resets the detector, as in the daemon.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,16 @@ import numpy as np
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.changepoint.streaming import build_detector
 from wirewatch.errors import InputError
+from wirewatch.records import FrameRecord, changepoint_to_json, number_or_nan, read_record
 from wirewatch.types import ChangePoint
+
+__all__ = ["OfflineResult", "RecordFrame", "changepoint_dict", "changepoints_document", "detect_frames",
+           "detect_record", "read_record", "read_truth"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RecordFrame:
-    frame: int
-    stats: Mapping[str, float]
-    series: str | None = None
-    time: float | None = None
+RecordFrame = FrameRecord  # the record line as this module has always called it
 
 
 @dataclass(frozen=True)
@@ -40,59 +39,6 @@ class OfflineResult:
     changepoints: list[ChangePoint]
     skipped_frames: int = 0  # frames with none of the watched statistics
     series_boundaries: list[int] = field(default_factory=list)  # frame ids where a new series began
-
-
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    return float(value)
-
-
-def parse_record_line(line: str, where: str) -> RecordFrame:
-    """One record line -> ``RecordFrame``; an ``InputError`` naming ``where`` when it is malformed."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    frame = obj.get("frame")
-    if isinstance(frame, bool) or not isinstance(frame, int):
-        raise InputError(f"{where}: 'frame' must be an integer, got {frame!r}")
-    stats = obj.get("stats")
-    if not isinstance(stats, dict):
-        raise InputError(f"{where}: 'stats' must be an object of statistic -> number, got {type(stats).__name__}")
-    series = obj.get("series")
-    time = obj.get("time")
-    return RecordFrame(frame=frame, stats={str(k): _number(v) for k, v in stats.items()},
-                       series=None if series is None else str(series),
-                       time=None if not isinstance(time, int | float) else float(time))
-
-
-def read_record(path: str | Path) -> Iterator[RecordFrame]:
-    """Frames of a record file. A truncated last line (writer killed mid-line) is skipped with a warning."""
-    p = Path(path)
-    try:
-        handle = p.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read record file {p}: {exc.strerror or exc}") from None
-    with handle:
-        pending: tuple[int, str] | None = None
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if pending is not None:
-                yield parse_record_line(pending[1], f"{p}:{pending[0]}")
-            pending = (number, line)
-        if pending is not None:
-            number, line = pending
-            if not line.endswith("\n"):
-                try:
-                    yield parse_record_line(line, f"{p}:{number}")
-                except InputError as exc:
-                    log.warning("skipping the truncated last line of %s: %s", p, exc)
-            else:
-                yield parse_record_line(line, f"{p}:{number}")
 
 
 def detect_frames(frames: Iterable[RecordFrame], config: ChangepointConfig | None = None) -> OfflineResult:
@@ -115,9 +61,10 @@ def detect_frames(frames: Iterable[RecordFrame], config: ChangepointConfig | Non
             boundaries.append(rec.frame)
         series, last_frame = rec.series, rec.frame
         frame_ids.append(rec.frame)
+        values = {k: float(number_or_nan(v)) for k, v in rec.stats.items()}  # null, true/false -> NaN
         for name in config.stats:
-            columns[name].append(_number(rec.stats.get(name)))
-        events.extend(detector.update(rec.frame, rec.stats))
+            columns[name].append(values.get(name, math.nan))
+        events.extend(detector.update(rec.frame, values))
     skipped += detector.skipped_frames
     return OfflineResult(frames=np.array(frame_ids, int), series={k: np.array(v, float) for k, v in columns.items()},
                          changepoints=events, skipped_frames=skipped, series_boundaries=boundaries)
@@ -127,7 +74,7 @@ def detect_record(path: str | Path, config: ChangepointConfig | None = None,
                   stats: Sequence[str] | None = None) -> OfflineResult:
     """Change points of a record file; ``stats`` overrides the config's watched statistics."""
     config = config or ChangepointConfig()
-    frames = list(read_record(path))
+    frames = read_record(path)
     if not frames:
         raise InputError(f"record file {path} holds no frames")
     present = set().union(*(f.stats.keys() for f in frames))
@@ -148,15 +95,7 @@ def detect_record(path: str | Path, config: ChangepointConfig | None = None,
     return detect_frames(frames, config)
 
 
-def changepoint_dict(cp: ChangePoint) -> dict[str, Any]:
-    """JSON-ready form of one event (NaN levels become null)."""
-    out = asdict(cp)
-    out["statistics"] = list(cp.statistics)
-    out["before"] = {k: (v if math.isfinite(v) else None) for k, v in cp.before.items()}
-    out["after"] = {k: (v if math.isfinite(v) else None) for k, v in cp.after.items()}
-    out["delay"] = cp.detected_at - cp.frame
-    out["penalty"] = cp.penalty if math.isfinite(cp.penalty) else None
-    return out
+changepoint_dict = changepoint_to_json  # the one change-point object (wirewatch.records)
 
 
 def changepoints_document(changepoints: Sequence[ChangePoint]) -> dict[str, Any]:

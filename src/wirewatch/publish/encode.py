@@ -1,35 +1,22 @@
 """JSON forms of the stage dataclasses, as every publisher writes them.
 
-One place decides the wire format of ``FrameStats``, ``ChangePoint`` and
-``Alert`` so the ZeroMQ topics, the webhook body and the record agree.
-NaN and infinities become ``null`` (JSON has no NaN); times are Unix seconds
-as floats plus, for alerts, RFC 3339 strings that HTTP receivers expect.
+The frame and change-point objects are ``wirewatch.records``' (the record line and the
+``changepoints --json`` object), so the ZeroMQ topics, the webhook body and the record agree;
+this module adds the alert object and the compact UTF-8 encoding. NaN and infinities become
+``null`` (JSON has no NaN); times are Unix seconds as floats plus, for alerts, RFC 3339
+strings that HTTP receivers expect.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from wirewatch.types import Alert, ChangePoint, FrameStats
+from wirewatch.records import FrameRecord, changepoint_to_json, finite_or_none
+from wirewatch.types import Alert, FrameStats
 
-
-def finite_or_none(value: Any) -> Any:
-    """Float-like values that are NaN or infinite become None; others pass through."""
-    if isinstance(value, bool) or value is None:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    if not math.isfinite(number):
-        return None
-    if isinstance(value, int):
-        return value
-    return number
+__all__ = ["alert_to_dict", "changepoint_to_dict", "dumps", "finite_or_none", "rfc3339", "stats_to_dict"]
 
 
 def rfc3339(unix_s: float) -> str:
@@ -38,32 +25,12 @@ def rfc3339(unix_s: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def _numbers(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): finite_or_none(v) for k, v in mapping.items()}
-
-
 def stats_to_dict(stats: FrameStats) -> dict[str, Any]:
-    """Same shape as a record line: ``{"frame", "time", "stats"}``."""
-    return {"frame": int(stats.frame_id), "time": float(stats.time), "stats": _numbers(stats.aggregates)}
+    """The ZeroMQ ``stats`` topic: the frame's record line without ``series``."""
+    return FrameRecord.from_stats(stats).to_json(with_series=False)
 
 
-def changepoint_to_dict(cp: ChangePoint) -> dict[str, Any]:
-    """Same keys as the offline ``wirewatch changepoints --json`` events."""
-    return {
-        "frame": int(cp.frame),
-        "detected_at": int(cp.detected_at),
-        "delay": int(cp.detected_at) - int(cp.frame),
-        "statistics": list(cp.statistics),
-        "before": _numbers(cp.before),
-        "after": _numbers(cp.after),
-        "effect_size": finite_or_none(cp.effect_size),
-        "detector": cp.detector,
-        "severity": cp.severity,
-        "kind": cp.kind,
-        "penalty": finite_or_none(cp.penalty),
-        "attribution": cp.attribution,
-        "suspect": bool(cp.suspect),
-    }
+changepoint_to_dict = changepoint_to_json  # the one change-point object (wirewatch.records)
 
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:

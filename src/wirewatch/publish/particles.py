@@ -36,7 +36,8 @@ import numpy as np
 
 from wirewatch.errors import ConfigError, InputError
 from wirewatch.files import write_durably
-from wirewatch.stats.descriptors import PARTICLE_COLUMNS
+from wirewatch.records import FrameRecord, number_or_nan
+from wirewatch.types import PARTICLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -311,16 +312,14 @@ def read_frames(directory: str | Path) -> Any:
     return _read_table(Path(directory), "frames")
 
 
-def frames_as_record(directory: str | Path) -> list[dict[str, Any]]:
-    """The frames table as record lines (``{"frame", "time", "series", "stats", "latency_s"}``)."""
+def frames_as_record(directory: str | Path) -> list[FrameRecord]:
+    """The frames table as record lines (``wirewatch.records.FrameRecord``)."""
     out = []
     for row in read_frames(directory).to_pylist():
-        line = {"frame": row.pop("frame"), "time": row.pop("time"), "series": row.pop("series")}
+        frame, time, series = row.pop("frame"), row.pop("time"), row.pop("series")
         latency = row.pop("latency_s", None)
-        line["stats"] = row
-        if latency is not None:
-            line["latency_s"] = latency
-        out.append(line)
+        out.append(FrameRecord(frame=int(frame), time=time, series=series,
+                               stats={k: number_or_nan(v) for k, v in row.items()}, latency_s=latency))
     return out
 
 
@@ -336,7 +335,7 @@ def as_record_file(path: str | Path) -> Iterator[Path]:
         out = Path(tmp) / "record.jsonl"
         with out.open("w") as f:
             for line in frames_as_record(p):
-                f.write(json.dumps(line, allow_nan=False) + "\n")
+                f.write(line.to_line().decode())
         yield out
 
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from wirewatch.files import write_durably
+from wirewatch.records import changepoint_to_json, json_ready
 from wirewatch.types import Alert, ChangePoint
 
 from .particles import SCHEMA_VERSION, ParticleWriter
-from .record import _clean
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,17 @@ Counters = Callable[[], Mapping[str, Any]]  # frames processed / dropped / error
 
 def changepoint_event(cp: ChangePoint) -> dict[str, Any]:
     """``{"event": "changepoint", ...}``: the fields of ``wirewatch changepoints --json`` plus ``delay``."""
-    out = _clean(dataclasses.asdict(cp))
-    out["delay"] = cp.detected_at - cp.frame
-    return {"event": "changepoint", **out}
+    return {"event": "changepoint", **changepoint_to_json(cp)}
 
 
 def alert_event(alert: Alert) -> dict[str, Any]:
-    out = _clean(dataclasses.asdict(alert))
+    out = json_ready(dataclasses.asdict(alert))
     out["fingerprint"] = alert.fingerprint
     return {"event": "alert", **out}
 
 
 def write_json_atomically(path: Path, doc: Mapping[str, Any]) -> None:
-    text = json.dumps(_clean(dict(doc)), indent=1, allow_nan=False) + "\n"
+    text = json.dumps(json_ready(dict(doc)), indent=1, allow_nan=False) + "\n"
     write_durably(path, lambda fh: fh.write(text.encode("utf-8")))
 
 

@@ -10,7 +10,8 @@ stays valid JSON Lines. Opening an existing record repairs a torn last line (a c
 and remembers the last frame so a restarted daemon does not record a frame twice.
 
 Line format (docs/CONTRACTS.md): ``{"frame": int, "time": float, "series": str|null,
-"stats": {name: number|null}}`` plus optional ``latency_s`` and ``particles``.
+"stats": {name: number|null}}`` plus optional ``latency_s`` and ``particles``: ``wirewatch.records.FrameRecord``
+writes and reads it (``read_record`` is re-exported here for existing callers).
 Per-particle Parquet tables (``particles_dir``): ``wirewatch.publish.particles``.
 """
 
@@ -19,23 +20,23 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from wirewatch.config.base import StrictModel
 from wirewatch.errors import SinkError
+from wirewatch.records import FrameRecord, read_record
 from wirewatch.types import FrameStats
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FsyncPolicy", "RecordConfig", "RecordSink", "read_record", "record_line"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -55,45 +56,10 @@ class RecordConfig(StrictModel):
     particles_roll_s: float = Field(default=300.0, gt=0)  # ... or every N seconds, whichever comes first
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars/arrays -> Python numbers/lists."""
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return [_clean(v) for v in value.tolist()]
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def record_line(stats: FrameStats, *, series: str | None, latency_s: float | None = None,
                 particles: bool = False) -> dict[str, Any]:
-    """The record object of one frame."""
-    line: dict[str, Any] = {"frame": int(stats.frame_id), "time": float(stats.time), "series": series,
-                            "stats": _clean(dict(stats.aggregates))}
-    if latency_s is not None:
-        line["latency_s"] = round(float(latency_s), 6)
-    if particles:
-        line["particles"] = _clean(dict(stats.particles))
-    return line
-
-
-def read_record(path: str | Path) -> list[dict[str, Any]]:
-    """All complete lines of a record file (a torn last line is ignored)."""
-    out = []
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            out.append(json.loads(raw))
-    return out
+    """The record object of one frame (``FrameRecord.from_stats(...).to_json()``)."""
+    return FrameRecord.from_stats(stats, series=series, latency_s=latency_s, particles=particles).to_json()
 
 
 class RecordSink:
@@ -162,8 +128,7 @@ class RecordSink:
     def write(self, stats: FrameStats, *, series: str | None = None, latency_s: float | None = None) -> bool:
         """Append one frame; True when it (and any backlog) reached the file. Never raises on I/O errors:
         the line waits in the backlog and the error is counted in ``write_errors``."""
-        line = record_line(stats, series=series, latency_s=latency_s, particles=self.particles)
-        data = (json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        data = FrameRecord.from_stats(stats, series=series, latency_s=latency_s, particles=self.particles).to_line()
         with self._lock:
             if self._fd is None:
                 raise SinkError(f"record {self.path} is closed")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import InputError
+from wirewatch.records import FrameRecord, changepoint_to_json, read_record
 
 DESCRIPTORS: tuple[str, ...] = ("area_px", "length_px", "width_px", "aspect_ratio", "orientation_deg")
 
@@ -58,29 +59,25 @@ def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
-def _lines(record: Path) -> list[dict[str, Any]]:
+def _lines(record: Path) -> list[FrameRecord]:
     from wirewatch.publish.particles import frames_as_record, is_dataset
-    from wirewatch.publish.record import read_record
 
     if is_dataset(record):
         return frames_as_record(record)
     if not record.is_file():
         raise InputError(f"record {record} does not exist (give a record file or a particle tables folder)")
-    try:
-        return read_record(record)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"record {record} is not JSON Lines: {exc}") from None
+    return read_record(record)
 
 
-def _particles_from_lines(lines: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+def _particles_from_lines(lines: list[FrameRecord]) -> dict[str, np.ndarray] | None:
     """Per-particle columns from record lines written with ``record.particles: true``."""
-    if not any("particles" in ln for ln in lines):
+    if not any(ln.particles is not None for ln in lines):
         return None
     cols: dict[str, list[float]] = {"frame": []}
     for ln in lines:
-        p = ln.get("particles") or {}
+        p = ln.particles or {}
         n = len(p.get("area_px", []))
-        cols["frame"].extend([ln["frame"]] * n)
+        cols["frame"].extend([ln.frame] * n)
         for d in DESCRIPTORS:
             cols.setdefault(d, []).extend(_num(x) for x in p.get(d, [None] * n))
     return {k: np.asarray(v, np.float64) for k, v in cols.items()}
@@ -110,11 +107,11 @@ def load_run(record: str | Path, particles: str | Path | None = None) -> RunData
         raise InputError(f"{dataset} is not a particle tables folder (wirewatch run --particles DIR)")
     names: list[str] = []
     for ln in lines:
-        names.extend(k for k in ln.get("stats", {}) if k not in names)
-    stats = {n: np.asarray([_num(ln.get("stats", {}).get(n)) for ln in lines]) for n in names}
-    data = RunData(record=record, frames=np.asarray([int(ln["frame"]) for ln in lines]),
-                   times=np.asarray([_num(ln.get("time")) for ln in lines]), stats=stats,
-                   latency_s=np.asarray([_num(ln.get("latency_s")) for ln in lines]), particles=None,
+        names.extend(k for k in ln.stats if k not in names)
+    stats = {n: np.asarray([_num(ln.stats.get(n)) for ln in lines]) for n in names}
+    data = RunData(record=record, frames=np.asarray([ln.frame for ln in lines]),
+                   times=np.asarray([_num(ln.time) for ln in lines]), stats=stats,
+                   latency_s=np.asarray([_num(ln.latency_s) for ln in lines]), particles=None,
                    particles_source=None, changepoints=[], changepoints_source="", alerts=[])
     if dataset is not None:
         data.particles = _particles_from_dataset(dataset)
@@ -136,7 +133,7 @@ def load_run(record: str | Path, particles: str | Path | None = None) -> RunData
 
 
 def _offline_changepoints(record: Path) -> list[dict[str, Any]]:
-    from wirewatch.changepoint.offline import changepoint_dict, detect_record
+    from wirewatch.changepoint.offline import detect_record
     from wirewatch.publish.particles import as_record_file
 
     try:
@@ -144,4 +141,4 @@ def _offline_changepoints(record: Path) -> list[dict[str, Any]]:
             result = detect_record(path)
     except InputError:
         return []  # e.g. none of the watched statistics recorded: the report still shows the rest
-    return [changepoint_dict(cp) for cp in result.changepoints]
+    return [changepoint_to_json(cp) for cp in result.changepoints]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,26 +12,15 @@ from typing import Any
 import numpy as np
 
 from wirewatch.files import write_text_atomically
+from wirewatch.records import json_ready
 
 
 def plain(value: Any) -> Any:
     """numpy scalars -> Python; NaN / inf -> None (JSON ``null``, empty CSV cell)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return json_ready(value)
 
 
-def json_safe(obj: Any) -> Any:
-    """Recursively make ``obj`` strict-JSON serialisable (NaN -> null, arrays -> lists)."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return [json_safe(v) for v in obj.tolist()]
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return plain(obj)
+json_safe = json_ready  # recursively strict-JSON serialisable (NaN -> null, arrays -> lists): wirewatch.records
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:

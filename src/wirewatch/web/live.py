@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wirewatch.publish.encode import alert_to_dict, changepoint_to_dict, finite_or_none
+from wirewatch.publish.encode import alert_to_dict
+from wirewatch.records import FrameRecord, changepoint_to_json
 from wirewatch.types import Alert, ChangePoint, Detections, Frame, FrameStats
 
 from .hub import PushHub, encode_event
@@ -85,14 +86,11 @@ class LiveState:
 
     def _observe(self, result: ResultLike) -> None:
         frame = result.frame
-        record: dict[str, Any] = {
-            "frame": int(frame.frame_id), "time": float(frame.time), "series": frame.series_id,
-            "stats": {str(k): finite_or_none(v) for k, v in result.stats.aggregates.items()},
-        }
-        latency = getattr(result, "latency_s", None)
-        if latency is not None:
-            record["latency_s"] = float(latency)
-        cps = [changepoint_to_dict(cp) for cp in result.changepoints]
+        # the frame's record line, as the record file holds it
+        record = FrameRecord(frame=int(frame.frame_id), time=float(frame.time), series=frame.series_id,
+                             stats=dict(result.stats.aggregates),
+                             latency_s=getattr(result, "latency_s", None)).to_json()
+        cps = [changepoint_to_json(cp) for cp in result.changepoints]
         alerts = [alert_to_dict(a) for a in result.alerts]
         now = time.monotonic()
         with self._lock:
