@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from wirewatch.daemon.bench import bench_frames, run_daemon_bench
+from wirewatch.bench.daemon import bench_frames, run_daemon_bench
 
 
 def test_bench_reports_rate_latency_and_where_the_time_goes() -> None:

@@ -113,7 +113,7 @@ def alive(pid: int) -> bool:
 
 # -- runs first: its own embedded Ray in a `wirewatch run` process ---------------------------------------
 def test_embedded_ray_starts_segments_with_onnxruntime_and_leaves_no_process_behind(tmp_path: Path) -> None:
-    from wirewatch.daemon.bench import bench_frames
+    from wirewatch.bench.daemon import bench_frames
 
     ctx = zmq.Context()
     push = bind_push(ctx)
@@ -280,7 +280,7 @@ def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_clu
 
 
 def test_bench_daemon_reports_the_usual_fields_and_the_replicas(ray_cluster: Any) -> None:
-    from wirewatch.daemon.bench import run_daemon_bench
+    from wirewatch.bench.daemon import run_daemon_bench
 
     frames = [rods(i, size=256) for i in range(4)]
     r = run_daemon_bench("ray", size=256, rate=40, seconds=3, warmup_s=1, frames=frames,

@@ -52,7 +52,7 @@ def _tree_cpu_s(root: int) -> float:
 
 
 def run_ray_overhead_bench(size: int = 512, frames: int = 20, threads: int = 1) -> dict[str, Any]:
-    from wirewatch.daemon.bench import bench_frames
+    from wirewatch.bench.daemon import bench_frames
     from wirewatch.segment import load_segmenter
 
     images = [f.astype(np.float32) / 255.0 for f in bench_frames(size, count=min(frames, 12))]

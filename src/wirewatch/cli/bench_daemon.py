@@ -29,8 +29,8 @@ def bench_daemon(
     from rich.console import Console
     from rich.table import Table
 
+    from wirewatch.bench.daemon import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
     from wirewatch.cli.segment import parse_options
-    from wirewatch.daemon.bench import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
 
     logging.getLogger("wirewatch").setLevel(logging.WARNING)
     options = parse_options(option)

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from wirewatch.config.daemon import load_daemon_config, shipped_config_path
-
-from .service import Daemon
-from .stages import FrameResult
+from wirewatch.daemon.service import Daemon
+from wirewatch.daemon.stages import FrameResult
 
 TARGET_FPS = 3.0
 TARGET_P99_S = 1.0
