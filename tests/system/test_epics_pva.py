@@ -328,7 +328,7 @@ def test_ioc_restart_mid_stream_is_survived(rig_factory: Callable[..., Rig]) -> 
 
 
 def test_bench_body_measures_a_slow_rate_without_loss() -> None:
-    from wirewatch.epics.bench import decode_cost, sustained
+    from wirewatch.bench.pva import decode_cost, sustained
 
     cost = decode_cost("bslz4", repeats=5)
     assert cost.payload_bytes < 512 * 512 * 2 and cost.decode_median_ms > 0

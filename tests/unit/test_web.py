@@ -318,7 +318,7 @@ def test_app_upload_segments_and_answers_particles_frame_and_overlay() -> None:
 
 
 def test_bench_result_shares_from_phases() -> None:
-    from wirewatch.web.bench import Phase, WebBenchResult
+    from wirewatch.bench.web import Phase, WebBenchResult
 
     r = WebBenchResult(rate=10, browsers=3, backend="watershed", watcher="sse", phases=[
         Phase(watchers=0, seconds=10, cpu_s=2.0, frames=100, overlays=0, web_cpu_s=0.01),

@@ -21,7 +21,7 @@ def bench_pva(
     from rich.console import Console
     from rich.table import Table
 
-    from wirewatch.epics.bench import decode_cost, sweep
+    from wirewatch.bench.pva import decode_cost, sweep
     from wirewatch.epics.cli import require_p4p
     from wirewatch.errors import ConfigError
 

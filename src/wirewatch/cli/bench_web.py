@@ -28,7 +28,7 @@ def bench_web(
     from rich.table import Table
 
     if requests:
-        from wirewatch.web.bench_requests import run_request_bench
+        from wirewatch.bench.web_requests import run_request_bench
 
         results = run_request_bench(concurrency=concurrency, seconds=seconds)
         if as_json:
@@ -44,7 +44,7 @@ def bench_web(
         Console().print(table)
         return
 
-    from wirewatch.web.bench import TARGET_EXTRA_CPU, run_web_bench
+    from wirewatch.bench.web import TARGET_EXTRA_CPU, run_web_bench
 
     logging.getLogger("wirewatch").setLevel(logging.WARNING)
     console = Console(stderr=as_json)
