@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from wirewatch.daemon.demo import run_demo
+from wirewatch.demo import run_demo
 from wirewatch.publish.record import read_record
 
 

@@ -22,7 +22,7 @@ def demo(
     """Stream a simulated experiment through the daemon; live progress, then stats.png and overlay.png."""
     import logging
 
-    from wirewatch.daemon.demo import run_demo
+    from wirewatch.demo import run_demo
     from wirewatch.errors import ConfigError
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):  # the live view says what matters; -v for logs

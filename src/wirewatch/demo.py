@@ -9,6 +9,9 @@ points and, per frame, what the simulator drew: ``wirewatch.simulate.truth``), `
 ones as red dashed lines) and ``overlay.png`` (the last frame with its masks). It ends with the
 agreement of the measured series with the truth and the number of NODATA pixels received (the
 simulated scenes have none, so any is a fault on the way).
+
+It sits beside ``wirewatch.simulate`` rather than inside it or the daemon: it composes the two, and
+neither the simulator nor any other runtime package may import the daemon (issue 41's import rules).
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ from typing import Any
 import numpy as np
 
 from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
+from wirewatch.daemon.service import Daemon
+from wirewatch.daemon.stages import FrameResult
 from wirewatch.report.demo import demo_record_options, demo_report
 from wirewatch.simulate.producer import Simulator, SimulatorResult
 from wirewatch.simulate.scenario import resolve_scenario
 from wirewatch.simulate.truth import TRUTH_STATISTICS, agreement, truth_document
 from wirewatch.types import ChangePoint
-
-from .service import Daemon
-from .stages import FrameResult
 
 log = logging.getLogger(__name__)
 
