@@ -25,7 +25,7 @@ def test_bench_reports_rate_latency_and_where_the_time_goes() -> None:
 
 def test_bench_option_parsing() -> None:
     # bench daemon -o and segment / evaluate --option share one parser (YAML scalars).
-    from wirewatch.cli.segment import parse_options
+    from wirewatch.cli.backends import parse_options
     from wirewatch.errors import InputError
 
     assert parse_options(["threads=1", "spinning=true", "model=x.onnx", "views=4"]) == {

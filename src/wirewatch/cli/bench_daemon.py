@@ -30,7 +30,7 @@ def bench_daemon(
     from rich.table import Table
 
     from wirewatch.bench.daemon import TARGET_FPS, TARGET_P99_S, bench_frames, run_daemon_bench
-    from wirewatch.cli.segment import parse_options
+    from wirewatch.cli.backends import parse_options
 
     logging.getLogger("wirewatch").setLevel(logging.WARNING)
     options = parse_options(option)

@@ -46,7 +46,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from wirewatch.cli.segment import parse_options
+    from wirewatch.cli.backends import parse_options
     from wirewatch.errors import InputError
     from wirewatch.evaluate import evaluate as run_evaluation
     from wirewatch.evaluate import image_roots, read_json, segment_ground_truth_images
@@ -66,9 +66,9 @@ def evaluate(
     roots = image_roots(gt_path, images)
     with _bar() as bar:
         if backend is not None:
-            from wirewatch.cli.segment import build_segmenter
+            from wirewatch.cli.backends import open_segmenter
 
-            segmenter = build_segmenter(backend, model, parse_options(option))
+            segmenter, _ = open_segmenter(backend, model, parse_options(option))
             task = bar.add_task("segment", total=_image_count(gt))
             results = segment_ground_truth_images(gt, segmenter, roots,
                                                   progress=lambda d, _t: bar.update(task, completed=d))
@@ -99,7 +99,7 @@ def evaluate(
 def _panel(backend: str, model: str, options: dict[str, object], frames: int, size: int, sets: str | None,
            variants: list[str], json_out: Path | None, markdown: Path | None) -> None:
     """The model under each variant's options and the watershed baseline on the panel; table printed and written."""
-    from wirewatch.cli.segment import build_segmenter, parse_options
+    from wirewatch.cli.backends import open_segmenter, parse_options
     from wirewatch.errors import InputError
     from wirewatch.evaluate.panel import MODEL_OPTIONS, markdown_table, run_panel
     from wirewatch.stats import write_json
@@ -109,8 +109,9 @@ def _panel(backend: str, model: str, options: dict[str, object], frames: int, si
     segmenters = {}
     for variant in variants or [""]:
         extra = parse_options([item for item in variant.split(",") if item.strip()])
-        segmenters[f"model {variant}".strip()] = build_segmenter(backend, model, {**MODEL_OPTIONS, **options, **extra})
-    segmenters["watershed"] = build_segmenter("watershed", model, {})
+        segmenters[f"model {variant}".strip()] = open_segmenter(backend, model,
+                                                                {**MODEL_OPTIONS, **options, **extra})[0]
+    segmenters["watershed"] = open_segmenter("watershed", model, {})[0]
 
     def partial(report: dict[str, object]) -> None:  # the sets done so far, for a run cut short
         if json_out is not None:

@@ -22,9 +22,9 @@ def serve(
     """Serve the upload page and API until Ctrl-C. Example: wirewatch serve --port 8080 --backend watershed"""
     import threading
 
+    from wirewatch.cli.backends import open_segmenter
     from wirewatch.errors import InputError
     from wirewatch.segment import BACKENDS
-    from wirewatch.segment.fit import load_fitted_segmenter
 
     if backend != "auto" and backend not in BACKENDS:
         raise InputError(f"--backend {backend!r}: allowed auto, {', '.join(sorted(BACKENDS))}")
@@ -35,15 +35,9 @@ def serve(
     from wirewatch.daemon.service import _read_token
     from wirewatch.web import HttpServer, WebApp, WebConfig
 
-    if backend == "auto":  # the daemon's rule: the shipped model when installed, else watershed
-        from wirewatch.config.daemon import SegmentConfig
-        from wirewatch.daemon.build import resolve_backend
-
-        name, options = resolve_backend(SegmentConfig(backend="auto", model=model))
-    else:
-        name, options = backend, ({} if backend == "watershed" else {"model": model or "default"})
-    # loaded now (a bad model is an error before serving), behind the resize / scale path every model runs in
-    segmenter = load_fitted_segmenter(name, options)
+    # loaded now (a bad model is an error before serving), behind the resize / scale path every model runs in;
+    # auto: the daemon's rule (the shipped model when installed, else watershed)
+    segmenter, name = open_segmenter(backend, model, {})
     config = WebConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     app = WebApp(config=config, segmenter=segmenter, backend=name, title="wirewatch")
     server = HttpServer(CollectorRegistry(), host=host, port=port, app=app,

@@ -10,11 +10,12 @@ from wirewatch.stats.descriptors import (
     check_pixel_size,
     particle_descriptors,
 )
-from wirewatch.stats.measure import masks_from_labels, measure
+from wirewatch.stats.measure import MeasuredDetections, masks_from_labels, measure, measure_detections
 from wirewatch.stats.tables import json_safe, particle_rows, write_csv, write_json
 
 __all__ = [
     "PARTICLE_COLUMNS",
+    "MeasuredDetections",
     "ParticleTable",
     "aggregate_names",
     "axial_orientation",
@@ -23,6 +24,7 @@ __all__ = [
     "json_safe",
     "masks_from_labels",
     "measure",
+    "measure_detections",
     "particle_descriptors",
     "particle_rows",
     "summarise",

@@ -290,31 +290,25 @@ def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: 
 
     Particles carry the ``particles.csv`` descriptors (``wirewatch.stats.PARTICLE_COLUMNS``) plus ``id`` (the
     mask's index in the overlay), ``score`` and ``mask_score``; ``frame`` is the per-frame aggregates (NaN -> null)."""
-    from wirewatch.publish.encode import finite_or_none
-    from wirewatch.stats import measure, particle_rows
+    from wirewatch.records import json_ready
+    from wirewatch.stats import measure_detections
 
     from .overlay import overlay_png
 
     t0 = time.perf_counter()
     det = segmenter.segment(image)
     segment_s = time.perf_counter() - t0
-    keep = np.flatnonzero(det.scores >= score_threshold)
-    masks = det.masks[keep]
-    stats = measure(masks, image, pixel_size_nm=pixel_size_nm)
-    index = np.asarray(stats.particles["mask_index"], int)
-    rows = particle_rows({k: v for k, v in stats.particles.items() if k != "mask_index"})
-    particles = []
-    for row, i in zip(rows, index, strict=True):
-        clean = {k: (bool(v) if isinstance(v, bool | np.bool_) else finite_or_none(v)) for k, v in row.items()}
-        particles.append({"id": int(i), "score": float(det.scores[keep[i]]),
-                          "mask_score": float(det.mask_confidence[keep[i]]), **clean})
+    measured = measure_detections(det, image, score_threshold=score_threshold, pixel_size_nm=pixel_size_nm)
+    stats = measured.stats
+    particles = [{"id": int(i), **json_ready(row)} for i, row in zip(measured.mask_index.tolist(), measured.rows(),
+                                                                       strict=True)]
     result: dict[str, Any] = {
         "width": int(image.shape[1]), "height": int(image.shape[0]),
         "detections": len(det), "score_threshold": score_threshold,
         "segment_s": round(segment_s, 4),
         "particles": particles,
-        "frame": {k: finite_or_none(v) for k, v in stats.aggregates.items()},
-        "overlay_png": base64.b64encode(overlay_png(image, masks, overlay_max_side)).decode("ascii"),
+        "frame": json_ready(dict(stats.aggregates)),
+        "overlay_png": base64.b64encode(overlay_png(image, measured.masks, overlay_max_side)).decode("ascii"),
     }
     if histograms:
         result["histograms_png"] = base64.b64encode(histograms_png(stats.particles)).decode("ascii")
