@@ -73,7 +73,7 @@ BENCH_COMMANDS: tuple[tuple[str, str], ...] = (
     ("alerts", "wirewatch.cli.bench_alerts:bench_alerts"),
     ("particles", "wirewatch.cli.bench_particles:bench_particles"),
     ("changepoint", "wirewatch.cli.bench_changepoint:bench_changepoint"),
-    ("stats", "wirewatch.cli.stats:bench_stats"),
+    ("stats", "wirewatch.cli.bench_stats:bench_stats"),
     ("web", "wirewatch.cli.bench_web:bench_web"),
     ("pva", "wirewatch.cli.bench_pva:bench_pva"),
     ("track", "wirewatch.cli.bench_track:bench_track"),
