@@ -13,7 +13,9 @@ bounded ``MessageBuffer`` as the ZeroMQ sources, so the overload policies are th
 Updates that never arrived (``uniqueId`` jumped forward) are counted in ``missed``. A lost connection
 (IOC restart) is counted in ``disconnects``; p4p searches for the PV again and the monitor resumes by
 itself when the IOC is back. A monitor the server finished (PV closed) is re-created every
-``resubscribe_s``. The format is ``pva`` (decoder ``ntndarray.NTNDArrayDecoder``).
+``resubscribe_s``. The format is ``pva`` (``pva_format.PvaFormat``, decoder ``ntndarray.NTNDArrayDecoder``).
+
+Counting and ``stats()`` are ``wirewatch.ingest.buffered.BufferedSource``'s, shared with ``ZmqSource``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wirewatch.epics.config import EpicsInputConfig
-from wirewatch.epics.ntndarray import FORMAT, NTNDArrayDecoder, pack_update
+from wirewatch.epics.ntndarray import FORMAT, pack_update
+from wirewatch.epics.pva_format import register_pva_format
 from wirewatch.errors import ConfigError
-from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.buffer import MessageBuffer
+from wirewatch.ingest.base import RawMessage
+from wirewatch.ingest.buffered import BufferedSource
 from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits
 
 log = logging.getLogger(__name__)
@@ -36,12 +39,10 @@ log = logging.getLogger(__name__)
 
 def register_decoder() -> None:
     """Make ``wirewatch.ingest.make_decoder('pva')`` build our decoder (idempotent; no p4p import)."""
-    from wirewatch.ingest.decoders import DECODERS
-
-    DECODERS.setdefault(FORMAT, NTNDArrayDecoder)
+    register_pva_format()
 
 
-class PvaSource:
+class PvaSource(BufferedSource):
     """Implements ``wirewatch.ingest.base.Source`` for one NTNDArray PV."""
 
     format_name = FORMAT
@@ -53,21 +54,14 @@ class PvaSource:
         if config.pv is None:
             raise ConfigError("PV Access input needs a PV name (--input PV or epics.input.pv)")
         register_decoder()
+        super().__init__(buffer=buffer, policy="queue" if policy == "queue" else "latest", on_drop=on_drop,
+                         on_reject=on_reject)
         self.config = config
         self.pv: str = config.pv
         self.policy = policy
         self.limits = limits
         self.pva_conf = dict(pva_conf or {})
-        self.on_drop = on_drop
-        self.on_reject = on_reject
-        self._buffer = MessageBuffer(buffer, policy="queue" if policy == "queue" else "latest",
-                                     on_drop=self._dropped)
-        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._received = 0
-        self._received_bytes = 0
-        self._rejected: dict[str, int] = {}
-        self._seq = 0
         self._last_unique_id: int | None = None
         self.empty_updates = 0
         self.missed = 0  # updates the server never delivered (uniqueId gaps)
@@ -88,20 +82,12 @@ class PvaSource:
         self._ctx = Context("pva", conf=conf, useenv=conf is None, nt=False)
         self._subscribe()
 
-    def get(self, timeout: float | None = None) -> RawMessage | None:
-        return self._buffer.get(timeout)
-
     @property
-    def finished(self) -> bool:
-        return False  # a live PV never ends
+    def reconnects(self) -> int:
+        return max(0, self.connects - 1)
 
-    def stats(self) -> SourceStats:
-        with self._lock:
-            received, rejected, nbytes = self._received, dict(self._rejected), self._received_bytes
-        buf = self._buffer
-        return SourceStats(received=received, delivered=buf.get_count, buffered=len(buf), max_buffered=buf.max_len,
-                           dropped=dict(buf.dropped), rejected=rejected, received_bytes=nbytes,
-                           reconnects=max(0, self.connects - 1))
+    def describe_input(self) -> str:
+        return f"PV Access monitor of {self.pv}, format {self.format_name}"
 
     def close(self) -> None:
         """Stop intake; messages already buffered stay readable with ``get``."""
@@ -139,7 +125,7 @@ class PvaSource:
             self._start_resubscribe()
             return
         if isinstance(value, RemoteError | Cancelled | Exception):
-            self._reject("remote_error", f"PV {self.pv}: {value!r}")
+            self._reject("remote_error", f"PV {self.pv}: {value!r}", counted=False)
             return
         if not self.connected:
             self.connected = True
@@ -153,20 +139,15 @@ class PvaSource:
             parts = pack_update(value, pixel_size_attribute=self.config.pixel_size_attribute,
                                 pixel_size_scale=self.config.pixel_size_scale, pv=self.pv)
         except Exception as exc:  # not an NTNDArray at all: count it, keep the stream
-            self._reject("bad_header", f"PV {self.pv}: update is not an NTNDArray ({exc!r})")
+            self._reject("bad_header", f"PV {self.pv}: update is not an NTNDArray ({exc!r})", counted=False)
             return
         self._track_gaps(value)
-        with self._lock:
-            self._received += 1
-            self._received_bytes += len(parts[0]) + len(parts[1])
-            seq = self._seq
-            self._seq += 1
-        msg = RawMessage(parts=parts, received_at=time.time(), seq=seq)
+        self._received_message(len(parts[0]) + len(parts[1]))
+        msg = RawMessage(parts=parts, received_at=time.time(), seq=self._next_seq())
         if msg.nbytes > self.limits.max_message_bytes:
             self._reject("oversized", f"update of {msg.nbytes} bytes is above max_message_bytes")
             return
-        if not self._buffer.put(msg, stop=self._stop):
-            self._reject("shutdown", "closed while waiting for room")
+        self._offer(msg, self._stop)
 
     def _track_gaps(self, value: Any) -> None:
         uid = value.get("uniqueId")
@@ -175,17 +156,6 @@ class PvaSource:
             if last is not None and uid > last + 1:
                 self.missed += uid - last - 1
             self._last_unique_id = uid
-
-    def _reject(self, kind: str, detail: str) -> None:
-        with self._lock:
-            self._received += 1
-            self._rejected[kind] = self._rejected.get(kind, 0) + 1
-        if self.on_reject is not None:
-            self.on_reject(kind, detail)
-
-    def _dropped(self, reason: str, msg: RawMessage) -> None:
-        if self.on_drop is not None:
-            self.on_drop(reason, msg)
 
     def _start_resubscribe(self) -> None:
         if self._resubscriber is not None and self._resubscriber.is_alive():

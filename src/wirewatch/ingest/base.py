@@ -81,3 +81,12 @@ class Source(Protocol):
     def stats(self) -> SourceStats: ...
 
     def close(self) -> None: ...
+
+
+def describe_input(source: object) -> str:
+    """One line for the daemon's start-up log: the source's own ``describe_input()`` where it has one
+    (ZeroMQ, PV Access, files, watched folder), else its class and format."""
+    describe = getattr(source, "describe_input", None)
+    if callable(describe):
+        return str(describe())
+    return f"{type(source).__name__}, format {getattr(source, 'format_name', '?')}"

@@ -4,15 +4,18 @@
 - ``NAME.json`` + ``NAME.bin``: an ``array-1.0`` pair (header, pixel bytes).
 - ``*.zmsg``: any multipart message: magic ``WWZMSG1\\0``, uint32 LE part count,
   then per part a uint64 LE length and the bytes.
+
+Which of these a format's messages are kept as is the format's ``capture_suffix``; which format a
+captured message is in, when nobody says, the registry guesses (``wirewatch.ingest.formats.guess_format``).
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 from wirewatch.errors import DecodeError, InputError
+from wirewatch.ingest.formats import get_format, guess_format
 from wirewatch.ingest.limits import DEFAULT_LIMITS, DecodeLimits
 
 ZMSG_MAGIC = b"WWZMSG1\0"
@@ -30,13 +33,14 @@ def write_zmsg(path: str | Path, parts: list[bytes]) -> Path:
 
 
 def write_capture(path: str | Path, parts: list[bytes], format: str) -> Path:
-    """Write one message the way ``read_capture`` reads it back (suffix chosen from ``format``)."""
+    """Write one message the way ``read_capture`` reads it back (suffix from the format's ``capture_suffix``)."""
     p = Path(path)
-    if format == "stream2" and len(parts) == 1:
+    suffix = get_format(format).capture_suffix
+    if suffix == ".cbor" and len(parts) == 1:
         p = p.with_suffix(".cbor")
         p.write_bytes(parts[0])
         return p
-    if format == "array-1.0" and len(parts) == 2:
+    if suffix == ".json" and len(parts) == 2:
         p.with_suffix(".bin").write_bytes(parts[1])
         p = p.with_suffix(".json")
         p.write_bytes(parts[0])
@@ -85,18 +89,4 @@ def read_capture(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> lis
     return _read_zmsg(p.read_bytes(), limits, str(p))
 
 
-def guess_format(parts: list[bytes]) -> str:
-    """``array-1.0``, ``stream1`` or ``stream2`` from the first part (JSON htype, else CBOR)."""
-    first = parts[0] if parts else b""
-    if first[:1] == b"{" and len(first) <= 1 << 20:
-        try:
-            htype = json.loads(first).get("htype")
-        except (ValueError, AttributeError, RecursionError):
-            htype = None
-        if isinstance(htype, list) and htype:
-            htype = htype[0]
-        if htype == "array-1.0":
-            return "array-1.0"
-        if isinstance(htype, str) and htype.startswith("d"):
-            return "stream1"
-    return "stream2"
+__all__ = ["CAPTURE_SUFFIXES", "ZMSG_MAGIC", "guess_format", "read_capture", "write_capture", "write_zmsg"]

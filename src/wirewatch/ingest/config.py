@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from wirewatch.config.base import StrictModel
 from wirewatch.ingest.folder_config import WatchConfig
+from wirewatch.ingest.formats import DEFAULT_FORMAT, format_names
 from wirewatch.ingest.limits import DecodeLimits, MiB
 
 
@@ -36,7 +38,8 @@ class IngestConfig(StrictModel):
     socket: Literal["pull", "sub"] = "pull"
     bind: bool = False
     topic: str = Field(default="", max_length=256, description="SUB prefix filter; a first part equal to it is stripped")
-    format: Literal["array-1.0", "stream2", "stream1"] = "stream2"
+    # One of the registered stream formats (wirewatch.ingest.formats), checked when the config is read.
+    format: str = Field(default=DEFAULT_FORMAT, description="stream format: " + " | ".join(format_names()))
     channel: str | None = Field(default=None, description="Stream V2 channel; default: the first one")
     # The sample pixel size (nm) of DECTRIS streams: a dotted field of the series start message (Stream V2)
     # or detector configuration (Stream V1). Never the detector's own pixel_size_x. None: not from the stream.
@@ -58,6 +61,17 @@ class IngestConfig(StrictModel):
     watch: WatchConfig = Field(default_factory=WatchConfig)
     # Security (optional).
     curve: IngestCurveConfig | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        allowed = format_names()
+        if value not in allowed:
+            # PydanticCustomError: the message as written, without pydantic's "Value error, " prefix
+            raise PydanticCustomError("stream_format", "not a registered stream format; allowed: {allowed} "
+                                      "(PV Access input: epics.input.pv, or wirewatch run --format pva)",
+                                      {"allowed": ", ".join(allowed)})
+        return value
 
     @model_validator(mode="after")
     def _files_need_path(self) -> IngestConfig:

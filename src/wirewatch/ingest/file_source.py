@@ -22,10 +22,10 @@ import numpy as np
 
 from wirewatch.errors import DecodeError, InputError
 from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.capture import CAPTURE_SUFFIXES, guess_format, read_capture
-from wirewatch.ingest.encode import encode_array10
+from wirewatch.ingest.capture import CAPTURE_SUFFIXES, read_capture
+from wirewatch.ingest.formats import guess_format, is_control
+from wirewatch.ingest.formats.array10 import encode_array10
 from wirewatch.ingest.limits import ALLOWED_DTYPES, DEFAULT_LIMITS, DecodeLimits
-from wirewatch.ingest.zmq_source import is_control
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -123,6 +123,11 @@ class FileSource:
 
     def start(self) -> None:
         self._t0 = self._clock()
+
+    def describe_input(self) -> str:
+        what = "image files" if self.kind == "images" else "captured messages"
+        where = self.files[0].parent if self.files else "?"
+        return f"replay of {len(self.items)} {what} in {where}, format {self.format_name}"
 
     def close(self) -> None:
         self._index = len(self.items)

@@ -38,9 +38,9 @@ import numpy as np
 
 from wirewatch.errors import DecodeError, InputError
 from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.encode import encode_array10
 from wirewatch.ingest.folder_config import WatchConfig
 from wirewatch.ingest.folder_state import FolderState
+from wirewatch.ingest.formats.array10 import encode_array10
 from wirewatch.ingest.limits import ALLOWED_DTYPES, DEFAULT_LIMITS, DecodeLimits
 from wirewatch.ingest.readers import read_file, supported
 
@@ -122,6 +122,9 @@ class FolderSource:
     @property
     def finished(self) -> bool:
         return False  # a watched folder never ends by itself; stop the daemon
+
+    def describe_input(self) -> str:
+        return f"watched folder {self.config.path}, image files"
 
     def stats(self) -> SourceStats:
         rejected = dict(self._rejected)

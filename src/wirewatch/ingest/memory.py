@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.zmq_source import is_control
+from wirewatch.ingest.formats import is_control
 
 
 class MessageListSource:

@@ -17,6 +17,9 @@ pyzmq 27 / libzmq 4.3): the stream would stop for good. The drain thread
 therefore watches the socket's monitor events and, when a disconnect is not
 followed by ZeroMQ's own reconnect attempt within ``RECOVER_AFTER_S``,
 disconnects and connects the endpoint again (counted in ``stats().reconnects``).
+
+Counting and ``stats()`` are ``BufferedSource``'s (shared with the PV Access source); which messages
+are series start/end is the format's call (``wirewatch.ingest.formats.is_control``).
 """
 
 from __future__ import annotations
@@ -25,15 +28,14 @@ import logging
 import stat
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from wirewatch.errors import ConfigError
-from wirewatch.ingest.base import RawMessage, SourceStats
-from wirewatch.ingest.buffer import MessageBuffer
-from wirewatch.ingest.classify import stream1_is_control, stream2_type
+from wirewatch.ingest.base import RawMessage
+from wirewatch.ingest.buffered import BufferedSource
 from wirewatch.ingest.config import IngestConfig, IngestCurveConfig
+from wirewatch.ingest.formats import is_control
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
@@ -60,16 +62,10 @@ def _certificate(path: Any, *, secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret_key
 
 
-def is_control(format: str, parts: list[bytes]) -> bool:
-    """Series start/end? Cheap, prefix-only (see ``classify``)."""
-    if format == "stream2":
-        return len(parts) == 1 and stream2_type(parts[0]) in ("start", "end")
-    if format == "stream1":
-        return stream1_is_control(parts)
-    return False
+__all__ = ["RECOVER_AFTER_S", "ZmqSource", "is_control"]
 
 
-class ZmqSource:
+class ZmqSource(BufferedSource):
     """SUB or PULL socket, connect or bind, drained by a background thread.
 
     ``on_drop(reason, message)`` is called (from the drain thread) for each
@@ -81,23 +77,17 @@ class ZmqSource:
                  on_drop: Callable[[str, RawMessage], None] | None = None,
                  on_reject: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(buffer=config.buffer, policy=config.policy, on_drop=on_drop, on_reject=on_reject)
         self.config = config
         self.format_name: str = config.format
         self._context = context
         self._own_context = context is None
-        self._on_reject = on_reject
         self._clock = clock
-        self._buffer = MessageBuffer(config.buffer, config.policy, on_drop=on_drop)
         self._topic = config.topic.encode()
         self._max_parts = config.limits().max_parts + (1 if config.socket == "sub" and config.topic else 0)
         self._socket: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._received = 0
-        self._received_bytes = 0
-        self._rejected: Counter[str] = Counter()
-        self._seq = 0
         self._reconnects = 0
         self._monitor: Any = None
         self._auth: Any = None
@@ -195,21 +185,15 @@ class ZmqSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- consumer side
-    def get(self, timeout: float | None = None) -> RawMessage | None:
-        return self._buffer.get(timeout)
-
+    # -- what BufferedSource asks
     @property
-    def finished(self) -> bool:
-        return False  # a live socket never ends by itself
+    def reconnects(self) -> int:
+        return self._reconnects
 
-    def stats(self) -> SourceStats:
-        with self._lock:
-            received, rejected, nbytes = self._received, dict(self._rejected), self._received_bytes
-        buf = self._buffer
-        return SourceStats(received=received, delivered=buf.get_count, buffered=len(buf), max_buffered=buf.max_len,
-                           dropped=dict(buf.dropped), rejected=rejected, received_bytes=nbytes,
-                           reconnects=self._reconnects)
+    def describe_input(self) -> str:
+        where = "bound to" if self.config.bind else "connected to"
+        return f"ZeroMQ {self.config.socket.upper()} {where} {self.endpoint or self.config.endpoint}, " \
+               f"format {self.format_name}"
 
     # -- drain thread
     def _drain(self) -> None:
@@ -235,21 +219,16 @@ class ZmqSource:
                     except zmq.Again:
                         break
                     now = self._clock()
-                    with self._lock:
-                        self._received += 1
-                        self._received_bytes += size
+                    self._received_message(size)
                     if not complete:
                         self._reject("oversized", f"message of {size} bytes / more than {self._max_parts} parts, "
                                                   f"above max_message_bytes={limit}")
                         continue
                     if self._topic and len(parts) > 1 and parts[0] == self._topic:
                         parts = parts[1:]
-                    msg = RawMessage(parts=tuple(parts), received_at=now, seq=self._seq,
+                    msg = RawMessage(parts=tuple(parts), received_at=now, seq=self._next_seq(),
                                      control=is_control(self.format_name, parts))
-                    self._seq += 1
-                    if not self._buffer.put(msg, self._stop):
-                        # stopped while waiting for room (policy queue): keep the count exact
-                        self._reject("shutdown", "source closed while the message waited for room")
+                    self._offer(msg, self._stop)  # under policy queue: waits for room, or counts 'shutdown'
         except zmq.ZMQError as exc:
             if not self._stop.is_set():
                 self.error = exc
@@ -307,9 +286,3 @@ class ZmqSource:
             self._last_handshake_warning = now
             log.warning("ingest: ZeroMQ handshake with %s failed (CURVE keys or security settings do not match "
                         "the sender's?)", self.config.endpoint)
-
-    def _reject(self, kind: str, detail: str) -> None:
-        with self._lock:
-            self._rejected[kind] += 1
-        if self._on_reject is not None:
-            self._on_reject(kind, detail)

@@ -1,8 +1,9 @@
 """The microscope simulator: scenario -> synthetic frames -> messages on a ZeroMQ socket.
 
 ``FrameMaker`` draws frame ``i`` of a scenario with ``wirewatch.synth``; ``SeriesEncoder`` turns
-frames into the messages of one wire format (``array-1.0``, DECTRIS ``stream2`` / ``stream1``,
-using the ingest encoders, so the daemon decodes exactly what a real sender would send);
+frames into the messages of one registered wire format (``array-1.0``, DECTRIS ``stream2`` /
+``stream1``, ...: the format's own ``SeriesWriter`` from ``wirewatch.ingest.formats``, so the daemon
+decodes exactly what a real sender would send);
 ``Simulator`` binds (or connects) a PUSH or PUB socket and sends at a steady rate. Tests bind
 ``tcp://127.0.0.1:*`` and read the chosen port from ``Simulator.endpoint``.
 """
@@ -20,16 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from wirewatch.errors import ConfigError
+from wirewatch.ingest.formats import format_names, get_format
 from wirewatch.simulate.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
-Format = Literal["array-1.0", "stream2", "stream1"]
-FORMATS: tuple[str, ...] = ("array-1.0", "stream2", "stream1")
 # DECTRIS streams mark NODATA pixels (module gaps, masked pixels) with the dtype's maximum, as the real
 # EIGER2 captures in the test data do; a real detector reports a saturated pixel at its announced
-# saturation_value (the maximum - 1), never at the maximum.
-NODATA_RESERVING_FORMATS: tuple[str, ...] = ("stream2", "stream1")
+# saturation_value (the maximum - 1), never at the maximum. Formats say so with StreamFormat.reserves_nodata.
 OD_FULL_SCALE = 2.0  # optical density that grey 255 stands for when sending transmission counts
 
 
@@ -66,12 +65,14 @@ class FrameMaker:
 
 class SeriesEncoder:
     """Messages of one series in one format: ``start()``, ``image(i, img)``, ``end()`` (each a list of
-    multipart messages; array-1.0 has no start/end messages)."""
+    multipart messages; array-1.0 has no start/end messages). ``compression`` goes to formats that
+    have a choice (``StreamFormat.compressions``, e.g. Stream V2); ``signal`` / ``i0`` to formats that
+    carry them (array-1.0); each image is stamped with the time it is encoded."""
 
     def __init__(self, format: str, *, series_id: int = 1, pixel_size_nm: float | None = None,
                  signal: str | None = None, i0: float | None = None, compression: str | None = "bslz4") -> None:
-        if format not in FORMATS:
-            raise ConfigError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}")
+        if format not in format_names():
+            raise ConfigError(f"unknown format {format!r}; allowed: {', '.join(format_names())}")
         self.format = format
         self.series_id = series_id
         self.uid = f"wirewatch-sim-{series_id}-{int(time.time() * 1000)}"
@@ -79,41 +80,23 @@ class SeriesEncoder:
         self.signal = signal
         self.i0 = i0
         self.compression = compression
+        fmt = get_format(format)
+        self._reserve_nodata = fmt.reserves_nodata
+        options = {"compression": compression} if fmt.compressions else {}
+        self._writer = fmt.writer(series_id=series_id, series_unique_id=self.uid, pixel_size_nm=pixel_size_nm,
+                                  signal=signal, i0=i0 if signal == "transmission" and i0 else None,
+                                  modality="simulated", **options)
 
     def start(self, shape: tuple[int, int], dtype: str, count: int) -> list[list[bytes]]:
-        from wirewatch.ingest import encode_stream1_header, encode_stream2_start
-
-        if self.format == "stream2":
-            return [encode_stream2_start(series_id=self.series_id, series_unique_id=self.uid, image_shape=shape,
-                                         image_dtype=dtype, sample_pixel_size_nm=self.pixel_size_nm,
-                                         number_of_images=count)]
-        if self.format == "stream1":
-            return [encode_stream1_header(self.series_id, image_shape=shape,
-                                          sample_pixel_size_nm=self.pixel_size_nm)]
-        return []
+        return self._writer.start(shape, dtype, count)
 
     def image(self, frame: int, image: np.ndarray) -> list[bytes]:
-        from wirewatch.ingest import encode_array10, encode_stream1_image, encode_stream2_image
-
-        if self.format in NODATA_RESERVING_FORMATS:
+        if self._reserve_nodata:
             image = reserve_nodata(image)
-        if self.format == "stream2":
-            return encode_stream2_image(frame, image, series_id=self.series_id, series_unique_id=self.uid,
-                                        compression=self.compression)
-        if self.format == "stream1":
-            return encode_stream1_image(self.series_id, frame, image)
-        extra = {"i0": self.i0} if self.signal == "transmission" and self.i0 else None
-        return encode_array10(frame, image, timestamp=time.time(), pixel_size_nm=self.pixel_size_nm,
-                              signal=self.signal, modality="simulated", extra=extra)
+        return self._writer.image(frame, image, time=time.time())
 
     def end(self) -> list[list[bytes]]:
-        from wirewatch.ingest import encode_stream1_end, encode_stream2_end
-
-        if self.format == "stream2":
-            return [encode_stream2_end(series_id=self.series_id, series_unique_id=self.uid)]
-        if self.format == "stream1":
-            return [encode_stream1_end(self.series_id)]
-        return []
+        return self._writer.end()
 
 
 def reserve_nodata(image: np.ndarray) -> np.ndarray:
