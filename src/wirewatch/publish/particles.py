@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import re
 import tempfile
 import time
@@ -36,7 +35,7 @@ import numpy as np
 
 from wirewatch.errors import ConfigError, InputError
 from wirewatch.files import write_durably
-from wirewatch.records import FrameRecord, number_or_nan
+from wirewatch.records import FrameRecord, finite_or_none, number_or_nan
 from wirewatch.types import PARTICLE_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -78,10 +77,8 @@ def particle_schema(masks: MaskFormat = "none") -> Any:
 
 
 def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
+    """A float column's value: NaN and infinities are Arrow nulls, as they are JSON nulls in the record."""
+    return None if value is None else finite_or_none(float(value))
 
 
 def frame_row(result: Any) -> dict[str, Any]:

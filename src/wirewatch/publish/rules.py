@@ -20,6 +20,7 @@ from wirewatch.publish.config import (
     ThresholdRule,
 )
 from wirewatch.publish.templates import render_safe
+from wirewatch.records import finite_or_none
 from wirewatch.types import Alert, ChangePoint, FrameStats
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class ThresholdAlertRule(_TemplatedRule):
             self._ok_run += 1
             self._breach_run = 0
         if self._firing is None and self._breach_run >= c.for_frames:
-            values = {"statistic": c.statistic, "value": value if math.isfinite(value) else None,
+            values = {"statistic": c.statistic, "value": finite_or_none(value),
                       "min": c.min, "max": c.max, "frame": stats.frame_id, "for_frames": c.for_frames,
                       "breach_frames": self._breach_run, "condition": self._condition()}
             self._firing = self._alert("firing", severity=c.severity or "warning",
