@@ -96,6 +96,40 @@ def break_evidence(before: np.ndarray, after: np.ndarray) -> BreakEvidence:
                          variance_changed=changed, n_after=n2)
 
 
+MIN_RESIDUAL_SAMPLES = 6  # per side: fewer residuals say little about the noise around the lines
+
+
+def residual_scale(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Robust sd (MAD) of the residuals of a least-squares line on each side of a break, pooled, per column.
+
+    On unit-noise values this is about 1 when the two lines explain the data (a step or kink in noise);
+    it is much larger on a smooth curve or a sawtooth whose first differences are tiny (a population
+    count, a balance that resets monthly): there the "noise" of the first differences is not what
+    deviates from a piecewise line, and t statistics against it would call every bend a change.
+    NaN where a side has fewer than ``MIN_RESIDUAL_SAMPLES`` values.
+    """
+    parts = []
+    for seg in (before, after):
+        m = seg.shape[0]
+        if m < MIN_RESIDUAL_SAMPLES:
+            return np.full(seg.shape[1], np.nan)
+        t = np.arange(m, dtype=float)[:, None]
+        good = np.isfinite(seg)
+        n = np.maximum(good.sum(axis=0), 1)
+        x = np.where(good, seg, 0.0)
+        with np.errstate(all="ignore"):
+            tbar = np.where(good, t, 0.0).sum(axis=0) / n
+            xbar = x.sum(axis=0) / n
+            dt = np.where(good, t - tbar, 0.0)
+            stt = (dt * dt).sum(axis=0)
+            slope = np.where(stt > 0, (dt * (x - xbar)).sum(axis=0) / stt, 0.0)
+        parts.append(np.where(good, seg - xbar - slope * (t - tbar), np.nan))
+    resid = np.vstack(parts)
+    with np.errstate(all="ignore"):
+        centre = np.nanmedian(resid, axis=0)
+        return 1.4826 * np.nanmedian(np.abs(resid - centre), axis=0)
+
+
 def kind_of(evidence: BreakEvidence, columns: list[int], significant: float) -> ChangeKind:
     """Level, slope or variance, from the strongest evidence among ``columns``."""
     cols = np.array(columns, int)

@@ -50,6 +50,12 @@ class EvalStream:
     frames: np.ndarray
     stats: Mapping[str, np.ndarray]
     truth: tuple[int, ...] = ()
+    # every annotator's changes (TCPD-style series); empty: ``truth`` is the one annotation
+    annotations: tuple[tuple[int, ...], ...] = ()
+
+    def annotators(self) -> list[list[int]]:
+        """The annotations to score against: each annotator's changes, or ``truth`` alone."""
+        return [list(a) for a in self.annotations] if self.annotations else [list(self.truth)]
 
     def rows(self) -> list[dict[str, float]]:
         names = list(self.stats)
@@ -329,17 +335,20 @@ class CorpusScore:
     zero_f1: float  # the zero-alarm baseline on the same streams
     zero_covering: float
     detections: int
-    true_changes: int
+    true_changes: int  # the union of the annotators' changes, summed over streams
     ms_per_frame: float
+    # per stream: name, frames, f1, covering, zero_f1, zero_covering, detected frames
+    streams: tuple[dict[str, Any], ...] = ()
 
     def row(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "streams": list(self.streams)}
 
 
 def score_corpus(family: str, detector_name: str, streams: Sequence[EvalStream], config: ChangepointConfig,
                  margin: int = TCPD_MARGIN) -> CorpusScore:
     """Run one detector over a family's streams; TCPDBench F1 and covering beside the zero baseline."""
     f1s, covs, z1, zc = [], [], [], []
+    per_stream = []
     detections = true_changes = 0
     cpu = 0.0
     frames = 0
@@ -349,18 +358,21 @@ def score_corpus(family: str, detector_name: str, streams: Sequence[EvalStream],
         result = run_stream(stream, detector, margin)
         found = sorted({e.frame for e in result.detected})
         n = len(stream.frames)
-        truth = [list(stream.truth)]
+        truth = stream.annotators()
         f1s.append(tcpd_f1(truth, found, margin))
         covs.append(covering(truth, found, n))
         z1.append(tcpd_f1(truth, [], margin))
         zc.append(covering(truth, [], n))
         detections += len(found)
-        true_changes += len(stream.truth)
+        true_changes += len(set().union(*truth))
         cpu += result.cpu_seconds
         frames += n
+        per_stream.append({"name": stream.name, "frames": n, "f1": f1s[-1], "covering": covs[-1],
+                           "zero_f1": z1[-1], "zero_covering": zc[-1], "detected": found})
     return CorpusScore(family=family, detector=detector_name, f1=float(np.mean(f1s)), covering=float(np.mean(covs)),
                        zero_f1=float(np.mean(z1)), zero_covering=float(np.mean(zc)), detections=detections,
-                       true_changes=true_changes, ms_per_frame=1000 * cpu / max(frames, 1))
+                       true_changes=true_changes, ms_per_frame=1000 * cpu / max(frames, 1),
+                       streams=tuple(per_stream))
 
 
 DETECTORS: dict[str, dict[str, Any]] = {
@@ -375,24 +387,42 @@ DETECTORS: dict[str, dict[str, Any]] = {
 }
 
 
+TCPD_FAMILY = "TCPD (real annotated series)"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m wirewatch.changepoint.evaluate [--quick] [--json OUT]``: the corpus table."""
+    """``python -m wirewatch.changepoint.evaluate [--quick] [--tcpd FOLDER] [--json OUT]``: the score table."""
     import argparse
 
     from wirewatch.changepoint.corpus import corpus
 
     parser = argparse.ArgumentParser(prog="python -m wirewatch.changepoint.evaluate",
                                      description="TCPDBench-style F1 (margin 5) and covering per detector and "
-                                                 "family of the generated corpus, beside the zero-alarm baseline.")
+                                                 "family of the generated corpus (and of TCPD-format series), "
+                                                 "beside the zero-alarm baseline.")
     parser.add_argument("--quick", action="store_true", help="two streams per family instead of six")
     parser.add_argument("--detectors", default="|".join(DETECTORS), help="'|'-separated names from the list")
     parser.add_argument("--demo", action="store_true", help="also the simulator's demo scenario (seeds 7-9)")
-    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--tcpd", type=Path, default=None, metavar="FOLDER",
+                        help="also score the annotated series of a TCPD-format folder (annotations.json at its "
+                             "top, <name>.json series files below it)")
+    parser.add_argument("--no-corpus", action="store_true", help="skip the generated corpus (e.g. TCPD only)")
+    parser.add_argument("--per-series", action="store_true", help="print one line per TCPD series too")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows (with per-stream scores) here")
     args = parser.parse_args(argv)
-    families = corpus(args.quick)
+    unknown = [d for d in args.detectors.split("|") if d and d not in DETECTORS]
+    if unknown:
+        parser.error(f"unknown detector(s) {unknown}; known: {list(DETECTORS)}")
+    families = {} if args.no_corpus else corpus(args.quick)
     if args.demo:
         cache = Path.home() / "wirewatch-runs" / "changepoint-cache"
         families["demo scenario (simulated)"] = [scenario_stream("demo", seed=s, cache_dir=cache) for s in (7, 8, 9)]
+    if args.tcpd is not None:
+        from wirewatch.changepoint.tcpd import read_folder
+
+        families[TCPD_FAMILY] = read_folder(args.tcpd)
+    if not families:
+        parser.error("nothing to score: give --tcpd FOLDER or leave out --no-corpus")
     names = [d for d in args.detectors.split("|") if d]
     rows: list[CorpusScore] = []
     for name in names:
@@ -403,10 +433,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{name:52s} {family:50s} F1 {r.f1:.3f} (zero {r.zero_f1:.3f})  covering {r.covering:.3f} "
                   f"(zero {r.zero_covering:.3f})  detections {r.detections:3d} / true {r.true_changes:3d}  "
                   f"{r.ms_per_frame:.2f} ms/frame", flush=True)
-        mine = [r for r in rows if r.detector == name]
-        print(f"{name:52s} {'MEAN over families':50s} F1 {np.mean([r.f1 for r in mine]):.3f} (zero "
-              f"{np.mean([r.zero_f1 for r in mine]):.3f})  covering {np.mean([r.covering for r in mine]):.3f} "
-              f"(zero {np.mean([r.zero_covering for r in mine]):.3f})", flush=True)
+            if args.per_series and family == TCPD_FAMILY:
+                for st in r.streams:
+                    print(f"    {st['name']:24s} n {st['frames']:4d}  F1 {st['f1']:.3f} (zero {st['zero_f1']:.3f})  "
+                          f"covering {st['covering']:.3f} (zero {st['zero_covering']:.3f})  "
+                          f"detected {st['detected']}", flush=True)
+        mine = [r for r in rows if r.detector == name and r.family != TCPD_FAMILY]
+        if mine:
+            print(f"{name:52s} {'MEAN over corpus families':50s} F1 {np.mean([r.f1 for r in mine]):.3f} (zero "
+                  f"{np.mean([r.zero_f1 for r in mine]):.3f})  covering {np.mean([r.covering for r in mine]):.3f} "
+                  f"(zero {np.mean([r.zero_covering for r in mine]):.3f})", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps([r.row() for r in rows], indent=2) + "\n")
 
