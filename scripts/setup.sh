@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv.
-#   scripts/setup.sh            runtime only (the daemon and demo: no torch)
+#   scripts/setup.sh            runtime only (the daemon and demo: CPU onnxruntime and plots, no torch)
 #   scripts/setup.sh full       runtime + training/export + test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 case "$profile" in
-    runtime) extras="" ;;
+    runtime) extras="[cpu,plots]" ;;
     full)    extras="[train,dev]" ;;
     *) echo "setup.sh: unknown profile '$profile' (allowed: runtime, full)" >&2; exit 2 ;;
 esac

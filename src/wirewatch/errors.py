@@ -39,3 +39,13 @@ class InputError(WirewatchError):
 
 class SinkError(WirewatchError):
     """A downstream sink (record file, alert receiver) failed."""
+
+
+class MissingExtra(WirewatchError):
+    """An optional library is not installed; the message names the pip extra that brings it
+    (``wirewatch.extras``)."""
+
+    def __init__(self, message: str, *, module: str, extra: str) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra

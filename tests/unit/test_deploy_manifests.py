@@ -219,22 +219,41 @@ def test_cpu_image_installs_no_torch() -> None:
     for args in installs:
         joined = " ".join(args)
         assert "torch" not in joined and "[train" not in joined and "[gpu" not in joined, joined
-    assert ["."] in installs  # the package with its runtime dependencies only
-    runtime_deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [".[cpu,plots]"] in installs  # the runtime dependencies, the CPU onnxruntime and the figures
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime_deps = project["dependencies"]
     assert not [d for d in runtime_deps if re.match(r"torch", d)], "runtime dependencies must not pull torch"
-    assert any(d.startswith("onnxruntime") for d in runtime_deps)
+    assert any(d.startswith("onnxruntime>") for d in project["optional-dependencies"]["cpu"])
     base = dockerfile_stages(DEPLOY / "docker" / "Dockerfile.cpu")
     assert all(args == "${PYTHON_IMAGE} AS build" or args == "${PYTHON_IMAGE} AS runtime"
                for stage in base for k, args in stage if k == "FROM")
     assert "slim" in (DEPLOY / "docker" / "Dockerfile.cpu").read_text().split("ARG PYTHON_IMAGE=")[1].split()[0]
 
 
+def test_the_gpu_extra_does_not_pull_the_cpu_onnxruntime() -> None:
+    """onnxruntime and onnxruntime-gpu install the same module: the CPU one is the cpu extra, never a runtime
+    dependency, so installing the gpu extra gives onnxruntime-gpu alone."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    assert "onnxruntime" not in names(project["dependencies"])
+    assert "onnxruntime" not in names(extras["gpu"]) and "onnxruntime-gpu" in names(extras["gpu"])
+    assert names(extras["cpu"]) == {"onnxruntime"}
+    assert "matplotlib" not in names(project["dependencies"]) and names(extras["plots"]) == {"matplotlib"}
+    # CI installs .[train,dev]: dev brings the CPU runtime and the figures the tests need
+    assert "wirewatch[cpu,plots]" in extras["dev"]
+
+
 def test_gpu_image_uses_cuda_and_onnxruntime_gpu() -> None:
     text = (DEPLOY / "docker" / "Dockerfile.gpu").read_text()
     assert re.search(r"ARG CUDA_IMAGE=nvidia/cuda:12\.\S+-cudnn-runtime", text)
     installs = [" ".join(a) for a in pip_installs(dockerfile_stages(DEPLOY / "docker" / "Dockerfile.gpu"))]
-    assert '.[gpu]' in installs
+    assert any(a.startswith(".[gpu,plots]") for a in installs)
     assert any("onnxruntime-gpu" in a for a in installs)
+    assert not any("[cpu" in a or "uninstall" in a for a in installs), "the CPU onnxruntime is never installed"
     assert not any("torch" in a for a in installs)
     assert "TensorrtExecutionProvider" in text and "tensorrt_libs" in text
 

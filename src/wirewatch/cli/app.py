@@ -109,6 +109,14 @@ def main() -> None:
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # a library of an extra that is not installed: name the extra
+        from wirewatch.extras import missing
+
+        error = missing(exc.name or "", "this command")
+        if error is None:
+            raise
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except Exception as exc:  # click usage errors arrive here in standalone_mode=False
         if _is_click_exception(exc):
             exc.show()  # type: ignore[attr-defined]

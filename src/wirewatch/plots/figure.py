@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wirewatch.extras import require
 from wirewatch.files import write_atomically
 
 
 def new_figure(width_in: float, height_in: float, dpi: int = 100) -> Any:
-    """A matplotlib Figure with an Agg canvas attached (no pyplot, no GUI backend)."""
+    """A matplotlib Figure with an Agg canvas attached (no pyplot, no GUI backend). Without matplotlib (the
+    ``plots`` extra): ``MissingExtra`` naming it."""
+    require("matplotlib", "drawing figures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def plot_curve(metrics_csv: str | Path, out_png: str | Path) -> Path:
-    import matplotlib
+    from wirewatch.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib", "the learning curve").use("Agg")
     import matplotlib.pyplot as plt
 
     with Path(metrics_csv).open(newline="") as fh:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from wirewatch.errors import MissingExtra
 from wirewatch.segment.base import Segmenter
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,10 @@ def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: 
         "overlay_png": base64.b64encode(overlay_png(image, measured.masks, overlay_max_side)).decode("ascii"),
     }
     if histograms:
-        result["histograms_png"] = base64.b64encode(histograms_png(stats.particles)).decode("ascii")
+        try:
+            result["histograms_png"] = base64.b64encode(histograms_png(stats.particles)).decode("ascii")
+        except MissingExtra as exc:  # no matplotlib (the plots extra): the segmentation is still answered
+            result["histograms_error"] = str(exc)
     return result
 
 
