@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from wirewatch.config.daemon import DaemonConfig, SegmentConfig
 from wirewatch.errors import BackendUnavailable, WirewatchError
 from wirewatch.ingest.base import RawMessage, Source
-from wirewatch.ingest.decoders import make_decoder
+from wirewatch.ingest.formats import make_decoder
 from wirewatch.ingest.sources import make_source
 from wirewatch.publish.record import RecordSink
 from wirewatch.quality.monitor import QualityMonitor

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import DaemonConfig
 from wirewatch.errors import ConfigError
-from wirewatch.ingest.base import Source
+from wirewatch.ingest.base import Source, describe_input
 from wirewatch.segment.base import Segmenter
 from wirewatch.web.server import HttpServer
 
@@ -65,12 +65,10 @@ class Daemon:
         except BaseException:
             self.close()
             raise
-        ingest = self.config.ingest
-        log.info("daemon running: segmenter %s%s, input %s %s (%s, policy %s)", self.built.backend,
-                 f" ({self.built.model})" if self.built.model else "",
-                 *(("folder", ingest.watch.path, "files") if ingest.source == "folder" else
-                   (ingest.socket, getattr(self.pipeline.source, "endpoint", None) or ingest.endpoint, ingest.format)),
-                 ingest.policy)
+        # the source says what it reads (ZeroMQ endpoint, PV, folder, replay) and in which format
+        log.info("daemon running: segmenter %s%s, input %s, policy %s", self.built.backend,
+                 f" ({self.built.model})" if self.built.model else "", describe_input(self.pipeline.source),
+                 self.config.ingest.policy)
         return self
 
     def healthy(self) -> bool:

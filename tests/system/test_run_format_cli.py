@@ -1,0 +1,50 @@
+"""``wirewatch run --format``: a bad value is a usage error naming the flag and every allowed value (the
+registered stream formats plus pva and folder); ``--format pva`` logs the PV Access input it reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from wirewatch.ingest.formats import format_names
+
+from .test_daemon_cli import _read_endpoint
+
+WIREWATCH = [sys.executable, "-m", "wirewatch"]
+
+
+def test_bad_format_names_the_flag_and_every_allowed_value() -> None:
+    proc = subprocess.run([*WIREWATCH, "run", "--format", "nonsense"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert "Invalid value for '--format': 'nonsense' is not a stream format; allowed: " in err
+    assert err.split("allowed: ", 1)[1].strip() == ", ".join([*format_names(), "pva", "folder"])
+    assert "default.yaml" not in err and "ingest.format" not in err  # not blamed on the shipped config
+
+
+def test_help_offers_every_registered_format() -> None:
+    out = subprocess.run([*WIREWATCH, "run", "--help"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "400", "TERM": "dumb", "NO_COLOR": "1"}).stdout
+    for name in (*format_names(), "pva", "folder"):
+        assert name in out
+
+
+def test_format_pva_logs_the_pv_access_input() -> None:
+    pytest.importorskip("p4p")
+    env = {**os.environ, "EPICS_PVA_ADDR_LIST": "127.0.0.1", "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
+    proc = subprocess.Popen([*WIREWATCH, "run", "--format", "pva", "--input", "WWTEST:NoSuch:Image", "--backend",
+                             "watershed", "--metrics-port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = _read_endpoint(proc, r"(daemon running: .*)")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "input PV Access monitor of WWTEST:NoSuch:Image, format pva, policy latest" in line
+    assert "pull" not in line and "pva://" not in line and "stream2" not in line
