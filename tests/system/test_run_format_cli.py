@@ -26,6 +26,14 @@ def test_bad_format_names_the_flag_and_every_allowed_value() -> None:
     assert "default.yaml" not in err and "ingest.format" not in err  # not blamed on the shipped config
 
 
+def test_simulate_bad_format_lists_pva_too() -> None:
+    proc = subprocess.run([*WIREWATCH, "simulate", "--format", "nonsense"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.split("Invalid value for '--format': 'nonsense' is not a stream format; allowed: ", 1)[1] \
+        .strip() == ", ".join([*format_names(), "pva"])
+
+
 def test_help_offers_every_registered_format() -> None:
     out = subprocess.run([*WIREWATCH, "run", "--help"], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "COLUMNS": "400", "TERM": "dumb", "NO_COLOR": "1"}).stdout

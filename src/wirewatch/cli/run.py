@@ -7,21 +7,9 @@ from typing import Any
 
 import typer
 
+from wirewatch.cli.format_option import check_format
+
 INPUT_KINDS = ("pva", "folder")  # --format values that pick an input of their own rather than a stream format
-
-
-def check_format(value: str | None) -> None:
-    """A ``--format`` value the flag accepts: a registered stream format (``wirewatch.ingest.formats``) or
-    one of ``INPUT_KINDS``; otherwise a usage error that names the flag and every allowed value (not a
-    config error that would blame the shipped config file for what was typed)."""
-    if value is None:
-        return
-    from wirewatch.ingest.formats import format_names
-
-    allowed = tuple(dict.fromkeys((*format_names(), *INPUT_KINDS)))
-    if value not in allowed:
-        raise typer.BadParameter(f"{value!r} is not a stream format; allowed: {', '.join(allowed)}",
-                                 param_hint="'--format'")
 
 
 def run(
@@ -54,7 +42,7 @@ def run(
     from wirewatch.epics.cli import build_daemon
     from wirewatch.security import check_file_permissions
 
-    check_format(format)
+    check_format(format, input_kinds=INPUT_KINDS)
     path = config
     if path is None and shipped_config_path().is_file():
         path = shipped_config_path()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from wirewatch.cli.format_option import check_format
+
 
 def simulate(
     endpoint: str = typer.Option("tcp://127.0.0.1:31001", "--endpoint", "-e", help="Where to bind (or connect); "
@@ -28,6 +30,7 @@ def simulate(
     from wirewatch.simulate.producer import Simulator
     from wirewatch.simulate.scenario import resolve_scenario
 
+    check_format(format, input_kinds=("pva",))
     if socket not in ("push", "pub"):
         raise ConfigError(f"--socket must be push or pub, got {socket!r}")
     if compression not in ("bslz4", "lz4", "none"):
