@@ -51,14 +51,16 @@ def _tree_cpu_s(root: int) -> float:
     return total
 
 
-def run_ray_overhead_bench(size: int = 512, frames: int = 20, threads: int = 1) -> dict[str, Any]:
+def run_ray_overhead_bench(size: int = 512, frames: int = 20, threads: int = 1,
+                           replica_env: dict[str, str] | None = None) -> dict[str, Any]:
     from wirewatch.bench.daemon import bench_frames
     from wirewatch.segment import load_segmenter
 
     images = [f.astype(np.float32) / 255.0 for f in bench_frames(size, count=min(frames, 12))]
     local = load_segmenter("onnxruntime", model="default", threads=threads)
     t0 = time.monotonic()
-    ray_seg: Any = load_segmenter("ray", model="default", replicas=1, threads=threads, max_in_flight=1)
+    ray_seg: Any = load_segmenter("ray", model="default", replicas=1, threads=threads, max_in_flight=1,
+                                  replica_env=replica_env)
     startup_s = time.monotonic() - t0
     try:
         for img in images[:3]:  # warm both
@@ -113,8 +115,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--replica-env", action="append", default=None, metavar="KEY=VALUE",
+                        help="a replica process's environment instead of the backend's default (repeatable; "
+                             "--replica-env '' for Serve's own defaults)")
     args = parser.parse_args()
-    print(json.dumps(run_ray_overhead_bench(args.size, args.frames, args.threads), indent=1))
+    env = None if args.replica_env is None else dict(kv.split("=", 1) for kv in args.replica_env if kv)
+    print(json.dumps(run_ray_overhead_bench(args.size, args.frames, args.threads, env), indent=1))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ APP_NAME = "wirewatch-segment"
 DEPLOYMENT_NAME = "WirewatchSegmenter"
 INNER_BACKENDS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt",
                   "watershed": "watershed"}
+# Extra environment of each replica process (Serve's settings are read from the environment), e.g.
+# {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}: Serve runs a replica's methods on a second event loop
+# in its own thread by default, one thread switch per request. Empty: Serve's defaults.
+REPLICA_ENV: dict[str, str] = {}
 
 
 class SegmentFailed(WirewatchError):
@@ -147,10 +151,15 @@ def inner_options(inner: str, model: str | None, threads: int | None, options: d
 
 
 def deployment_options(*, replicas: int | None, min_replicas: int | None, max_replicas: int | None,
-                       threads: int, num_gpus: float) -> dict[str, Any]:
-    """``Deployment.options`` for the replica count (fixed or autoscaled) and each replica's resources."""
+                       threads: int, num_gpus: float, replica_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``Deployment.options`` for the replica count (fixed or autoscaled) and each replica's resources
+    (``replica_env``: the replica processes' environment, ``REPLICA_ENV`` when None)."""
+    env = REPLICA_ENV if replica_env is None else replica_env
+    actor: dict[str, Any] = {"num_cpus": float(threads), "num_gpus": float(num_gpus)}
+    if env:
+        actor["runtime_env"] = {"env_vars": {str(k): str(v) for k, v in env.items()}}
     opts: dict[str, Any] = {
-        "ray_actor_options": {"num_cpus": float(threads), "num_gpus": float(num_gpus)},
+        "ray_actor_options": actor,
         "max_ongoing_requests": 2,  # one segmenting, one waiting with its frame fetched
         "health_check_period_s": 2.0, "health_check_timeout_s": 30.0, "graceful_shutdown_timeout_s": 5.0,
     }
@@ -174,7 +183,7 @@ def build_app(args: dict[str, Any]) -> Any:
     threads = int(args.get("threads", 1))
     opts = deployment_options(replicas=args.get("replicas"), min_replicas=args.get("min_replicas"),
                               max_replicas=args.get("max_replicas"), threads=threads,
-                              num_gpus=float(args.get("num_gpus", 0.0)))
+                              num_gpus=float(args.get("num_gpus", 0.0)), replica_env=args.get("replica_env"))
     deployment: Any = serve.deployment(SegmentReplica, name=DEPLOYMENT_NAME)
     deployment = deployment.options(**opts)
     return deployment.bind(inner, inner_options(inner, args.get("model", "default"), threads,
@@ -213,7 +222,8 @@ class RaySegmenter:
                  min_replicas: int | None = None, max_replicas: int | None = None, threads: int = 1,
                  num_gpus: float = 0.0, inner: str = "onnxruntime", max_in_flight: int | None = None,
                  num_cpus: int | None = None, app_name: str = APP_NAME, request_timeout_s: float = 60.0,
-                 start_timeout_s: float = 120.0, ready_poll_s: float = 0.5, **options: Any) -> None:
+                 start_timeout_s: float = 120.0, ready_poll_s: float = 0.5,
+                 replica_env: dict[str, str] | None = None, **options: Any) -> None:
         try:
             import ray
             from ray import serve
@@ -264,7 +274,7 @@ class RaySegmenter:
             self._handle = self._deploy({"inner": self.inner, "model": model, "threads": self.threads,
                                          "replicas": replicas, "min_replicas": min_replicas,
                                          "max_replicas": max_replicas, "num_gpus": self.num_gpus,
-                                         "options": options}, start_timeout_s)
+                                         "replica_env": replica_env, "options": options}, start_timeout_s)
             self.handle_segment = self._handle.segment
             self.startup_s = time.monotonic() - t0
             self._ready = self._running_replicas() > 0
