@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from wirewatch.bench.changepoint_streams import synthetic_stream
 from wirewatch.changepoint import ChangepointConfig, build_detector
-from wirewatch.changepoint.evaluate import evaluate, match, precision_recall, synthetic_stream
+from wirewatch.changepoint.evaluate import evaluate, match, precision_recall
 
 STATS = ["a", "b", "c"]
 

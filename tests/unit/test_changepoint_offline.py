@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from wirewatch.bench.changepoint_streams import scenario_stream, synthetic_stream
 from wirewatch.changepoint import ChangepointConfig
-from wirewatch.changepoint.evaluate import evaluate, scenario_stream, synthetic_stream
+from wirewatch.changepoint.evaluate import evaluate
 from wirewatch.changepoint.offline import detect_record, read_record, read_truth
 from wirewatch.cli.app import app
 from wirewatch.errors import InputError

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from wirewatch.bench.changepoint_corpus import trend_no_change
+from wirewatch.bench.changepoint_streams import scenario_stream, synthetic_stream
 from wirewatch.changepoint.config import DEFAULT_STATISTICS, ChangepointConfig
-from wirewatch.changepoint.corpus import trend_no_change
-from wirewatch.changepoint.evaluate import EvalStream, Summary, evaluate, scenario_stream, synthetic_stream
+from wirewatch.changepoint.evaluate import EvalStream, Summary, evaluate
 from wirewatch.changepoint.streaming import build_detector
 
 TARGET_F1 = 0.9

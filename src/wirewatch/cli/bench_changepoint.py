@@ -95,7 +95,8 @@ def bench_changepoint(
 
 
 def _plot_demo(path: Path, cache: Path, cfg: object) -> None:
-    from wirewatch.changepoint.evaluate import run_stream, scenario_stream
+    from wirewatch.bench.changepoint_streams import scenario_stream
+    from wirewatch.changepoint.evaluate import run_stream
     from wirewatch.changepoint.streaming import build_detector
     from wirewatch.plots.series import plot_series
 
