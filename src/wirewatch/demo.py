@@ -104,7 +104,8 @@ def demo_config(endpoint: str, record: Path, *, format: str, policy: str, backen
                    "policy": policy},
         "record": {"path": str(record), **demo_record_options(record.parent)},  # + particle tables
         "http": {"port": 0},
-        "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": []},
+        "alerts": {"sinks": []},
+        "publish": {"zmq": {"bind": "tcp://127.0.0.1:*"}},
     }
     if backend is not None:
         overrides["segment"] = {"backend": backend}

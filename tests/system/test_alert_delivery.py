@@ -215,7 +215,7 @@ def test_daemon_healthz_follows_the_sink_threads(tmp_path: Path, monkeypatch: py
     receiver = AlertReceiver()
     cfg = daemon_config("tcp://127.0.0.1:1", alerts={"sinks": [{
         "type": "webhook", "name": "hook", "url": receiver.url, "spool_dir": str(tmp_path / "spool"),
-        "backoff_initial_s": 0.01, "backoff_max_s": 0.05}], "zmq": None})
+        "backoff_initial_s": 0.01, "backoff_max_s": 0.05}]})
     daemon = Daemon(cfg).start()
     try:
         assert daemon.http is not None

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from wirewatch.errors import ConfigError
 from wirewatch.publish import AlertsConfig, Publisher, build_publisher
+from wirewatch.publish.config import ZmqPublishConfig
 from wirewatch.types import ChangePoint, FrameStats
 
 
@@ -54,12 +55,17 @@ def _connected_sub(context: zmq.Context, publisher: Publisher, topics: list[byte
     raise AssertionError("SUB never received the warm-up messages")
 
 
+def _stream(**config: Any) -> ZmqPublishConfig:
+    """The daemon's ``publish.zmq``: the ZeroMQ stream of stats, change points and alerts."""
+    return ZmqPublishConfig.model_validate(config)
+
+
 def test_sub_receives_stats_changepoint_and_alert(context: zmq.Context) -> None:
     config = AlertsConfig.model_validate({
         "rules": [{"kind": "changepoint", "name": "WireLengthChanged", "statistics": ["length_px_mean"]}],
-        "zmq": {"bind": "tcp://127.0.0.1:*"},
     })
-    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    publisher = build_publisher(config, CollectorRegistry(), zmq_config=_stream(bind="tcp://127.0.0.1:*"),
+                                context=context)
     sub = _connected_sub(context, publisher, [b"stats", b"changepoint", b"alert"])
     try:
         assert publisher.zmq is not None and publisher.zmq.endpoint.startswith("tcp://127.0.0.1:")
@@ -90,9 +96,9 @@ def test_sub_receives_stats_changepoint_and_alert(context: zmq.Context) -> None:
 def test_topic_filter_and_disabled_topics(context: zmq.Context) -> None:
     config = AlertsConfig.model_validate({
         "rules": [{"kind": "threshold", "name": "CountLow", "statistic": "particle_count", "min": 5}],
-        "zmq": {"bind": "tcp://127.0.0.1:*", "topics": ["stats", "alert"]},
     })
-    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    publisher = build_publisher(config, CollectorRegistry(), context=context,
+                                zmq_config=_stream(bind="tcp://127.0.0.1:*", topics=["stats", "alert"]))
     sub = _connected_sub(context, publisher, [b"alert"])
     try:
         cp = ChangePoint(frame=1, detected_at=2, statistics=("particle_count",), before={}, after={},
@@ -147,8 +153,8 @@ def test_curve_encryption_and_client_authentication(tmp_path: Path, context: zmq
     curve: dict[str, Any] = {"server_secret_file": str(keys / "server.key_secret")}
     if authenticate:
         curve["authorized_clients_dir"] = str(allowed)
-    config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*", "curve": curve}})
-    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    publisher = build_publisher(AlertsConfig(), CollectorRegistry(), context=context,
+                                zmq_config=_stream(bind="tcp://127.0.0.1:*", curve=curve))
     assert publisher.zmq is not None
     subs = {
         "client": _curve_sub(context, publisher.zmq.endpoint, server_public, Path(client_secret_file)),
@@ -168,15 +174,14 @@ def test_curve_key_errors_name_the_file(tmp_path: Path, context: zmq.Context) ->
     zmq.auth.create_certificates(tmp_path, "server")
     for path, message in ((tmp_path / "server.key", "holds no secret key"),
                           (tmp_path / "missing.key_secret", "cannot read CURVE certificate")):
-        config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*",
-                                                      "curve": {"server_secret_file": str(path)}}})
+        stream = _stream(bind="tcp://127.0.0.1:*", curve={"server_secret_file": str(path)})
         with pytest.raises(ConfigError, match=message):
-            build_publisher(config, CollectorRegistry(), context=context)
+            build_publisher(AlertsConfig(), CollectorRegistry(), zmq_config=stream, context=context)
 
 
 def test_a_stalled_subscriber_never_blocks_the_publisher(context: zmq.Context) -> None:
-    config = AlertsConfig.model_validate({"zmq": {"bind": "tcp://127.0.0.1:*", "sndhwm": 10}})
-    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    publisher = build_publisher(AlertsConfig(), CollectorRegistry(), context=context,
+                                zmq_config=_stream(bind="tcp://127.0.0.1:*", sndhwm=10))
     sub = _connected_sub(context, publisher, [b"stats"])
     sub.setsockopt(zmq.RCVHWM, 10)
     try:

@@ -44,8 +44,8 @@ def test_daemon_alert_reaches_alertmanager_webhook_and_zmq_then_resolves(
             "sinks": [{"type": "alertmanager", "url": alertmanager.url, "backoff_initial_s": 0.05},
                       {"type": "webhook", "url": hook.url + "/hook", "spool_dir": str(tmp_path / "spool"),
                        "backoff_initial_s": 0.05}],
-            "zmq": {"bind": "tcp://127.0.0.1:*", "topics": ["alert"]},
-        })
+        },
+        publish={"zmq": {"bind": "tcp://127.0.0.1:*", "topics": ["alert"]}})
     daemon = Daemon(config).start()
     sub_ctx = zmq.Context()
     sub = sub_ctx.socket(zmq.SUB)

@@ -96,8 +96,8 @@ def test_metrics_pass_promtool_check(tmp_path: Path) -> None:
     cfg = DaemonConfig.model_validate({
         "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "queue"},
         "segment": {"backend": "watershed"}, "http": {"port": 0},
-        "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"},
-                   "rules": [{"kind": "threshold", "name": "FewParticles", "statistic": "particle_count",
+        "publish": {"zmq": {"bind": "tcp://127.0.0.1:*"}},
+        "alerts": {"rules": [{"kind": "threshold", "name": "FewParticles", "statistic": "particle_count",
                               "min": 100}]},
     })
     daemon = Daemon(cfg).start()

@@ -294,7 +294,7 @@ def test_overload_soak_ten_times_capacity_for_60_s(tmp_path: Path, pusher: tuple
 def test_per_frame_stats_published_on_zmq_pub_in_order(tmp_path: Path, pusher: tuple[zmq.Socket, str]) -> None:
     sock, endpoint = pusher
     cfg = config(tmp_path, endpoint, "array-1.0")
-    cfg.alerts.zmq = ZmqPublishConfig(bind="tcp://127.0.0.1:*")
+    cfg.publish.zmq = ZmqPublishConfig(bind="tcp://127.0.0.1:*")
     daemon = Daemon(cfg).start()
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)

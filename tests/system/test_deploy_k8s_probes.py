@@ -20,7 +20,7 @@ def test_k8s_probe_commands_work_against_a_daemon_with_a_token(tmp_path: Path) -
     token_file.chmod(0o600)
     container = k8s_objects()[("Deployment", "wirewatch")]["spec"]["template"]["spec"]["containers"][0]
     cfg = DaemonConfig.model_validate({"ingest": {"endpoint": "tcp://127.0.0.1:1"}, "segment": {"backend": "watershed"},
-                                       "alerts": {"zmq": None},
+                                       "publish": {"zmq": None},
                                        "http": {"port": 0, "bearer_token_file": str(token_file)}})
     daemon = Daemon(cfg).start()
     try:

@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     frames=FRAMES)
     endpoint = sim.open()
     config = daemon_config(endpoint, "stream2", ingest={"policy": "queue"}, http={"enabled": False},
-                           alerts={"zmq": None},
+                           publish={"zmq": None},
                            record={"path": str(out / "record.jsonl"), "particles_dir": str(out / "particles"),
                                    "particles_roll_frames": 50, "particle_masks": "rle"})
     daemon = Daemon(config).start()

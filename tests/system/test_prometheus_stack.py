@@ -139,7 +139,7 @@ def stack(tmp_path: Path, alertmanager: Server) -> Iterator[Stack]:
         **shipped,
         "ingest": {**shipped["ingest"], "endpoint": endpoint},
         "segment": {"backend": "watershed"},
-        "alerts": {**shipped["alerts"], "zmq": None, "sinks": sinks},
+        "alerts": {**shipped["alerts"], "sinks": sinks},
         "record": {**shipped["record"], "path": str(tmp_path / "record.jsonl")},
         "http": {**shipped["http"], "host": "127.0.0.1", "port": 0},
     })
@@ -380,7 +380,7 @@ def test_health_checks_and_sigterm_of_the_daemon_as_containers_run_it(tmp_path: 
            "WIREWATCH_INGEST__ENDPOINT": f"tcp://127.0.0.1:{free_port()}",  # no detector: healthy anyway
            "WIREWATCH_HTTP__HOST": "127.0.0.1", "WIREWATCH_HTTP__PORT": str(port),
            "WIREWATCH_SEGMENT__BACKEND": "watershed", "WIREWATCH_RECORD__PATH": str(tmp_path / "record.jsonl"),
-           "WIREWATCH_ALERTS__SINKS": "[]", "WIREWATCH_ALERTS__ZMQ": "null"}
+           "WIREWATCH_ALERTS__SINKS": "[]", "WIREWATCH_PUBLISH__ZMQ": "null"}
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(wirewatch), "run", "--config", str(ROOT / "config" / "wirewatch-compose.yaml")],

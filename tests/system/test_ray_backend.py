@@ -123,7 +123,7 @@ def test_embedded_ray_starts_segments_with_onnxruntime_and_leaves_no_process_beh
            "segment": {"backend": "ray", "options": {"replicas": 1, "threads": 1, "num_cpus": 1, "scale": "none",
                                                      "polarity": "bright"}},
            "changepoint": {"enabled": False}, "http": {"port": 0, "web": {"enabled": False}},
-           "alerts": {"zmq": None}, "record": {"path": str(record), "fsync": "never"}}
+           "publish": {"zmq": None}, "record": {"path": str(record), "fsync": "never"}}
     (tmp_path / "ray.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     proc = subprocess.Popen([sys.executable, "-m", "wirewatch", "run", "--config", str(tmp_path / "ray.yaml")],

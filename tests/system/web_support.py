@@ -60,7 +60,7 @@ def daemon_config(endpoint: str, record: Path, *, http: dict[str, Any] | None = 
     """The live daemon's config: latest-frame policy, change points on, no HTTP of its own unless ``http``."""
     return helpers.daemon_config(endpoint, "array-1.0", ingest={"policy": "latest"}, changepoint={"enabled": True},
                                  record={"path": str(record), "fsync": "never"}, http=http or {"enabled": False},
-                                 alerts={"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": [], **alerts},
+                                 alerts={"sinks": [], **alerts}, publish={"zmq": {"bind": "tcp://127.0.0.1:*"}},
                                  pipeline={"shutdown_timeout_s": 10})
 
 

@@ -36,7 +36,7 @@ def test_shipped_example_loads() -> None:
     assert kinds == [ChangepointRule, ChangepointRule, ThresholdRule, ThresholdRule, NoFramesRule]
     assert [type(s) for s in config.sinks] == [AlertmanagerSinkConfig, WebhookSinkConfig]
     assert config.sinks[1].name == "process-control"
-    assert config.zmq is not None and config.zmq.topics == ["stats", "changepoint", "alert"]
+    assert config.zmq is None  # the ZeroMQ stream is the daemon's publish.zmq
 
 
 def test_environment_overrides_a_value() -> None:

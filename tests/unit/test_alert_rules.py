@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.base import validate
-from wirewatch.publish import AlertsConfig, build_engine
+from wirewatch.publish import AlertsConfig, build_alert_engine
 from wirewatch.publish.engine import AlertEngine, RateLimiter
 from wirewatch.publish.metrics import AlertMetrics
 from wirewatch.types import Alert, ChangePoint, FrameStats
 
 
 def _engine(*rules: dict[str, Any], registry: CollectorRegistry | None = None, **extra: Any) -> AlertEngine:
-    return build_engine(validate(AlertsConfig, {"rules": list(rules), **extra}), registry=registry)
+    return build_alert_engine(validate(AlertsConfig, {"rules": list(rules), **extra}), registry=registry)
 
 
 def _frame(i: int, **stats: float) -> FrameStats:

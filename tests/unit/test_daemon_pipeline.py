@@ -171,7 +171,7 @@ def test_auto_backend_falls_back_to_watershed_without_a_model(caplog: pytest.Log
 def test_shipped_configs_load_and_env_overrides_apply() -> None:
     cfg = load_daemon_config(CONFIG / "default.yaml", environ={"WIREWATCH_INGEST__POLICY": "queue"})
     assert cfg.ingest.policy == "queue" and cfg.ingest.socket == "pull" and not cfg.ingest.bind
-    assert cfg.http.host == "127.0.0.1" and cfg.alerts.zmq is not None
+    assert cfg.http.host == "127.0.0.1" and cfg.publish.zmq is not None
     example = load_daemon_config(CONFIG / "stream2-example.yaml", environ={})
     assert example.preprocess.fit == "tile" and example.ingest.channel == "threshold_1"
 

@@ -406,9 +406,9 @@ def test_k8s_deployment() -> None:
     assert "*" not in cfg.http.allowed_hosts and cfg.http.secure_cookie
     assert all(o.startswith("https://") for o in cfg.http.allowed_origins)
     # the ZeroMQ PUB: loopback, or CURVE with an exposed port
-    assert cfg.alerts.zmq is not None
-    if cfg.alerts.zmq.curve is None:
-        assert cfg.alerts.zmq.bind.startswith("tcp://127.0.0.1:"), "a PUB without CURVE must bind loopback"
+    assert cfg.publish.zmq is not None
+    if cfg.publish.zmq.curve is None:
+        assert cfg.publish.zmq.bind.startswith("tcp://127.0.0.1:"), "a PUB without CURVE must bind loopback"
         assert "zmq-pub" not in ports
     # the record goes to the persistent volume
     assert cfg.record.path is not None

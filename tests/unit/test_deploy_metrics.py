@@ -75,7 +75,7 @@ def exported_metric_names() -> frozenset[str]:
         Image.fromarray(np.zeros((16, 16), np.uint8)).save(Path(tmp) / "000000.png")
         config = load_daemon_config(None, environ={}, overrides={
             "ingest": {"source": "files", "path": tmp}, "segment": {"backend": "watershed"},
-            "alerts": {"zmq": None}, "http": {"enabled": False}})
+            "publish": {"zmq": None}, "http": {"enabled": False}})
         built = build_pipeline(config)
         try:
             names = {n for family in built.registry.collect() for n in _sample_names(family)}

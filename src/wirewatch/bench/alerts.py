@@ -55,6 +55,7 @@ def bench_publish(frames: int, progress: Callable[[int], None] | None = None) ->
     from prometheus_client import CollectorRegistry
 
     from wirewatch.publish import AlertsConfig, build_publisher
+    from wirewatch.publish.config import ZmqPublishConfig
     from wirewatch.types import ChangePoint, FrameStats
 
     config = AlertsConfig.model_validate({
@@ -64,10 +65,10 @@ def bench_publish(frames: int, progress: Callable[[int], None] | None = None) ->
             {"kind": "threshold", "name": "Width", "statistic": "width_px_mean", "min": 3, "max": 40},
             {"kind": "no_frames", "name": "NoFrames", "after_s": 60},
         ],
-        "zmq": {"bind": "tcp://127.0.0.1:*"},
     })
     context = zmq.Context()
-    publisher = build_publisher(config, CollectorRegistry(), context=context)
+    publisher = build_publisher(config, CollectorRegistry(), zmq_config=ZmqPublishConfig(bind="tcp://127.0.0.1:*"),
+                                context=context)
     assert publisher.zmq is not None
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")

@@ -87,7 +87,8 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     overrides: dict[str, Any] = {
         "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest", "socket": "pull",
                    "bind": False},
-        "http": {"port": 0}, "record": {"path": None}, "alerts": {"zmq": None, "sinks": [], "rules": []},
+        "http": {"port": 0}, "record": {"path": None}, "alerts": {"sinks": [], "rules": []},
+        "publish": {"zmq": None},
     }
     segment: dict[str, Any] = {}
     if backend is not None:

@@ -174,7 +174,7 @@ def run_web_bench(*, rate: float = 10.0, browsers: int = 3, seconds: float = 20.
     config = DaemonConfig.model_validate({
         "ingest": {"endpoint": endpoint, "format": "array-1.0", "policy": "latest"},
         "segment": {"backend": backend}, "http": {"port": 0},  # the daemon's own server, web view on
-        "alerts": {"zmq": {"bind": "tcp://127.0.0.1:*"}, "sinks": []},
+        "alerts": {"sinks": []}, "publish": {"zmq": {"bind": "tcp://127.0.0.1:*"}},
     })
     daemon = Daemon(config)
     result = WebBenchResult(rate=rate, browsers=browsers, backend=daemon.built.backend, watcher=watcher)

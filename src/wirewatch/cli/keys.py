@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 keys_app = typer.Typer(help="ZeroMQ CURVE keys for the frame input (ingest.curve) and the PUB output "
-                       "(alerts.zmq.curve).", no_args_is_help=True)
+                       "(publish.zmq.curve).", no_args_is_help=True)
 
 
 @keys_app.command("generate")

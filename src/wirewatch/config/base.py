@@ -9,12 +9,18 @@ Environment overrides: ``WIREWATCH_<SECTION>__<KEY>=value`` sets ``section.key``
 (double underscore separates levels, case-insensitive). Values are parsed as
 YAML scalars/lists, so ``WIREWATCH_INGEST__RCVHWM=10`` gives an int and
 ``WIREWATCH_CHANGEPOINT__STATS=[a, b]`` a list.
+
+Renamed keys: a model lists ``RENAMED_KEYS = {"old.dotted.key": "new.dotted.key"}``; the old key keeps
+working (moved to the new one in each layer: file, environment, overrides) with a ``DeprecationWarning``
+and a log line naming the new key (``rename_keys``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import reprlib
+import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -24,6 +30,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wirewatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "WIREWATCH_"
 ENV_SEPARATOR = "__"
@@ -94,6 +102,47 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+def rename_keys(data: Mapping[str, Any], renamed: Mapping[str, str], source: str = "config") -> dict[str, Any]:
+    """``data`` with each old dotted key of ``renamed`` moved to its new key, warning once per key.
+
+    Where both are given, the old key's value is merged over the new one's (it was given on purpose, e.g.
+    an environment variable over a shipped file that already uses the new key); ``None`` replaces it."""
+    out = dict(data)
+    for old, new in renamed.items():
+        *old_parents, old_leaf = old.split(".")
+        parent: Any = out
+        for part in old_parents:
+            parent = parent.get(part) if isinstance(parent, Mapping) else None
+        if not isinstance(parent, Mapping) or old_leaf not in parent:
+            continue
+        where = "" if source == "config" else f" (in {source})"
+        message = f"config key {old} is deprecated, use {new}: same value{where}"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        log.warning("%s", message)
+        value = parent[old_leaf]
+        out = _without(out, old.split("."))
+        *new_parents, new_leaf = new.split(".")
+        node = out
+        for part in new_parents:
+            child = dict(node[part]) if isinstance(node.get(part), Mapping) else {}
+            node[part] = child
+            node = child
+        current = node.get(new_leaf)
+        node[new_leaf] = (deep_merge(current, value) if isinstance(current, Mapping) and isinstance(value, Mapping)
+                          else value)
+    return out
+
+
+def _without(data: Mapping[str, Any], path: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` (copied along ``path`` only) without the key at ``path``."""
+    out = dict(data)
+    if len(path) == 1:
+        out.pop(path[0], None)
+    else:
+        out[path[0]] = _without(out[path[0]], path[1:])
+    return out
+
+
 def validate(model: type[M], data: Mapping[str, Any], source: str = "config") -> M:
     """Validate ``data`` against ``model``; errors name each key path and the allowed keys/values."""
     try:
@@ -107,11 +156,13 @@ def load_config(model: type[M], path: str | Path | None = None, *,
                 environ: Mapping[str, str] | None = None,
                 env_prefix: str = ENV_PREFIX) -> M:
     """File (optional) <- environment variables <- explicit overrides (e.g. CLI flags), then validate."""
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    data = deep_merge(data, env_overrides(environ, env_prefix))
-    if overrides:
-        data = deep_merge(data, overrides)
+    renamed: Mapping[str, str] = getattr(model, "RENAMED_KEYS", {})
     source = str(path) if path is not None else "config"
+    # old keys are moved in each layer before merging, so a later layer wins whichever name each one uses
+    data: dict[str, Any] = rename_keys(read_yaml(path), renamed, source) if path is not None else {}
+    data = deep_merge(data, rename_keys(env_overrides(environ, env_prefix), renamed, "environment"))
+    if overrides:
+        data = deep_merge(data, rename_keys(overrides, renamed, "overrides"))
     return validate(model, data, source)
 
 

@@ -7,32 +7,32 @@
     segment:     SegmentConfig                         (backend, model, backend options)
     measure:     MeasureConfig                         (pixel size fallback)
     changepoint: wirewatch.changepoint.config.ChangepointConfig
-    alerts:      wirewatch.publish.config.AlertsConfig (rules, sinks, ZeroMQ PUB incl. topic ``stats``)
+    alerts:      wirewatch.publish.config.AlertsConfig (rules, alert sinks, rate limit)
     record:      wirewatch.publish.record.RecordConfig (JSON Lines record, Parquet particle tables)
-    publish:     wirewatch.publish.sinks.tiled.PublishConfig (Tiled catalog)
+    publish:     wirewatch.publish.config.PublishConfig (ZeroMQ PUB of stats, change points, alerts; Tiled)
     http:        wirewatch.web.config.HttpConfig       (/metrics, /healthz, /readyz, the web view)
     pipeline:    PipelineConfig                        (queues, shutdown, error logging)
 
 Load with ``load_daemon_config(path, overrides=...)``: file <- ``WIREWATCH_<SECTION>__<KEY>``
-environment variables <- explicit overrides (the ``wirewatch run`` flags).
+environment variables <- explicit overrides (the ``wirewatch run`` flags). Renamed keys
+(``DaemonConfig.RENAMED_KEYS``) still work, with a DeprecationWarning naming the new key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from wirewatch.changepoint.config import ChangepointConfig
-from wirewatch.config.base import StrictModel, load_config, shipped_dir
+from wirewatch.config.base import StrictModel, load_config, rename_keys, shipped_dir
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.ingest.config import IngestConfig
 from wirewatch.preprocess.config import PreprocessConfig
-from wirewatch.publish.config import AlertsConfig
+from wirewatch.publish.config import AlertsConfig, PublishConfig
 from wirewatch.publish.record import RecordConfig
-from wirewatch.publish.sinks.tiled import PublishConfig
 from wirewatch.quality.monitor import QualityConfig
 from wirewatch.track.config import TrackConfig
 from wirewatch.web.config import HttpConfig
@@ -73,8 +73,19 @@ class DaemonConfig(StrictModel):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     epics: EpicsConfig = Field(default_factory=lambda: EpicsConfig.model_validate({}))  # PV Access (docs/epics.md)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # reliability, image quality (docs/stats.md)
-    publish: PublishConfig = Field(default_factory=PublishConfig)  # result catalogs: tiled (docs/products.md)
+    publish: PublishConfig = Field(default_factory=PublishConfig)  # ZeroMQ stream, Tiled catalog (docs/products.md)
     track: TrackConfig = Field(default_factory=TrackConfig)  # particles followed across frames (docs/stats.md)
+
+    # old key -> new key: the old one still works (moved, with a DeprecationWarning naming the new one)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "alerts.zmq": "publish.zmq",  # the ZeroMQ stream of stats and change points is no alert sink
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """Old keys in a config given as one mapping (``load_daemon_config`` already moved them per layer)."""
+        return rename_keys(data, cls.RENAMED_KEYS) if isinstance(data, Mapping) else data
 
 
 def load_daemon_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,

@@ -1,4 +1,5 @@
-"""The ``alerts`` config section: rules, sinks, rate limit, ZeroMQ publisher.
+"""The ``alerts`` config section (rules, sinks, rate limit) and the ``publish`` section (the ZeroMQ stream of
+stats, change points and alerts; the Tiled catalog).
 
 Rules and sinks are lists of tagged models (``kind:`` for rules, ``type:`` for
 sinks) so a YAML file reads like the alert it makes::
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from wirewatch.config.base import StrictModel
+from wirewatch.config.base import StrictModel, rename_keys
 from wirewatch.publish.templates import TemplateError, check_template
 
 Severity = Literal["info", "warning", "critical"]
@@ -285,8 +286,17 @@ class AlertsConfig(StrictModel):
     rules: list[RuleConfig] = Field(default_factory=list)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     sinks: list[SinkConfig] = Field(default_factory=list)
-    zmq: ZmqPublishConfig | None = None
+    # deprecated: the ZeroMQ stream is ``publish.zmq`` (DaemonConfig moves alerts.zmq there); kept so an
+    # ``AlertsConfig`` built alone with ``zmq`` still works, with a DeprecationWarning
+    zmq: ZmqPublishConfig | None = Field(default=None, exclude=True)
     tick_interval_s: PositiveFloat = Field(default=1.0, description="How often time-based rules are checked.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_zmq(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("zmq") is not None:
+            rename_keys({"alerts": {"zmq": data["zmq"]}}, {"alerts.zmq": "publish.zmq"})  # warns, names publish.zmq
+        return data
 
     @field_validator("labels")
     @classmethod
@@ -303,3 +313,27 @@ class AlertsConfig(StrictModel):
             if dupes:
                 raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+
+class TiledConfig(StrictModel):
+    """``publish.tiled``: where the run's container is written (``wirewatch.publish.sinks.tiled``)."""
+
+    uri: str  # e.g. http://tiled.facility:8000 (optionally with a path to a container inside the server)
+    api_key: str | None = None
+    api_key_file: Path | None = None  # alternative to api_key: first line of this file
+    container: str | None = None  # key of the run's container; default wirewatch-<UTC start time>
+    batch_frames: int = Field(default=20, ge=1)  # rows sent once this many frames were collected
+    queue_batches: int = Field(default=16, ge=1)  # batches waiting for the server; more are dropped (counted)
+    retries: int = Field(default=3, ge=1)  # attempts per batch before it is dropped
+    timeout_s: float = Field(default=10.0, gt=0)  # per HTTP request
+    close_timeout_s: float = Field(default=10.0, gt=0)  # at shutdown, time left to send what waits
+
+
+class PublishConfig(StrictModel):
+    """The daemon's ``publish`` section: where results go besides the alert sinks and the record.
+
+    ``zmq``: the ZeroMQ PUB stream (topics ``stats``, ``changepoint``, ``alert``; was ``alerts.zmq``);
+    ``tiled``: the facility's Tiled catalog (docs/products.md)."""
+
+    zmq: ZmqPublishConfig | None = None
+    tiled: TiledConfig | None = None

@@ -24,37 +24,16 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from wirewatch.config.base import StrictModel
 from wirewatch.errors import ConfigError
+from wirewatch.publish.config import PublishConfig, TiledConfig  # the publish section (re-exported)
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PublishConfig", "TiledConfig", "TiledSink", "require_tiled"]
+
 EXTRA = "tiled"
-
-
-class TiledConfig(StrictModel):
-    """``publish.tiled``: where the run's container is written."""
-
-    uri: str  # e.g. http://tiled.facility:8000 (optionally with a path to a container inside the server)
-    api_key: str | None = None
-    api_key_file: Path | None = None  # alternative to api_key: first line of this file
-    container: str | None = None  # key of the run's container; default wirewatch-<UTC start time>
-    batch_frames: int = Field(default=20, ge=1)  # rows sent once this many frames were collected
-    queue_batches: int = Field(default=16, ge=1)  # batches waiting for the server; more are dropped (counted)
-    retries: int = Field(default=3, ge=1)  # attempts per batch before it is dropped
-    timeout_s: float = Field(default=10.0, gt=0)  # per HTTP request
-    close_timeout_s: float = Field(default=10.0, gt=0)  # at shutdown, time left to send what waits
-
-
-class PublishConfig(StrictModel):
-    """The daemon's ``publish`` section: result destinations other than the alert sinks."""
-
-    tiled: TiledConfig | None = None
 
 
 def require_tiled() -> Any:
