@@ -6,7 +6,9 @@ and a ``Daemon`` built from the shipped config (input pointed at the simulator, 
 point as it is detected, and writes ``record.jsonl``, ``truth.json`` (the scenario's change
 points and, per frame, what the simulator drew: ``wirewatch.simulate.truth``), ``stats.png``
 (statistics over time beside the simulator's truth, true change points as grey bands, detected
-ones as red dashed lines) and ``overlay.png`` (the last frame with its masks). It ends with the
+ones as red dashed lines), ``overlay.png`` (the last frame with its masks; these two need the ``plots``
+extra), ``particles/`` (the Parquet particle tables, with the ``particles`` extra) and ``report.html``
+(``wirewatch.report``: metadata, statistics, distributions per segment). It ends with the
 agreement of the measured series with the truth and the number of NODATA pixels received (the
 simulated scenes have none, so any is a fault on the way).
 
