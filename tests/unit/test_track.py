@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from wirewatch.bench.track_runs import SimFrame, simulate_run
 from wirewatch.stats import measure
 from wirewatch.track import TrackConfig, Tracker, TrackingMeasurer
-from wirewatch.track.simulate import SimFrame, simulate_run
 from wirewatch.types import FrameStats
 
 mm = pytest.importorskip("motmetrics")

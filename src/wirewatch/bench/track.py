@@ -1,6 +1,6 @@
 """Benchmark body: ``Tracker.update`` per frame at ~100 particles on 512 x 512 (target: <= 2 ms).
 
-A simulated run (``wirewatch.track.simulate``: growth, births, deaths, drift, missed detections) is
+A simulated run (``wirewatch.bench.track_runs``: growth, births, deaths, drift, missed detections) is
 measured once (``measure`` is not timed: it is the stats stage's cost, ``bench stats``); then the
 tracker runs over it ``passes`` times, each pass from a fresh tracker, and the process CPU time of
 every ``update`` after a pass's first frame is recorded, with and without drift compensation.
@@ -21,9 +21,9 @@ TARGET_CPU_MS = 2.0
 def run(*, size: int = 512, particles: int = 100, frames: int = 40, passes: int = 3, seed: int = 0,
         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     from wirewatch.bench.stats import machine_facts
+    from wirewatch.bench.track_runs import simulate_run
     from wirewatch.stats import measure
     from wirewatch.track import TrackConfig, Tracker
-    from wirewatch.track.simulate import simulate_run
 
     sim = simulate_run(frames=frames, size=size, wires=particles, births_per_frame=0.5, death_prob=0.005,
                        length_px=(20.0, 90.0), drift_px=1.5, seed=seed)

@@ -1,4 +1,5 @@
-"""Simulated in-situ runs with known identities, for the tracking tests and ``bench track``.
+"""Simulated in-situ runs with known identities, for the tracking tests and ``bench track`` (a generator: in
+``bench/``, not in the runtime's ``track`` package).
 
 Wires grow from a fixed base at their own rate, new wires appear, some dissolve, and the stage drifts
 (an integer random walk) so the whole scene, a textured substrate included, moves in the frame. The
