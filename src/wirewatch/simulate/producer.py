@@ -46,21 +46,56 @@ class FrameMaker:
         return self._generate(self.scenario.config_at(frame), seed=self.scenario.seed_for(frame))
 
     def image(self, frame: int) -> np.ndarray:
-        return self._pixels(self.sample(frame).image)
+        return self._pixels(self.sample(frame).image, frame)
 
     def draw(self, frame: int) -> tuple[np.ndarray, dict[str, float]]:
         """Frame ``frame``'s image and its truth (``wirewatch.simulate.truth.frame_truth``)."""
         from wirewatch.simulate.truth import frame_truth
 
         sample = self.sample(frame)
-        return self._pixels(sample.image), frame_truth(sample)
+        return self._pixels(sample.image, frame), frame_truth(sample)
 
-    def _pixels(self, img: np.ndarray) -> np.ndarray:
-        if self.scenario.signal == "transmission":
+    def _pixels(self, img: np.ndarray, frame: int = 0) -> np.ndarray:
+        sc = self.scenario
+        vx, vy = sc.drift_at(frame)
+        if (vx or vy) and sc.exposure > 0:  # the stage moves while the detector integrates: a smear
+            img = smear(img, vx * sc.exposure, vy * sc.exposure)
+        intensity = sc.intensity_at(frame)
+        if sc.signal == "transmission":
             od = img.astype(np.float32) / 255.0 * OD_FULL_SCALE
-            counts = self.scenario.i0 * np.exp(-od)
+            counts = sc.i0 * intensity * np.exp(-od)
+            if sc.shot_noise:
+                counts = np.random.default_rng(sc.seed_for(frame) ^ 0x5EED).poisson(counts)
             return np.clip(np.rint(counts), 0, 65534).astype(np.uint16)
+        if intensity != 1.0:
+            return np.clip(np.rint(img.astype(np.float32) * intensity), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+def smear(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``image`` averaged along a straight path of ``(dx, dy)`` px (motion blur of a moving stage),
+    same dtype. A line kernel sampled at quarter pixels and splatted bilinearly, applied by OpenCV."""
+    import cv2
+
+    length = float(np.hypot(dx, dy))
+    if length < 0.5:
+        return image
+    half = int(np.ceil(length / 2)) + 1
+    kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    for t in np.linspace(-0.5, 0.5, max(2, int(np.ceil(length * 4)) + 1)):
+        x, y = half + t * dx, half + t * dy
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        kernel[y0, x0] += (1 - fx) * (1 - fy)
+        kernel[y0, x0 + 1] += fx * (1 - fy)
+        kernel[y0 + 1, x0] += (1 - fx) * fy
+        kernel[y0 + 1, x0 + 1] += fx * fy
+    kernel /= kernel.sum()
+    out = cv2.filter2D(image.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
+    return out.astype(image.dtype)
 
 
 class SeriesEncoder:

@@ -6,8 +6,12 @@ overrides, then over frame numbers:
 - ``changes``: abrupt steps at a frame (``set`` absolute values and/or ``scale``
   factors on dotted ``SynthConfig`` keys). Each step is a TRUE change point.
 - ``instrument_changes``: abrupt steps of the instrument (refocus: ``blur_sigma``; magnification:
-  lengths, widths and count together) given like ``changes``. They are NOT sample change points: a
-  monitor should attribute them to the instrument (``wirewatch.quality``), not alert on the sample.
+  lengths, widths and count together) given like ``changes``, plus two that act on the drawn frame
+  rather than the synthesiser: ``intensity`` (the beam: a factor on the detected signal, transmission
+  counts or grey levels) and ``drift`` (the stage moves ``{x, y}`` px per frame from then on; each frame
+  is drawn as a new scene, so what a drift does to it is the motion during the exposure: a smear of
+  ``|v| x exposure`` px along the drift). They are NOT sample change points: a monitor should
+  attribute them to the instrument (``wirewatch.quality``), not alert on the sample.
 - ``ramps``: steady drifts (a factor or value interpolated linearly between two
   frames), e.g. wires lengthening as they grow. Ramps are not change points.
 
@@ -39,11 +43,18 @@ class Change(StrictModel):
     set: dict[str, Any] = Field(default_factory=dict)  # dotted SynthConfig key -> new value
     scale: dict[str, float] = Field(default_factory=dict)  # dotted key -> factor (numbers and distributions)
     statistics: list[str] = Field(default_factory=list)  # per-frame statistics expected to move (for scoring)
+    # instrument changes only (they act on the drawn frame, not on the specimen):
+    intensity: float | None = Field(default=None, gt=0)  # beam: factor on the detected signal from here on
+    drift: dict[str, float] | None = None  # stage velocity {x, y} in px per frame from here on
 
     @model_validator(mode="after")
     def _not_empty(self) -> Change:
-        if not self.set and not self.scale:
-            raise ValueError(f"change at frame {self.frame} sets nothing: give 'set' and/or 'scale'")
+        if not self.set and not self.scale and self.intensity is None and self.drift is None:
+            raise ValueError(f"change at frame {self.frame} sets nothing: give 'set', 'scale', 'intensity' "
+                             "or 'drift'")
+        if self.drift is not None and (not set(self.drift) <= {"x", "y"} or not self.drift):
+            raise ValueError(f"change at frame {self.frame}: drift takes px per frame as {{x: .., y: ..}}, "
+                             f"got {self.drift}")
         return self
 
 
@@ -89,13 +100,35 @@ class Scenario(StrictModel):
     pixel_size_nm: float | None = Field(default=None, gt=0)
     signal: Literal["optical_density", "transmission"] = "optical_density"
     i0: float = Field(default=10000.0, gt=0)  # incident counts when signal is transmission
+    shot_noise: bool = False  # transmission: Poisson counts (a weaker beam is a noisier frame)
+    exposure: float = Field(default=1.0, ge=0, le=1)  # share of the frame period the detector integrates
 
     @model_validator(mode="after")
     def _changes_sorted_and_unique(self) -> Scenario:
         frames = [c.frame for c in self.changes]
         if frames != sorted(set(frames)):
             raise ValueError(f"changes must have distinct frames in increasing order, got {frames}")
+        for c in self.changes:
+            if c.intensity is not None or c.drift is not None:
+                raise ValueError(f"change at frame {c.frame}: intensity and drift are the instrument's; "
+                                 "list them under instrument_changes")
         return self
+
+    def intensity_at(self, frame: int) -> float:
+        """The beam's factor on the detected signal at ``frame`` (1 unless an instrument change set it)."""
+        factor = 1.0
+        for change in self.instrument_changes:
+            if change.frame <= frame and change.intensity is not None:
+                factor = change.intensity
+        return factor
+
+    def drift_at(self, frame: int) -> tuple[float, float]:
+        """The stage's velocity (x, y) in px per frame at ``frame``."""
+        velocity = (0.0, 0.0)
+        for change in sorted(self.instrument_changes, key=lambda c: c.frame):
+            if change.frame <= frame and change.drift is not None:
+                velocity = (float(change.drift.get("x", 0.0)), float(change.drift.get("y", 0.0)))
+        return velocity
 
     @property
     def change_points(self) -> tuple[int, ...]:
