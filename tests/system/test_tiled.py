@@ -20,7 +20,7 @@ pytest.importorskip("tiled.client")
 from tests.system.alert_receiver import free_port
 from wirewatch.daemon.service import Daemon
 from wirewatch.daemon.stages import FrameResult
-from wirewatch.publish.sinks.tiled import TiledConfig, TiledSink
+from wirewatch.publish.tiled import TiledConfig, TiledSink
 from wirewatch.simulate.producer import Simulator
 from wirewatch.simulate.scenario import resolve_scenario
 from wirewatch.stats import measure

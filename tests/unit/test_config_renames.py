@@ -82,3 +82,11 @@ def test_old_python_name_of_the_alert_engine_builder() -> None:
     assert old is publish.build_alert_engine
     with pytest.raises(AttributeError):
         publish.no_such_name  # noqa: B018
+
+
+def test_old_python_names_of_the_record_writer_and_the_tiled_module() -> None:
+    from wirewatch.publish import record, tiled
+    from wirewatch.publish.sinks import tiled as old_tiled
+
+    assert record.RecordSink is record.RecordWriter  # the record file's writer: no ResultSink
+    assert old_tiled.TiledSink is tiled.TiledSink and old_tiled.TiledConfig is tiled.TiledConfig

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wirewatch.errors import SinkError
-from wirewatch.publish.record import RecordSink, read_record, record_line
+from wirewatch.publish.record import RecordWriter, read_record, record_line
 from wirewatch.types import FrameStats
 
 
@@ -18,7 +18,7 @@ def _stats(i: int, count: float = 3.0) -> FrameStats:
 
 def test_one_line_per_frame_nan_as_null_and_flushed_immediately(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    sink = RecordSink(path, fsync="always")
+    sink = RecordWriter(path, fsync="always")
     for i in range(3):
         assert sink.write(_stats(i), series="s1", latency_s=0.25)
         # readable by another reader right away: no user-space buffering
@@ -39,12 +39,12 @@ def test_particles_table_optional() -> None:
 
 def test_torn_last_line_is_cut_and_resume_point_found(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    with RecordSink(path) as sink:
+    with RecordWriter(path) as sink:
         for i in range(5):
             sink.write(_stats(i), series="a")
     with open(path, "ab") as f:
         f.write(b'{"frame": 5, "time": 10')  # killed mid-write
-    sink = RecordSink(path)
+    sink = RecordWriter(path)
     assert sink.resume_from == ("a", 4)
     assert sink.is_replay("a", 3) and sink.is_replay("a", 4)
     assert not sink.is_replay("a", 5) and not sink.is_replay("b", 0)
@@ -58,7 +58,7 @@ def test_torn_last_line_is_cut_and_resume_point_found(tmp_path: Path) -> None:
 
 def test_disk_full_keeps_lines_in_backlog_and_recovers(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    sink = RecordSink(path, fsync="never")
+    sink = RecordWriter(path, fsync="never")
     sink.write(_stats(0))
     fd = sink._fd
     assert fd is not None
@@ -80,7 +80,7 @@ def test_disk_full_keeps_lines_in_backlog_and_recovers(tmp_path: Path) -> None:
 
 
 def test_backlog_is_bounded_and_losses_counted(tmp_path: Path) -> None:
-    sink = RecordSink(tmp_path / "r.jsonl", max_backlog=2)
+    sink = RecordWriter(tmp_path / "r.jsonl", max_backlog=2)
     fd = sink._fd
     assert fd is not None
     saved = os.dup(fd)
@@ -97,11 +97,11 @@ def test_backlog_is_bounded_and_losses_counted(tmp_path: Path) -> None:
 
 
 def test_write_after_close_and_bad_path(tmp_path: Path) -> None:
-    sink = RecordSink(tmp_path / "r.jsonl")
+    sink = RecordWriter(tmp_path / "r.jsonl")
     sink.close()
     sink.close()  # idempotent
     with pytest.raises(SinkError, match="closed"):
         sink.write(_stats(0))
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(SinkError, match="cannot open record"):
-        RecordSink(tmp_path / "dir.jsonl")
+        RecordWriter(tmp_path / "dir.jsonl")

@@ -179,7 +179,7 @@ def test_bench_particles_reports_bytes_per_particle() -> None:
 
 
 def test_without_the_tiled_client_the_sink_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wirewatch.publish.sinks.tiled import TiledConfig, TiledSink
+    from wirewatch.publish.tiled import TiledConfig, TiledSink
 
     monkeypatch.setitem(sys.modules, "tiled.client", None)
     with pytest.raises(ConfigError, match=r"wirewatch\[tiled\]"):

@@ -13,7 +13,7 @@ from wirewatch.changepoint.offline import changepoint_dict, changepoints_documen
 from wirewatch.errors import InputError
 from wirewatch.publish.encode import changepoint_to_dict, dumps, stats_to_dict
 from wirewatch.publish.products import changepoint_event
-from wirewatch.publish.record import RecordSink, record_line
+from wirewatch.publish.record import RecordWriter, record_line
 from wirewatch.records import (
     FrameRecord,
     changepoint_from_json,
@@ -90,7 +90,7 @@ def test_a_full_record_with_change_points_round_trips_through_one_file(tmp_path:
     cps = [_changepoint(), ChangePoint(frame=30, detected_at=33, statistics=("x",), before={"x": 1.0},
                                        after={"x": 2.0}, effect_size=2.5, detector="cusum")]
     path = tmp_path / "r.jsonl"
-    with RecordSink(path, particles=True) as sink:
+    with RecordWriter(path, particles=True) as sink:
         for i in range(3):
             sink.write(FrameStats(frame_id=i, time=10.0 + i, aggregates={"x": math.nan if i == 1 else float(i)},
                                   particles={"area_px": np.array([i])}), series="A", latency_s=0.5)
@@ -106,7 +106,7 @@ def test_both_former_writers_give_identical_lines(tmp_path: Path) -> None:
     by two functions; change points became dicts in three places, one leaving ``effect_size`` NaN."""
     stats = _stats()
     path = tmp_path / "r.jsonl"
-    with RecordSink(path) as sink:
+    with RecordWriter(path) as sink:
         sink.write(stats, series="run-1")
     on_disk = path.read_bytes()
     assert on_disk == FrameRecord.from_stats(stats, series="run-1").to_line()

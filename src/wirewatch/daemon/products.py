@@ -43,7 +43,7 @@ def attach_products(pipeline: Pipeline, config: DaemonConfig, *, registry: Any, 
                                     roll_s=rec.particles_roll_s)
             attached.append(ProductSink(writer, metadata=meta, counters=registry_counters(registry)))
         if tiled is not None:
-            from wirewatch.publish.sinks.tiled import TiledSink
+            from wirewatch.publish.tiled import TiledSink
 
             attached.append(TiledSink(tiled, masks=rec.particle_masks, metadata=meta, registry=registry))
     except BaseException:

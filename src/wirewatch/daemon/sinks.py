@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from wirewatch.publish.record import RecordSink
+from wirewatch.publish.record import RecordWriter
 from wirewatch.types import Alert
 
 from .metrics import DaemonMetrics
@@ -20,7 +20,7 @@ class RecordResultSink:
 
     name = "record"
 
-    def __init__(self, record: RecordSink, metrics: DaemonMetrics) -> None:
+    def __init__(self, record: RecordWriter, metrics: DaemonMetrics) -> None:
         self.record = record
         self.metrics = metrics
 

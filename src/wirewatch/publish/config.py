@@ -316,7 +316,7 @@ class AlertsConfig(StrictModel):
 
 
 class TiledConfig(StrictModel):
-    """``publish.tiled``: where the run's container is written (``wirewatch.publish.sinks.tiled``)."""
+    """``publish.tiled``: where the run's container is written (``wirewatch.publish.tiled``)."""
 
     uri: str  # e.g. http://tiled.facility:8000 (optionally with a path to a container inside the server)
     api_key: str | None = None

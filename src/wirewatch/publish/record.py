@@ -36,7 +36,7 @@ from wirewatch.types import FrameStats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FsyncPolicy", "RecordConfig", "RecordSink", "read_record", "record_line"]
+__all__ = ["FsyncPolicy", "RecordConfig", "RecordSink", "RecordWriter", "read_record", "record_line"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -62,8 +62,8 @@ def record_line(stats: FrameStats, *, series: str | None, latency_s: float | Non
     return FrameRecord.from_stats(stats, series=series, latency_s=latency_s, particles=particles).to_json()
 
 
-class RecordSink:
-    """Appends one line per frame; thread-compatible (one writer thread), ``close`` is idempotent."""
+class RecordWriter:
+    """The record file's writer (the daemon's ``RecordResultSink`` feeds it). Appends one line per frame; thread-compatible (one writer thread), ``close`` is idempotent."""
 
     def __init__(self, path: str | Path, *, fsync: FsyncPolicy = "interval", fsync_interval_s: float = 1.0,
                  particles: bool = False, max_backlog: int = 10000) -> None:
@@ -87,7 +87,7 @@ class RecordSink:
             raise SinkError(f"cannot open record file {self.path}: {exc}") from None
 
     @classmethod
-    def from_config(cls, config: RecordConfig) -> RecordSink:
+    def from_config(cls, config: RecordConfig) -> RecordWriter:
         if config.path is None:
             raise SinkError("record.path is not set")
         return cls(config.path, fsync=config.fsync, fsync_interval_s=config.fsync_interval_s,
@@ -207,8 +207,11 @@ class RecordSink:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> RecordSink:
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+RecordSink = RecordWriter  # the old name (it is no ResultSink): kept for existing callers
