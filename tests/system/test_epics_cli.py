@@ -55,14 +55,17 @@ def test_simulate_and_run_over_pva_from_the_command_line(tmp_path: Path) -> None
 
 def test_pva_without_an_input_pv_is_a_clear_error() -> None:
     from wirewatch.config.daemon import DaemonConfig
-    from wirewatch.epics.cli import build_daemon, simulate_pva
+    from wirewatch.epics.cli import pva_extensions, simulate_pva
     from wirewatch.errors import ConfigError
 
     cfg = DaemonConfig.model_validate({"segment": {"backend": "watershed"}, "http": {"enabled": False}})
     with pytest.raises(ConfigError, match="--format pva needs --input PV"):
-        build_daemon(cfg, require_input=True)
+        pva_extensions(cfg, require_input=True)
     with pytest.raises(ConfigError, match="not a valid PV name"):
-        build_daemon(cfg, input_pv="has space", require_input=True)
+        pva_extensions(cfg, input_pv="has space", require_input=True)
+    assert pva_extensions(cfg) == []  # neither input nor server: the daemon runs without PV Access
+    assert [e.name for e in pva_extensions(cfg, input_pv="A:cam1:Image", pv_prefix="A:WW:")] == [
+        "pva-input", "pva-server"]
     with pytest.raises(ConfigError, match="needs --pv NAME"):
         simulate_pva(scenario="demo", pv=None, rate=1, frames=1, truth=None, codec="none")
 

@@ -21,11 +21,13 @@ from prometheus_client import CollectorRegistry
 from wirewatch.config.daemon import DaemonConfig
 from wirewatch.daemon.service import Daemon
 from wirewatch.epics.config import EpicsConfig
-from wirewatch.epics.daemon import attach_epics, make_pva_source
+from wirewatch.epics.daemon import PvaInput, PvaOutput
 from wirewatch.epics.ntndarray import make_ntndarray
 from wirewatch.epics.server import PvaServer
 from wirewatch.epics.simulator import PvaSimulator
+from wirewatch.epics.source import PvaSource
 from wirewatch.publish.record import read_record
+from wirewatch.types import FrameStats
 
 from .helpers import rods
 
@@ -89,9 +91,13 @@ class Rig:
             "server": {"prefix": PREFIX, "statistics": statistics or {}, "overlay_interval_s": 0.0},
             "pva": self.out_conf, "writers": writers if writers is not None else [{"host": "127.0.0.1"}]})
         self.registry = CollectorRegistry()
-        self.source = make_pva_source(self.config, self.input_epics)
-        self.daemon = Daemon(self.config, registry=self.registry, source=self.source, segmenter=segmenter)
-        self.server: PvaServer | None = attach_epics(self.daemon, self.output_epics, pv_prefix=PREFIX)
+        self.input = PvaInput(self.input_epics)  # the daemon's extensions (wirewatch.extension)
+        self.output = PvaOutput(self.output_epics, prefix=PREFIX)
+        self.daemon = Daemon(self.config, registry=self.registry, segmenter=segmenter,
+                             extensions=[self.input, self.output])
+        assert isinstance(self.daemon.pipeline.source, PvaSource) and self.daemon.pipeline.source is self.input.made
+        self.source: PvaSource = self.daemon.pipeline.source
+        self.server: PvaServer = self.output.server
 
     def start(self) -> Rig:
         self.daemon.start()
@@ -109,9 +115,7 @@ class Rig:
 
     def close(self) -> None:
         self.daemon.stop()
-        self.daemon.wait(30)
-        if self.server is not None:
-            self.server.close()
+        self.daemon.wait(30)  # and closes the PV server after the last frame
 
     def client(self) -> Any:
         from p4p.client.thread import Context
@@ -234,23 +238,47 @@ def test_statistic_pvs_carry_the_record_values_and_alarm_severities(rig_factory:
         assert overlay.shape == (96, 96, 3)
 
 
-def test_control_pvs_validate_writes_and_act(rig_factory: Callable[..., Rig]) -> None:
-    from wirewatch.epics.daemon import PvAlertSink
+class Recording:
+    """An alert sink that keeps what it is sent (a pausable one, like Alertmanager or a webhook)."""
 
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, alert: Any) -> None:
+        self.sent.append((alert.name, alert.state))
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+
+def test_control_pvs_validate_writes_and_act(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory(changepoint=True, rules=[{"kind": "no_frames", "name": "NoFrames", "after_s": 0.5}])
-    assert rig.server is not None
     publisher = rig.daemon.built.publisher
+    assert publisher is not None
+    recording = Recording()
+    publisher.add_sink(recording)
     with rig.client() as ctx:
         wait_for(lambda: ctx.get(PREFIX + "status") is not None, what="status PV")
         # a time-based rule fires from the publisher's ticker, between frames: its alarm PV follows
         wait_for(lambda: int(ctx.get(PREFIX + "alert_NoFrames")) == 1, timeout=10, what="NoFrames firing")
         assert ctx.get(PREFIX + "alert_NoFrames").severity == 2
-        others = [s for s in publisher.sinks if not isinstance(s, PvAlertSink)]
+        assert recording.sent == [("NoFrames", "firing")]
+        sinks = list(publisher.sinks)
+        alarm = Monitor(ctx, PREFIX + "alert_NoFrames")
         ctx.put(PREFIX + "alerts_paused", 1)
         assert int(ctx.get(PREFIX + "alerts_paused")) == 1
-        assert [type(s) for s in publisher.sinks] == [PvAlertSink]  # the alarm PVs keep following the rules
+        assert publisher.paused and publisher.sinks == sinks  # held back, not removed
+        # while paused the alarm PV keeps following the rule (a frame resolves it, silence fires it again);
+        # the other sinks are sent nothing
+        publisher.publish(FrameStats(frame_id=1, time=time.time(), aggregates={}))
+        wait_for(lambda: [v for v, *_ in alarm.values()][-2:] == [0, 1], timeout=10, what="resolved, firing again")
+        assert recording.sent == [("NoFrames", "firing")]
         ctx.put(PREFIX + "alerts_paused", 0)
-        assert publisher.sinks[1:] == others
+        assert not publisher.paused and publisher.sinks == sinks
+        publisher.publish(FrameStats(frame_id=2, time=time.time(), aggregates={}))
+        assert recording.sent == [("NoFrames", "firing"), ("NoFrames", "resolved")]  # sent again once resumed
         with pytest.raises(Exception, match="must be 0"):
             ctx.put(PREFIX + "alerts_paused", 7)
         assert int(ctx.get(PREFIX + "alerts_paused")) == 0
@@ -378,7 +406,9 @@ def test_metrics_exposition_has_each_pva_metric_once(rig_factory: Callable[..., 
     from prometheus_client import generate_latest
 
     rig = rig_factory()
-    attach_epics(rig.daemon, rig.input_epics)  # a second call must not register the collector again
+    other = PvaInput(rig.input_epics)  # a second input extension on the same source must not count it again
+    assert rig.daemon.built.hooks is not None
+    other.attach(rig.daemon.built.hooks)
     text = generate_latest(rig.registry).decode()
     assert text.count("wirewatch_pva_disconnects_total 0.0") == 1
     assert text.count("wirewatch_pva_missed_updates_total 0.0") == 1

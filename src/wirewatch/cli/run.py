@@ -39,7 +39,8 @@ def run(
 ) -> None:
     """Run the monitoring daemon until SIGTERM / Ctrl-C (then drain, flush and exit 0)."""
     from wirewatch.config.daemon import load_daemon_config, shipped_config_path
-    from wirewatch.epics.cli import build_daemon
+    from wirewatch.daemon.service import Daemon
+    from wirewatch.epics.cli import pva_extensions
     from wirewatch.security import check_file_permissions
 
     check_format(format, input_kinds=INPUT_KINDS)
@@ -72,14 +73,12 @@ def run(
     if publish is not None:
         overrides.setdefault("alerts", {})["zmq"] = {"bind": publish}
     cfg = load_daemon_config(path, overrides=overrides)
-    daemon, pv_server = build_daemon(cfg, input_pv=input if pva else None, pv_prefix=pv_prefix, require_input=pva)
+    # plug-ins of the daemon (wirewatch.extension): PV Access input / server; the web view comes with http.web
+    extensions = pva_extensions(cfg, input_pv=input if pva else None, pv_prefix=pv_prefix, require_input=pva)
+    daemon = Daemon(cfg, extensions=extensions)
     daemon.install_signal_handlers()
-    try:
-        daemon.start()
-        drained = daemon.wait()
-    finally:
-        if pv_server is not None:
-            pv_server.close()
+    daemon.start()
+    drained = daemon.wait()
     if daemon.pipeline.error is not None:
         typer.secho(f"error: the pipeline stopped: {daemon.pipeline.error!r}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

@@ -1,25 +1,29 @@
 """The one builder: ``DaemonConfig`` -> a ready ``Pipeline`` (and what it owns).
 
 Stages are built here and handed to ``Pipeline`` already made; tests may pass any of them in
-(e.g. a segmenter) to override the config.
+(e.g. a segmenter) to override the config. Plug-ins (the web view, EPICS, your own) are passed as
+``extensions`` and attach through ``wirewatch.extension`` (docs/CONTRACTS.md, "Writing an extension").
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import zmq
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import DaemonConfig, SegmentConfig
 from wirewatch.errors import BackendUnavailable, WirewatchError
+from wirewatch.extension import Extension, SourceCounters
 from wirewatch.ingest.base import RawMessage, Source
 from wirewatch.ingest.formats import make_decoder
 from wirewatch.ingest.sources import make_source
+from wirewatch.publish.publisher import Publisher
 from wirewatch.publish.record import RecordSink
 from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment import load_segmenter
@@ -27,6 +31,7 @@ from wirewatch.segment.base import Segmenter
 from wirewatch.segment.fit import FitSegmenter
 from wirewatch.segment.scale import split_scale_options
 
+from .hooks import PipelineHooks
 from .metrics import DaemonMetrics
 from .pipeline import Pipeline
 from .sinks import AlertsResultSink, RecordResultSink, SegmenterCloser
@@ -102,8 +107,24 @@ class Built:
     backend: str
     model: str | None
     record: RecordSink | None = None
-    publisher: Any = None
+    publisher: Publisher | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hooks: PipelineHooks | None = None  # what the extensions were given
+    extensions: list[Extension] = field(default_factory=list)  # attached, in order
+
+    def close_extensions(self) -> None:
+        """Close every attached extension, last first (after the pipeline's sinks); each at most once."""
+        close_extensions(self.extensions)
+
+
+def close_extensions(extensions: list[Extension]) -> None:
+    """Close and remove each extension of the list, last first."""
+    while extensions:
+        extension = extensions.pop()
+        try:
+            extension.close()
+        except Exception:  # one extension failing to close must not keep the others open
+            log.exception("closing extension %s failed", extension.name)
 
 
 def source_counters(metrics: DaemonMetrics) -> tuple[Callable[[str, RawMessage], None],
@@ -124,8 +145,12 @@ def source_counters(metrics: DaemonMetrics) -> tuple[Callable[[str, RawMessage],
 
 def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None = None,
                    segmenter: Segmenter | None = None, source: Source | None = None,
-                   zmq_context: Any = None) -> Built:
-    """Everything wired but not started. Resources are released again if a later part fails."""
+                   zmq_context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                   extensions: Sequence[Extension] = ()) -> Built:
+    """Everything wired but not started. Resources are released again if a later part fails.
+
+    ``extensions`` (``wirewatch.extension``): the first one whose ``source()`` gives a source supplies the
+    input (unless ``source`` is given); each is then attached, in order, after the pipeline is built."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = DaemonMetrics(registry)
     backend, model = (getattr(segmenter, "name", "custom"), None) if segmenter is not None else ("", None)
@@ -146,11 +171,17 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     from wirewatch.stats import measure
 
     record: RecordSink | None = None
-    publisher: Any = None
+    publisher: Publisher | None = None
     sinks: list[ResultSink] = []
+    attached: list[Extension] = []
+    hooks: PipelineHooks | None = None
     try:
         if callable(getattr(segmenter, "close", None)):  # e.g. the ray backend: replicas, a local Ray
             sinks.append(SegmenterCloser(segmenter))  # closed with the sinks, or here if building fails
+        for extension in extensions if source is None else ():
+            source = extension.source(config, SourceCounters(on_drop, on_reject))
+            if source is not None:
+                break
         if source is None:
             source = make_source(config.ingest, on_drop=on_drop, on_reject=on_reject, context=zmq_context,
                                  record_path=config.record.path)
@@ -183,9 +214,16 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
         from wirewatch.track import attach_tracking  # wraps the measurer when track.enabled (docs/stats.md)
 
         attach_tracking(pipeline, config.track)
+        hooks = PipelineHooks(pipeline, config=config, registry=registry, metrics=metrics, publisher=publisher,
+                              backend=backend, model=model, source_counters=SourceCounters(on_drop, on_reject))
+        for extension in extensions:
+            attached.append(extension)  # closed below if it (or a later one) fails to attach
+            extension.attach(hooks)
     except BaseException:
-        for s in sinks:
+        close_extensions(attached)
+        for s in [*sinks, *(hooks.result_sinks if hooks is not None else [])]:
             s.close()
         raise
     return Built(pipeline=pipeline, metrics=metrics, registry=registry, backend=backend, model=model,
-                 record=record, publisher=publisher, extra={"segmenter": segmenter})
+                 record=record, publisher=publisher, extra={"segmenter": segmenter}, hooks=hooks,
+                 extensions=attached)

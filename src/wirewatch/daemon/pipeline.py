@@ -91,6 +91,7 @@ class Pipeline:
         self._intake_stop = threading.Event()
         self._abort = threading.Event()
         self._done = threading.Event()
+        self._reset_detector = threading.Event()  # request_detector_reset(): done in the measure thread
         self._throttled = ThrottledLog(log, error_log_interval_s)
         self._threads: list[threading.Thread] = []
         self._started = False
@@ -143,6 +144,11 @@ class Pipeline:
             stop.wait(0.2)
         self.request_stop()
         return self.join(shutdown_timeout_s)
+
+    def request_detector_reset(self) -> None:
+        """Forget the change detector's state before the next frame (safe from any thread: the reset itself
+        happens in the measure thread, which alone calls the detector)."""
+        self._reset_detector.set()
 
     def abort(self) -> None:
         """Give up on frames in flight (counted as dropped, reason shutdown)."""
@@ -392,6 +398,10 @@ class Pipeline:
             stats = self._with_quality(seg, stats)
             t = clock.timed("quality", t)
         changepoints: list[ChangePoint] = []
+        if self._reset_detector.is_set():
+            self._reset_detector.clear()
+            if self.detector is not None:
+                self.detector.reset()
         if self.detector is not None:
             try:
                 changepoints = self.detector.update(frame.frame_id, stats.aggregates)

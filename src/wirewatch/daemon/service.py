@@ -1,4 +1,4 @@
-"""``Daemon``: the pipeline plus its HTTP endpoints and lifecycle (start, signals, drain, close)."""
+"""``Daemon``: the pipeline plus its HTTP endpoints, extensions and lifecycle (start, signals, drain, close)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
+import zmq
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import DaemonConfig
 from wirewatch.errors import ConfigError
+from wirewatch.extension import Extension
 from wirewatch.ingest.base import Source, describe_input
 from wirewatch.segment.base import Segmenter
+from wirewatch.web.mount import WebView
 from wirewatch.web.server import HttpServer
 
 from .build import Built, build_pipeline
@@ -25,13 +28,21 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    """Build from config; ``start()``; ``stop()`` (or a signal); ``wait()``; everything is closed at the end."""
+    """Build from config; ``start()``; ``stop()`` (or a signal); ``wait()``; everything is closed at the end.
+
+    ``extensions`` (``wirewatch.extension``, e.g. EPICS PV Access) are attached in order; the web view is
+    one too, added after them when ``http.web.enabled``, and served on the daemon's HTTP port."""
 
     def __init__(self, config: DaemonConfig, *, registry: CollectorRegistry | None = None,
-                 segmenter: Segmenter | None = None, source: Source | None = None, zmq_context: Any = None) -> None:
+                 segmenter: Segmenter | None = None, source: Source | None = None,
+                 zmq_context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 extensions: Sequence[Extension] = ()) -> None:
         self.config = config
+        http = config.http
+        self.web: WebView | None = WebView(http.web) if http.enabled and http.web.enabled else None
         self.built: Built = build_pipeline(config, registry=registry, segmenter=segmenter, source=source,
-                                           zmq_context=zmq_context)
+                                           zmq_context=zmq_context,
+                                           extensions=[*extensions, *([self.web] if self.web else [])])
         self.pipeline: Pipeline = self.built.pipeline
         self.http: HttpServer | None = None  # /metrics, /healthz, /readyz and the web view, one port
         self.stop_event = threading.Event()
@@ -46,11 +57,7 @@ class Daemon:
         try:
             if http.enabled:
                 token = _read_token(http.bearer_token_file)
-                app = None
-                if http.web.enabled:  # the web view (live page, uploads) on the same port as /metrics
-                    from wirewatch.web.mount import attach_web_view
-
-                    app = attach_web_view(self.pipeline, config=http.web, backend=self.built.backend)
+                app = self.web.app if self.web is not None else None  # the web view, on the port of /metrics
                 self.http = HttpServer(self.registry, host=http.host, port=http.port,
                                        healthy=self.healthy, ready=lambda: self.pipeline.ready,
                                        bearer_token=token, app=app, request_timeout_s=http.request_timeout_s,
@@ -61,6 +68,8 @@ class Daemon:
                 log.info("metrics on %s/metrics", self.http.url)
             if self.built.publisher is not None:
                 self.built.publisher.start()
+            for extension in self.built.extensions:
+                extension.start()
             self.pipeline.start()
         except BaseException:
             self.close()
@@ -106,6 +115,7 @@ class Daemon:
             self.pipeline.close_sinks()
         if self.http is not None:
             self.http.close()
+        self.built.close_extensions()  # after the last frame: e.g. the PV server posts "stopped" last
         log.info("daemon stopped: %d frame(s) processed%s", self.pipeline.processed,
                  "" if drained else " (shutdown timeout: some frames abandoned)")
         return drained

@@ -1,17 +1,21 @@
-"""What the pipeline hands between its threads, and the small protocols of its pluggable ends."""
+"""What the pipeline hands between its threads. The protocols of its pluggable ends (``ChangeDetector``,
+``ResultSink``) and ``FrameResult`` are the extension interface's (``wirewatch.extension``), re-exported here."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from wirewatch.types import Alert, ChangePoint, Detections, Frame, FrameStats, SeriesEnd, SeriesStart
+from wirewatch.extension import ChangeDetector, FrameResult, ResultSink, SeriesEvent
+from wirewatch.types import Detections, Frame
+
+__all__ = ["ChangeDetector", "FrameResult", "ResultSink", "Segmented", "SeriesEvent", "StageClock", "Stop",
+           "ThrottledLog"]
 
 
 @dataclass(frozen=True)
@@ -26,58 +30,8 @@ class Segmented:
 
 
 @dataclass(frozen=True)
-class FrameResult:
-    """Everything known about one processed frame (measure thread -> publish thread -> listeners)."""
-
-    frame: Frame
-    stats: FrameStats
-    changepoints: tuple[ChangePoint, ...]
-    image: np.ndarray
-    detections: Detections
-    timings: Mapping[str, float]
-    alerts: tuple[Alert, ...] = ()
-    published_at: float = 0.0
-
-    @property
-    def frame_id(self) -> int:
-        return self.frame.frame_id
-
-    @property
-    def latency_s(self) -> float:
-        """From receipt of the message to publication."""
-        return max(0.0, self.published_at - self.frame.received_at)
-
-
-SeriesEvent = SeriesStart | SeriesEnd
-
-
-@dataclass(frozen=True)
 class Stop:
     """End of stream marker passed down the queues."""
-
-
-@runtime_checkable
-class ChangeDetector(Protocol):
-    """Streaming change detection (``wirewatch.changepoint.build_detector``)."""
-
-    def update(self, frame_id: int, stats: Mapping[str, float]) -> list[ChangePoint]: ...
-
-    def reset(self) -> None: ...
-
-
-@runtime_checkable
-class ResultSink(Protocol):
-    """One way results leave the daemon (record file, ZeroMQ ``stats`` topic, alerts)."""
-
-    name: str
-
-    def publish(self, result: FrameResult) -> Sequence[Alert]:
-        """Handle one frame; may return alerts it raised (shown to later sinks and listeners)."""
-        ...
-
-    def series(self, event: SeriesEvent) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class ThrottledLog:

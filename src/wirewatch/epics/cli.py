@@ -1,7 +1,7 @@
 """What ``wirewatch run --format pva`` / ``--pv-prefix`` and ``wirewatch simulate --format pva`` call.
 
 Kept here so the hooks in ``cli/run.py`` and ``cli/simulate.py`` are a few lines each; p4p is imported
-only when these run.
+only when these run. ``wirewatch run`` passes ``pva_extensions(...)`` to the daemon it builds.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from wirewatch.config.daemon import DaemonConfig
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.errors import ConfigError
+from wirewatch.extension import Extension
 
 log = logging.getLogger(__name__)
 
 
-def epics_config(cfg: Any) -> EpicsConfig:
-    """The ``epics`` section of a ``DaemonConfig`` (defaults when the config has none)."""
-    section = getattr(cfg, "epics", None)
-    return section if isinstance(section, EpicsConfig) else EpicsConfig.model_validate({})
+def epics_config(cfg: DaemonConfig) -> EpicsConfig:
+    """The ``epics`` section of a ``DaemonConfig``."""
+    return cfg.epics
 
 
 def require_p4p() -> None:
@@ -31,13 +32,11 @@ def require_p4p() -> None:
         raise ConfigError("PV Access needs the p4p package: pip install 'wirewatch[epics]'") from None
 
 
-def build_daemon(cfg: Any, *, input_pv: str | None = None, pv_prefix: str | None = None,
-                 require_input: bool = False, **daemon_kw: Any) -> tuple[Any, Any]:
-    """``(Daemon, PvaServer | None)``: PV Access input when ``input_pv`` (or ``epics.input.pv``) is given,
-    the PV server when ``pv_prefix`` (or ``epics.server.prefix``) is. Close the server after the daemon.
+def pva_extensions(cfg: DaemonConfig, *, input_pv: str | None = None, pv_prefix: str | None = None,
+                   require_input: bool = False) -> list[Extension]:
+    """The daemon extensions for PV Access: ``PvaInput`` when ``input_pv`` (or ``epics.input.pv``) is given,
+    ``PvaOutput`` (the PV server) when ``pv_prefix`` (or ``epics.server.prefix``) is; none without either.
     ``require_input`` (``--format pva``): a missing PV name is an error rather than the ZeroMQ input."""
-    from wirewatch.daemon.service import Daemon
-
     epics = epics_config(cfg)
     pv = input_pv or epics.input.pv
     prefix = pv_prefix or epics.server.prefix
@@ -53,22 +52,16 @@ def build_daemon(cfg: Any, *, input_pv: str | None = None, pv_prefix: str | None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if pv is None and prefix is None:
-        return Daemon(cfg, **daemon_kw), None
+        return []
     require_p4p()
-    from wirewatch.epics.daemon import attach_epics, make_pva_source
+    from wirewatch.epics.daemon import PvaInput, PvaOutput
 
+    extensions: list[Extension] = []
     if pv is not None:
-        daemon_kw["source"] = make_pva_source(cfg, epics, pv=pv)
-    daemon = Daemon(cfg, **daemon_kw)
-    try:
-        server = attach_epics(daemon, epics, pv_prefix=prefix)
-    except BaseException:
-        daemon.close()
-        raise
-    if server is not None:
-        log.info("PV Access server: PVs %s<statistic>, %sstatus, ... (%s)", server.prefix, server.prefix,
-                 server.conf().get("EPICS_PVAS_SERVER_PORT", "?"))
-    return daemon, server
+        extensions.append(PvaInput(epics, pv=pv))
+    if prefix is not None:
+        extensions.append(PvaOutput(epics, prefix=prefix))
+    return extensions
 
 
 def simulate_pva(*, scenario: str, pv: str | None, rate: float, frames: int | None, truth: Path | None,

@@ -1,35 +1,36 @@
-"""Plugging PV Access into the daemon: the input source and the PV server, through public hooks only.
+"""PV Access as two extensions of the daemon (``wirewatch.extension``; no ``wirewatch.daemon`` import).
 
-- ``make_pva_source(config, epics)``: a ``PvaSource`` for ``Daemon(config, source=...)`` (format ``pva``;
-  the decoder is registered with ``wirewatch.ingest.make_decoder``).
-- ``attach_epics(daemon, epics)``: after ``Daemon(...)`` and before ``start()``: counts the source's
-  drops and rejects in the daemon's metrics, exports ``wirewatch_pva_disconnects_total`` and
-  ``wirewatch_pva_missed_updates_total``, and, with a PV prefix, starts a ``PvaServer`` fed by a pipeline
-  listener, whose control PVs pause alerts and reset the change detector (writable only by the clients
+- ``PvaInput(epics, pv=...)``: the input (format ``pva``; the decoder is registered with
+  ``wirewatch.ingest.make_decoder``): a ``PvaSource`` whose drops and rejects count in the daemon's
+  metrics, plus ``wirewatch_pva_disconnects_total`` and ``wirewatch_pva_missed_updates_total``.
+- ``PvaOutput(epics, prefix=...)``: a ``PvaServer`` fed by a result listener and an unpausable alert sink
+  (the ``alert_<rule>`` PVs follow every transition, also the ticker's), whose control PVs pause alerts
+  and reset the change detector through the daemon's controls (writable only by the clients
   ``epics.writers`` lists; refused writes in ``wirewatch_pva_writes_refused_total{pv}``); its heartbeat
   thread's liveness is ``wirewatch_alert_sink_up{sink="pva"}`` and part of the daemon's ``/healthz``.
+- ``make_pva_source(config, epics)``: the source alone, e.g. for ``Daemon(config, source=...)``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from wirewatch.daemon.build import source_counters
+from wirewatch.config.daemon import DaemonConfig
 from wirewatch.epics.config import EpicsConfig
 from wirewatch.epics.server import Controls, PvaServer
 from wirewatch.epics.source import PvaSource
-from wirewatch.types import Alert, ChangePoint
+from wirewatch.extension import BaseExtension, Hooks, SourceCounters
+from wirewatch.publish.metrics import AlertMetrics
+from wirewatch.types import Alert
 
 log = logging.getLogger(__name__)
 
 
-def make_pva_source(config: Any, epics: EpicsConfig, *, pv: str | None = None) -> PvaSource:
+def make_pva_source(config: DaemonConfig, epics: EpicsConfig, *, pv: str | None = None) -> PvaSource:
     """The PV Access source for ``DaemonConfig`` ``config`` (policy, buffer, limits from ``ingest``)."""
     inp = epics.input if pv is None else epics.input.model_copy(update={"pv": pv})
     policy = epics.policy or config.ingest.policy
@@ -64,28 +65,6 @@ class PvaServerCollector(Collector):
         yield family
 
 
-class ResettableDetector:
-    """Wraps the change detector so a reset asked for from another thread (a PV write) happens in the
-    measure thread, before the next update."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._pending = threading.Event()
-
-    def request_reset(self) -> None:
-        self._pending.set()
-
-    def update(self, frame_id: int, stats: Mapping[str, float]) -> list[ChangePoint]:
-        if self._pending.is_set():
-            self._pending.clear()
-            self.inner.reset()
-        result: list[ChangePoint] = self.inner.update(frame_id, stats)
-        return result
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-
 class PvAlertSink:
     """An alert sink of the publisher that sets the ``alert_<rule>`` PVs: it sees every transition,
     also those of time-based rules (``no_frames``) raised by the publisher's ticker between frames."""
@@ -102,83 +81,99 @@ class PvAlertSink:
         pass
 
 
-class AlertPause:
-    """Pause/resume sending alerts: the publisher keeps evaluating its rules and the alarm PVs stay
-    true, but the other sinks (Alertmanager, webhook) get nothing while paused."""
+class PvaInput(BaseExtension):
+    """The daemon's input from an areaDetector NTNDArray PV (``epics.input``, ``pv`` overriding its name).
 
-    def __init__(self, publisher: Any) -> None:
-        self.publisher = publisher
-        self._sinks: Sequence[Any] | None = None
+    Also counts a ``PvaSource`` given to the daemon directly (``source=``) once."""
 
-    def __call__(self, paused: bool) -> None:
-        if self.publisher is None:
-            return
-        if paused and self._sinks is None:
-            self._sinks = [s for s in self.publisher.sinks if not isinstance(s, PvAlertSink)]
-            self.publisher.sinks = [s for s in self.publisher.sinks if isinstance(s, PvAlertSink)]
-        elif not paused and self._sinks is not None:
-            self.publisher.sinks = [*self.publisher.sinks, *self._sinks]
-            self._sinks = None
+    name = "pva-input"
+
+    def __init__(self, epics: EpicsConfig, *, pv: str | None = None) -> None:
+        self.epics = epics
+        self.pv = pv
+        self.made: PvaSource | None = None
+
+    def source(self, config: DaemonConfig, counters: SourceCounters) -> PvaSource:
+        self.made = make_pva_source(config, self.epics, pv=self.pv)
+        self.made.on_drop, self.made.on_reject = counters.on_drop, counters.on_reject
+        return self.made
+
+    def attach(self, hooks: Hooks) -> None:
+        source = hooks.source
+        if not isinstance(source, PvaSource):
+            return  # the daemon was given another input
+        if source is not self.made:
+            if source.on_drop is not None:
+                return  # already counted (another PvaInput): the collector must not be doubled
+            counters = hooks.source_counters()
+            source.on_drop, source.on_reject = counters.on_drop, counters.on_reject
+        hooks.registry.register(PvaSourceCollector(source))
 
 
-def _dropped_total(metrics: Any) -> int:
-    total = 0.0
-    for family in metrics.frames_dropped.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                total += sample.value
-    return int(total)
+class PvaOutput(BaseExtension):
+    """The daemon's results as PVs named ``<prefix><statistic>``, ``<prefix>status``, ... (``epics.server``;
+    ``prefix`` overrides its prefix). The server starts with the daemon and stops after its last frame."""
 
+    name = "pva-server"
 
-def attach_epics(daemon: Any, epics: EpicsConfig, *, pv_prefix: str | None = None) -> PvaServer | None:
-    """Wire the PV Access parts into a built, not yet started ``wirewatch.daemon.service.Daemon``.
+    def __init__(self, epics: EpicsConfig, *, prefix: str | None = None) -> None:
+        prefix = prefix or epics.server.prefix
+        if prefix is None:
+            raise ValueError("PvaOutput needs a PV prefix (epics.server.prefix or prefix=)")
+        self.epics = epics
+        self.prefix = prefix
+        self._server: PvaServer | None = None
+        self._alert_metrics: AlertMetrics | None = None
+        self._started = False
 
-    Returns the started ``PvaServer`` (None without a prefix); the caller closes it after the daemon.
-    """
-    built = daemon.built
-    pipeline = built.pipeline
-    metrics = built.metrics
-    source = pipeline.source
-    if isinstance(source, PvaSource) and source.on_drop is None:  # once: the collector must not be doubled
-        source.on_drop, source.on_reject = source_counters(metrics)
-        built.registry.register(PvaSourceCollector(source))
-    prefix = pv_prefix or epics.server.prefix
-    if prefix is None:
-        return None
-    server_cfg = epics.server.model_copy(update={"prefix": prefix})
-    detector = pipeline.detector
-    if detector is not None and not isinstance(detector, ResettableDetector):
-        detector = ResettableDetector(detector)
-        pipeline.detector = detector
-    controls = Controls(pause_alerts=AlertPause(built.publisher),
-                        reset_changepoints=detector.request_reset if detector is not None else None)
+    @property
+    def server(self) -> PvaServer:
+        if self._server is None:
+            raise RuntimeError("PvaOutput.server exists once the extension is attached to a daemon")
+        return self._server
 
-    def counters() -> tuple[int, int]:
-        return pipeline.processed, _dropped_total(metrics)
+    def attach(self, hooks: Hooks) -> None:
+        from wirewatch.stats.aggregates import aggregate_names
 
-    def state() -> str:
-        if not pipeline.started:
-            return "starting"
-        if not pipeline.healthy:
-            return "FAULT: a pipeline stage stopped"
-        if isinstance(source, PvaSource) and not source.connected:
-            return f"running; input {source.pv} disconnected"
-        return "running"
+        source = hooks.source
 
-    from wirewatch.stats.aggregates import aggregate_names
+        def counters() -> tuple[int, int]:
+            c = hooks.counters()
+            return c.processed, c.dropped
 
-    rules = [r.name for r in getattr(daemon.config.alerts, "rules", [])]
-    from wirewatch.publish.metrics import AlertMetrics
+        def state() -> str:
+            if not hooks.started:
+                return "starting"
+            if not hooks.healthy:
+                return "FAULT: a pipeline stage stopped"
+            if isinstance(source, PvaSource) and not source.connected:
+                return f"running; input {source.pv} disconnected"
+            return "running"
 
-    alert_metrics = AlertMetrics.on(built.registry)
-    server = PvaServer(server_cfg, statistics=aggregate_names(True), rules=rules, pva_conf=epics.pva,
-                       controls=controls, counters=counters, state=state, writers=epics.writers,
-                       on_error=lambda: alert_metrics.error("pva"))
-    server.start()
-    alert_metrics.watch("pva", server.heartbeat_alive)
-    built.registry.register(PvaServerCollector(server))
-    pipeline.listeners.append(server.publish)
-    if built.publisher is not None:
-        built.publisher.sinks.append(PvAlertSink(server))
-        server.alerts_from_results = False  # the sink sees them all (also the ticker's)
-    return server
+        alert_metrics = self._alert_metrics = AlertMetrics.on(hooks.registry)
+        server = PvaServer(self.epics.server.model_copy(update={"prefix": self.prefix}),
+                           statistics=aggregate_names(True), rules=[r.name for r in hooks.config.alerts.rules],
+                           pva_conf=self.epics.pva,
+                           controls=Controls(pause_alerts=hooks.pause_alerts,
+                                             reset_changepoints=hooks.reset_changepoints),
+                           counters=counters, state=state, writers=self.epics.writers,
+                           on_error=lambda: alert_metrics.error("pva"))
+        self._server = server
+        hooks.registry.register(PvaServerCollector(server))
+        hooks.on_result(server.publish)
+        if hooks.add_alert_sink(PvAlertSink(server), pausable=False):  # the alarm PVs follow the rules
+            server.alerts_from_results = False  # the sink sees them all (also the ticker's)
+
+    def start(self) -> None:
+        server = self.server
+        server.start()
+        self._started = True
+        if self._alert_metrics is not None:
+            self._alert_metrics.watch("pva", server.heartbeat_alive)
+        log.info("PV Access server: PVs %s<statistic>, %sstatus, ... (%s)", server.prefix, server.prefix,
+                 server.conf().get("EPICS_PVAS_SERVER_PORT", "?"))
+
+    def close(self) -> None:
+        if self._server is not None and self._started:
+            self._started = False
+            self._server.close()

@@ -28,8 +28,11 @@ class Publisher:
                  zmq: ZmqPublisher | None = None, tick_interval_s: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
-        self.sinks = list(sinks)
+        self.sinks = list(sinks)  # add more with add_sink (the list is only ever replaced under the lock)
         self.zmq = zmq
+        self._lock = threading.Lock()
+        self._unpausable: list[AlertSink] = []  # still sent alerts while paused
+        self._paused = False
         self.tick_interval_s = tick_interval_s
         self._metrics = metrics
         self._clock = clock
@@ -49,6 +52,31 @@ class Publisher:
         self._dispatch(alerts)
         return alerts
 
+    def add_sink(self, sink: AlertSink, *, pausable: bool = True) -> None:
+        """One more alert destination; ``pausable=False``: it keeps getting alerts while paused."""
+        with self._lock:
+            self.sinks = [*self.sinks, sink]
+            if not pausable:
+                self._unpausable.append(sink)
+
+    def pause(self, paused: bool) -> None:
+        """Hold back alerts from the pausable sinks (Alertmanager, webhooks, ZeroMQ ``alert``) or send them
+        again; the rules keep running meanwhile. Safe from any thread (e.g. a PV write)."""
+        with self._lock:
+            changed, self._paused = self._paused != paused, paused
+        if changed:
+            log.info("alerts %s", "paused: only the unpausable sinks are sent alerts" if paused else "resumed")
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _targets(self) -> list[AlertSink]:
+        with self._lock:
+            if not self._paused:
+                return self.sinks
+            return [s for s in self.sinks if any(s is u for u in self._unpausable)]
+
     def tick(self, now: float | None = None) -> list[Alert]:
         alerts = self.engine.tick(self._clock() if now is None else now)
         self._dispatch(alerts)
@@ -65,7 +93,9 @@ class Publisher:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout)
-        for sink in self.sinks:
+        with self._lock:
+            sinks = self.sinks
+        for sink in sinks:
             try:
                 sink.close(timeout)
             except Exception:
@@ -81,9 +111,10 @@ class Publisher:
                 log.exception("alert rule tick failed")
 
     def _dispatch(self, alerts: Sequence[Alert]) -> None:
+        targets = self._targets() if alerts else []
         for alert in alerts:
             log.info("alert %s %s %s", alert.state, alert.name, dict(alert.labels))
-            for sink in self.sinks:
+            for sink in targets:
                 try:
                     sink.send(alert)
                 except Exception:

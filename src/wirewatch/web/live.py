@@ -176,28 +176,6 @@ class LiveState:
                 "uptime_s": round(time.time() - self.started_at, 1), **counters}
 
 
-def pipeline_counters(pipeline: Any) -> Counters:
-    """Frames received / processed / dropped / errors read straight from a running pipeline's own objects
-    (cheaper than collecting the whole registry once per status update)."""
-
-    def total(metric: Any) -> float:
-        return float(sum(s.value for family in metric.collect() for s in family.samples
-                         if s.name.endswith("_total")))
-
-    def read() -> dict[str, float]:
-        out = {"processed": float(pipeline.processed)}
-        metrics = getattr(pipeline, "metrics", None)
-        if metrics is not None:
-            out["dropped"] = total(metrics.frames_dropped)
-            out["errors"] = total(metrics.frame_errors)
-        stats = getattr(getattr(pipeline, "source", None), "stats", None)
-        if stats is not None:
-            out["received"] = float(stats().received)
-        return out
-
-    return read
-
-
 def registry_counters(registry: Any) -> Counters:
     """Frames received / processed / dropped / errors summed over labels from a Prometheus registry."""
     wanted = {"wirewatch_frames_received_total": "received", "wirewatch_frames_processed_total": "processed",

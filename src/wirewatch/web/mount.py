@@ -1,28 +1,43 @@
-"""Put the web view on a running pipeline: what the daemon does when ``http.web.enabled``.
+"""``WebView``: the web view as an extension of the daemon (``wirewatch.extension``).
 
-Duck-typed on purpose (no ``wirewatch.daemon`` import: the daemon uses the web view, not the reverse):
-``pipeline`` needs ``listeners`` (callables given each processed frame's result), ``processed``,
-``metrics.frames_dropped`` / ``metrics.frame_errors`` and ``source.stats()`` (counters), ``segmenter``
-(used for uploads too; onnxruntime sessions and the watershed baseline are safe to call from a second
-thread), ``healthy`` and ``ready``.
+The daemon adds one when ``http.web.enabled`` and serves ``view.app`` on its HTTP port beside ``/metrics``.
+Everything comes through the extension hooks (no ``wirewatch.daemon`` import: the daemon uses the web
+view, not the reverse): each frame's result (a listener feeding ``LiveState``), the frame counters of the
+status API, and the pipeline's segmenter, which serves uploads too (onnxruntime sessions and the
+watershed baseline are safe to call from a second thread).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from wirewatch.extension import BaseExtension, Hooks
 
 from .app import WebApp
 from .config import WebConfig
-from .live import LiveState, pipeline_counters
+from .live import LiveState
 
 
-def attach_web_view(pipeline: Any, *, config: WebConfig | None = None, backend: str | None = None,
-                    title: str = "wirewatch") -> WebApp:
-    """A ``WebApp`` fed by ``pipeline``'s results (its listener is registered here), to mount on an
-    ``HttpServer`` with ``app=``."""
-    config = config or WebConfig()
-    state = LiveState(history=config.history, counters=pipeline_counters(pipeline))
-    app = WebApp(state, config=config, segmenter=pipeline.segmenter, backend=backend, title=title)
-    pipeline.listeners.append(state.observe)
-    return app
+class WebView(BaseExtension):
+    """Live page, statistics, uploads and JSON API of one daemon; mount ``app`` on an ``HttpServer``."""
 
+    name = "web"
+
+    def __init__(self, config: WebConfig | None = None, *, title: str = "wirewatch") -> None:
+        self.config = config or WebConfig()
+        self.title = title
+        self._app: WebApp | None = None
+
+    @property
+    def app(self) -> WebApp:
+        if self._app is None:
+            raise RuntimeError("WebView.app exists once the view is attached to a daemon")
+        return self._app
+
+    def attach(self, hooks: Hooks) -> None:
+        state = LiveState(history=self.config.history, counters=lambda: hooks.counters().as_dict())
+        self._app = WebApp(state, config=self.config, segmenter=hooks.segmenter, backend=hooks.backend,
+                           title=self.title)
+        hooks.on_result(state.observe)
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()  # idempotent: the HTTP server serving it closes it too
