@@ -35,7 +35,7 @@ from wirewatch.errors import ConfigError
 from wirewatch.ingest.base import RawMessage
 from wirewatch.ingest.buffered import BufferedSource
 from wirewatch.ingest.config import IngestConfig, IngestCurveConfig
-from wirewatch.ingest.formats import is_control
+from wirewatch.ingest.formats import get_format, is_control
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
@@ -80,6 +80,7 @@ class ZmqSource(BufferedSource):
         super().__init__(buffer=config.buffer, policy=config.policy, on_drop=on_drop, on_reject=on_reject)
         self.config = config
         self.format_name: str = config.format
+        self._is_control = get_format(config.format).is_control  # looked up once, called per message
         self._context = context
         self._own_context = context is None
         self._clock = clock
@@ -227,7 +228,7 @@ class ZmqSource(BufferedSource):
                     if self._topic and len(parts) > 1 and parts[0] == self._topic:
                         parts = parts[1:]
                     msg = RawMessage(parts=tuple(parts), received_at=now, seq=self._next_seq(),
-                                     control=is_control(self.format_name, parts))
+                                     control=self._is_control(parts))
                     self._offer(msg, self._stop)  # under policy queue: waits for room, or counts 'shutdown'
         except zmq.ZMQError as exc:
             if not self._stop.is_set():
