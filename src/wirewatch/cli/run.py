@@ -71,7 +71,7 @@ def run(
     put("record", "particles_dir", str(particles) if particles is not None else None)
     put("http", "port", metrics_port)
     if publish is not None:
-        overrides.setdefault("alerts", {})["zmq"] = {"bind": publish}
+        overrides.setdefault("publish", {})["zmq"] = {"bind": publish}
     cfg = load_daemon_config(path, overrides=overrides)
     # plug-ins of the daemon (wirewatch.extension): PV Access input / server; the web view comes with http.web
     extensions = pva_extensions(cfg, input_pv=input if pva else None, pv_prefix=pv_prefix, require_input=pva)
