@@ -25,7 +25,7 @@ def test_simulate_and_run_over_pva_from_the_command_line(tmp_path: Path) -> None
 
     conf = pva_conf()
     # the default config binds its ZeroMQ PUB to a fixed port (5560), which another process may hold
-    env = dict(os.environ, **conf, WIREWATCH_ALERTS__ZMQ__BIND="tcp://127.0.0.1:*")
+    env = dict(os.environ, **conf, WIREWATCH_PUBLISH__ZMQ__BIND="tcp://127.0.0.1:*")
     record = tmp_path / "record.jsonl"
     run = subprocess.Popen([*WIREWATCH, "run", "--format", "pva", "--input", "CLI:cam1:Image", "--pv-prefix", "CLI:WW:",
                             "--backend", "watershed", "--record", str(record), "--metrics-port", "0", "--policy", "queue"],
