@@ -39,7 +39,8 @@ class IngestConfig(StrictModel):
     bind: bool = False
     topic: str = Field(default="", max_length=256, description="SUB prefix filter; a first part equal to it is stripped")
     # One of the registered stream formats (wirewatch.ingest.formats), checked when the config is read.
-    format: str = Field(default=DEFAULT_FORMAT, description="stream format: " + " | ".join(format_names()))
+    format: str = Field(default=DEFAULT_FORMAT, description="a registered stream format, e.g. stream2, stream1, "
+                        "array-1.0 (wirewatch.ingest.formats.format_names())")
     channel: str | None = Field(default=None, description="Stream V2 channel; default: the first one")
     # The sample pixel size (nm) of DECTRIS streams: a dotted field of the series start message (Stream V2)
     # or detector configuration (Stream V1). Never the detector's own pixel_size_x. None: not from the stream.
