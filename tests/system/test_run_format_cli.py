@@ -1,15 +1,20 @@
 """``wirewatch run --format``: a bad value is a usage error naming the flag and every allowed value (the
-registered stream formats plus pva and folder); ``--format pva`` logs the PV Access input it reads."""
+registered stream formats plus pva and folder); ``--format pva`` logs the PV Access input it reads;
+``wirewatch inspect`` reads a captured PV Access update (the pva format from the registry)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from wirewatch.ingest.capture import write_capture
 from wirewatch.ingest.formats import format_names
 
 from .test_daemon_cli import _read_endpoint
@@ -56,3 +61,16 @@ def test_format_pva_logs_the_pv_access_input() -> None:
             proc.wait()
     assert "input PV Access monitor of WWTEST:NoSuch:Image, format pva, policy latest" in line
     assert "pull" not in line and "pva://" not in line and "stream2" not in line
+
+
+def test_inspect_guesses_a_captured_pva_update(tmp_path: Path) -> None:
+    from wirewatch.epics.pva_format import register_pva_format
+
+    image = np.arange(30, dtype=np.uint16).reshape(5, 6)
+    (parts,) = register_pva_format().encode_series([image], first_frame=4)
+    path = write_capture(tmp_path / "update", parts, "pva")
+    proc = subprocess.run([*WIREWATCH, "inspect", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)[str(path)]
+    assert (report["type"], report["frame"]) == ("pva", 4)
+    assert report["channels"]["value"]["shape"] == [5, 6] and report["channels"]["value"]["sum"] == 435

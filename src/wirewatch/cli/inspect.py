@@ -12,13 +12,19 @@ def inspect(
     files: list[Path] = typer.Argument(..., help="Captured messages: .cbor (Stream V2), NAME.json (+ NAME.bin, "
                                                  "array-1.0), .zmsg (any multipart message)."),
     format: str | None = typer.Option(None, "--format", "-f",
-                                      help="array-1.0 | stream2 | stream1 (default: guessed per file)."),
+                                      help="array-1.0 | stream2 | stream1 | pva (a registered stream format; "
+                                      "default: guessed per file)."),
     max_message_mib: int = typer.Option(256, help="Refuse files larger than this (MiB)."),
 ) -> None:
     """Per message: type, ids and, per channel, shape, dtype, pixel sum, NODATA count, valid sum, sha256."""
+    from wirewatch.cli.format_option import check_format
+    from wirewatch.epics.pva_format import register_pva_format
     from wirewatch.errors import DecodeError, WirewatchError
     from wirewatch.ingest.describe import describe_file
     from wirewatch.ingest.limits import DecodeLimits, MiB
+
+    register_pva_format()  # captured PV Access updates too (no p4p needed to decode them)
+    check_format(format)
 
     limits = DecodeLimits(max_message_bytes=max_message_mib * MiB)
     report: dict[str, object] = {}
