@@ -96,7 +96,7 @@ def test_other_variants_export_masks_that_match_pytorch(tmp_path: Path, variant:
     model, _ = model_from_checkpoint(files["checkpoint"])
     model.roi_heads.score_thresh = 0.05
     image = toy_image(files["data"], 6)
-    raw = segmenter.session.run(None, {"image": image, "score_threshold": np.array(0.05, np.float32)})
+    raw = segmenter.engine.session.run(None, {"image": image, "score_threshold": np.array(0.05, np.float32)})
     assert raw[3].shape[1:] == (grid, grid) and len(raw[3]) > 0
     boxes, scores, masks, _ = predict(model, image)
     got = segmenter.segment(image)
@@ -135,8 +135,8 @@ def test_segmenter_contract_and_thresholds(trained: dict[str, Path]) -> None:
     everything = low.segment(image)
     assert len(everything) >= len(dets)
     # The threshold is applied inside the graph (before the mask head), not only afterwards.
-    assert low.threshold_input == "score_threshold"
-    _, raw_scores, _, _ = segmenter.raw(segmenter.model_input(image))  # type: ignore[attr-defined]
+    assert low.engine.threshold_input == "score_threshold"
+    _, raw_scores, _, _ = segmenter.engine.raw(segmenter.model_input(image))  # type: ignore[attr-defined]
     assert np.all(raw_scores > 0.3) and len(raw_scores) == len(dets)
     # A larger frame than the export size works: the graph runs at native scale.
     big = np.zeros((128, 160), np.float32)
@@ -169,7 +169,7 @@ def test_model_file_problems_are_model_errors(trained: dict[str, Path], tmp_path
     with pytest.raises(ModelError, match="exported for 96x96 input, not the requested 512x512"):
         OnnxSegmenter(trained["onnx"], input_size=(512, 512))
     fixed = OnnxSegmenter(trained["onnx"], input_size=(96, 96))
-    with pytest.raises(InputError, match="does not match the configured model input"):
+    with pytest.raises(InputError, match="does not match the model input"):
         fixed.segment(np.zeros((128, 128), np.float32))
     with pytest.raises(InputError, match=r"score_threshold must be within 0\.\.1"):
         OnnxSegmenter(trained["onnx"], score_threshold=1.5)
@@ -261,11 +261,11 @@ def test_threads_and_spinning_reach_the_session(trained: dict[str, Path]) -> Non
     from wirewatch.segment.onnx_backend import usable_cores
 
     default = OnnxSegmenter(trained["onnx"])
-    options = default.session.get_session_options()
-    assert default.threads == usable_cores() == options.intra_op_num_threads
+    options = default.engine.session.get_session_options()
+    assert default.engine.threads == usable_cores() == options.intra_op_num_threads
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     one = OnnxSegmenter(trained["onnx"], threads=1, spinning=True)
-    options = one.session.get_session_options()
+    options = one.engine.session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     image = toy_image(trained["data"], 6)

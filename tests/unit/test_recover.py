@@ -97,7 +97,7 @@ def test_int8_shipped_model_recovers_its_detections() -> None:
         with torch.no_grad():
             out = model([grey_to_model_input(torch.from_numpy(image))])[0]
         t_boxes, t_scores = out["boxes"].numpy(), out["scores"].numpy()
-        o_boxes, o_scores, _, _ = segmenter.raw(image)
+        o_boxes, o_scores, _, _ = segmenter.engine.raw(image)
         for a_boxes, a_scores, b_boxes, b_scores in ((o_boxes, o_scores, t_boxes, t_scores),
                                                      (t_boxes, t_scores, o_boxes, o_scores)):
             matched = greedy_pairs(box_iou(a_boxes[a_scores >= 0.5], b_boxes[b_scores >= low]), 0.5)

@@ -22,6 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from wirewatch.errors import InputError, ModelError
+from wirewatch.segment.model_files import (  # the graph's names, defined once beside its metadata
+    INPUT_NAME,
+    METADATA_FORMAT,
+    OUTPUT_NAMES,
+    THRESHOLD_INPUT,
+)
 from wirewatch.train.loop import read_checkpoint
 from wirewatch.train.model import (
     CLASS_NAMES,
@@ -34,10 +40,6 @@ from wirewatch.train.model import (
 
 log = logging.getLogger(__name__)
 
-METADATA_FORMAT = "wirewatch-maskrcnn-1"
-INPUT_NAME = "image"
-THRESHOLD_INPUT = "score_threshold"
-OUTPUT_NAMES = ("boxes", "scores", "labels", "mask_probs")
 OPSET = 17
 
 

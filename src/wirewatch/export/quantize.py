@@ -95,7 +95,7 @@ def quantize_model(src: str | Path, dst: str | Path, *, input_size: tuple[int, i
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from wirewatch.export.onnx import INPUT_NAME, THRESHOLD_INPUT
+    from wirewatch.segment.model_files import INPUT_NAME, THRESHOLD_INPUT
 
     src, dst = Path(src), Path(dst)
     if min_matched_fraction is None:
@@ -175,7 +175,7 @@ def compare_detections(float_model: Path, int8_model: Path, frames: Sequence[np.
     disagreement); ``matched`` counts the worse direction."""
     import onnxruntime as ort
 
-    from wirewatch.export.onnx import INPUT_NAME, THRESHOLD_INPUT
+    from wirewatch.segment.model_files import INPUT_NAME, OUTPUT_NAMES, THRESHOLD_INPUT
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -187,7 +187,7 @@ def compare_detections(float_model: Path, int8_model: Path, frames: Sequence[np.
     ious: list[float] = []
     for frame in frames:
         (boxes_a, scores_a), (boxes_b, scores_b) = (
-            s.run(["boxes", "scores"], {INPUT_NAME: frame, THRESHOLD_INPUT: feed_threshold}) for s in sessions)
+            s.run(list(OUTPUT_NAMES[:2]), {INPUT_NAME: frame, THRESHOLD_INPUT: feed_threshold}) for s in sessions)
         sure_a, sure_b = scores_a >= score_threshold, scores_b >= score_threshold
         n_float += int(sure_a.sum())
         n_int8 += int(sure_b.sum())

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from wirewatch.errors import BackendUnavailable, ModelError
-from wirewatch.segment.model_files import engine_metadata_path
+from wirewatch.segment.model_files import INPUT_NAME, engine_metadata_path
 from wirewatch.segment.tensorrt_backend import gpu_unavailable_reason
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ def build_engine(checkpoint: str | Path | None, out: str | Path, *, onnx_path: s
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    profile.set_shape("image", input_size, input_size, input_size)
-    # The score threshold input stays a runtime scalar (set by TensorRTSegmenter).
+    profile.set_shape(INPUT_NAME, input_size, input_size, input_size)
+    # The score threshold input stays a runtime scalar (set by segment.tensorrt_backend.TensorRTEngine).
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -2,6 +2,9 @@
 
 No torch here: metadata is read through onnxruntime (ONNX ``metadata_props``) or,
 for TensorRT engines, from the JSON side-car written next to the engine.
+
+The exported graph's input and output names are defined here, once, beside the metadata they go with:
+the exporter (``wirewatch.export``) writes them, the engines (``onnx_backend``, ``tensorrt_backend``) read them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from wirewatch.errors import ModelError
 
 DEFAULT_MODEL = "default"
 METADATA_FORMAT = "wirewatch-maskrcnn-1"
+# The exported graph: one grey frame (H, W) float32 0..1 and a scalar score threshold in; per detection at or above
+# it a box (x0, y0, x1, y1), a score, a label and an M x M mask probability grid out (M: metadata ``mask_size``).
+INPUT_NAME = "image"
+THRESHOLD_INPUT = "score_threshold"
+OUTPUT_NAMES = ("boxes", "scores", "labels", "mask_probs")
 REQUIRED_KEYS = ("format", "input_height", "input_width", "class_names", "variant", "score_threshold")
 
 

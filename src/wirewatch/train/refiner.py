@@ -103,7 +103,7 @@ class Sample:
 def detection_windows(segmenter: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """The segmenter's levelled frame, boxes, scores and pasted windows, as its runtime makes them (one view)."""
     frame = segmenter.model_input(image)
-    boxes, scores, probs = segmenter._detect(frame)
+    boxes, scores, probs = segmenter.detect(frame)
     boxes = boxes.reshape(-1, 4)
     return frame, boxes, scores, pasted_windows(probs, boxes, frame.shape)
 
