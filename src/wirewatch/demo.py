@@ -32,7 +32,7 @@ import numpy as np
 
 from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
 from wirewatch.daemon.service import Daemon
-from wirewatch.daemon.stages import FrameResult
+from wirewatch.extension import FrameResult, Observer
 from wirewatch.report.demo import demo_record_options, demo_report
 from wirewatch.simulate.producer import Simulator, SimulatorResult
 from wirewatch.simulate.scenario import resolve_scenario
@@ -135,12 +135,10 @@ def run_demo(out: Path, *, frames: int = 300, rate: float = 4.0, scenario: str =
     state = DemoState()
     try:
         cfg = demo_config(endpoint, record, format=format, policy=policy, backend=backend, config_path=config_path)
-        daemon = Daemon(cfg)
+        daemon = Daemon(cfg, extensions=[Observer(on_result=state.on_result, on_changepoint=state.on_changepoint)])
     except BaseException:
         sim.close()
         raise
-    daemon.pipeline.listeners.append(state.on_result)
-    daemon.pipeline.changepoint_listeners.append(state.on_changepoint)
     sim_result: list[SimulatorResult] = []
     sim_thread = threading.Thread(target=lambda: sim_result.append(sim.run()), name="wirewatch-demo-sim",
                                   daemon=True)

@@ -40,7 +40,7 @@ from wirewatch.segment.base import Segmenter
 from wirewatch.types import Alert, ChangePoint, Detections, Frame, FrameStats, SeriesEnd, SeriesStart
 
 __all__ = ["AlertSink", "BaseExtension", "ChangeDetector", "ChangePointListener", "Counters", "Extension",
-           "FrameResult", "Hooks", "ResultListener", "ResultSink", "SeriesEvent", "SourceCounters"]
+           "FrameResult", "Hooks", "Observer", "ResultListener", "ResultSink", "SeriesEvent", "SourceCounters"]
 
 
 @dataclass(frozen=True)
@@ -227,3 +227,21 @@ class BaseExtension:
 
     def close(self) -> None:
         pass
+
+
+class Observer(BaseExtension):
+    """An extension that only listens: ``Daemon(config, extensions=[Observer(on_result=fn)])`` (the demo's
+    live table, the daemon bench's timings)."""
+
+    name = "observer"
+
+    def __init__(self, *, on_result: ResultListener | None = None,
+                 on_changepoint: ChangePointListener | None = None) -> None:
+        self.on_result = on_result
+        self.on_changepoint = on_changepoint
+
+    def attach(self, hooks: Hooks) -> None:
+        if self.on_result is not None:
+            hooks.on_result(self.on_result)
+        if self.on_changepoint is not None:
+            hooks.on_changepoint(self.on_changepoint)

@@ -38,8 +38,9 @@ def rods(i: int) -> np.ndarray:
 def config(**sections: object) -> DaemonConfig:
     return DaemonConfig.model_validate({
         "ingest": {"policy": "queue"}, "segment": {"backend": "watershed"}, "changepoint": {"enabled": True},
-        "alerts": {"zmq": None, "sinks": [], "rules": [
+        "alerts": {"sinks": [], "rules": [
             {"kind": "threshold", "name": "TwoWires", "statistic": "particle_count", "max": 1.5}]},
+        "publish": {"zmq": None},
         "http": {"enabled": False}, "pipeline": {"shutdown_timeout_s": 20}, **sections})
 
 
@@ -258,3 +259,16 @@ def test_the_documented_example_writes_each_alert_transition(tmp_path: Path) -> 
     lines = (tmp_path / "alerts.txt").read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [["firing", "TwoWires"], ["resolved", "TwoWires"]] * 2
 
+
+
+def test_an_observer_only_listens() -> None:
+    from wirewatch.extension import Observer
+
+    results: list[int] = []
+    changepoints: list[ChangePoint] = []
+    source = MessageListSource([encode_array10(i, rods(i)) for i in range(1, 4)])
+    daemon = Daemon(config(), source=source, extensions=[
+        Observer(on_result=lambda r: results.append(r.frame_id), on_changepoint=changepoints.append)])
+    daemon.start()
+    assert daemon.wait(30)
+    assert results == [1, 2, 3] and changepoints == []  # three frames are too few for a change point

@@ -19,7 +19,7 @@ import numpy as np
 
 from wirewatch.config.daemon import load_daemon_config, shipped_config_path
 from wirewatch.daemon.service import Daemon
-from wirewatch.daemon.stages import FrameResult
+from wirewatch.extension import FrameResult, Observer
 
 TARGET_FPS = 3.0
 TARGET_P99_S = 1.0
@@ -100,7 +100,6 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
     if segment:
         overrides["segment"] = segment
     path = shipped_config_path() if shipped_config_path().is_file() else None
-    daemon = Daemon(load_daemon_config(path, overrides=overrides))
     results: list[tuple[float, float, float, int, dict[str, float]]] = []  # published_at, latency, segment, n, timings
     lock = threading.Lock()
     cpu_marks: list[float] = []  # process CPU time when the measuring window opens
@@ -111,7 +110,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
             results.append((r.published_at, r.latency_s, float(r.timings.get("segment", np.nan)), len(r.detections),
                             dict(r.timings)))
 
-    daemon.pipeline.listeners.append(on_result)
+    daemon = Daemon(load_daemon_config(path, overrides=overrides), extensions=[Observer(on_result=on_result)])
     load_start = os.getloadavg()[0]
     daemon.start()
     sent = 0

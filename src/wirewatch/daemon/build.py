@@ -34,7 +34,7 @@ from wirewatch.segment.scale import split_scale_options
 from .hooks import PipelineHooks
 from .metrics import DaemonMetrics
 from .pipeline import Pipeline
-from .sinks import AlertsResultSink, RecordResultSink, SegmenterCloser
+from .sinks import AlertsResultSink, Closeable, RecordResultSink, SegmenterCloser
 from .stages import ChangeDetector, ResultSink
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
     attached: list[Extension] = []
     hooks: PipelineHooks | None = None
     try:
-        if callable(getattr(segmenter, "close", None)):  # e.g. the ray backend: replicas, a local Ray
+        if isinstance(segmenter, Closeable):  # e.g. the ray backend: replicas, a local Ray
             sinks.append(SegmenterCloser(segmenter))  # closed with the sinks, or here if building fails
         for extension in extensions if source is None else ():
             source = extension.source(config, SourceCounters(on_drop, on_reject))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol, runtime_checkable
 
+from wirewatch.publish.publisher import Publisher
 from wirewatch.publish.record import RecordWriter
 from wirewatch.types import Alert
 
@@ -46,7 +47,7 @@ class AlertsResultSink:
 
     name = "alerts"
 
-    def __init__(self, publisher: Any) -> None:
+    def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
 
     def publish(self, result: FrameResult) -> Sequence[Alert]:
@@ -66,13 +67,18 @@ def _now() -> float:
     return time.time()
 
 
+@runtime_checkable
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
 class SegmenterCloser:
     """Releases a segmenter that holds resources (the ``ray`` backend's replicas and local Ray) when the
     pipeline closes its sinks: after the last frame, or when building the daemon fails half-way."""
 
     name = "segmenter"
 
-    def __init__(self, segmenter: Any) -> None:
+    def __init__(self, segmenter: Closeable) -> None:
         self.segmenter = segmenter
 
     def publish(self, result: FrameResult) -> Sequence[Alert]:

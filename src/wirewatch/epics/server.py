@@ -40,6 +40,7 @@ import numpy as np
 
 from wirewatch.epics import alarms
 from wirewatch.epics.config import EpicsServerConfig, PvWriter, StatisticPV, check_pv_name
+from wirewatch.extension import FrameResult
 from wirewatch.types import Alert, ChangePoint
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,8 @@ class PvaServer:
         self.status.post(f"{text}{extra}{paused}"[:256], timestamp=time.time())
 
     # -- per frame (pipeline listener) ---------------------------------------------------------------
-    def publish(self, result: Any) -> None:
-        """Post one processed frame (``wirewatch.daemon.stages.FrameResult``)."""
+    def publish(self, result: FrameResult) -> None:
+        """Post one processed frame (a result listener of the daemon)."""
         stamp = result.frame.time
         for name, value in result.stats.aggregates.items():
             self.post_statistic(name, float(value), stamp)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from wirewatch.publish.encode import alert_to_dict
 from wirewatch.records import FrameRecord, changepoint_to_json
@@ -176,7 +177,7 @@ class LiveState:
                 "uptime_s": round(time.time() - self.started_at, 1), **counters}
 
 
-def registry_counters(registry: Any) -> Counters:
+def registry_counters(registry: CollectorRegistry) -> Counters:
     """Frames received / processed / dropped / errors summed over labels from a Prometheus registry."""
     wanted = {"wirewatch_frames_received_total": "received", "wirewatch_frames_processed_total": "processed",
               "wirewatch_frames_dropped_total": "dropped", "wirewatch_frame_errors_total": "errors"}
