@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import ruptures as rpt
@@ -24,6 +23,7 @@ from ruptures.utils import draw_bkps
 
 from wirewatch.changepoint.config import DEFAULT_STATISTICS
 from wirewatch.changepoint.evaluate import EvalStream
+from wirewatch.records import FrameRecord, read_record
 
 # Realistic levels / noise of the default statistics (as measured on the demo scenario), so the
 # synthetic streams exercise the robust scaling with different units per column.
@@ -105,7 +105,7 @@ def scenario_stream(name_or_path: str | Path, *, seed: int | None = None, frames
     cache = None if cache_dir is None else Path(cache_dir) / f"{scenario.name}-{scenario.seed}-{key}.jsonl"
     rows: list[dict[str, float]] = []
     if cache is not None and cache.exists():
-        rows = [json.loads(line)["stats"] for line in cache.read_text().splitlines() if line.strip()]
+        rows = [dict(r.stats) for r in read_record(cache)]  # record lines: null read back as NaN
     if len(rows) != n:
         rows = []
         for f in range(n):
@@ -117,16 +117,9 @@ def scenario_stream(name_or_path: str | Path, *, seed: int | None = None, frames
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps({"frame": f, "stats": _jsonable(r)}) + "\n" for f, r in enumerate(rows)))
+            tmp.write_bytes(b"".join(FrameRecord(frame=f, stats=r).to_line() for f, r in enumerate(rows)))
             tmp.replace(cache)
-    columns = {s: np.array([_float(r.get(s)) for r in rows]) for s in stats}
+    columns = {s: np.array([float(r.get(s, np.nan)) for r in rows]) for s in stats}
     truth = tuple(c for c in scenario.change_points if c < n)
     return EvalStream(name=f"{scenario.name}-{scenario.seed}", frames=np.arange(n), stats=columns, truth=truth)
 
-
-def _float(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _jsonable(row: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
