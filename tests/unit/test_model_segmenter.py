@@ -4,6 +4,8 @@ option sets (defaults, scale auto / multi / a factor, polarity auto / dark, view
 compared with the output recorded before the refactor (``tests/data/model_segmenter_baseline.npz``).
 
 Record again (only when outputs are meant to change): ``python tests/unit/test_model_segmenter.py --record``.
+Also: an engine registered by one line gets the whole composition, and the TensorRT engine's host-side step
+(its padded output buffers) gives the onnxruntime engine's raw detections (no GPU needed).
 """
 
 from __future__ import annotations
@@ -88,3 +90,68 @@ def test_composed_model_segmenter_matches_the_pre_refactor_output(name: str) -> 
 
 if __name__ == "__main__" and "--record" in sys.argv:
     record()
+
+
+class WrappedEngine:
+    """A second engine, registered by one line in a test: the onnxruntime engine under another name."""
+
+    name = "wrapped"
+
+    def __init__(self, model: str = "default", threads: int = 1) -> None:
+        from wirewatch.segment.onnx_backend import OnnxEngine
+
+        self.inner = OnnxEngine(model, threads=threads)
+        self.metadata, self.score_threshold = self.inner.metadata, self.inner.score_threshold
+        self.input_shape, self.model_file = None, self.inner.model_file
+        self.threads, self.spinning = self.inner.threads, False
+        self.calls = 0
+
+    def infer(self, image: np.ndarray) -> Any:
+        self.calls += 1
+        return self.inner.infer(image)
+
+
+def test_an_engine_registered_by_one_line_gets_the_whole_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wirewatch.segment import ENGINES, load_segmenter
+    from wirewatch.segment.engine import DetectionEngine
+    from wirewatch.segment.model import ModelSegmenter
+
+    monkeypatch.setitem(ENGINES, "wrapped", f"{__name__}:WrappedEngine")
+    options = {"threads": 1, "views": 2, "mask_shape": "rod", "background_radius": 16.0}
+    mine = load_segmenter("wrapped", **options)
+    ours = load_segmenter("onnxruntime", **options)
+    assert isinstance(mine, ModelSegmenter) and isinstance(mine.engine, DetectionEngine) and mine.name == "wrapped"
+    assert mine.refiner is not None  # mask_refine auto: the shipped refiner names the engine's model file
+    frame = frames()[0]
+    a, b = mine.segment(frame), ours.segment(frame)
+    assert mine.engine.calls == 2  # type: ignore[attr-defined]  # the frame and its mirror image (views=2)
+    assert len(a) == len(b) > 10
+    for key, value in digest(a).items():
+        assert np.array_equal(value, digest(b)[key]), key
+    with pytest.raises(Exception, match="views must be one of"):
+        load_segmenter("wrapped", views=3)  # the composition's options are checked before the engine loads
+
+
+def test_tensorrt_output_buffers_give_the_onnx_engines_raw_detections() -> None:
+    """The TensorRT engine's host-side step (no GPU here): fixed-size buffers padded past the detections, cut to
+    the count and the score threshold, give what the onnxruntime engine gives for the same graph outputs."""
+    from wirewatch.segment.model_files import OUTPUT_NAMES
+    from wirewatch.segment.onnx_backend import OnnxEngine
+    from wirewatch.segment.tensorrt_backend import raw_from_outputs
+
+    engine = OnnxEngine("default", threads=1, score_threshold=0.3)
+    image = frames()[0]
+    boxes, scores, labels, probs = engine.raw(image)
+    n, cap = len(scores), 100
+    assert 0 < n < cap
+    padded: dict[str, np.ndarray] = {}
+    for name, a in zip(OUTPUT_NAMES, (boxes, scores, labels, probs), strict=True):
+        padded[name] = np.zeros((cap, *a.shape[1:]), a.dtype)
+        padded[name][:n] = a
+    padded[OUTPUT_NAMES[1]][n:] = -1.0  # padding rows: score -1, dropped by the threshold
+    want = engine.infer(image)
+    for count in (n, cap):  # num_detections given, or the whole buffer read
+        got = raw_from_outputs(padded, count, engine.score_threshold)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == np.float32 and np.array_equal(g, w)
+
