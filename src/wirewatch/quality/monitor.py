@@ -30,11 +30,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from wirewatch.config.base import StrictModel
+from wirewatch.quality.fallback import FallbackConfig, FallbackSegmenter, with_fallback
 from wirewatch.quality.image import IQ_NAMES, ImageQuality
 from wirewatch.quality.reliability import score_frame
+from wirewatch.segment.base import Segmenter
 from wirewatch.types import Attribution, ChangePoint, Detections
 
 # The measures that attribute a change to the instrument. iq_contrast is recorded but not among them:
@@ -64,6 +66,16 @@ class QualityConfig(StrictModel):
                                                                 "that can be the instrument's")
     unreliable_below: float = Field(default=0.45, ge=0, le=1, description="median reliability below "
                                                                            "which change points are suspect")
+    # a segmenter that takes over while the model is unreliable (quality/fallback.py); `watershed` is
+    # short for {segmenter: watershed}; off by default
+    fallback: FallbackConfig | None = None
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_by_name(cls, value: object) -> object:
+        if value is False or (isinstance(value, str) and value.lower() in {"", "none", "off"}):
+            return None
+        return {"segmenter": value} if isinstance(value, str) else value
 
 
 class QualityMonitor:
@@ -71,6 +83,7 @@ class QualityMonitor:
 
     def __init__(self, config: QualityConfig | None = None, history: int = 1024) -> None:
         self.config = config or QualityConfig()
+        self.fallback: FallbackSegmenter | None = None  # set by wrap_segmenter when quality.fallback is on
         self._image = ImageQuality()
         self._history: deque[tuple[int, dict[str, float]]] = deque(maxlen=history)
         self._last_step = -(1 << 62)  # frame of the last instrument step reported (one per window)
@@ -80,9 +93,18 @@ class QualityMonitor:
         self._history.clear()
         self._last_step = -(1 << 62)
 
+    def wrap_segmenter(self, segmenter: Segmenter, *, max_side: int | None = None) -> Segmenter:
+        """``segmenter`` behind the configured fallback (``quality.fallback``), or as it is."""
+        wrapped = with_fallback(segmenter, self.config.fallback, max_side=max_side)
+        if isinstance(wrapped, FallbackSegmenter):
+            self.fallback = wrapped
+        return wrapped
+
     def measure(self, raw: np.ndarray, image: np.ndarray, detections: Detections,
                 valid: np.ndarray | None = None) -> dict[str, float]:
         out: dict[str, float] = {}
+        if self.fallback is not None:  # which segmenter produced this frame (``image`` is its input)
+            out.update(self.fallback.produced_by(image))
         if self.config.image_quality:
             out.update(self._image.measure(raw, image, valid))
         if self.config.reliability:
@@ -91,7 +113,7 @@ class QualityMonitor:
 
     def remember(self, frame_id: int, aggregates: Mapping[str, float]) -> None:
         """Record the frame's measures (quality and the statistics the magnification test needs)."""
-        keep = (*IQ_NAMES, "reliability", _LENGTH, _WIDTH)
+        keep = (*IQ_NAMES, "reliability", _LENGTH, _WIDTH, "segmenter_fallback")
         self._history.append((frame_id, {k: float(aggregates[k]) for k in keep if k in aggregates}))
 
     def instrument_steps(self, frame_id: int) -> list[ChangePoint]:
@@ -138,6 +160,9 @@ class QualityMonitor:
         around = _values([v for f, v in self._history
                           if cp.frame - SPLIT_SLACK <= f <= max(cp.detected_at, cp.frame + SPLIT_SLACK)], "reliability")
         suspect = bool(around.size) and float(np.median(around)) < self.config.unreliable_below
+        switched = _values([v for f, v in self._history if cp.frame - SPLIT_SLACK <= f <= cp.detected_at],
+                           "segmenter_fallback")
+        suspect = suspect or bool(switched.size and switched.min() != switched.max())  # the segmenter changed
         return replace(cp, attribution=attribution, suspect=suspect)
 
     def _step(self, name: str, before: list[dict[str, float]], after: list[dict[str, float]]
