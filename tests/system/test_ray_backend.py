@@ -189,7 +189,7 @@ def test_results_in_frame_order_under_concurrency(ray_cluster: Any, push: zmq.So
         wait_for(lambda: daemon.pipeline.processed == n, timeout=60, what=f"{n} frames processed")
         assert daemon.pipeline._window is not None
         window_peak = daemon.pipeline._window.peak_in_flight
-        seg = daemon.built.extra["segmenter"]
+        seg = daemon.built.segmenter
     finally:
         assert daemon.close()
     lines = read_record(tmp_path / "record.jsonl")
@@ -234,7 +234,7 @@ def test_queue_policy_processes_every_frame_latest_drops_and_counts(ray_cluster:
 def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_cluster: Any, push: zmq.Socket,
                                                                          tmp_path: Path) -> None:
     daemon = Daemon(ray_config(tmp_path, last_endpoint(push), "queue", ready_poll_s=0.1)).start()
-    seg = daemon.built.extra["segmenter"]
+    seg = daemon.built.segmenter
     sent = 0
     ready_seen: list[bool] = []
     try:

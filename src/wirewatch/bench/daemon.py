@@ -150,7 +150,7 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
                       for r in ("overflow", "superseded")))
     failed = int(sum(m.value for metric in daemon.registry.collect() if metric.name == "wirewatch_frame_errors"
                      for m in metric.samples if m.name.endswith("_total")))
-    seg_backend = daemon.built.extra.get("segmenter")
+    seg_backend = daemon.built.segmenter
     replica_pids = getattr(seg_backend, "replica_pids", None)
     overheads = list(getattr(seg_backend, "overheads_s", []))
     return DaemonBench(
@@ -171,4 +171,4 @@ def run_daemon_bench(backend: str | None, *, size: int = 512, rate: float = 10.0
 
 def _busy_s(daemon: Daemon) -> float:
     """Seconds the ray backend's replicas spent segmenting so far (NaN for other backends)."""
-    return float(getattr(daemon.built.extra.get("segmenter"), "busy_s", float("nan")))
+    return float(getattr(daemon.built.segmenter, "busy_s", float("nan")))

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from wirewatch.config.daemon import load_daemon_config, shipped_config_path
-from wirewatch.daemon.build import build_detector, build_segmenter
+from wirewatch.daemon.build import build_change_detector, build_segmenter
 from wirewatch.daemon.metrics import DaemonMetrics
 from wirewatch.daemon.pipeline import Pipeline
 from wirewatch.daemon.stages import FrameResult
@@ -103,7 +103,7 @@ def run_scenario(name: str, *, frames: int | None = None, backend: str = "auto")
     fitted = FitSegmenter(segmenter, max_side=config.preprocess.max_side)
     collect = _Collect()
     pipe = Pipeline(source=MessageListSource(messages), decoder=make_decoder("array-1.0"), preprocess=config.preprocess,
-                    segmenter=fitted, measurer=measure, detector=build_detector(config), sinks=[collect],
+                    segmenter=fitted, measurer=measure, detector=build_change_detector(config), sinks=[collect],
                     metrics=DaemonMetrics(CollectorRegistry()), quality=QualityMonitor(config.quality))
     pipe.start()
     pipe.join(None)

@@ -20,11 +20,12 @@ from prometheus_client import CollectorRegistry
 from wirewatch.config.daemon import DaemonConfig, SegmentConfig
 from wirewatch.errors import BackendUnavailable, WirewatchError
 from wirewatch.extension import Extension, SourceCounters
+from wirewatch.extras import missing
 from wirewatch.ingest.base import RawMessage, Source
 from wirewatch.ingest.formats import make_decoder
 from wirewatch.ingest.sources import make_source
 from wirewatch.publish.publisher import Publisher
-from wirewatch.publish.record import RecordSink
+from wirewatch.publish.record import RecordWriter
 from wirewatch.quality.monitor import QualityMonitor
 from wirewatch.segment import load_segmenter
 from wirewatch.segment.base import Segmenter
@@ -59,8 +60,9 @@ def resolve_backend(config: SegmentConfig) -> tuple[str, dict[str, Any]]:
         if has_model and has_backend:
             backend = "onnxruntime"
         else:
-            log.warning("segmenter: no ONNX model %r installed (or no onnxruntime backend); using the watershed "
-                        "baseline, which does not separate crossing wires", model_name)
+            why = (f"no ONNX model {model_name!r} installed" if not has_model else
+                   "onnxruntime is not installed (pip install 'wirewatch[cpu]', or 'wirewatch[gpu]')")
+            log.warning("segmenter: %s; using the watershed baseline, which does not separate crossing wires", why)
             if options:  # with auto, segment.options are the model's (threads, spinning, ...): not watershed's
                 log.warning("segmenter: ignoring segment.options %s, meant for the model backend", sorted(options))
             backend, options = "watershed", {}
@@ -76,7 +78,9 @@ def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
         try:
             segmenter = load_segmenter(backend, **options)
         except ImportError as exc:  # e.g. the tensorrt backend without the tensorrt package
-            raise BackendUnavailable(f"segmenter backend {backend!r} cannot be loaded here: {exc}") from None
+            extra = missing(exc.name or "", f"segmenter backend {backend!r}")  # names the pip extra, if one has it
+            raise BackendUnavailable(str(extra) if extra is not None else
+                                     f"segmenter backend {backend!r} cannot be loaded here: {exc}") from None
     except WirewatchError as exc:
         if config.segment.backend != "auto" or backend == "watershed":
             raise
@@ -87,7 +91,8 @@ def build_segmenter(config: DaemonConfig) -> tuple[Segmenter, str, str | None]:
     return segmenter, backend, options.get("model")
 
 
-def build_detector(config: DaemonConfig) -> ChangeDetector | None:
+def build_change_detector(config: DaemonConfig) -> ChangeDetector | None:
+    """The pipeline's change detector (``changepoint.build_detector`` of ``config.changepoint``), or None."""
     if not config.changepoint.enabled:
         return None
     try:
@@ -106,9 +111,9 @@ class Built:
     registry: CollectorRegistry
     backend: str
     model: str | None
-    record: RecordSink | None = None
+    record: RecordWriter | None = None
     publisher: Publisher | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    segmenter: Segmenter | None = None  # the backend as built (before FitSegmenter), e.g. the ray backend's
     hooks: PipelineHooks | None = None  # what the extensions were given
     extensions: list[Extension] = field(default_factory=list)  # attached, in order
 
@@ -166,11 +171,14 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
                           max_detections=config.segment.max_detections, scale=runtime.scale,
                           scale_window=runtime.scale_window, pixel_size_nm=config.measure.pixel_size_nm,
                           polarity=runtime.polarity)
+    quality = QualityMonitor(config.quality) if config.quality.enabled else None
+    # quality.fallback: e.g. watershed while the model is unreliable (docs/stats.md)
+    staged: Segmenter = fitted if quality is None else quality.wrap_segmenter(fitted, max_side=pp.max_side)
 
     on_drop, on_reject = source_counters(metrics)
     from wirewatch.stats import measure
 
-    record: RecordSink | None = None
+    record: RecordWriter | None = None
     publisher: Publisher | None = None
     sinks: list[ResultSink] = []
     attached: list[Extension] = []
@@ -189,22 +197,22 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
                                sample_pixel_key=config.ingest.sample_pixel_key,
                                sample_pixel_scale=config.ingest.sample_pixel_scale)
         if config.record.path is not None:
-            record = RecordSink.from_config(config.record)
+            record = RecordWriter.from_config(config.record)
             sinks.append(RecordResultSink(record, metrics))
         from wirewatch.publish.build import build_publisher
 
-        publisher = build_publisher(config.alerts, registry, context=zmq_context)
+        publisher = build_publisher(config.alerts, registry, zmq_config=config.publish.zmq, context=zmq_context)
         sinks.append(AlertsResultSink(publisher))
         pipeline = Pipeline(
-            source=source, decoder=decoder, preprocess=pp, segmenter=fitted, measurer=measure,
-            detector=build_detector(config), sinks=sinks, metrics=metrics,
+            source=source, decoder=decoder, preprocess=pp, segmenter=staged, measurer=measure,
+            detector=build_change_detector(config), sinks=sinks, metrics=metrics,
             queue_size=config.pipeline.queue_size, pixel_size_nm=config.measure.pixel_size_nm,
             poll_interval_s=config.pipeline.poll_interval_s,
             error_log_interval_s=config.pipeline.error_log_interval_s,
             is_replay=record.is_replay if record is not None else None,
             take_latest=config.ingest.policy == "latest",
             max_in_flight=getattr(segmenter, "max_in_flight", 1), segmenter_ready=getattr(segmenter, "ready", None),
-            quality=QualityMonitor(config.quality) if config.quality.enabled else None)
+            quality=quality)
         from .products import attach_products  # particle tables, Tiled catalog (docs/products.md)
 
         sinks.extend(attach_products(pipeline, config, registry=registry, backend=backend, model=model))
@@ -225,5 +233,5 @@ def build_pipeline(config: DaemonConfig, *, registry: CollectorRegistry | None =
             s.close()
         raise
     return Built(pipeline=pipeline, metrics=metrics, registry=registry, backend=backend, model=model,
-                 record=record, publisher=publisher, extra={"segmenter": segmenter}, hooks=hooks,
+                 record=record, publisher=publisher, segmenter=segmenter, hooks=hooks,
                  extensions=attached)
