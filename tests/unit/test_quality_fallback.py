@@ -9,14 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wirewatch.config.daemon import DaemonConfig
+from wirewatch.config.daemon import DaemonConfig, load_daemon_config, shipped_config_path
 from wirewatch.daemon.build import build_pipeline, resolve_backend
 from wirewatch.evaluate.panel import select_sets, set_frames
 from wirewatch.ingest import encode_array10
 from wirewatch.ingest.memory import MessageListSource
+from wirewatch.publish.rules import build_rule
 from wirewatch.quality import QualityConfig, QualityMonitor
 from wirewatch.quality.fallback import FallbackConfig, FallbackSegmenter
-from wirewatch.types import ChangePoint
+from wirewatch.types import ChangePoint, FrameStats
 
 SIZE = 256
 
@@ -65,6 +66,14 @@ def test_heavy_noise_switches_to_the_watershed_and_a_good_stream_never_does() ->
     assert [r["segmenter_fallback"] for r in noisy] == [0.0] * 9 + [1.0] * 5
     assert all(r["reliability_model"] < 0.45 for r in noisy[9:])
     assert all(r["reliability"] < 0.45 for r in noisy[:9])
+    # the shipped SegmentationUnreliable rule, fed the model's reliability, fires at the frame of the switch
+    (rule_config,) = [r for r in load_daemon_config(shipped_config_path()).alerts.rules
+                      if r.name == "SegmentationUnreliable"]
+    rule = build_rule(rule_config)
+    fired = [i for i, r in enumerate(noisy) if rule.observe(
+        FrameStats(frame_id=i, time=float(i), aggregates={"reliability": r.get("reliability_model", r["reliability"])}),
+        [], float(i))]
+    assert fired == [9]
 
 
 def test_switches_back_when_the_model_recovers_with_hysteresis() -> None:
