@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.config.base import StrictModel, load_config, rename_keys, shipped_dir
@@ -34,20 +35,29 @@ from wirewatch.preprocess.config import PreprocessConfig
 from wirewatch.publish.config import AlertsConfig, PublishConfig
 from wirewatch.publish.record import RecordConfig
 from wirewatch.quality.monitor import QualityConfig
+from wirewatch.segment import BACKENDS
 from wirewatch.track.config import TrackConfig
 from wirewatch.web.config import HttpConfig
-
-Backend = Literal["auto", "onnxruntime", "watershed", "tensorrt", "ray"]  # ray: Ray Serve replicas (docs/deploy.md)
 
 
 class SegmentConfig(StrictModel):
     """``backend: auto`` = onnxruntime with the shipped default model when it is installed, else the
     watershed baseline (with a warning). ``model``: a path or a shipped model name (``default``)."""
 
-    backend: Backend = "auto"
+    backend: str = "auto"  # or a name in wirewatch.segment.BACKENDS (ray: Ray Serve replicas, docs/deploy.md)
     model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # backend keyword options (e.g. score_threshold)
     max_detections: int = Field(default=300, ge=1)  # best-scoring kept per frame (bounds mask memory)
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, value: str) -> str:
+        # the allowed names come from the segment registry: a new engine is one line there, not one here too
+        allowed = ["auto", *sorted(BACKENDS)]
+        if value not in allowed:
+            raise PydanticCustomError("segment_backend", "not a segmenter backend; allowed: {allowed}",
+                                      {"allowed": ", ".join(allowed)})
+        return value
 
 
 class MeasureConfig(StrictModel):

@@ -37,14 +37,15 @@ from typing import Any
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, WirewatchError
+from wirewatch.segment import ENGINES
 from wirewatch.types import Detections
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "wirewatch-segment"
 DEPLOYMENT_NAME = "WirewatchSegmenter"
-INNER_BACKENDS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt",
-                  "watershed": "watershed"}
+# the segmenters a replica may hold: every model engine (segment.ENGINES), the watershed baseline, and an alias
+INNER_BACKENDS = {"onnx": "onnxruntime", **{name: name for name in ENGINES}, "watershed": "watershed"}
 # Extra environment of each replica process (Serve's settings are read from the environment), e.g.
 # {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}: Serve runs a replica's methods on a second event loop
 # in its own thread by default, one thread switch per request. Empty: Serve's defaults.
@@ -191,6 +192,8 @@ def build_app(args: dict[str, Any]) -> Any:
 
 
 def _inner_name(inner: str) -> str:
+    if inner in ENGINES:  # an engine registered after this module was imported counts too
+        return inner
     try:
         return INNER_BACKENDS[inner]
     except KeyError:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from wirewatch.errors import InputError
+from wirewatch.segment import ENGINES
 
 # The estimator's median on frames of the training preset (default ptychography preset, 512 px, seeds
 # 38000-38019: 10.3 px, realistic preset 9.7 px; the wires' drawn widths are 5-20 px, median 10 px).
@@ -48,7 +49,8 @@ ScaleOption = str | float | None  # "auto", "multi", a factor, or None ("none")
 SCALE_OPTIONS = ("scale", "scale_window", "polarity")  # segment.options handled by the runtime, not the backend
 
 
-MODEL_BACKENDS = ("onnxruntime", "tensorrt", "ray")  # scale and polarity default to auto for these
+# scale and polarity default to auto for these: every model engine (segment.ENGINES) and the ray backend
+MODEL_BACKENDS = (*ENGINES, "ray")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def split_scale_options(backend: str, options: Mapping[str, Any], default_window
     model backends and to ``none`` / ``bright`` otherwise (the watershed baseline's thresholds are its own and
     it stays as it was; a segmenter handed in by code keeps the frames it is given)."""
     rest = dict(options)
-    model = backend in MODEL_BACKENDS and not (backend == "ray" and rest.get("inner") == "watershed")
+    model = ((backend in ENGINES or backend in MODEL_BACKENDS)
+             and not (backend == "ray" and rest.get("inner") == "watershed"))
     scale = parse_scale(rest.pop("scale", "auto" if model else "none"))
     polarity = parse_polarity(rest.pop("polarity", "auto" if model else "bright"))
     window = rest.pop("scale_window", default_window)
