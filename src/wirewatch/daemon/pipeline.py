@@ -21,13 +21,14 @@ most ``timeout`` seconds before abandoning what is left (counted as dropped, rea
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from wirewatch.errors import DecodeError, WirewatchError
@@ -404,7 +405,11 @@ class Pipeline:
                 self.detector.reset()
         if self.detector is not None:
             try:
-                changepoints = self.detector.update(frame.frame_id, stats.aggregates)
+                if _takes_time(type(self.detector)):  # slow-stream settings in seconds (changepoint.warmup_s)
+                    timed: Callable[..., list[ChangePoint]] = self.detector.update
+                    changepoints = timed(frame.frame_id, stats.aggregates, time=frame.time)
+                else:
+                    changepoints = self.detector.update(frame.frame_id, stats.aggregates)
             except Exception:  # a detector bug must not stop measuring
                 log.exception("change-point detector failed on frame %d", frame.frame_id)
         if self.quality is not None:
@@ -499,3 +504,12 @@ class Pipeline:
         for sink in self.sinks:
             self._safely(sink.name, sink.close)
         self._safely("source", self.source.close)  # closing twice is harmless
+
+
+@lru_cache(maxsize=32)
+def _takes_time(detector_type: type) -> bool:
+    """Whether a change detector's ``update`` takes the frame's ``time`` (older detectors and wrappers do not)."""
+    try:
+        return "time" in inspect.signature(getattr(detector_type, "update")).parameters  # noqa: B009
+    except (TypeError, ValueError, AttributeError):
+        return False
