@@ -138,6 +138,11 @@ class CusumTest:
         self.pos, self.neg = [0.0] * n, [0.0] * n
         self.pos_zero, self.neg_zero = [index] * n, [index] * n  # two lists: each side dates its own start
 
+    def release(self) -> None:
+        """End the hold-off now: the baseline came from a short warm-up whose noise scale is known
+        (a reference run, ``changepoint.reference``)."""
+        self._hold = 0
+
     def _learn_row(self, index: int, row: np.ndarray) -> None:
         tau = float(index - self._origin)
         for j, value in enumerate(row.tolist()):
