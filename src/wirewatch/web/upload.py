@@ -301,8 +301,9 @@ def segment_upload(segmenter: Segmenter, image: np.ndarray, *, score_threshold: 
     segment_s = time.perf_counter() - t0
     measured = measure_detections(det, image, score_threshold=score_threshold, pixel_size_nm=pixel_size_nm)
     stats = measured.stats
-    particles = [{"id": int(i), **json_ready(row)} for i, row in zip(measured.mask_index.tolist(), measured.rows(),
-                                                                       strict=True)]
+    # id, score, mask_score first (the CSV download's and the table's column order), then the descriptors
+    particles = [{"id": int(i), "score": row.pop("score"), "mask_score": row.pop("mask_score"), **json_ready(row)}
+                 for i, row in zip(measured.mask_index.tolist(), measured.rows(), strict=True)]
     result: dict[str, Any] = {
         "width": int(image.shape[1]), "height": int(image.shape[0]),
         "detections": len(det), "score_threshold": score_threshold,
