@@ -68,11 +68,24 @@ def _fit(segment: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
     return value, value_var, slope, stt, var, n
 
 
-def break_evidence(before: np.ndarray, after: np.ndarray) -> BreakEvidence:
-    """Evidence for a change between ``before`` (m1, d) and ``after`` (m2, d), unit-noise values."""
+def break_evidence(before: np.ndarray, after: np.ndarray, flat_t: float = 0.0) -> BreakEvidence:
+    """Evidence for a change between ``before`` (m1, d) and ``after`` (m2, d), unit-noise values.
+
+    ``flat_t`` > 0: a statistic whose slope is below ``flat_t`` standard errors on both sides is flat there,
+    and its level jump is measured between the two means (the power of a constant-mean test; a line
+    extrapolated to the break has a much larger error). Kept small (about 1): a weak trend on both sides
+    biases the difference of the means by about 2.4 ``flat_t`` standard errors.
+    """
     m1 = before.shape[0]
     v1, vv1, b1, stt1, var1, n1 = _fit(before, float(m1) - 0.5)  # both lines evaluated half-way across the break
     v2, vv2, b2, stt2, var2, n2 = _fit(after, -0.5)
+    if flat_t > 0:
+        with np.errstate(all="ignore"):
+            flat = ((np.abs(b1) * np.sqrt(stt1) < flat_t) & (np.abs(b2) * np.sqrt(stt2) < flat_t)
+                    & (n1 >= MIN_SLOPE_SAMPLES) & (n2 >= MIN_SLOPE_SAMPLES))
+            m_1, m_2 = np.nansum(before, axis=0) / n1, np.nansum(after, axis=0) / n2
+            v1, vv1 = np.where(flat, m_1, v1), np.where(flat, 1.0 / n1, vv1)
+            v2, vv2 = np.where(flat, m_2, v2), np.where(flat, 1.0 / n2, vv2)
     # a line through a few samples extrapolates badly: a level there, until MIN_SLOPE_SAMPLES are in
     with np.errstate(all="ignore"):
         short = n2 < MIN_SLOPE_SAMPLES

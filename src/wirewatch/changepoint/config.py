@@ -32,6 +32,9 @@ class WindowedConfig(StrictModel):
     window: int = Field(default=100, ge=20, le=5000)
     every: int = Field(default=4, ge=1)
     min_segment: int = Field(default=8, ge=2)  # ruptures min_size, and how old a change must be to confirm
+    # slow streams: the same in seconds; at the end of the warm-up it becomes frames at the stream's median
+    # frame interval, and the smaller of the two is used (at least 2 frames)
+    min_segment_s: float | None = Field(default=None, gt=0)
     jump: int = Field(default=2, ge=1)  # candidate break every `jump` frames (refined to 1 frame afterwards)
     confirmations: int = Field(default=2, ge=1)  # consecutive runs that must find the change
     width: int = Field(default=40, ge=4)  # sliding-window width (method "window" only)
@@ -77,6 +80,14 @@ class OnlineConfig(StrictModel):
     bocpd: BocpdConfig = Field(default_factory=BocpdConfig)
 
 
+class SeasonalConfig(StrictModel):
+    """A periodic component found from the autocorrelation and removed before testing (``seasonal.py``)."""
+
+    enabled: bool = False
+    max_period: int = Field(default=52, ge=3)  # longest period looked for, in frames (3 cycles must fit the window)
+    min_acf: float = Field(default=0.4, gt=0, lt=1)  # autocorrelation at the period for it to count as clear
+
+
 class CalibrationConfig(StrictModel):
     """Thresholds re-fitted from the stream's own residuals (block bootstrap), see ``calibrate.py``."""
 
@@ -102,13 +113,37 @@ class ChangepointConfig(StrictModel):
     enabled: bool = True
     stats: list[str] = Field(default_factory=lambda: list(DEFAULT_STATISTICS), min_length=1)
     warmup: int = Field(default=50, ge=5)  # frames with data before detection starts (robust scale)
+    # Slow streams (docs/changepoint.md, "Slow streams"): the warm-up ends at `warmup` frames or `warmup_s`
+    # seconds after the series' first frame, whichever comes first (never before 5 frames); the
+    # false-alarm budget may be given per hour instead, converted with the warm-up's median frame interval
+    warmup_s: float | None = Field(default=None, gt=0)
     false_alarms_per_1000: float = Field(default=1.0, gt=0, le=100)
+    false_alarms_per_hour: float | None = Field(default=None, gt=0)
+    # a record file (JSON Lines) of an earlier run: the statistics' noise scale comes from it, so the
+    # warm-up only needs `reference_warmup` frames to learn the level and detection starts right away
+    reference: str | None = None
+    reference_warmup: int = Field(default=5, ge=3)
     clip_z: float = Field(default=5.0, gt=0)  # Hampel filter: |x - local median| > clip_z sigma is an outlier
     involve_t: float = Field(default=4.0, gt=0)  # t statistic for a statistic to be named in an event
+    # issue 38: t statistics of a break against the residual sd of a line on each side when that is larger
+    # than the noise of the first differences (smooth curves, sawtooths), and windowed breaks confirmed by
+    # them like online alarms (t >= 4)
+    residual_units: bool = False
+    confirm_windowed: bool = False
+    # a level or slope change must move its statistic by at least this fraction of the statistic's spread
+    # over the window (MAD sd): a bend of a smooth, nearly noise-free curve is no change (0: off)
+    min_relative_effect: float = Field(default=0.0, ge=0)
+    # a statistic flat on both sides of a break (slope below this many standard errors) has its jump
+    # measured between means, not extrapolated lines (the power of a constant-mean test; 0: off)
+    flat_t: float = Field(default=0.0, ge=0)
     merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
     windowed: WindowedConfig = Field(default_factory=WindowedConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
+    # offline only (the record's length is known): a series shorter than warmup / this fraction warms up on
+    # this fraction of its length, at least 10 frames (0: off; the daemon never knows a length)
+    short_record_warmup: float = Field(default=0.0, ge=0, le=1)
     severity: SeverityThresholds = Field(default_factory=SeverityThresholds)
 
     @model_validator(mode="after")
@@ -123,4 +158,5 @@ class ChangepointConfig(StrictModel):
 
     def with_stats(self, stats: list[str]) -> ChangepointConfig:
         """A copy watching ``stats`` instead (validated like the rest)."""
-        return ChangepointConfig.model_validate({**self.model_dump(), "stats": list(stats)})
+        # exclude_unset: what was left to its default stays so (e.g. online.trend with a reference run)
+        return ChangepointConfig.model_validate({**self.model_dump(exclude_unset=True), "stats": list(stats)})

@@ -121,6 +121,7 @@ def precision_recall(truth: Sequence[int], detected: Sequence[int], n_frames: in
 
 def run_stream(stream: EvalStream, detector: StreamingDetector, margin: int = MARGIN) -> StreamResult:
     detector.reset()
+    detector.expect_frames(len(stream.frames))  # as ``wirewatch changepoints`` does with a record
     rows = stream.rows()
     events: list[ChangePoint] = []
     start = time.process_time()

@@ -41,10 +41,24 @@ class OfflineResult:
     series_boundaries: list[int] = field(default_factory=list)  # frame ids where a new series began
 
 
+def _series_lengths(frames: list[RecordFrame]) -> list[int]:
+    """Frames per series, split where ``detect_frames`` resets (a new series value, a frame id going back)."""
+    lengths: list[int] = []
+    for i, rec in enumerate(frames):
+        if i == 0 or rec.series != frames[i - 1].series or rec.frame <= frames[i - 1].frame:
+            lengths.append(0)
+        lengths[-1] += 1
+    return lengths
+
+
 def detect_frames(frames: Iterable[RecordFrame], config: ChangepointConfig | None = None) -> OfflineResult:
-    """Run the streaming detector frame by frame, exactly as the daemon would."""
+    """Run the streaming detector frame by frame, exactly as the daemon would (except that a series' length
+    is known here: ``short_record_warmup`` shortens the warm-up of a short series)."""
     config = config or ChangepointConfig()
     detector = build_detector(config)
+    frames = list(frames)
+    lengths = _series_lengths(frames)
+    detector.expect_frames(lengths[0] if lengths else 0)
     frame_ids: list[int] = []
     columns: dict[str, list[float]] = {name: [] for name in config.stats}
     events: list[ChangePoint] = []
@@ -59,12 +73,13 @@ def detect_frames(frames: Iterable[RecordFrame], config: ChangepointConfig | Non
             skipped += detector.skipped_frames
             detector.reset()
             boundaries.append(rec.frame)
+            detector.expect_frames(lengths[len(boundaries)])
         series, last_frame = rec.series, rec.frame
         frame_ids.append(rec.frame)
         values = {k: float(number_or_nan(v)) for k, v in rec.stats.items()}  # null, true/false -> NaN
         for name in config.stats:
             columns[name].append(values.get(name, math.nan))
-        events.extend(detector.update(rec.frame, values))
+        events.extend(detector.update(rec.frame, values, time=rec.time))  # slow-stream settings in seconds
     skipped += detector.skipped_frames
     return OfflineResult(frames=np.array(frame_ids, int), series={k: np.array(v, float) for k, v in columns.items()},
                          changepoints=events, skipped_frames=skipped, series_boundaries=boundaries)

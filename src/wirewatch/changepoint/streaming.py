@@ -18,6 +18,12 @@ returns the change points it reports now (usually none). Flow per frame:
    or successive windows, report it once).
 
 ``reset()`` starts over (series boundary); a frame id going backwards does too.
+
+Slow streams (``warmup_s``, ``windowed.min_segment_s``, ``false_alarms_per_hour``; ``update(..., time=)``):
+the warm-up ends at ``warmup`` frames or ``warmup_s`` seconds, whichever comes first (at least
+``MIN_WARMUP`` frames); the settings given in seconds then become frames at the warm-up's median frame
+interval and the thresholds are set for them. With a ``reference`` record the noise scale comes from it
+(``reference_scale``) and the warm-up needs only ``reference_warmup`` frames, for the level.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import itertools
 import logging
 import math
 import statistics
+import warnings
 from collections import deque
 from collections.abc import Mapping
 from functools import lru_cache
@@ -36,10 +43,11 @@ from wirewatch.changepoint.base import Candidate, OnlineTest, Snapshot, WindowSe
 from wirewatch.changepoint.bocpd import BocpdParams, BocpdTest, bocpd_threshold
 from wirewatch.changepoint.calibrate import cusum_threshold, noise_inflation, windowed_penalty
 from wirewatch.changepoint.classify import best_split as _best_split
-from wirewatch.changepoint.classify import break_evidence, effect_of, kind_of
+from wirewatch.changepoint.classify import break_evidence, effect_of, kind_of, residual_scale
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.changepoint.online import ONLINE_TESTS
 from wirewatch.changepoint.robust import fill_gaps, hampel, robust_location, robust_scale
+from wirewatch.changepoint.seasonal import SeasonalFilter, detrended
 from wirewatch.changepoint.windowed import WindowedSearch
 from wirewatch.types import ChangePoint, Severity
 
@@ -53,21 +61,33 @@ ONLINE_CONFIRM_T = 4.0  # an online alarm is reported when a line-to-line t stat
 ONLINE_MIN_AFTER = 3  # samples after an online alarm's located change before it is judged
 AFTER_CHANGE_MARGIN = 3  # samples after a reported change the windowed search leaves out (its place may be off)
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
+PRIOR_PATIENCE = 8  # with a reference run, an unconfirmed online alarm is asked again until this many samples
+MIN_SHORT_WARMUP = 10  # a short record's warm-up (expect_frames) is never shorter
+MIN_WARMUP = 5  # a time-limited warm-up still needs this many frames (a robust scale from fewer is noise)
 
 
 class StreamingDetector:
     """Multivariate change detection over a stream of per-frame statistics."""
 
     def __init__(self, config: ChangepointConfig, *, windowed: WindowSearch | None,
-                 online: OnlineTest | None) -> None:
+                 online: OnlineTest | None, prior_scale: np.ndarray | None = None, prior_samples: int = 0) -> None:
         if windowed is None and online is None:
             raise ValueError("a StreamingDetector needs a windowed search, an online test, or both")
         self.config = config
+        self.series_config = config  # the config in force this series (time settings turned into frames)
+        self.prior_scale = prior_scale  # per statistic, from a reference run (NaN: not in it); None: no prior
+        self.prior_samples = prior_samples
+        self._parts = (windowed, online)  # as built: a series without time settings uses them
         self.statistics: tuple[str, ...] = tuple(config.stats)
         self.windowed = windowed
         self.online = online
         # trend-aware: lines, not constants, on each side of a change (windowed cost, online baseline)
         self.linear = config.windowed.cost == "linear" if windowed is not None else config.online.trend
+        # issue 38: breaks are judged against lines (t statistics, confirmation) with a trend-aware search, or
+        # when every candidate is confirmed and the online test follows a trend (an l2 search proposes steps
+        # with a constant-mean's power, lines on each side decide)
+        self.judge_lines = self.linear or (config.confirm_windowed and config.online.enabled and config.online.trend
+                                           and config.online.method == "cusum")
         self.base_penalty = windowed.penalty if windowed is not None else math.nan
         self.online_threshold = float(getattr(online, "threshold", math.nan))
         self._capacity = config.windowed.window
@@ -81,6 +101,11 @@ class StreamingDetector:
         self._frames: deque[int] = deque(maxlen=self._capacity)
         self._rows: deque[np.ndarray] = deque(maxlen=self._capacity)
         self._count = 0  # usable samples since reset
+        self._warmup_end: int | None = None  # usable samples when the warm-up ended
+        self._times: list[float] = []  # arrival times of the warm-up's usable frames (slow-stream settings)
+        if self.series_config is not self.config:  # the last series turned seconds into frames: start over
+            self.series_config = self.config
+            self._install(*self._parts)
         self._last_frame: int | None = None
         self._location = np.zeros(len(self.statistics))
         self._scale = np.ones(len(self.statistics))
@@ -93,6 +118,11 @@ class StreamingDetector:
         self.skipped_frames = 0
         self._inflations: deque[float] = deque(maxlen=self.config.calibration.memory)
         self._evidence_t = math.inf
+        self._relative_effect = math.inf  # the last described event's effect over its statistic's spread
+        self._short_warmup: int | None = None  # a shorter warm-up for a short record (expect_frames)
+        seasonal = self.config.seasonal
+        self._season = SeasonalFilter(len(self.statistics), max_period=seasonal.max_period,
+                                      min_acf=seasonal.min_acf) if seasonal.enabled else None
         self.inflation = 1.0  # how much noisier than independent noise the stream's residuals are (>= 1)
         self._rng = np.random.default_rng(0)
         if self.windowed is not None:
@@ -101,9 +131,61 @@ class StreamingDetector:
         if self.online is not None:
             self.online.start(self._location)
 
+    def expect_frames(self, n_frames: int) -> None:
+        """Offline, the series' length is known (call after ``reset``): a record shorter than
+        ``warmup / short_record_warmup`` frames warms up on that fraction of its length (at least
+        ``MIN_SHORT_WARMUP`` frames), so a yearly record of a few dozen points is not all warm-up."""
+        fraction = self.config.short_record_warmup
+        if fraction > 0 and n_frames * fraction < self.config.warmup:
+            self._short_warmup = max(MIN_SHORT_WARMUP, int(n_frames * fraction))
+
     @property
     def warming_up(self) -> bool:
-        return self._count < self.config.warmup
+        return self._warmup_end is None
+
+    @property
+    def warmup_frames(self) -> int | None:
+        """Usable frames the warm-up took this series (None while it lasts)."""
+        return self._warmup_end
+
+    def _warmup_done(self) -> bool:
+        c = self.config
+        if self.prior_scale is not None:
+            return self._count >= min(c.warmup, c.reference_warmup)
+        if self._count >= (self._short_warmup or c.warmup):
+            return True
+        timed = c.warmup_s is not None and len(self._times) >= 2 and self._times[-1] - self._times[0] >= c.warmup_s
+        return timed and self._count >= MIN_WARMUP
+
+    def _install(self, windowed: WindowSearch | None, online: OnlineTest | None) -> None:
+        self.windowed, self.online = windowed, online
+        self.base_penalty = windowed.penalty if windowed is not None else math.nan
+        self.online_threshold = float(getattr(online, "threshold", math.nan))
+
+    def _resolve_time_settings(self) -> None:
+        """Turn the settings given in seconds into frames at the warm-up's median frame interval."""
+        c = self.config
+        if c.windowed.min_segment_s is None and c.false_alarms_per_hour is None:
+            return
+        steps = np.diff(np.array(self._times)) if len(self._times) >= 2 else np.array([])
+        steps = steps[np.isfinite(steps) & (steps > 0)]
+        if not steps.size:
+            log.warning("changepoint: min_segment_s / false_alarms_per_hour need frame times; the frames "
+                        "carry none, so the settings in frames are used")
+            return
+        interval = float(np.median(steps))
+        update: dict[str, object] = {}
+        if c.false_alarms_per_hour is not None:
+            update["false_alarms_per_1000"] = min(100.0, c.false_alarms_per_hour * interval / 3.6)
+        if c.windowed.min_segment_s is not None:
+            frames = max(2, min(c.windowed.min_segment, math.ceil(c.windowed.min_segment_s / interval)))
+            update["windowed"] = c.windowed.model_copy(update={"min_segment": frames})
+        self.series_config = c.model_copy(update=update)
+        log.info("changepoint: frame interval %.3g s; min segment %d frames, %.3g false alarms per 1000 frames",
+                 interval, self.series_config.windowed.min_segment, self.series_config.false_alarms_per_1000)
+        self._install(*build_parts(self.series_config))
+        if self.online is not None:
+            self.online.start(self._location)
 
     # -- input ------------------------------------------------------------------------------------------
     def _row(self, stats: Mapping[str, float]) -> np.ndarray:
@@ -116,8 +198,9 @@ class StreamingDetector:
                 row[j] = float(value)
         return row
 
-    def update(self, frame_id: int, stats: Mapping[str, float]) -> list[ChangePoint]:
-        """Feed one frame; returns the change points reported at this frame."""
+    def update(self, frame_id: int, stats: Mapping[str, float], time: float | None = None) -> list[ChangePoint]:
+        """Feed one frame (``time``: its time in seconds, for the settings given in seconds); returns the
+        change points reported at this frame."""
         if self._last_frame is not None and frame_id <= self._last_frame:
             log.info("frame id went back from %d to %d: new series, change detection restarts",
                      self._last_frame, frame_id)
@@ -128,23 +211,43 @@ class StreamingDetector:
             self.skipped_frames += 1
             return []
         index = self._count
+        if self._season is not None and self._season.active:  # issue 38: a found periodic component is removed
+            row = row - self._season.component(index)
         self._frames.append(int(frame_id))
         self._rows.append(row)
         self._count += 1
         self._snapshot = None
-        if self._count < self.config.warmup:
-            return []
-        since = self._count - self.config.warmup
+        if self._warmup_end is None:
+            if time is not None and math.isfinite(time):
+                self._times.append(float(time))
+            if not self._warmup_done():
+                return []
+            self._warmup_end = self._count
+        since = self._count - self._warmup_end
+        if self._season is not None and since % self.config.calibration.every == 0:
+            self._reseason()
         if since == 0:
             raw = np.array(self._rows)
             self._location = robust_location(raw)
             self._location = np.where(np.isfinite(self._location), self._location, 0.0)
+            self._resolve_time_settings()
             scale = robust_scale(raw, self._location)
-            self._variance, self._variance_runs = scale**2, 1
-            self._scale = _upper_bound(scale, len(raw))
+            self._variance, self._variance_runs, self._scale_samples = scale**2, 1, len(raw)
+            prior = self.prior_scale
+            if prior is not None:  # the reference run's scale, where it has the statistic
+                known = np.isfinite(prior) & (prior > 0)
+                scale = np.where(known, prior, scale)
+                self._variance = scale**2
+                self._scale_samples = max(len(raw), self.prior_samples)
+                self._variance_runs = max(1, min(self._scale_samples // self._scale_every,
+                                                 SCALE_MEMORY_WINDOWS * self.config.windowed.window // self._scale_every))
+            self._scale = _upper_bound(scale, self._scale_samples)
             if self.online is not None:
                 self.online.start(self._location)
                 self.online.on_change(0, raw)  # its baseline (a line with trend) from the warm-up
+                release = getattr(self.online, "release", None)
+                if prior is not None and release is not None:
+                    release()  # the scale is known: no hold-off after a short warm-up
         calibration = self.config.calibration
         if calibration.enabled and since % calibration.every == 0:
             self._calibrate()
@@ -166,6 +269,20 @@ class StreamingDetector:
         return events
 
     # -- helpers ----------------------------------------------------------------------------------------
+    def _reseason(self) -> None:
+        """Find or refine the periodic components (``seasonal.py``) on the window's rows less a line per
+        segment between reported changes, and take the change out of the stored rows too."""
+        assert self._season is not None
+        raw = np.array(self._rows)
+        start = self._count - len(raw)
+        bounds = sorted({0, len(raw), *(i - start for i, _ in self._reported if start < i < self._count)})
+        resid = detrended(raw, bounds)
+        delta = self._season.refit(start, resid, raw - resid)
+        if np.any(delta):
+            for k in range(len(raw)):
+                self._rows[k] = self._rows[k] - delta[k]
+            self._snapshot = None
+
     def _refresh_scale(self) -> None:
         """Average the robust variance over runs (a 100-frame estimate alone wobbles by ~9 %).
 
@@ -208,7 +325,7 @@ class StreamingDetector:
             seg = z[a:b]
             if len(seg) < 6:
                 continue
-            if self.linear:
+            if self.judge_lines:
                 t = np.arange(len(seg), dtype=float)
                 coef = np.polynomial.polynomial.polyfit(t, seg, 1)
                 pieces.append(seg - coef[0] - np.outer(t, coef[1]))
@@ -260,7 +377,7 @@ class StreamingDetector:
         start = snap.start if last is None else max(snap.start, last)
         cols = list(candidate.columns) or list(range(len(self.statistics)))
         z = snap.z[snap.rows(start, snap.end)][:, cols]
-        split = _best_split(z, self.linear)  # at least two samples before, one after (three with lines)
+        split = _best_split(z, self.judge_lines)  # at least two samples before, one after (three with lines)
         if split is None:
             return candidate
         best = start + split
@@ -272,13 +389,20 @@ class StreamingDetector:
         index = min(max(candidate.index, snap.start + 1), snap.end - 1)
         frame = int(snap.frames[index - snap.start])
         online_alarm = self.online is not None and candidate.detector == self.online.name
-        if online_alarm and self.linear and snap.end - index < ONLINE_MIN_AFTER:
+        if online_alarm and self.judge_lines and snap.end - index < ONLINE_MIN_AFTER:
             # too young to tell a step from a pair of outliers (the outlier filter needs neighbours on both
             # sides): the test stays alarmed and asks again with the next samples
             return []
         duplicate = any(abs(frame - f) <= self.config.merge_margin for _, f in self._reported)
         if not duplicate:
             event = self._describe(snap, candidate, index, frame)
+            if online_alarm and self.prior_scale is not None:
+                self._evidence_t = max(self._evidence_t, self._level_t(snap, candidate, index))
+            if (online_alarm and self.linear and self.prior_scale is not None and snap.end - index < PRIOR_PATIENCE
+                    and self._evidence_t < ONLINE_CONFIRM_T):
+                # the scale is the reference run's: a young alarm after a short warm-up (few samples before
+                # it for a line) waits for more samples after it instead of re-learning its baseline
+                return []
         if online_alarm or not duplicate:
             # the online test re-learns its baseline after the change (its own alarm or a reported one)
             assert self.online is not None or not online_alarm
@@ -287,7 +411,9 @@ class StreamingDetector:
         if duplicate:
             log.debug("%s change at frame %d merged with one already reported", candidate.detector, frame)
             return []
-        if online_alarm and self.linear and self._evidence_t < ONLINE_CONFIRM_T:
+        confirm = online_alarm or self.config.confirm_windowed  # issue 38: windowed breaks too, by default
+        small = self._relative_effect < self.config.min_relative_effect
+        if small or (confirm and self.judge_lines and self._evidence_t < ONLINE_CONFIRM_T):
             # against lines on each side (noise inflation included) the alarm does not stand: a trend,
             # a curve, autocorrelated or heavy-tailed noise fooled the sequential test; it re-learnt
             log.debug("%s alarm at frame %d not confirmed (t = %.1f)", candidate.detector, frame,
@@ -298,6 +424,27 @@ class StreamingDetector:
         horizon = snap.start - self.config.merge_margin - 1
         self._reported = [(i, f) for i, f in self._reported if i >= horizon]
         return [event]
+
+    def _level_t(self, snap: Snapshot, candidate: Candidate, index: int) -> float:
+        """With a reference run's scale, an alarm with fewer than ``ONLINE_HOLDOFF`` samples before it (a
+        change soon after the short warm-up) is also judged by the level t of its statistics (mean after
+        minus mean before): a line through a handful of samples extrapolates too loosely to confirm
+        anything, while a trend moves the means of so few samples by little. 0 with more samples."""
+        last = self._last_change_before(index)
+        start = snap.start if last is None else max(snap.start, last)
+        if index - start >= ONLINE_HOLDOFF:
+            return 0.0
+        cols = list(candidate.columns) or list(range(len(self.statistics)))
+        before = snap.z[snap.rows(start, index)][:, cols]
+        after = snap.z[snap.rows(index, snap.end)][:, cols]
+        n1, n2 = np.isfinite(before).sum(axis=0), np.isfinite(after).sum(axis=0)
+        if not (n1.size and n1.min() >= 2 and n2.min() >= 2):
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            diff = np.nanmean(after, axis=0) - np.nanmean(before, axis=0)
+        t = np.abs(diff) / np.sqrt(1.0 / n1 + 1.0 / n2) / math.sqrt(self.inflation)
+        return float(np.nanmax(t, initial=0.0))
 
     def _describe(self, snap: Snapshot, candidate: Candidate, index: int, frame: int) -> ChangePoint:
         seg_start = candidate.segment_start
@@ -317,9 +464,13 @@ class StreamingDetector:
         t_stat = np.where(np.isfinite(t_stat), t_stat, 0.0)
         # against a line on each side (unit-noise values; the noise inflation discounts autocorrelation)
         unit = math.sqrt(self.inflation)
-        evidence = break_evidence(snap.z[snap.rows(seg_start, index)] / unit,
-                                  snap.z[snap.rows(index, seg_end)] / unit)
-        if self.linear:
+        z_before, z_after = snap.z[snap.rows(seg_start, index)], snap.z[snap.rows(index, seg_end)]
+        units = np.full(z_before.shape[1], unit)
+        if self.judge_lines and self.config.residual_units:  # issue 38: smooth curves, sawtooths (classify.py)
+            rs = residual_scale(z_before, z_after)
+            units = np.maximum(units, np.where(np.isfinite(rs), rs, unit))
+        evidence = break_evidence(z_before / units, z_after / units, flat_t=self.config.flat_t)
+        if self.judge_lines:
             t_stat = evidence.t_max  # a trend moves the medians but is no change
         involved = set(np.flatnonzero(t_stat >= self.config.involve_t).tolist()) | set(candidate.columns)
         if not involved:
@@ -331,12 +482,13 @@ class StreamingDetector:
         own = float(evidence.t_max[list(candidate.columns) or cols].max(initial=0.0))
         joint = float(np.sum(evidence.t_level**2))
         self._evidence_t = max(own, ONLINE_CONFIRM_T * math.sqrt(joint / _chi2_limit(len(evidence.t_level))))
-        if self.linear or kind != "level":
-            effects = [effect_of(evidence, j, kind) * unit for j in cols] if kind != "variance" else \
+        if self.judge_lines or kind != "level":
+            effects = [effect_of(evidence, j, kind) * units[j] for j in cols] if kind != "variance" else \
                 [effect_of(evidence, j, kind) for j in cols]
         else:
             effects = [abs(float(shift[j])) for j in cols if np.isfinite(shift[j])]
         effect = max((e for e in effects if math.isfinite(e)), default=0.0)
+        self._relative_effect = self._relative(snap, cols, effects) if kind != "variance" else math.inf
         return ChangePoint(
             frame=frame,
             detected_at=int(snap.frames[-1]),
@@ -349,6 +501,18 @@ class StreamingDetector:
             kind=kind,
             penalty=self.penalty_for(candidate.detector),
         )
+
+    @staticmethod
+    def _relative(snap: Snapshot, cols: list[int], effects: list[float]) -> float:
+        """The largest effect of ``cols`` over the spread of that statistic in the window (MAD sd, at least
+        the noise sd): a bend of a smooth curve that moves hundreds of noise sigmas is small beside it."""
+        z = snap.z[:, cols]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = 1.4826 * np.nanmedian(np.abs(z - np.nanmedian(z, axis=0)), axis=0)
+        spread = np.where(np.isfinite(spread), np.maximum(spread, 1.0), 1.0)
+        ratios = [e / s for e, s in zip(effects, spread.tolist(), strict=False) if math.isfinite(e)]
+        return max(ratios, default=math.inf)
 
     def _severity(self, effect: float) -> Severity:
         thresholds = self.config.severity
@@ -380,8 +544,47 @@ def _num(value: float) -> float:
 
 
 def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector:
-    """The detector a config describes, thresholds calibrated to its false-alarm target."""
+    """The detector a config describes, thresholds calibrated to its false-alarm target (and its
+    reference run read, when it names one)."""
     config = config or ChangepointConfig()
+    windowed, online = build_parts(config)
+    prior, samples = (None, 0) if config.reference is None else reference_scale(config.reference, config.stats)
+    return StreamingDetector(config, windowed=windowed, online=online, prior_scale=prior, prior_samples=samples)
+
+
+def reference_scale(path: str, statistics: list[str]) -> tuple[np.ndarray, int]:
+    """(robust noise scale per statistic, usable frames) of a reference run's record file; NaN for a
+    statistic the reference does not have (its scale is then learnt in the warm-up)."""
+    from wirewatch.errors import InputError
+    from wirewatch.records import read_record
+
+    rows = [[_num(float(rec.stats.get(name, math.nan))) for name in statistics] for rec in read_record(path)]
+    raw = np.array(rows, dtype=float).reshape(-1, len(statistics))
+    raw = raw[np.isfinite(raw).any(axis=1)]
+    if len(raw) < MIN_WARMUP:
+        raise InputError(f"changepoint.reference {path}: {len(raw)} frames with the watched statistics "
+                         f"({', '.join(statistics)}); at least {MIN_WARMUP} are needed for a noise scale")
+    scale = robust_scale(raw, robust_location(raw))
+    scale = np.where(np.isfinite(raw).sum(axis=0) >= MIN_WARMUP, scale, np.nan)  # too few values: no scale
+    missing = [name for name, v in zip(statistics, scale, strict=True) if not (np.isfinite(v) and v > 0)]
+    if missing:
+        log.warning("changepoint.reference %s has no usable values of %s; their scale is learnt in the warm-up",
+                    path, ", ".join(missing))
+    log.info("changepoint: noise scale from the reference run %s (%d frames)", path, len(raw))
+    return scale, len(raw)
+
+
+def online_trend(config: ChangepointConfig) -> bool:
+    """Whether the online test's baseline is a line. With a reference run it is a level unless
+    ``online.trend`` is set explicitly: after a 5-frame warm-up a line extrapolates too loosely to test
+    against (the windowed search, ``cost: linear``, still keeps a steady trend from being a change)."""
+    if config.reference is not None and "trend" not in config.online.model_fields_set:
+        return False
+    return config.online.trend
+
+
+def build_parts(config: ChangepointConfig) -> tuple[WindowSearch | None, OnlineTest | None]:
+    """The windowed search and the online test of ``config``, thresholds set for its false-alarm budget."""
     n_dims = len(config.stats)
     rate = config.false_alarms_per_1000 / 1000.0
     both = config.windowed.enabled and config.online.enabled  # a detector alone gets the whole budget
@@ -408,5 +611,5 @@ def build_detector(config: ChangepointConfig | None = None) -> StreamingDetector
             threshold = cusum_threshold(drift=o.shift / 2.0, n_dims=n_dims, rate_per_frame=rate * online_share)
             online = ONLINE_TESTS[o.method](drift=o.shift / 2.0, threshold=threshold, clip=o.clip_z,
                                             baseline_alpha=o.baseline_alpha, holdoff=ONLINE_HOLDOFF,
-                                            warmup=config.warmup, trend=o.trend)
-    return StreamingDetector(config, windowed=windowed, online=online)
+                                            warmup=config.warmup, trend=online_trend(config))
+    return windowed, online

@@ -1,0 +1,148 @@
+"""Issue 38, second session: the periodic component (seasonal.py), the residual scale of a break and the
+materiality / confirmation gates, on trends, slope changes, outliers, gaps, smooth curves and short series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wirewatch.changepoint import ChangepointConfig, build_detector
+from wirewatch.changepoint.classify import residual_scale
+from wirewatch.changepoint.seasonal import SeasonalFilter, detrended, find_period
+
+STATS = ["a", "b", "c"]
+GATES = {"confirm_windowed": True, "min_relative_effect": 0.2}
+SEASONAL = {**GATES, "seasonal": {"enabled": True, "min_acf": 0.6}}
+
+
+def _feed(config: dict, values: np.ndarray, stats: list[str] = STATS) -> list:
+    detector = build_detector(ChangepointConfig.model_validate({"stats": stats, **config}))
+    events = []
+    for i, row in enumerate(values):
+        events.extend(detector.update(i, dict(zip(stats, np.atleast_1d(row).tolist(), strict=True))))
+    return events
+
+
+def _season(n: int, seed: int, amplitude: float = 3.0, period: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 20.0 + 0.01 * t + amplitude * np.sin(2 * np.pi * t / period) + rng.standard_normal(n)
+
+
+def test_a_clear_period_is_found_and_none_in_noise_trends_steps_or_ar1() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(120)
+    assert find_period(detrended(_season(120, 1)[:, None], [0, 120])[:, 0], 40, 0.4) == 12
+    seven = np.sin(2 * np.pi * t / 7) * 2 + rng.standard_normal(120)
+    assert find_period(seven, 40, 0.4) == 7
+    assert find_period(rng.standard_normal(120), 40, 0.4) is None
+    step = np.r_[np.zeros(60), np.full(60, 4.0)] + rng.standard_normal(120)
+    assert find_period(detrended(step[:, None], [0, 120])[:, 0], 40, 0.4) is None
+    ar = np.zeros(300)
+    for i in range(1, 300):
+        ar[i] = 0.8 * ar[i - 1] + rng.standard_normal()
+    assert find_period(ar, 40, 0.4) is None
+    assert find_period(np.r_[seven[:20], [np.nan] * 5], 40, 0.4) is None  # too few cycles
+
+
+def test_the_filter_removes_the_component_and_refines_it() -> None:
+    x = _season(200, 2, amplitude=3.0)
+    filt = SeasonalFilter(1, max_period=40, min_acf=0.4)
+    resid = detrended(x[:100, None], [0, 100])
+    delta = filt.refit(0, resid, x[:100, None] - resid)
+    assert filt.periods == [12] and filt.relative == [True]  # a positive level: multiplicative
+    adjusted = x[:100] - delta[:, 0]
+    assert np.std(resid) > 2.0 and np.std(detrended(adjusted[:, None], [0, 100])) < 1.2  # noise sd 1
+    later = np.array([x[i] - filt.component(i)[0] for i in range(100, 200)])
+    assert np.std(detrended(later[:, None], [0, 100])) < 1.3  # noise sd 1: the swing of sd 2.1 is gone
+
+
+def test_a_component_that_goes_away_is_dropped() -> None:
+    rng = np.random.default_rng(3)
+    filt = SeasonalFilter(1, max_period=40, min_acf=0.4)
+    x = _season(100, 3) - 20.0  # additive: the level crosses zero
+    resid = detrended(x[:, None], [0, 100])
+    filt.refit(0, resid, x[:, None] - resid)
+    assert filt.periods == [12] and filt.relative == [False]
+    flat = rng.standard_normal((100, 1)) - np.array([filt.component(i) for i in range(100, 200)])
+    delta = filt.refit(100, detrended(flat, [0, 100]), np.zeros((100, 1)))
+    assert filt.periods == [None] and not filt.active
+    assert np.allclose(flat[:, 0] - delta[:, 0], flat[:, 0] + [filt.component(i)[0] for i in range(100, 200)]
+                       - delta[:, 0])
+
+
+def test_a_strong_season_raises_nothing_with_removal_and_a_level_shift_is_still_found() -> None:
+    x = np.column_stack([_season(300, s, amplitude=4.0) for s in (4, 5, 6)])
+    quiet = _feed(SEASONAL, x)
+    assert quiet == [], [(e.frame, e.kind) for e in quiet]
+    x[200:, 1] += 6.0
+    events = _feed(SEASONAL, x)
+    assert any(abs(e.frame - 200) <= 5 and "b" in e.statistics for e in events), [(e.frame, e.statistics)
+                                                                                   for e in events]
+    assert len(events) <= 2
+
+
+def test_the_residual_scale_is_one_for_a_step_in_noise_and_large_for_a_curve() -> None:
+    rng = np.random.default_rng(7)
+    step = np.r_[rng.standard_normal((50, 1)), 3.0 + rng.standard_normal((50, 1))]
+    assert 0.7 < residual_scale(step[:50], step[50:])[0] < 1.3
+    t = np.arange(100, dtype=float)[:, None]
+    curve = 0.02 * (t - 50) ** 2 + 0.1 * rng.standard_normal((100, 1))  # a bend, nearly noise-free
+    assert residual_scale(curve[:50], curve[50:])[0] > 3.0
+    assert np.isnan(residual_scale(step[:4], step[4:10])[0])  # too few samples on one side
+
+
+@pytest.mark.parametrize("config", [GATES, SEASONAL], ids=["gates", "gates+seasonal"])
+def test_gates_keep_trends_quiet_and_find_steps_kinks_with_outliers_gaps_and_short_series(config: dict) -> None:
+    rng = np.random.default_rng(11)
+    n = 2000
+    trend = 50.0 + np.array([0.01, -0.015, 0.005]) * np.arange(n)[:, None] + rng.standard_normal((n, 3))
+    hit = rng.random(trend.shape) < 0.01
+    trend[hit] += rng.choice([-1.0, 1.0], hit.sum()) * rng.uniform(6, 12, hit.sum())
+    trend[rng.random(n) < 0.02] = np.nan
+    assert len(_feed(config, trend)) <= 2
+    step = trend[:400].copy()
+    step[250:, 1] += 4.0
+    found = [e for e in _feed(config, step) if abs(e.frame - 250) <= 5]
+    assert len(found) == 1 and found[0].kind == "level"
+    kink = 50.0 + rng.standard_normal((500, 3))
+    kink[250:, 0] += 0.1 * np.arange(250)
+    events = _feed(config, kink)
+    assert [abs(e.frame - 250) <= 20 and "a" in e.statistics for e in events] == [True]
+    short = 5.0 + rng.standard_normal((60, 3))
+    short[30:, 0] += 6.0
+    short[rng.random(60) < 0.05] = np.nan
+    assert [abs(e.frame - 30) <= 3 for e in _feed({**config, "warmup": 20}, short)] == [True]
+
+
+def test_gates_silence_a_smooth_growth_curve() -> None:
+    """What TCPD's us_population taught: tiny first differences, so every bend is "significant"."""
+    t = np.arange(800, dtype=float)
+    rng = np.random.default_rng(12)
+    growth = 1.5e5 + 200.0 * t + 0.06 * t**2 - 4e-5 * t**3 + 20.0 * rng.standard_normal(800)
+    before = _feed({}, growth[:, None], ["x"])
+    after = _feed(GATES, growth[:, None], ["x"])
+    assert len(after) <= 1 and len(after) < len(before), (len(before), [(e.frame, e.kind) for e in after])
+
+
+def test_a_short_record_warms_up_on_a_quarter_of_its_length_offline_only() -> None:
+    """A yearly record of 60 points: with the 50-frame warm-up the step at 40 comes too early to be judged;
+    offline, where the length is known, short_record_warmup 0.25 warms up on 15 frames and finds it."""
+    from wirewatch.changepoint.offline import detect_frames
+    from wirewatch.records import FrameRecord
+
+    rng = np.random.default_rng(13)
+    x = 100.0 + rng.standard_normal(60)
+    x[40:] += 8.0
+    frames = [FrameRecord(frame=i, stats={"x": float(v)}) for i, v in enumerate(x)]
+    frames += [FrameRecord(frame=i, stats={"x": float(v)}) for i, v in enumerate(x)]  # a second series
+    off = detect_frames(frames, ChangepointConfig(stats=["x"], **GATES))
+    assert off.changepoints == []
+    on = detect_frames(frames, ChangepointConfig(stats=["x"], short_record_warmup=0.25, **GATES))
+    assert [abs(e.frame - 40) <= 2 for e in on.changepoints] == [True, True], on.changepoints
+    # a long stream (or the daemon, which never calls expect_frames) keeps the configured warm-up
+    detector = build_detector(ChangepointConfig(stats=["x"], short_record_warmup=0.25))
+    detector.expect_frames(1000)
+    for i in range(20):
+        detector.update(i, {"x": float(x[i])})
+    assert detector.warming_up
