@@ -155,3 +155,17 @@ def test_tensorrt_output_buffers_give_the_onnx_engines_raw_detections() -> None:
         for g, w in zip(got, want, strict=True):
             assert g.dtype == np.float32 and np.array_equal(g, w)
 
+
+
+def test_the_daemon_config_takes_its_backend_names_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from wirewatch.config.daemon import SegmentConfig
+    from wirewatch.segment import BACKENDS
+
+    for name in ("auto", "onnxruntime", "tensorrt", "watershed", "ray"):
+        assert SegmentConfig(backend=name).backend == name
+    with pytest.raises(ValidationError, match="not a segmenter backend; allowed: auto, onnxruntime, ray, tensorrt"):
+        SegmentConfig(backend="wrapped")
+    monkeypatch.setitem(BACKENDS, "wrapped", f"{__name__}:WrappedEngine")  # as ENGINES' line adds it at import
+    assert SegmentConfig(backend="wrapped").backend == "wrapped"
