@@ -181,3 +181,22 @@ def test_a_small_steady_blur_shift_from_wider_wires_is_not_an_instrument_step() 
         monitor.remember(f, {"iq_blur_px": blur + 0.001 * (f % 3), "iq_contrast": 80.0})
         events += monitor.instrument_steps(f)
     assert events == []
+
+
+def test_a_stage_drift_of_a_persistent_scene_is_the_instrument() -> None:
+    """The same scene, still for 50 frames, then drifting 3 px per frame (phase correlation sees it)."""
+    image, _ = rods_frame(5)
+    monitor = QualityMonitor(QualityConfig())
+    rng = np.random.default_rng(1)
+    steps = []
+    for f in range(70):
+        offset = 0 if f < 50 else 3 * (f - 49)
+        frame = np.roll(image, offset, axis=1) + rng.normal(0, 0.01, image.shape).astype(np.float32)
+        measures = monitor._image.measure(frame, frame)
+        monitor.remember(f, {**measures, "reliability": 0.8, "length_px_median": 80.0 + rng.normal(0, 2),
+                             "width_px_median": 8.0 + rng.normal(0, 0.2)})
+        steps += monitor.instrument_steps(f)
+    assert [(cp.frame, cp.statistics) for cp in steps] == [(50, ("iq_shift_px",))]
+    assert steps[0].after["iq_shift_px"] == pytest.approx(3.0, abs=0.3)
+    cp = _cp(50, 56)  # a morphology change point dated at the drift's start
+    assert monitor.judge(cp).attribution == "instrument"

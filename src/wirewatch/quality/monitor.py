@@ -43,6 +43,7 @@ from wirewatch.types import Attribution, ChangePoint, Detections
 # more wires (more crossings) raise the frame's 99th percentile as a brighter beam would.
 ATTRIBUTING = ("iq_blur_px", "iq_background", "iq_shift_px")
 STEP_FRAMES = 3  # instrument_steps: the median of this many newest frames against the window before
+SHIFT_FLOOR_PX = 0.25  # least noise scale of iq_shift_px (px per frame)
 SPLIT_SLACK = 5  # frames either side of a change point's frame where the instrument's step may lie
 # The statistics the magnification test compares; both are per-frame aggregates of wirewatch.stats.
 _LENGTH, _WIDTH = "length_px_median", "width_px_median"
@@ -180,7 +181,9 @@ class QualityMonitor:
             level = float(np.median(contrast)) if contrast.size else 0.0
             scale = max(scale, 0.01 * level)  # a background of 0 (optical density) moves by a grey level
         if name == "iq_shift_px":
-            scale = max(scale, 1.0)  # sub-pixel jitter of the correlation peak is not a drift
+            # sub-pixel jitter of the correlation peak is not a drift (a persistent scene reads ~0.1 px; the
+            # simulator's independent scenes 20-55 px): a step of 2 px per frame or more is, at z 8
+            scale = max(scale, SHIFT_FLOOR_PX)
         if name == "iq_blur_px" and abs(moved - centre) < self.config.min_blur_step * abs(centre):
             # wider wires read ~5-10 % more edge blur at 1-2 px of blur (the demo's width x1.6: +9 %,
             # z 8.5); a refocus moves it by tens of per cent (x2 blur: +67 %, x2.5: +80 %)
