@@ -181,7 +181,7 @@ class QualityMonitor:
             level = float(np.median(contrast)) if contrast.size else 0.0
             scale = max(scale, 0.01 * level)  # a background of 0 (optical density) moves by a grey level
         if name == "iq_shift_px":
-            # sub-pixel jitter of the correlation peak is not a drift (a persistent scene reads ~0.1 px; the
+            # sub-pixel jitter of the correlation peak is not a drift (a persistent scene reads < 0.3 px; the
             # simulator's independent scenes 20-55 px): a step of 2 px per frame or more is, at z 8
             scale = max(scale, SHIFT_FLOOR_PX)
         if name == "iq_blur_px" and abs(moved - centre) < self.config.min_blur_step * abs(centre):
