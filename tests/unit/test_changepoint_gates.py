@@ -12,6 +12,8 @@ from wirewatch.changepoint.seasonal import SeasonalFilter, detrended, find_perio
 
 STATS = ["a", "b", "c"]
 GATES = {"confirm_windowed": True, "min_relative_effect": 0.2}
+# the first session's default (before the panel chose the gates as the default)
+FIRST = {"confirm_windowed": False, "min_relative_effect": 0.0, "flat_t": 0.0, "short_record_warmup": 0.0}
 SEASONAL = {**GATES, "seasonal": {"enabled": True, "min_acf": 0.6}}
 
 
@@ -120,7 +122,7 @@ def test_gates_silence_a_smooth_growth_curve() -> None:
     t = np.arange(800, dtype=float)
     rng = np.random.default_rng(12)
     growth = 1.5e5 + 200.0 * t + 0.06 * t**2 - 4e-5 * t**3 + 20.0 * rng.standard_normal(800)
-    before = _feed({}, growth[:, None], ["x"])
+    before = _feed(FIRST, growth[:, None], ["x"])
     after = _feed(GATES, growth[:, None], ["x"])
     assert len(after) <= 1 and len(after) < len(before), (len(before), [(e.frame, e.kind) for e in after])
 
@@ -136,7 +138,7 @@ def test_a_short_record_warms_up_on_a_quarter_of_its_length_offline_only() -> No
     x[40:] += 8.0
     frames = [FrameRecord(frame=i, stats={"x": float(v)}) for i, v in enumerate(x)]
     frames += [FrameRecord(frame=i, stats={"x": float(v)}) for i, v in enumerate(x)]  # a second series
-    off = detect_frames(frames, ChangepointConfig(stats=["x"], **GATES))
+    off = detect_frames(frames, ChangepointConfig(stats=["x"], **{**GATES, "short_record_warmup": 0.0}))
     assert off.changepoints == []
     on = detect_frames(frames, ChangepointConfig(stats=["x"], short_record_warmup=0.25, **GATES))
     assert [abs(e.frame - 40) <= 2 for e in on.changepoints] == [True, True], on.changepoints
@@ -146,3 +148,20 @@ def test_a_short_record_warms_up_on_a_quarter_of_its_length_offline_only() -> No
     for i in range(20):
         detector.update(i, {"x": float(x[i])})
     assert detector.warming_up
+
+
+def test_the_panel_rule_takes_the_best_mean_f1_among_candidates_meeting_every_goal() -> None:
+    from wirewatch.bench.changepoint_panel import choose, markdown, meets
+
+    base = {"corpus_f1": 0.75, "corpus_zero_f1": 0.72, "corpus_covering": 0.8, "tcpd_f1": 0.74,
+            "tcpd_zero_f1": 0.66, "tcpd_covering": 0.66, "steps_f1": 0.99, "steps_delay": 6.0, "small_f1": 0.4,
+            "trend_max_alarms": 2, "ms_40": 0.6}
+    rows = [{**base, "name": "plain", "config": {}},
+            {**base, "name": "better", "config": {"a": 1}, "small_f1": 0.5},
+            {**base, "name": "too slow", "config": {"a": 1}, "small_f1": 0.9, "ms_40": 1.2},
+            {**base, "name": "noisy on trends", "config": {}, "small_f1": 0.9, "trend_max_alarms": 3},
+            {**base, "name": "tie, more settings", "config": {"a": 1, "b": {"c": 2}}, "small_f1": 0.503}]
+    assert [meets(r) for r in rows] == [True, True, False, False, True]
+    assert choose(rows) == "better"  # within 0.005 of the tie: fewer settings changed
+    assert choose([{**base, "name": "below zero", "config": {}, "tcpd_f1": 0.6}]) is None
+    assert "| better |" in markdown(rows)

@@ -16,9 +16,14 @@ zero-alarm baseline where it has one:
 The rule (``choose``), written down before the candidates were scored: among the candidates that meet
 every hard goal (clean steps F1 >= 0.9 and delay <= 20, at most 2 alarms on every steady-trend series,
 <= 1 ms per frame for 40 statistics) and score at least the zero baseline on the corpus and on TCPD,
+and that keep the existing tests passing (a house rule, checked outside this module with
+``pytest tests/system/test_demo.py`` for the pick: the daemon must find the 90-frame demo's width change),
 take the one with the highest mean of three F1 scores - corpus, TCPD, 0.5-1 sigma steps - each set
-counted once, so that no single set decides; within 0.005 of the best, the faster one. TCPD used this
-way is a development set: its scores of the chosen default are no longer held-out figures.
+counted once, so that no single set decides; within 0.005 of the best, the one with the fewest settings
+changed from the first-session default, then the faster (first written "the faster" alone; changed after
+the exploratory --quick run, before the full run, because timing differences of 10 % are noise on a
+shared machine). TCPD used this way is a development set: its scores of the chosen default are no longer
+held-out figures.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "J: I + CUSUM tuned for 1-sigma shifts": {**GATES, "flat_t": 1.0, "residual_units": True,
                                                "windowed": {"cost": "l2", "share": 0.5},
                                                "online": {"share": 0.5, "shift": 1.0}},
+    # L and O fail tests/system/test_demo.py: the k = 0.5 CUSUM raises an unconfirmed alarm before the
+    # demo's width change, and the re-learning hold-off after it hides the change
     "L: B + flat means + CUSUM tuned for 1-sigma shifts": {**GATES, "flat_t": 1.0, "online": {"shift": 1.0}},
     "M: B + flat means": {**GATES, "flat_t": 1.0},
     "N: M + short records warm up on a quarter of their length": {**GATES, "flat_t": 1.0,
@@ -122,7 +129,12 @@ def choose(rows: Sequence[Mapping[str, Any]]) -> str | None:
         return None
     best = max(panel_score(r) for r in ok)
     near = [r for r in ok if panel_score(r) >= best - 0.005]
-    return str(min(near, key=lambda r: r.get("ms_40", 0.0))["name"])
+    return str(min(near, key=lambda r: (_settings(r["config"]), r.get("ms_40", 0.0)))["name"])
+
+
+def _settings(config: Mapping[str, Any]) -> int:
+    """How many leaf settings a candidate changes."""
+    return sum(_settings(v) if isinstance(v, Mapping) else 1 for v in config.values())
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -129,13 +129,13 @@ class ChangepointConfig(StrictModel):
     # than the noise of the first differences (smooth curves, sawtooths), and windowed breaks confirmed by
     # them like online alarms (t >= 4)
     residual_units: bool = False
-    confirm_windowed: bool = False
+    confirm_windowed: bool = True
     # a level or slope change must move its statistic by at least this fraction of the statistic's spread
     # over the window (MAD sd): a bend of a smooth, nearly noise-free curve is no change (0: off)
-    min_relative_effect: float = Field(default=0.0, ge=0)
+    min_relative_effect: float = Field(default=0.2, ge=0)
     # a statistic flat on both sides of a break (slope below this many standard errors) has its jump
     # measured between means, not extrapolated lines (the power of a constant-mean test; 0: off)
-    flat_t: float = Field(default=0.0, ge=0)
+    flat_t: float = Field(default=1.0, ge=0)
     merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
     windowed: WindowedConfig = Field(default_factory=WindowedConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
@@ -143,7 +143,7 @@ class ChangepointConfig(StrictModel):
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
     # offline only (the record's length is known): a series shorter than warmup / this fraction warms up on
     # this fraction of its length, at least 10 frames (0: off; the daemon never knows a length)
-    short_record_warmup: float = Field(default=0.0, ge=0, le=1)
+    short_record_warmup: float = Field(default=0.25, ge=0, le=1)
     severity: SeverityThresholds = Field(default_factory=SeverityThresholds)
 
     @model_validator(mode="after")
