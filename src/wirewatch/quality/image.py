@@ -14,6 +14,11 @@ Each is chosen to move with the instrument and to stay put when the particles ch
   upsampling cost ~50 ms) on a frame of at most 256 px: stage drift.
   Frames of a new scene (a simulator's independent draws) give noise of 20-55 px (256 px frames); a persistent
   scene reads under 0.3 px when still (tests/unit/test_quality.py).
+- ``iq_wire_width_px``: the typical wire width (``segment.scale.estimate_wire_width``, the estimate
+  ``scale: auto`` resizes by, ~1-3 ms), as the running median of the last ``WIDTH_FRAMES`` frames' estimates:
+  a change of magnification moves it, and a steady series keeps it within 2 % (one frame's estimate
+  alone varies by 5-24 % on the simulator's steady series, whose frames are independent scenes; a running
+  median of 31 frames: 0.5-1.9 % at 512 px, ``python -m wirewatch.bench.scale_stability``, docs/stats.md).
 
 Written here because they are a few lines of NumPy/OpenCV each; no library bundles these measures.
 """
@@ -21,15 +26,19 @@ Written here because they are a few lines of NumPy/OpenCV each; no library bundl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from wirewatch.segment.scale import estimate_wire_width
+
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 EDGE_FRACTION = 0.02  # the strongest 2 % of gradient pixels are "the edges"
 SHIFT_SIDE = 256  # phase correlation on a frame of at most this many pixels a side
-IQ_NAMES = ("iq_blur_px", "iq_background", "iq_contrast", "iq_shift_px")
+WIDTH_FRAMES = 31  # iq_wire_width_px: running median over this many frames' width estimates
+IQ_NAMES = ("iq_blur_px", "iq_background", "iq_contrast", "iq_shift_px", "iq_wire_width_px")
 
 
 def blur_sigma_px(image: np.ndarray) -> float:
@@ -68,9 +77,11 @@ class ImageQuality:
     _previous: np.ndarray | None = None
     _previous_scale: float = 1.0
     _window: np.ndarray | None = None
+    _widths: deque[float] = field(default_factory=lambda: deque(maxlen=WIDTH_FRAMES))  # log widths
 
     def reset(self) -> None:
         self._previous = None
+        self._widths.clear()
 
     def measure(self, raw: np.ndarray, image: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
         """``raw``: the frame as the detector sent it; ``image``: the 0..1 segmenter input."""
@@ -84,7 +95,15 @@ class ImageQuality:
             out["iq_background"], out["iq_contrast"] = float(median), float(p99 - median)
         out["iq_blur_px"] = blur_sigma_px(image)
         out["iq_shift_px"] = self._shift(image)
+        out["iq_wire_width_px"] = self._wire_width(image)
         return out
+
+    def _wire_width(self, image: np.ndarray) -> float:
+        """Running median (of logs: a scale) of the last WIDTH_FRAMES frames' typical wire widths, px."""
+        width = estimate_wire_width(image).width_px
+        if math.isfinite(width) and width > 0:
+            self._widths.append(math.log(width))
+        return math.exp(float(np.median(self._widths))) if self._widths else math.nan
 
     def _shift(self, image: np.ndarray) -> float:
         small = _small(image)

@@ -31,9 +31,9 @@ from wirewatch.coco import boxes_of
 from wirewatch.segment.base import Segmenter
 from wirewatch.segment.scale import (
     ScaleOption,
-    auto_factor,
     describe_coverage,
     estimate_wire_width,
+    held_factor,
     multi_factors,
     parse_polarity,
     parse_scale,
@@ -79,6 +79,7 @@ class FitSegmenter:
         # scale auto on a stream: the median of the last scale_window frames' widths sets the factor, so that
         # one frame with few wires does not change the resize of a steady series
         self._widths: deque[float] = deque(maxlen=scale_window)
+        self._held: float | None = None  # the factor scale auto applied last (held_factor's hysteresis)
         self._lock = threading.Lock()
         self.pixel_size_nm = pixel_size_nm
         self.last_width_px = math.nan  # the latest estimate (frame pixels), for logs and benchmarks
@@ -125,7 +126,9 @@ class FitSegmenter:
                 if math.isfinite(width):
                     self._widths.append(math.log(width))
                 typical = math.exp(float(np.median(self._widths))) if self._widths else math.nan
-            factor = auto_factor(typical)
+                # hysteresis: a steady series keeps its factor even when its typical width sits at a bin's edge
+                factor = held_factor(typical, self._held)
+                self._held = factor if math.isfinite(typical) else self._held
         else:
             factor = float(self.scale)
         factor = max(factor, MIN_SCALED_SIDE / max(1, min(image.shape)))
