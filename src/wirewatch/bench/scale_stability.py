@@ -9,8 +9,8 @@ variation (std / mean) of
 - ``raw``: the per-frame estimate ``segment.scale.estimate_wire_width`` (what one frame says);
 - ``truth``: the drawn wires' median width per frame (how much the sample itself varies frame to frame);
 - ``factor``: the resize ``segment.options.scale: auto`` applies, through ``FitSegmenter.factor_for`` with
-  the daemon's ``scale_window`` (9 frames), over the frames after that window has filled, and how often it
-  switched over all frames; ``factor_nohold``: the same without the hysteresis (``held_factor``), snapping
+  the daemon's ``scale_window`` (9 frames): its CV and how often it switched, over the frames from the one
+  that filled the window on; ``factor_nohold``: the same without the hysteresis (``held_factor``), snapping
   the window's median alone;
 - ``recorded``: the quality stage's ``iq_wire_width_px`` (``quality.image.ImageQuality``: running median
   over ``WIDTH_FRAMES``), over the frames after its window has filled; ``truth_recorded``: the same running
@@ -21,8 +21,9 @@ variation (std / mean) of
 every time, with fresh Gaussian noise (sigma 0.02) and a random stage jitter of up to 3 px: the estimator's
 own noise.
 
-The sets: the four presets and the evaluation panel's magnified absorption sets (``absorption-2x``,
-``absorption-3x``, ``evaluate.panel``). Frames are the synthesiser's 0..1 images, as the segmenter gets them.
+The sets: the four presets, the evaluation panel's magnified sets (``absorption-2x``, ``absorption-3x``,
+``sem-2x``, ``evaluate.panel``), and ``scenario-<name>``: a simulator scenario's frames as the simulator sends
+them (``config/scenarios/steady.yaml``: 256 px, its own size). Frames are 0..1 images, as the segmenter gets them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from wirewatch.synth import SynthConfig, generate, preset_config
 from wirewatch.types import Detections
 
 DEFAULT_SETS = ("preset-ptychography", "preset-stxm", "preset-sem", "preset-realistic", "absorption-2x",
-                "absorption-3x")
+                "absorption-3x", "sem-2x", "scenario-steady")
 SCALE_WINDOW = 9  # the daemon's default segment.options.scale_window
 SEED = 44000
 
@@ -113,25 +114,38 @@ def steady_series(images: list[np.ndarray]) -> dict[str, list[float]]:
     return out
 
 
-def measure_set(name: str, *, frames: int = 100, size: int = 512, seed: int = SEED,
+def _draw(name: str, count: int, size: int, seed: int) -> tuple[list[np.ndarray], list[float], int]:
+    """(0..1 frames, the drawn wires' median width per frame, frame size)."""
+    if name.startswith("scenario-"):
+        from wirewatch.simulate.producer import FrameMaker
+        from wirewatch.simulate.scenario import resolve_scenario
+
+        maker = FrameMaker(resolve_scenario(name.removeprefix("scenario-")))
+        samples = [maker.sample(i) for i in range(count)]
+        pixels = [maker.image(i) for i in range(count)]
+    else:
+        cfg = set_config(name, size)
+        samples = [generate(cfg, seed + i) for i in range(count)]
+        pixels = [s.image for s in samples]
+    images = [np.asarray(p, np.float32) / np.float32(255.0) for p in pixels]
+    truth = [float(np.median([w.width for w in s.wires])) if s.wires else math.nan for s in samples]
+    return images, truth, images[0].shape[0]
+
+
+def measure_set(name: str, *, frames: int = 160, size: int = 512, seed: int = SEED,
                 persistent: bool = False) -> dict[str, Any]:
-    cfg = set_config(name, size)
-    images, truth = [], []
-    for i in range(1 if persistent else frames):
-        sample = generate(cfg, seed + i)
-        images.append(sample.image.astype(np.float32) / np.float32(255.0))
-        truth.append(float(np.median([w.width for w in sample.wires])) if sample.wires else math.nan)
+    images, truth, size = _draw(name, 1 if persistent else frames, size, seed)
     if persistent:
         images, truth = persistent_frames(images[0], frames, seed), truth * frames
     series = steady_series(images)
-    steady = slice(SCALE_WINDOW, None)  # the applied factor once scale_window frames are in
+    steady = slice(SCALE_WINDOW - 1, None)  # the applied factor once scale_window frames are in
     filled = slice(WIDTH_FRAMES - 1, None)  # iq_wire_width_px once its window has filled
     return {"set": name, "series": "persistent" if persistent else "independent", "frames": frames, "size": size,
             "raw_mean_px": round(float(np.nanmean(series["raw"])), 2),
             "cv_raw": cv(series["raw"]), "cv_truth": cv(truth),
-            "cv_factor": cv(series["factor"][steady]), "switches": switches(series["factor"]),
+            "cv_factor": cv(series["factor"][steady]), "switches": switches(series["factor"][steady]),
             "cv_factor_nohold": cv(series["factor_nohold"][steady]),
-            "switches_nohold": switches(series["factor_nohold"]),
+            "switches_nohold": switches(series["factor_nohold"][steady]),
             "cv_recorded": cv(series["recorded"][filled]),
             "cv_truth_recorded": cv(running_median(truth, WIDTH_FRAMES)[filled]),
             "factors": sorted({round(f, 3) for f in series["factor"]}),
@@ -154,7 +168,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="*", default=list(DEFAULT_SETS))
-    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--persistent", action="store_true", help="also one field watched (fresh noise, jitter)")

@@ -16,9 +16,11 @@ Each is chosen to move with the instrument and to stay put when the particles ch
   scene reads under 0.3 px when still (tests/unit/test_quality.py).
 - ``iq_wire_width_px``: the typical wire width (``segment.scale.estimate_wire_width``, the estimate
   ``scale: auto`` resizes by, ~1-3 ms), as the running median of the last ``WIDTH_FRAMES`` frames' estimates:
-  a change of magnification moves it, and a steady series keeps it within 2 % (one frame's estimate
-  alone varies by 5-24 % on the simulator's steady series, whose frames are independent scenes; a running
-  median of 31 frames: 0.5-1.9 % at 512 px, ``python -m wirewatch.bench.scale_stability``, docs/stats.md).
+  a change of magnification moves it (fully once half the window has passed), and a steady series keeps it
+  within 2 %: one frame's estimate alone varies by 6-22 % on the simulator's steady series, whose frames are
+  independent scenes of a few to 30 wires, and the median of 61 frames by 0.4-2.1 %; on one field watched
+  (fresh noise, jitter) by 0-0.5 % (``python -m wirewatch.bench.scale_stability``, docs/stats.md). Not an
+  attributing measure: the magnification test compares the wires' length and width, which step at once.
 
 Written here because they are a few lines of NumPy/OpenCV each; no library bundles these measures.
 """
@@ -37,7 +39,7 @@ from wirewatch.segment.scale import estimate_wire_width
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 EDGE_FRACTION = 0.02  # the strongest 2 % of gradient pixels are "the edges"
 SHIFT_SIDE = 256  # phase correlation on a frame of at most this many pixels a side
-WIDTH_FRAMES = 31  # iq_wire_width_px: running median over this many frames' width estimates
+WIDTH_FRAMES = 61  # iq_wire_width_px: running median over this many frames' width estimates
 IQ_NAMES = ("iq_blur_px", "iq_background", "iq_contrast", "iq_shift_px", "iq_wire_width_px")
 
 

@@ -127,7 +127,9 @@ class FitSegmenter:
                     self._widths.append(math.log(width))
                 typical = math.exp(float(np.median(self._widths))) if self._widths else math.nan
                 # hysteresis: a steady series keeps its factor even when its typical width sits at a bin's edge
-                factor = held_factor(typical, self._held)
+                # (once the window is full: the first frames' factor rests on too few widths to hold)
+                full = len(self._widths) == self._widths.maxlen
+                factor = held_factor(typical, self._held if full else None)
                 self._held = factor if math.isfinite(typical) else self._held
         else:
             factor = float(self.scale)
