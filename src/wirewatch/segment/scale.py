@@ -219,7 +219,8 @@ def auto_factor(width_px: float, target_px: float = TARGET_WIDTH_PX) -> float:
 
 
 # hysteresis: a factor is kept until the width asks for one this many steps past its own bin (a held factor is
-# at most 2 steps, 1.41x, off the ideal: well inside the trained 4x range of widths; a 1.5x zoom is 2.3 steps)
+# at most 2 steps, 1.41x, off the ideal: well inside the trained 4x range of widths; a 2x zoom, 4 steps, is
+# always followed, a 1.5x zoom, 2.3 steps, unless the width sat at the far edge of its bin)
 HOLD_STEPS = 1.5
 HOLD_STEPS_DEAD_BAND = 0.5  # ... and 1 (the dead band, already 1.5x wide each way) half a step past it
 
