@@ -17,6 +17,10 @@ variation (std / mean) of
   median of the drawn widths (what a perfect estimator would record: the residual of the sample's own
   frame-to-frame variation).
 
+``--scenarios demo magnification ...``: each scenario's frames (min-max scaled to 0..1) through
+``FitSegmenter.factor_for`` as the daemon runs ``scale: auto``: at which frames the applied factor switched,
+with and without the hold, beside the scenario's events.
+
 ``--persistent``: the steady series of a real instrument watching one field instead: each set's first frame
 every time, with fresh Gaussian noise (sigma 0.02) and a random stage jitter of up to 3 px: the estimator's
 own noise.
@@ -152,6 +156,29 @@ def measure_set(name: str, *, frames: int = 160, size: int = 512, seed: int = SE
             "factors_nohold": sorted({round(f, 3) for f in series["factor_nohold"]})}
 
 
+def scenario_switches(name: str) -> dict[str, Any]:
+    """Frames (after the window filled) where the applied factor switched, with and without the hold."""
+    from wirewatch.simulate.producer import FrameMaker
+    from wirewatch.simulate.scenario import resolve_scenario
+
+    scenario = resolve_scenario(name)
+    maker = FrameMaker(scenario)
+    images = []
+    for i in range(scenario.frames):
+        img = maker.image(i).astype(np.float32)
+        images.append((img - img.min()) / max(1e-6, float(img.max() - img.min())))
+    series = steady_series(images)
+
+    def changes(values: list[float]) -> list[tuple[int, float]]:
+        return [(i, round(values[i], 3)) for i in range(SCALE_WINDOW, len(values))
+                if abs(values[i] - values[i - 1]) > 1e-9]
+
+    return {"scenario": name, "frames": scenario.frames, "sample_changes": [c.frame for c in scenario.changes],
+            "instrument_changes": [c.frame for c in scenario.instrument_changes],
+            "factor_at_window": round(series["factor"][SCALE_WINDOW - 1], 3),
+            "switches": changes(series["factor"]), "switches_nohold": changes(series["factor_nohold"])}
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| set | series | mean estimate (px) | CV raw estimate | CV drawn width | applied factors | "
              "CV applied factor (switches) | without hold | CV iq_wire_width_px | same median of drawn widths |",
@@ -172,7 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--persistent", action="store_true", help="also one field watched (fresh noise, jitter)")
+    parser.add_argument("--scenarios", nargs="+", default=None,
+                        help="instead: where the applied factor switches on these simulator scenarios")
     args = parser.parse_args(argv)
+    if args.scenarios:
+        for name in args.scenarios:
+            print(json.dumps(scenario_switches(name)), flush=True)
+        return
     rows = []
     for persistent in (False, True) if args.persistent else (False,):
         for name in args.sets:

@@ -219,9 +219,9 @@ def auto_factor(width_px: float, target_px: float = TARGET_WIDTH_PX) -> float:
 
 
 # hysteresis: a factor is kept until the width asks for one this many steps past its own bin (a held factor is
-# at most 2 steps, 1.41x, off the ideal: well inside the trained 4x range of widths; a 2x zoom, 4 steps, is
-# always followed, a 1.5x zoom, 2.3 steps, unless the width sat at the far edge of its bin)
-HOLD_STEPS = 1.5
+# at most 1.5 steps, 1.30x, off the ideal: well inside the trained 4x range of widths; a zoom of 1.41x or more
+# is always followed). 1.5 steps held the demo's factor until 43 frames after its width jump, 1 step until 11
+HOLD_STEPS = 1.0
 HOLD_STEPS_DEAD_BAND = 0.5  # ... and 1 (the dead band, already 1.5x wide each way) half a step past it
 
 
@@ -229,9 +229,10 @@ def held_factor(width_px: float, previous: float | None, target_px: float = TARG
     """``auto_factor`` with hysteresis: ``previous`` is kept while the raw factor (target / width) stays
     within ``HOLD_STEPS`` quarter octaves beyond the bin that snaps to it (``HOLD_STEPS_DEAD_BAND`` beyond
     the dead band for 1). Snapping alone flips between neighbouring factors when a series' typical width
-    sits near a bin's edge: on steady series (160 frames, ``scale_window`` 9) it switched 12-16 times on the
-    magnified panel sets and the 256 px steady scenario (CV of the applied factor 5-9 %); with the hold at most
-    once (``python -m wirewatch.bench.scale_stability``; written here: a two-line rule, no library for it)."""
+    sits near a bin's edge: on steady series (160 frames, ``scale_window`` 9) it switched 10-14 times on the
+    magnified panel sets and the 256 px steady scenario (CV of the applied factor 5-9 %), with the hold not
+    once after the window filled (``python -m wirewatch.bench.scale_stability``; written here: a two-line
+    rule, no library for it)."""
     factor = auto_factor(width_px, target_px)
     if previous is None or factor == previous or not math.isfinite(width_px) or width_px <= 0:
         return factor
