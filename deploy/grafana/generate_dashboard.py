@@ -179,9 +179,11 @@ PARTICLES = (
         q(f"wirewatch_image_blur_pixels{{{SEL}}}", "edge blur px {{instance}}"),
         q(f"wirewatch_image_shift_pixels{{{SEL}}}", "shift px {{instance}}"),
         q(f"wirewatch_image_background_level{{{SEL}}}", "background level {{instance}}"),
+        q(f"wirewatch_image_wire_width_pixels{{{SEL}}}", "wire width px {{instance}}"),
     ), unit="short",
         description="Refocus (blur), stage drift (shift against the previous frame), beam or gain (background "
-                    "level). A change point that coincides with a step here is attributed to the instrument.",
+                    "level), magnification (typical wire width, median of 61 frames). A change point that "
+                    "coincides with a step of blur, shift or background is attributed to the instrument.",
         overrides=({"matcher": {"id": "byRegexp", "options": "background.*"},
                     "properties": [{"id": "custom.axisPlacement", "value": "right"}]},)),
 )

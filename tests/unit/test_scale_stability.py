@@ -97,10 +97,11 @@ def test_the_width_is_in_every_frames_record() -> None:
 
     pipe = Pipeline(source=MessageListSource(messages), decoder=make_decoder("array-1.0"),
                     preprocess=PreprocessConfig(), segmenter=WatershedSegmenter(), measurer=measure, detector=None,
-                    sinks=[Keep()], metrics=DaemonMetrics(CollectorRegistry()), quality=QualityMonitor())
+                    sinks=[Keep()], metrics=DaemonMetrics(registry := CollectorRegistry()), quality=QualityMonitor())
     pipe.start()
     assert pipe.join(60)
     lines = [record_line(r.stats, series=None) for r in results]
     assert len(lines) == 4
     widths = [line["stats"]["iq_wire_width_px"] for line in lines]
     assert all(5.0 < w < 20.0 for w in widths)
+    assert registry.get_sample_value("wirewatch_image_wire_width_pixels") == pytest.approx(widths[-1])

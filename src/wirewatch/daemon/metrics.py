@@ -50,6 +50,8 @@ STAT_GAUGES: dict[str, tuple[str, str, float]] = {
     "iq_blur_px": ("wirewatch_image_blur_pixels", "Edge blur (Gaussian sigma) of the latest frame.", 1.0),
     "iq_background": ("wirewatch_image_background_level", "Median raw level of the latest frame.", 1.0),
     "iq_shift_px": ("wirewatch_image_shift_pixels", "Translation against the previous frame.", 1.0),
+    "iq_wire_width_px": ("wirewatch_image_wire_width_pixels",
+                         "Typical wire width, running median of 61 frames (moves with the magnification).", 1.0),
 }
 
 
