@@ -244,7 +244,8 @@ def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_clu
             sent += 1
             time.sleep(0.05)
         before = set(seg.replica_pids)
-        for _ in range(6):  # large frames (slow to segment): some are surely on the replicas at the kill
+        for _ in range(24):  # large frames (slow to segment), more than the window holds: both replicas stay busy
+            # until the kill, so some frames are surely being segmented on them when they die
             push.send_multipart(encode_array10(sent, rods(sent, size=2048)))
             sent += 1
         window = daemon.pipeline._window

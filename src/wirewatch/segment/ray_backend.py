@@ -19,7 +19,10 @@ Faults: a request whose replica died (``ActorDiedError``/``ActorUnavailableError
 replica's process was killed) is sent once more (Serve routes it to a live or restarted
 replica); a second failure raises, and the daemon counts the frame as ``segment_failed``.
 ``ready()`` is false while the deployment has no running replica (polled from Serve's
-controller in a background thread, so ``/readyz`` costs nothing). The retry is a two-attempt
+controller in a background thread, so ``/readyz`` costs nothing). The controller notices a killed
+replica only at its next health check, and may start the new one first, so its count alone can
+stay above zero through a kill: a replica death seen by a request also turns ``ready()`` false,
+until a request sent after it (a frame, or the poller's ``pid`` probe) is answered. The retry is a two-attempt
 loop rather than tenacity: one retry, on two exception types, with nothing to wait between.
 """
 
@@ -261,6 +264,7 @@ class RaySegmenter:
         self.busy_s = 0.0  # the replicas' inference seconds, summed over frames (benchmarks: replicas kept busy)
         self._lock = threading.Lock()
         self._ready = False
+        self._death_seen: float | None = None  # monotonic time of the last replica death a request saw
         self._closed = threading.Event()
         self._owns_ray = False  # an embedded Ray this segmenter started (and shuts down)
         self._owns_ray_connection = False  # a cluster connection this segmenter opened (and closes)
@@ -350,7 +354,34 @@ class RaySegmenter:
     def _poll_ready(self, interval_s: float) -> None:
         while not self._closed.wait(interval_s):
             running = self._running_replicas()
-            self._ready = running > 0
+            if running > 0 and self._death_seen is not None:
+                self._probe(timeout_s=max(interval_s, 1.0))
+            self._ready = running > 0 and self._death_seen is None
+
+    def _saw_death(self) -> None:
+        with self._lock:
+            self._death_seen = time.monotonic()
+            self._ready = False
+
+    def _saw_answer(self, sent_at: float) -> None:
+        """A reply to a request sent after the last death seen: some replica is alive."""
+        with self._lock:
+            if self._death_seen is not None and sent_at > self._death_seen:
+                self._death_seen = None
+
+    def _probe(self, timeout_s: float) -> None:
+        """After a death: ask any replica for its pid (queues behind frames; Serve routes around dead ones)."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        sent_at = time.monotonic()
+        try:
+            self._handle.pid.remote().result(timeout_s=timeout_s)
+        except (ActorDiedError, ActorUnavailableError, TimeoutError):
+            return
+        except Exception as exc:  # e.g. Serve shutting down: stay not ready, try again next poll
+            log.debug("ray backend: readiness probe failed: %s", exc)
+            return
+        self._saw_answer(sent_at)
 
     @property
     def replica_pids(self) -> set[int]:
@@ -360,7 +391,8 @@ class RaySegmenter:
 
     # -- the Segmenter interface -----------------------------------------------------------------
     def ready(self) -> bool:
-        """At least one replica running (as Serve's controller last said)."""
+        """At least one replica running (as Serve's controller last said), and none seen dying since the
+        last answer."""
         return self._ready and not self._closed.is_set()
 
     @property
@@ -376,6 +408,7 @@ class RaySegmenter:
         image = np.ascontiguousarray(image, np.float32)
         for attempt in (1, 2):
             try:
+                sent_at = time.monotonic()
                 t0 = time.perf_counter()
                 packed = self.handle_segment.remote(image).result(timeout_s=self.request_timeout_s)
                 det = unpack_detections(packed)
@@ -386,9 +419,11 @@ class RaySegmenter:
                     raise SegmentFailed(f"the replica died again on the retry: {exc}") from None
                 with self._lock:
                     self.retried += 1
+                self._saw_death()
                 log.warning("ray backend: a replica died with a frame in flight; sending it again")
             except TimeoutError:
                 raise SegmentFailed(f"no reply from a replica within {self.request_timeout_s:g} s") from None
+        self._saw_answer(sent_at)
         pid = packed.get("pid")
         with self._lock:
             if isinstance(pid, int):
