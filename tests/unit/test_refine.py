@@ -198,8 +198,9 @@ def test_refiner_samples_and_a_short_training_run(tmp_path: Path) -> None:
     train(samples, run, seconds=1.0, progress=False)
     first = (run / "metrics.csv").read_text().splitlines()
     assert first[0] == "step,seconds,lr,loss" and len(first) >= 2
-    step = int(first[-1].split(",")[0])
-    train(samples, run, seconds=2.0, resume=True, progress=False)
+    step, spent = int(first[-1].split(",")[0]), float(first[-1].split(",")[1])
+    # a budget beyond what the first call spent (one step can take over a second on a loaded machine)
+    train(samples, run, seconds=spent + 1.0, resume=True, progress=False)
     assert int((run / "metrics.csv").read_text().splitlines()[-1].split(",")[0]) > step
     with pytest.raises(InputError, match="no refiner samples"):
         train([], run, seconds=1.0, progress=False)
