@@ -37,6 +37,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from wirewatch.errors import BackendUnavailable, InputError, WirewatchError
@@ -60,33 +61,75 @@ class SegmentFailed(WirewatchError):
 
 
 # -- compact detections on the wire ----------------------------------------------------------------
+# A mask's rectangle is first looked for in its box widened by this much: the model pastes each mask over its
+# box plus one cell of its 28 x 28 (or 56 x 56) grid (``segment.paste``), up to ~9 px beyond the box on real
+# frames. A mask that reaches further is still packed whole (found by the check in ``pack_detections``).
+_WINDOW_MARGIN_PX = 16
+_WINDOW_MARGIN_OF_BOX = 1 / 14  # two 28-grid cells of the box's extent, for large boxes
+
+
+def _box_windows(boxes: np.ndarray, h: int, w: int) -> list[list[int]]:
+    """y0, y1, x0, x1 per x0, y0, x1, y1 box: the box widened by the margin and clamped to the frame (the
+    whole frame for a box that is not finite; an empty window for a box outside the frame)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    b = np.where(np.all(np.isfinite(b), axis=1, keepdims=True), b, (0.0, 0.0, float(w), float(h)))
+    mx = _WINDOW_MARGIN_PX + _WINDOW_MARGIN_OF_BOX * np.abs(b[:, 2] - b[:, 0])
+    my = _WINDOW_MARGIN_PX + _WINDOW_MARGIN_OF_BOX * np.abs(b[:, 3] - b[:, 1])
+    out = np.stack([np.floor(np.minimum(b[:, 1], b[:, 3]) - my), np.ceil(np.maximum(b[:, 1], b[:, 3]) + my),
+                    np.floor(np.minimum(b[:, 0], b[:, 2]) - mx), np.ceil(np.maximum(b[:, 0], b[:, 2]) + mx)], axis=1)
+    return np.clip(out, 0, (h, h, w, w)).astype(np.int64).tolist()  # type: ignore[no-any-return]
+
+
+def _rect_in(masks: np.ndarray, i: int, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int] | None:
+    """y0, y1, x0, x1 of the set pixels of ``masks[i]`` inside the window (None when it has none there);
+    ``masks`` is uint8 (OpenCV's bounding rectangle of non-zero pixels, no copy of the window)."""
+    if y0 >= y1 or x0 >= x1:
+        return None
+    x, y, rw, rh = cv2.boundingRect(masks[i, y0:y1, x0:x1])
+    return None if rw == 0 else (y0 + y, y0 + y + rh, x0 + x, x0 + x + rw)
+
+
+def _pixels_in(bits: np.ndarray) -> int:
+    """Set bits of packed pieces (each piece's padding bits are zero)."""
+    return int(np.count_nonzero(np.unpackbits(bits)))
+
+
 def pack_detections(det: Detections) -> dict[str, Any]:
     """Detections as plain arrays, each mask reduced to its bounding rectangle and bit-packed (what a replica
-    returns): a wire of 40 x 6 pixels costs 30 bytes instead of a full frame of 1 bit per pixel."""
+    returns): a wire of 40 x 6 pixels costs 30 bytes instead of a full frame of 1 bit per pixel.
+
+    Each rectangle is looked for inside the mask's box plus a margin, not in the whole (N, H, W) stack. Lossless
+    whatever the boxes: the pixels packed must add up to the stack's non-zero count (one pass over it, the only
+    one), and a mask with pixels outside its window is packed from its whole frame instead."""
     n = len(det)
     h, w = det.image_shape
-    masks = det.masks
-    full = np.packbits(masks, axis=2)  # (N, H, W/8): finding the rectangles on 1/8 of the bytes is faster
-    rows = np.asarray(full.any(axis=2))  # (N, H)
+    masks = np.ascontiguousarray(det.masks).view(np.uint8)  # OpenCV takes uint8, not bool (a view: no copy)
     crops = np.zeros((n, 4), np.int32)  # y0, y1, x0, x1 per mask (empty mask: 0, 0, 0, 0)
     pieces: list[np.ndarray] = []
-    for i in range(n):
-        ys = np.flatnonzero(rows[i])
-        if len(ys) == 0:
+    for i, window in enumerate(_box_windows(det.boxes, h, w)):
+        rect = _rect_in(masks, i, *window)
+        if rect is None:
             pieces.append(np.zeros(0, np.uint8))
             continue
-        y0, y1 = int(ys[0]), int(ys[-1]) + 1
-        xs = np.flatnonzero(np.unpackbits(np.bitwise_or.reduce(full[i, y0:y1], axis=0), count=w))
-        x0, x1 = int(xs[0]), int(xs[-1]) + 1
-        crops[i] = (y0, y1, x0, x1)
+        crops[i] = rect
+        y0, y1, x0, x1 = rect
         pieces.append(np.packbits(masks[i, y0:y1, x0:x1]))
+    bits = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+    if masks.size and _pixels_in(bits) != cv2.countNonZero(masks.reshape(-1, w)):  # a mask left its window
+        for i in range(n):
+            if _pixels_in(pieces[i]) != cv2.countNonZero(masks[i]):
+                rect = _rect_in(masks, i, 0, h, 0, w)
+                assert rect is not None  # it has more pixels than its (possibly empty) piece
+                crops[i] = rect
+                y0, y1, x0, x1 = rect
+                pieces[i] = np.packbits(masks[i, y0:y1, x0:x1])
+        bits = np.concatenate(pieces)
     offsets = np.zeros(n + 1, np.int64)
     offsets[1:] = np.cumsum([len(p) for p in pieces])
     return {"shape": (int(h), int(w)), "boxes": np.ascontiguousarray(det.boxes, np.float32),
             "scores": np.ascontiguousarray(det.scores, np.float32),
             "mask_scores": None if det.mask_scores is None else np.ascontiguousarray(det.mask_scores, np.float32),
-            "crops": crops, "offsets": offsets,
-            "bits": np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)}
+            "crops": crops, "offsets": offsets, "bits": bits}
 
 
 def unpack_detections(packed: dict[str, Any]) -> Detections:
@@ -99,15 +142,20 @@ def unpack_detections(packed: dict[str, Any]) -> Detections:
         n = len(packed["scores"])
         if len(crops) != n or len(offsets) != n + 1:
             raise ValueError(f"{n} detections but {len(crops)} mask crops / {len(offsets)} offsets")
+        y0, y1, x0, x1 = crops.T
+        used = (y1 > y0) & (x1 > x0)  # an empty mask's crop is 0, 0, 0, 0
+        outside = used & ((y0 < 0) | (y1 > h) | (x0 < 0) | (x1 > w))
+        if outside.any():
+            raise ValueError(f"mask crop {tuple(crops[np.argmax(outside)])} outside the {h} x {w} frame")
+        sizes = (y1 - y0) * (x1 - x0)
+        if (np.diff(offsets) < np.where(used, (sizes + 7) // 8, 0)).any():
+            raise ValueError("a mask's packed bits are shorter than its crop")
+        pixels = np.unpackbits(bits).view(bool)  # every piece at once; 0/1 bytes viewed as bool, no conversion
+        starts = (offsets * 8).tolist()
         masks = np.zeros((n, h, w), bool)
-        for i, (y0, y1, x0, x1) in enumerate(crops):
-            if y1 <= y0 or x1 <= x0:
-                continue
-            if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-                raise ValueError(f"mask crop {(y0, y1, x0, x1)} outside the {h} x {w} frame")
-            count = int((y1 - y0) * (x1 - x0))
-            masks[i, y0:y1, x0:x1] = np.unpackbits(bits[offsets[i]:offsets[i + 1]], count=count).reshape(
-                y1 - y0, x1 - x0).astype(bool)
+        for i in np.flatnonzero(used).tolist():
+            a, b, c, d = crops[i].tolist()
+            masks[i, a:b, c:d] = pixels[starts[i]:starts[i] + (b - a) * (d - c)].reshape(b - a, d - c)
         return Detections(boxes=np.asarray(packed["boxes"], np.float32), scores=np.asarray(packed["scores"], np.float32),
                           masks=masks, image_shape=(h, w),
                           mask_scores=None if packed.get("mask_scores") is None
