@@ -13,7 +13,8 @@ from wirewatch.changepoint.seasonal import SeasonalFilter, detrended, find_perio
 STATS = ["a", "b", "c"]
 GATES = {"confirm_windowed": True, "min_relative_effect": 0.2}
 # the first session's default (before the panel chose the gates as the default)
-FIRST = {"confirm_windowed": False, "min_relative_effect": 0.0, "flat_t": 0.0, "short_record_warmup": 0.0}
+FIRST = {"confirm_windowed": False, "min_relative_effect": 0.0, "flat_t": 0.0, "short_record_warmup": 0.0,
+         "curve_t": 0.0}
 SEASONAL = {**GATES, "seasonal": {"enabled": True, "min_acf": 0.6}}
 
 
@@ -165,3 +166,37 @@ def test_the_panel_rule_takes_the_best_mean_f1_among_candidates_meeting_every_go
     assert choose(rows) == "better"  # within 0.005 of the tie: fewer settings changed
     assert choose([{**base, "name": "below zero", "config": {}, "tcpd_f1": 0.6}]) is None
     assert "| better |" in markdown(rows)
+
+
+def test_curve_t_separates_a_kink_or_step_from_a_smooth_bend() -> None:
+    """Lines on each side against one quadratic through both (classify.curve_t): large for a kink or a step
+    in unit noise, 0 for a parabola in the same noise, inf (no verdict) with too few values."""
+    from wirewatch.changepoint.classify import curve_t
+
+    rng = np.random.default_rng(14)
+    t = np.arange(100, dtype=float)[:, None]
+    noise = rng.standard_normal((100, 1))
+    kink = np.where(t < 60, 0.0, 0.3 * (t - 60)) + noise
+    step = np.where(t < 60, 0.0, 3.0) + noise
+    bend = 0.002 * (t - 30) ** 2 + noise
+    two = np.hstack([kink, bend])
+    two[::3, 0] = np.nan  # a third of one column missing
+    assert curve_t(two[:60], two[60:]) == pytest.approx([5.34, 0.0], abs=0.01)
+    assert curve_t(kink[:60], kink[60:])[0] == pytest.approx(7.35, abs=0.01)
+    assert curve_t(step[:60], step[60:])[0] == pytest.approx(6.42, abs=0.01)
+    assert np.isinf(curve_t(kink[:3], kink[3:6])[0])
+
+
+def test_curve_gate_silences_a_smooth_growth_curve_and_keeps_a_kink() -> None:
+    """curve_t 2 alone (materiality off): the 4 slope 'changes' of a noisy cubic growth curve are refused,
+    while a 0.3 sigma / frame kink on a trend is still reported as a slope change where it is."""
+    t = np.arange(300, dtype=float)
+    rng = np.random.default_rng(12)
+    growth = 1.5e5 + 200.0 * t + 0.06 * t**2 - 4e-5 * t**3 + 20.0 * rng.standard_normal(300)
+    curve = {**GATES, "min_relative_effect": 0.0, "curve_t": 2.0}
+    assert len(_feed({**curve, "curve_t": 0.0}, growth[:, None], ["x"])) == 4
+    assert _feed(curve, growth[:, None], ["x"]) == []
+    kink = 50.0 + 0.02 * np.arange(500)[:, None] + rng.standard_normal((500, 3))
+    kink[250:, 0] += 0.3 * np.arange(250)
+    events = _feed({**curve, "online": {"enabled": False}}, kink)
+    assert [(abs(e.frame - 250) <= 8, e.kind, e.statistics) for e in events] == [(True, "slope", ("a",))]

@@ -69,6 +69,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                                   "short_record_warmup": 0.25},
     "O: L + short records warm up on a quarter of their length": {**GATES, "flat_t": 1.0, "online": {"shift": 1.0},
                                                                   "short_record_warmup": 0.25},
+    # issue 38, third session: the bends of smooth growth curves (TCPD us_population, global_co2). Each dict
+    # changes the defaults in force when it was written: A..O the first session's, P..R N's; with R the
+    # default, {} is R and "N*" below is N
+    # (curve t in the detector's noise units, discounted by the noise inflation like its other t statistics;
+    # t >= 4 without that discount failed test_changepoint_gates' 0.1 sigma / frame kink)
+    "P: default + slope changes beat a quadratic (curve t >= 2)": {"curve_t": 2.0},
+    "P4: default + slope changes beat a quadratic (curve t >= 4)": {"curve_t": 4.0},
+    "Q: default + relative effect >= 0.4": {"min_relative_effect": 0.4},
+    "R: P + Q": {"curve_t": 2.0, "min_relative_effect": 0.4},
+    "N*: N, written over R's defaults": {"curve_t": 0.0, "min_relative_effect": 0.2},
     "K: I without residual-scale t": {**GATES, "flat_t": 1.0, "windowed": {"cost": "l2", "share": 0.5},
                                       "online": {"share": 0.5}},
 }

@@ -17,7 +17,8 @@ from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.changepoint.evaluate import CorpusScore, score_corpus
 
 # the first session's judgement of a break (before issue 38's panel chose the gates; docs/changepoint.md)
-FIRST_SESSION = {"confirm_windowed": False, "min_relative_effect": 0.0, "flat_t": 0.0, "short_record_warmup": 0.0}
+FIRST_SESSION = {"confirm_windowed": False, "min_relative_effect": 0.0, "flat_t": 0.0, "short_record_warmup": 0.0,
+                 "curve_t": 0.0}
 
 DETECTORS: dict[str, dict[str, Any]] = {
     "default (binseg/linear + trend CUSUM)": {},

@@ -181,3 +181,39 @@ def best_split(z: np.ndarray, linear: bool, min_before: int = 2) -> int | None:
         right = (cs[-1] - cs[t - 1]) / (n - t)[:, None]
         gains = (t * (n - t) / n) * ((left - right) ** 2).sum(axis=1)
     return lo + int(np.argmax(gains))
+
+
+MIN_CURVE_SAMPLES = 8  # values in the segment (both sides) below which the curvature check says nothing
+
+
+def curve_t(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How much better a line on each side of the break fits than one quadratic through both, per column.
+
+    A bend of a smooth growth curve (a population, an accumulating concentration) is fitted about as well by
+    a quadratic as by two lines; a kink or a step is not. The statistic is the square root of the F
+    statistic of the extra parameter (two lines: 4, quadratic: 3), against the two lines' own residual
+    variance, so it is scale-free and discounts wiggles the lines do not explain either (autocorrelation,
+    seasonality). ``inf`` where a column has too few values to judge (the check then passes).
+    """
+    seg = np.vstack([before, after])
+    m1, m = before.shape[0], seg.shape[0]
+    t = np.arange(m, dtype=float)
+    out = np.full(seg.shape[1], np.inf)
+    for j in range(seg.shape[1]):
+        good = np.isfinite(seg[:, j])
+        n = int(good.sum())
+        if n < MIN_CURVE_SAMPLES or good[:m1].sum() < 2 or good[m1:].sum() < 2:
+            continue
+        x, tj = seg[good, j], t[good] / m  # time scaled to [0, 1): a well-conditioned quadratic
+        side = tj < m1 / m
+        lines = np.column_stack([side, side * tj, ~side, ~side * tj]).astype(float)
+        quad = np.column_stack([np.ones(n), tj, tj * tj])
+        rss_lines = float(np.sum((x - lines @ np.linalg.lstsq(lines, x, rcond=None)[0]) ** 2))
+        rss_quad = float(np.sum((x - quad @ np.linalg.lstsq(quad, x, rcond=None)[0]) ** 2))
+        dof = n - 4
+        if dof < 1:
+            continue
+        if rss_lines <= 1e-12 * max(rss_quad, 1e-300):
+            continue  # the lines fit exactly: noise-free data, nothing to compare against
+        out[j] = float(np.sqrt(max(rss_quad - rss_lines, 0.0) / (rss_lines / dof)))
+    return out

@@ -131,11 +131,17 @@ class ChangepointConfig(StrictModel):
     residual_units: bool = False
     confirm_windowed: bool = True
     # a level or slope change must move its statistic by at least this fraction of the statistic's spread
-    # over the window (MAD sd): a bend of a smooth, nearly noise-free curve is no change (0: off)
-    min_relative_effect: float = Field(default=0.2, ge=0)
+    # over the window (MAD sd): a bend of a smooth, nearly noise-free curve is no change (0: off; 0.2 before
+    # the third session's panel, docs/changepoint.md)
+    min_relative_effect: float = Field(default=0.4, ge=0)
     # a statistic flat on both sides of a break (slope below this many standard errors) has its jump
     # measured between means, not extrapolated lines (the power of a constant-mean test; 0: off)
     flat_t: float = Field(default=1.0, ge=0)
+    # a change of these kinds must fit better than one quadratic through both sides of it, by this t (the
+    # square root of the F statistic against the lines' own residuals, in noise units: divided by the square
+    # root of the noise inflation; classify.curve_t): the bends of a smooth growth curve are no changes (0: off)
+    curve_t: float = Field(default=2.0, ge=0)
+    curve_kinds: list[Literal["level", "slope"]] = ["slope"]  # pydantic copies the default per instance
     merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
     windowed: WindowedConfig = Field(default_factory=WindowedConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)

@@ -43,7 +43,7 @@ from wirewatch.changepoint.base import Candidate, OnlineTest, Snapshot, WindowSe
 from wirewatch.changepoint.bocpd import BocpdParams, BocpdTest, bocpd_threshold
 from wirewatch.changepoint.calibrate import cusum_threshold, noise_inflation, windowed_penalty
 from wirewatch.changepoint.classify import best_split as _best_split
-from wirewatch.changepoint.classify import break_evidence, effect_of, kind_of, residual_scale
+from wirewatch.changepoint.classify import break_evidence, curve_t, effect_of, kind_of, residual_scale
 from wirewatch.changepoint.config import ChangepointConfig
 from wirewatch.changepoint.online import ONLINE_TESTS
 from wirewatch.changepoint.robust import fill_gaps, hampel, robust_location, robust_scale
@@ -119,6 +119,7 @@ class StreamingDetector:
         self._inflations: deque[float] = deque(maxlen=self.config.calibration.memory)
         self._evidence_t = math.inf
         self._relative_effect = math.inf  # the last described event's effect over its statistic's spread
+        self._curve_t = math.inf  # how much better lines on each side fit than a quadratic (classify.curve_t)
         self._short_warmup: int | None = None  # a shorter warm-up for a short record (expect_frames)
         seasonal = self.config.seasonal
         self._season = SeasonalFilter(len(self.statistics), max_period=seasonal.max_period,
@@ -413,6 +414,8 @@ class StreamingDetector:
             return []
         confirm = online_alarm or self.config.confirm_windowed  # issue 38: windowed breaks too, by default
         small = self._relative_effect < self.config.min_relative_effect
+        # issue 38: a bend that one quadratic through both sides fits about as well is a smooth curve's
+        small = small or (event.kind in self.config.curve_kinds and self._curve_t < self.config.curve_t)
         if small or (confirm and self.judge_lines and self._evidence_t < ONLINE_CONFIRM_T):
             # against lines on each side (noise inflation included) the alarm does not stand: a trend,
             # a curve, autocorrelated or heavy-tailed noise fooled the sequential test; it re-learnt
@@ -489,6 +492,12 @@ class StreamingDetector:
             effects = [abs(float(shift[j])) for j in cols if np.isfinite(shift[j])]
         effect = max((e for e in effects if math.isfinite(e)), default=0.0)
         self._relative_effect = self._relative(snap, cols, effects) if kind != "variance" else math.inf
+        self._curve_t = math.inf
+        if self.config.curve_t > 0 and kind in self.config.curve_kinds:
+            # in the detector's noise units, like its other t statistics: autocorrelated residuals (a smooth
+            # series' wiggles) inflate the F statistic as they inflate any sum of them
+            t_curve = curve_t(z_before[:, cols], z_after[:, cols]) / unit
+            self._curve_t = float(np.max(t_curve, initial=-math.inf))
         return ChangePoint(
             frame=frame,
             detected_at=int(snap.frames[-1]),
