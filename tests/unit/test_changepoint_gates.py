@@ -200,3 +200,17 @@ def test_curve_gate_silences_a_smooth_growth_curve_and_keeps_a_kink() -> None:
     kink[250:, 0] += 0.3 * np.arange(250)
     events = _feed({**curve, "online": {"enabled": False}}, kink)
     assert [(abs(e.frame - 250) <= 8, e.kind, e.statistics) for e in events] == [(True, "slope", ("a",))]
+
+
+def test_a_correlation_flip_found_by_the_normal_cost_is_not_judged_by_level_or_slope_gates() -> None:
+    """Correlation +0.9 -> -0.9 at 200 (means and variances unchanged): the normal-cost search finds all 4 flips;
+    materiality and the curve check measure level and slope effects and would refuse 3 of them."""
+    cfg = {"windowed": {"cost": "normal", "jump": 4}, "online": {"enabled": False}}
+    found = 0
+    for seed in (18, 19, 20, 21):
+        rng = np.random.default_rng(seed)
+        x = np.vstack([rng.multivariate_normal([0, 0], [[1, r], [r, 1]], 200) for r in (0.9, -0.9)]) * 2 + 10
+        events = _feed(cfg, x, ["a", "b"])
+        assert len(events) == 1, [(e.frame, e.kind) for e in events]
+        found += abs(events[0].frame - 200) <= 3
+    assert found == 4

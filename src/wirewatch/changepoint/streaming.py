@@ -63,6 +63,7 @@ AFTER_CHANGE_MARGIN = 3  # samples after a reported change the windowed search l
 SCALE_MEMORY_WINDOWS = 4  # the averaged scale remembers about this many windows of frames
 PRIOR_PATIENCE = 8  # with a reference run, an unconfirmed online alarm is asked again until this many samples
 MIN_SHORT_WARMUP = 10  # a short record's warm-up (expect_frames) is never shorter
+MEAN_COSTS = ("linear", "l2")  # windowed costs that look for changes of level or slope only
 MIN_WARMUP = 5  # a time-limited warm-up still needs this many frames (a robust scale from fewer is noise)
 
 
@@ -416,6 +417,9 @@ class StreamingDetector:
         small = self._relative_effect < self.config.min_relative_effect
         # issue 38: a bend that one quadratic through both sides fits about as well is a smooth curve's
         small = small or (event.kind in self.config.curve_kinds and self._curve_t < self.config.curve_t)
+        # both measure a change of level or slope: a search for any change of distribution (cost normal, rbf:
+        # a correlation flip leaves every mean where it was) is not judged by them
+        small = small and (online_alarm or self.config.windowed.cost in MEAN_COSTS)
         if small or (confirm and self.judge_lines and self._evidence_t < ONLINE_CONFIRM_T):
             # against lines on each side (noise inflation included) the alarm does not stand: a trend,
             # a curve, autocorrelated or heavy-tailed noise fooled the sequential test; it re-learnt
