@@ -14,6 +14,8 @@ from wirewatch.synth.config import preset_config, with_overrides
 from wirewatch.synth.generate import generate
 
 BACKGROUND = {"background": {"offset": 0.08, "gradient": 0.12, "bumps": 0.05}}
+# four to five times the realistic one (about 12 % of the pixels saturate): too much for a model as given
+HEAVY = {"background": {"offset": 0.4, "gradient": 0.6, "bumps": 0.2}}
 
 
 def frames(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,9 +62,12 @@ def test_bad_options_name_the_problem(background: object, radius: object, match:
 
 def test_the_shipped_model_finds_the_wires_of_a_frame_with_a_background() -> None:
     """With the realistic preset's background (offset, gradient, bumps) under the default preset's wires,
-    the frame as given loses most wires; levelled (the default), the model finds about what it finds on
-    the clean frame (measured over 30 frames: box / mask AP 0.393 / 0.202 as given, 0.853 / 0.726 levelled;
-    the clean evaluation frames 0.855 / 0.736)."""
+    levelled (the default), the model finds about what it finds on the clean frame, and never fewer wires
+    than as given; under a background heavy enough to defeat a model as given, levelling gets wires back.
+    How much the frame as given loses is the model's own robustness, not levelling's: the model shipped
+    before issue 37 found 24 / 38 wires as given under the realistic background (30 frames: box / mask AP
+    0.393 / 0.202 as given, 0.853 / 0.726 levelled; clean 0.855 / 0.736), the mix candidate 36 / 38.
+    Under ``HEAVY``: as given 3 / 25, levelled 30 / 34 of 38 (old model / candidate)."""
     if not packaged_model_path().is_file():
         pytest.skip("no default model shipped")
     from wirewatch.segment.onnx_backend import OnnxSegmenter
@@ -77,14 +82,18 @@ def test_the_shipped_model_finds_the_wires_of_a_frame_with_a_background() -> Non
         union = (masks[:, None] | truth[None]).sum(axis=(2, 3))
         return int(((inter / np.maximum(union, 1)) >= 0.5).any(axis=0).sum()) if len(masks) else 0
 
-    found = {"clean": 0, "as given": 0, "levelled": 0}
+    found = {"clean": 0, "as given": 0, "levelled": 0, "heavy as given": 0, "heavy levelled": 0}
     wires = 0
     for seed in (7003, 7004):
         clean, shaded, truth = frames(seed)
+        heavy = generate(with_overrides(preset_config("ptychography"), HEAVY), seed=seed).image
+        heavy = heavy.astype(np.float32) / 255.0
         wires += len(truth)
         found["clean"] += matched(as_given_seg.segment(clean).masks, truth)
         found["as given"] += matched(as_given_seg.segment(shaded).masks, truth)
         found["levelled"] += matched(levelled_seg.segment(shaded).masks, truth)
-    assert found["clean"] >= 0.8 * wires
-    assert found["levelled"] >= found["clean"] - 0.05 * wires
-    assert found["as given"] < found["levelled"] - 0.1 * wires
+        found["heavy as given"] += matched(as_given_seg.segment(heavy).masks, truth)
+        found["heavy levelled"] += matched(levelled_seg.segment(heavy).masks, truth)
+    assert found["clean"] >= 0.8 * wires, found
+    assert found["levelled"] >= max(found["clean"], found["as given"]) - 0.05 * wires, found
+    assert found["heavy levelled"] >= found["heavy as given"] + 0.1 * wires, found

@@ -3,7 +3,10 @@ composition existed: boxes, scores, mask scores and masks of the packaged model 
 option sets (defaults, scale auto / multi / a factor, polarity auto / dark, views, shape fits, tiling, thresholds),
 compared with the output recorded before the refactor (``tests/data/model_segmenter_baseline.npz``).
 
-Record again (only when outputs are meant to change): ``python tests/unit/test_model_segmenter.py --record``.
+The baseline also holds the sha256 of the packaged model and refiner it was recorded with: when they differ
+the packaged model changed, and the failure says so. Record again (only when outputs are meant to change, e.g.
+a new default model shipped): ``python tests/unit/test_model_segmenter.py --record``; ``--check`` records to a
+temporary file and says whether it reproduces the committed baseline exactly (nothing is written).
 Also: an engine registered by one line gets the whole composition, and the TensorRT engine's host-side step
 (its padded output buffers) gives the onnxruntime engine's raw detections (no GPU needed).
 """
@@ -23,6 +26,7 @@ from wirewatch.synth import generate, magnify, preset_config
 from wirewatch.types import Detections
 
 BASELINE = Path(__file__).resolve().parents[1] / "data" / "model_segmenter_baseline.npz"
+MODEL_FILES = ("default.onnx", "default.refiner.onnx")  # the packaged files the outputs depend on
 
 # name -> (segment.options, preprocess settings, segment.max_detections)
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
@@ -65,31 +69,66 @@ def run_case(name: str) -> list[Detections]:
     return [seg.segment(f) for f in frames()]
 
 
+def model_hashes() -> dict[str, np.ndarray]:
+    """``model/<file>`` -> sha256 of each packaged model file (``"missing"`` when it is not there)."""
+    from wirewatch.segment.model_files import packaged_model_path
+
+    out = {}
+    for name in MODEL_FILES:
+        path = packaged_model_path(name)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+        out[f"model/{name}"] = np.asarray(sha, dtype="U64")
+    return out
+
+
 def record(path: Path = BASELINE) -> None:
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = dict(model_hashes())
     for name in CASES:
         for i, det in enumerate(run_case(name)):
             for key, value in digest(det).items():
                 arrays[f"{name}/{i}/{key}"] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
     print(f"recorded {len(CASES)} cases x {len(frames())} frames -> {path} ({path.stat().st_size} bytes)")
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_composed_model_segmenter_matches_the_pre_refactor_output(name: str) -> None:
     baseline = np.load(BASELINE)
+    stored = {key: str(baseline[key]) for key in baseline.files if key.startswith("model/")}
+    changed = [f"{key[6:]} is {sha} here, {stored.get(key, 'not recorded')} in the baseline"
+               for key, sha in model_hashes().items() if stored.get(key) != str(sha)]
+    why = ("" if not changed else " -- the packaged model changed since the baseline was recorded ("
+           + "; ".join(changed) + "): if the new model is meant to ship, record again with "
+           "`python tests/unit/test_model_segmenter.py --record` on code whose outputs are otherwise unchanged")
     for i, det in enumerate(run_case(name)):
         got = digest(det)
         assert len(det) > 0 or name == "multi_dark", f"{name} frame {i}: no detections (a useless comparison)"
         for key, value in got.items():
             want = baseline[f"{name}/{i}/{key}"]
-            assert value.shape == want.shape, f"{name} frame {i} {key}: {value.shape} != {want.shape}"
-            assert np.array_equal(value, want, equal_nan=value.dtype.kind == "f"), f"{name} frame {i}: {key} differ"
+            assert value.shape == want.shape, f"{name} frame {i} {key}: {value.shape} != {want.shape}{why}"
+            assert np.array_equal(value, want, equal_nan=value.dtype.kind == "f"), f"{name} frame {i}: {key} differ{why}"
+
+
+def check(path: Path = BASELINE) -> bool:
+    """Record to a temporary file and compare every output array with ``path`` exactly (model hashes aside)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "baseline.npz"
+        record(fresh)
+        new, old = dict(np.load(fresh)), dict(np.load(path))
+    outputs = lambda arrays: {k for k in arrays if not k.startswith("model/")}  # noqa: E731
+    same = outputs(new) == outputs(old) and all(
+        np.array_equal(new[k], old[k], equal_nan=new[k].dtype.kind == "f") for k in outputs(new))
+    print(f"{'reproduces' if same else 'does NOT reproduce'} {path} exactly")
+    return same
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
     record()
+if __name__ == "__main__" and "--check" in sys.argv:
+    sys.exit(0 if check() else 1)
 
 
 class WrappedEngine:

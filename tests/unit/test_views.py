@@ -109,7 +109,10 @@ def test_masks_are_the_mean_over_the_views_that_found_the_detection() -> None:
 
 def test_onnx_backend_views_keep_the_detections_and_refine_their_masks() -> None:
     """The shipped model on one synthetic frame: ``views=2`` and ``4`` keep the frame's detections and
-    scores (counts unchanged) and move each mask only at its edges; a bad ``views`` is refused up front."""
+    scores (counts unchanged) and move each box and mask only at its edges (a box side by at most 8 px plus
+    5 % of the box's extent: the mix candidate of issue 37 moves the end of a 208 px long wire by 11 px while
+    its mask gets closer to the truth, the model shipped before it at most 3.6 px); a bad ``views`` is refused
+    up front."""
     if not packaged_model_path().is_file():
         pytest.skip("no default model shipped")
     from wirewatch.segment.onnx_backend import OnnxSegmenter
@@ -122,7 +125,8 @@ def test_onnx_backend_views_keep_the_detections_and_refine_their_masks() -> None
     for views in (2, 4):
         many = OnnxSegmenter("default", threads=1, views=views).segment(image)
         np.testing.assert_array_equal(many.scores, one.scores)
-        assert np.abs(many.boxes - one.boxes).max() < 8.0
+        extent = np.tile(one.boxes[:, 2:] - one.boxes[:, :2], 2)  # width, height, width, height
+        assert (np.abs(many.boxes - one.boxes) < 8.0 + 0.05 * extent).all()
         inter = (one.masks & many.masks).sum(axis=(1, 2))
         union = (one.masks | many.masks).sum(axis=(1, 2))
         assert (inter / np.maximum(union, 1)).min() > 0.7
