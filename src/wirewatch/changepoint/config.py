@@ -21,6 +21,11 @@ DEFAULT_STATISTICS = ["length_px_mean", "width_px_mean", "particle_count", "orie
 WindowMethod = Literal["binseg", "pelt", "window"]
 CostName = Literal["linear", "l2", "normal", "rbf"]
 OnlineMethod = Literal["cusum", "page-hinkley", "bocpd"]
+CurveKind = Literal["level", "slope"]
+
+
+def _slope_only() -> list[CurveKind]:
+    return ["slope"]
 
 
 class WindowedConfig(StrictModel):
@@ -141,7 +146,7 @@ class ChangepointConfig(StrictModel):
     # square root of the F statistic against the lines' own residuals, in noise units: divided by the square
     # root of the noise inflation; classify.curve_t): the bends of a smooth growth curve are no changes (0: off)
     curve_t: float = Field(default=2.0, ge=0)
-    curve_kinds: list[Literal["level", "slope"]] = ["slope"]  # pydantic copies the default per instance
+    curve_kinds: list[CurveKind] = Field(default_factory=_slope_only)
     merge_margin: int = Field(default=15, ge=0)  # frames: events closer than this to a reported one merge
     windowed: WindowedConfig = Field(default_factory=WindowedConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
