@@ -28,13 +28,12 @@ Written here because they are a few lines of NumPy/OpenCV each; no library bundl
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from wirewatch.segment.scale import estimate_wire_width
+from wirewatch.segment.scale import RunningWidth, estimate_wire_width
 
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 EDGE_FRACTION = 0.02  # the strongest 2 % of gradient pixels are "the edges"
@@ -79,7 +78,7 @@ class ImageQuality:
     _previous: np.ndarray | None = None
     _previous_scale: float = 1.0
     _window: np.ndarray | None = None
-    _widths: deque[float] = field(default_factory=lambda: deque(maxlen=WIDTH_FRAMES))  # log widths
+    _widths: RunningWidth = field(default_factory=lambda: RunningWidth(WIDTH_FRAMES))
 
     def reset(self) -> None:
         self._previous = None
@@ -102,10 +101,7 @@ class ImageQuality:
 
     def _wire_width(self, image: np.ndarray) -> float:
         """Running median (of logs: a scale) of the last WIDTH_FRAMES frames' typical wire widths, px."""
-        width = estimate_wire_width(image).width_px
-        if math.isfinite(width) and width > 0:
-            self._widths.append(math.log(width))
-        return math.exp(float(np.median(self._widths))) if self._widths else math.nan
+        return self._widths.add(estimate_wire_width(image).width_px)
 
     def _shift(self, image: np.ndarray) -> float:
         small = _small(image)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -30,6 +29,7 @@ import numpy as np
 from wirewatch.coco import boxes_of
 from wirewatch.segment.base import Segmenter
 from wirewatch.segment.scale import (
+    RunningWidth,
     ScaleOption,
     describe_coverage,
     estimate_wire_width,
@@ -78,7 +78,7 @@ class FitSegmenter:
             raise InputError(f"scale_window must be at least 1 frame, got {scale_window}")
         # scale auto on a stream: the median of the last scale_window frames' widths sets the factor, so that
         # one frame with few wires does not change the resize of a steady series
-        self._widths: deque[float] = deque(maxlen=scale_window)
+        self._widths = RunningWidth(scale_window)
         self._held: float | None = None  # the factor scale auto applied last (held_factor's hysteresis)
         self._lock = threading.Lock()
         self.pixel_size_nm = pixel_size_nm
@@ -123,13 +123,10 @@ class FitSegmenter:
             width = estimate_wire_width(image).width_px
             self.last_width_px = width
             with self._lock:  # several frames may be in flight at once (segmenters with max_in_flight > 1)
-                if math.isfinite(width):
-                    self._widths.append(math.log(width))
-                typical = math.exp(float(np.median(self._widths))) if self._widths else math.nan
+                typical = self._widths.add(width)
                 # hysteresis: a steady series keeps its factor even when its typical width sits at a bin's edge
                 # (once the window is full: the first frames' factor rests on too few widths to hold)
-                full = len(self._widths) == self._widths.maxlen
-                factor = held_factor(typical, self._held if full else None)
+                factor = held_factor(typical, self._held if self._widths.full else None)
                 self._held = factor if math.isfinite(typical) else self._held
         else:
             factor = float(self.scale)

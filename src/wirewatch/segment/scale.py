@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,32 @@ def held_factor(width_px: float, previous: float | None, target_px: float = TARG
     low, high = (1.0 / band, band) if previous == 1.0 else \
         (previous / margin, previous * margin)
     return previous if low <= raw <= high else factor
+
+
+class RunningWidth:
+    """Running median of the last ``size`` typical wire widths, px (the median of their logs: a width is a
+    scale); nan before the first finite one. Used by ``scale: auto`` (its resize factor) and by
+    ``quality.image`` (``iq_wire_width_px``); not thread-safe (callers hold their own lock)."""
+
+    def __init__(self, size: int) -> None:
+        self._logs: deque[float] = deque(maxlen=size)
+
+    def add(self, width_px: float) -> float:
+        """Take one frame's estimate (a non-finite or non-positive one is skipped); the running median."""
+        if math.isfinite(width_px) and width_px > 0:
+            self._logs.append(math.log(width_px))
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return math.exp(float(np.median(self._logs))) if self._logs else math.nan
+
+    @property
+    def full(self) -> bool:
+        return len(self._logs) == self._logs.maxlen
+
+    def clear(self) -> None:
+        self._logs.clear()
 
 
 MULTI_SPREAD = 2.5  # scale multi: a second pass when the wide wires are this many times the narrow ones
