@@ -404,12 +404,11 @@ class RaySegmenter:
             running = self._running_replicas()
             if running > 0 and self._death_seen is not None:
                 self._probe(timeout_s=max(interval_s, 1.0))
-            self._ready = running > 0 and self._death_seen is None
+            self._ready = running > 0
 
     def _saw_death(self) -> None:
         with self._lock:
             self._death_seen = time.monotonic()
-            self._ready = False
 
     def _saw_answer(self, sent_at: float) -> None:
         """A reply to a request sent after the last death seen: some replica is alive."""
@@ -419,14 +418,10 @@ class RaySegmenter:
 
     def _probe(self, timeout_s: float) -> None:
         """After a death: ask any replica for its pid (queues behind frames; Serve routes around dead ones)."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
-
         sent_at = time.monotonic()
         try:
             self._handle.pid.remote().result(timeout_s=timeout_s)
-        except (ActorDiedError, ActorUnavailableError, TimeoutError):
-            return
-        except Exception as exc:  # e.g. Serve shutting down: stay not ready, try again next poll
+        except Exception as exc:  # a dead replica, no answer in time, Serve shutting down: ask again next poll
             log.debug("ray backend: readiness probe failed: %s", exc)
             return
         self._saw_answer(sent_at)
@@ -441,7 +436,7 @@ class RaySegmenter:
     def ready(self) -> bool:
         """At least one replica running (as Serve's controller last said), and none seen dying since the
         last answer."""
-        return self._ready and not self._closed.is_set()
+        return self._ready and self._death_seen is None and not self._closed.is_set()
 
     @property
     def replicas(self) -> int:
