@@ -32,10 +32,10 @@ USED_SEEDS = set(range(0, 28)) | set(range(1001, 1009)) | {2501, 2701, 2901, 290
 
 def test_panel_covers_the_conditions_with_fresh_seeds() -> None:
     names = [s.name for s in panel_sets()]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 17
     for wanted in ("preset-ptychography", "preset-realistic", "preset-stxm", "preset-sem", "absorption-0.5x",
                    "absorption-3x", "sem-0.5x", "sem-3x", "tem-bright-field", "heavy-noise", "uneven-background",
-                   "agglomerates"):
+                   "agglomerates", "aligned-dense"):
         assert wanted in names
     assert not {PANEL_SEED + i for i in range(len(names))} & USED_SEEDS
     with pytest.raises(InputError, match="unknown panel set"):

@@ -81,6 +81,12 @@ def panel_sets() -> list[PanelSet]:
         PanelSet("agglomerates", "most wires in 2-4 dense clusters",
                  _derived("ptychography", {"wires.agglomerates.count": {"min": 2, "max": 4},
                                            "wires.agglomerates.fraction": 0.7, "wires.agglomerates.radius": 35.0})),
+        # the demo's last stage (alignment at 225): long, nearly parallel wires crossing at grazing angles
+        PanelSet("aligned-dense", "many long wires aligned within ~20 degrees, crossing at grazing angles",
+                 _derived("ptychography", {"wires.count": {"min": 60, "max": 100},
+                                           "wires.orientation": {"mean_deg": 75.0, "kappa": 8.0},
+                                           "wires.length": {"kind": "lognormal", "low": 35.0, "high": 210.0,
+                                                            "median": 98.0, "sigma": 0.45}})),
     ]
     return sets
 
