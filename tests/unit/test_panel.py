@@ -27,7 +27,7 @@ from wirewatch.evaluate.panel import (
 from wirewatch.segment import load_segmenter
 
 # seeds of every training and evaluation set so far (docs/model.md): the panel must draw none of them
-USED_SEEDS = set(range(0, 28)) | set(range(1001, 1009)) | {2501, 2701, 2901, 2902}
+USED_SEEDS = set(range(0, 28)) | set(range(1001, 1009)) | {2501, 2701, 2901, 2902} | set(range(5101, 5113))
 
 
 def test_panel_covers_the_conditions_with_fresh_seeds() -> None:
@@ -40,6 +40,19 @@ def test_panel_covers_the_conditions_with_fresh_seeds() -> None:
     assert not {PANEL_SEED + i for i in range(len(names))} & USED_SEEDS
     with pytest.raises(InputError, match="unknown panel set"):
         select_sets(["preset-nope"])
+
+
+def test_aligned_dense_set_is_dense_and_aligned() -> None:
+    index, ps = select_sets(["aligned-dense"])[0]
+    cfg = ps.config(512)
+    assert cfg.wires.orientation.kappa == 8.0 and cfg.wires.count.min >= 60
+    gt, _ = set_frames(index, ps, 1, 512)
+    angles = []
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        if max(w, h) > 40:  # long wires: the box's diagonal tells the direction well enough
+            angles.append(np.degrees(np.arctan2(h, w)))
+    assert len(gt["annotations"]) >= 50 and np.median(angles) > 60  # most wires near 75 deg from the x axis
 
 
 def test_set_frames_are_deterministic_and_span_the_widths() -> None:
