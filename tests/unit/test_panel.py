@@ -49,7 +49,7 @@ def test_aligned_dense_set_is_dense_and_aligned() -> None:
     gt, _ = set_frames(index, ps, 1, 512)
     angles = []
     for ann in gt["annotations"]:
-        x, y, w, h = ann["bbox"]
+        _, _, w, h = ann["bbox"]
         if max(w, h) > 40:  # long wires: the box's diagonal tells the direction well enough
             angles.append(np.degrees(np.arctan2(h, w)))
     assert len(gt["annotations"]) >= 50 and np.median(angles) > 60  # most wires near 75 deg from the x axis
