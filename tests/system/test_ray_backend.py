@@ -280,6 +280,22 @@ def test_replicas_killed_mid_stream_are_restarted_and_the_daemon_goes_on(ray_clu
     assert ids[-1] == sent - 1
 
 
+def test_rays_share_of_each_frame_is_split_into_its_parts(ray_cluster: Any) -> None:
+    """bench.ray_overhead reports the share in parts: to the replica, packing, back, unpacking."""
+    seg = load_segmenter("ray", app_name=APP, inner="watershed", replicas=2)
+    try:
+        for i in range(4):
+            seg.segment(rods(i, size=256).astype(np.float32) / 255.0)
+        assert len(seg.phases_s) == len(seg.overheads_s) == 4
+        for parts, share in zip(seg.phases_s, seg.overheads_s, strict=True):
+            assert all(p > -0.002 for p in parts)  # two processes' wall clocks on one machine
+            assert parts[1] > 0 and parts[3] > 0  # packing and unpacking are timed within one process each
+            # the parts are the share but for a few clock reads between them
+            assert abs(sum(parts) - share) < 0.005 + 0.25 * share
+    finally:
+        seg.close()
+
+
 def test_bench_daemon_reports_the_usual_fields_and_the_replicas(ray_cluster: Any) -> None:
     from wirewatch.bench.daemon import run_daemon_bench
 

@@ -6,7 +6,9 @@ One replica with ``threads`` onnxruntime threads (embedded local Ray) and an in-
 ``OnnxSegmenter`` with the same threads segment the same frames one at a time, alternately. Reported:
 
 - wall: per-frame round trip of the ray backend, the in-process segment time, and Ray's share of the
-  round trip (round trip minus the replica's queueing and inference, as the replica reports them);
+  round trip (round trip minus the replica's queueing and inference, as the replica reports them), and
+  that share in parts: the request's way to the replica (Serve's routing, the frame through the object
+  store), packing the masks in the replica, the reply's way back, unpacking them here;
 - CPU: CPU seconds per frame of every process of the local Ray (GCS, raylet, Serve controller,
   replica) plus this process, minus the replica's inference CPU and minus what those processes use
   idle over the same time (heartbeats, polling). CPU time hardly depends on what else the machine
@@ -67,6 +69,7 @@ def run_ray_overhead_bench(size: int = 512, frames: int = 20, threads: int = 1,
             ray_seg.segment(img)
             local.segment(img)
         ray_seg.overheads_s.clear()
+        ray_seg.phases_s.clear()
         me = os.getpid()
         # idle: what the Ray processes use doing nothing, over about the time the measurement takes
         est = 0.0
@@ -101,6 +104,10 @@ def run_ray_overhead_bench(size: int = 512, frames: int = 20, threads: int = 1,
             "in_process_p50_ms": float(np.median(inproc)) * 1e3,
             "difference_p50_ms": (float(np.median(rtt)) - float(np.median(inproc))) * 1e3,
             "ray_share_of_round_trip_p50_ms": float(np.median(ray_seg.overheads_s)) * 1e3,
+            # the share in parts (medians of each, so they need not add up to the share's median exactly)
+            **{f"{name}_p50_ms": float(v) * 1e3 for name, v in
+               zip(("to_replica", "packing", "from_replica", "unpacking"), np.median(ray_seg.phases_s, axis=0),
+                   strict=True)},
             "ray_overhead_cpu_ms_per_frame": overhead_cpu * 1e3,
             "replica_inference_cpu_ms_per_frame": infer_cpu / frames * 1e3,
             "idle_ray_cpu_cores": idle_cpu_per_s,

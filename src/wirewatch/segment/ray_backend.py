@@ -176,6 +176,7 @@ class SegmentReplica:
         self._lock = threading.Lock()
 
     def segment(self, image: np.ndarray) -> dict[str, Any]:
+        entered = time.time()  # wall clock: the daemon compares it with its own (same machine only)
         t0 = time.perf_counter()
         with self._lock:
             t1, c1 = time.perf_counter(), time.thread_time()
@@ -185,6 +186,8 @@ class SegmentReplica:
         packed["pid"] = os.getpid()  # lets the daemon count (and tests find) the replicas serving it
         packed["wait_s"], packed["infer_s"] = t1 - t0, t2 - t1  # so the daemon can tell Ray's own share
         packed["infer_cpu_s"] = c2 - c1  # this thread's CPU (all of it with threads=1: bench.ray_overhead)
+        packed["pack_s"] = time.perf_counter() - t2
+        packed["entered_at"], packed["left_at"] = entered, time.time()
         return packed
 
     def pid(self) -> int:
@@ -308,6 +311,10 @@ class RaySegmenter:
         # per frame: round trip minus the replica's wait and inference = Ray's own cost (transfer,
         # scheduling, packing); the newest 1000 kept
         self.overheads_s: deque[float] = deque(maxlen=1000)
+        # the same cost in parts, per frame (seconds): the request's way to the replica, packing the masks,
+        # the reply's way back, unpacking (bench.ray_overhead; the two ways compare two processes' wall
+        # clocks, so they mean something only when the replica runs on this machine)
+        self.phases_s: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
         self.last_infer_cpu_s = float("nan")  # the replica's inference CPU for the last frame (benchmarks)
         self.busy_s = 0.0  # the replicas' inference seconds, summed over frames (benchmarks: replicas kept busy)
         self._lock = threading.Lock()
@@ -452,10 +459,12 @@ class RaySegmenter:
         for attempt in (1, 2):
             try:
                 sent_at = time.monotonic()
-                t0 = time.perf_counter()
+                t0, sent_wall = time.perf_counter(), time.time()
                 packed = self.handle_segment.remote(image).result(timeout_s=self.request_timeout_s)
+                got_wall, t1 = time.time(), time.perf_counter()
                 det = unpack_detections(packed)
-                rtt = time.perf_counter() - t0
+                t2 = time.perf_counter()
+                rtt = t2 - t0
                 break
             except (ActorDiedError, ActorUnavailableError) as exc:
                 if attempt == 2:
@@ -473,6 +482,8 @@ class RaySegmenter:
                 self.replica_frames[pid] += 1
             with contextlib.suppress(TypeError, ValueError, KeyError):
                 self.overheads_s.append(rtt - float(packed["wait_s"]) - float(packed["infer_s"]))
+                self.phases_s.append((float(packed["entered_at"]) - sent_wall, float(packed["pack_s"]),
+                                      got_wall - float(packed["left_at"]), t2 - t1))
                 self.last_infer_cpu_s = float(packed["infer_cpu_s"])
                 self.busy_s += float(packed["infer_s"])
         return det
