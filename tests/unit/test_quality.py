@@ -99,7 +99,8 @@ def _history(monitor: QualityMonitor, n: int, step_at: int, change: dict[str, fl
     for f in range(n):
         agg = {"iq_blur_px": 1.5 + rng.normal(0, 0.05), "iq_background": 1000.0 + rng.normal(0, 5),
                "iq_contrast": 100.0, "iq_shift_px": abs(rng.normal(0, 0.3)), "reliability": 0.8,
-               "length_px_median": 80.0 + rng.normal(0, 2), "width_px_median": 8.0 + rng.normal(0, 0.2)}
+               "length_px_median": 80.0 + rng.normal(0, 2), "width_px_median": 8.0 + rng.normal(0, 0.2),
+               "particle_count": 30.0}
         if f >= step_at:
             for k, v in change.items():
                 agg[k] = agg[k] * v if k != "reliability" else v
@@ -109,7 +110,13 @@ def _history(monitor: QualityMonitor, n: int, step_at: int, change: dict[str, fl
 @pytest.mark.parametrize(("change", "attribution", "suspect"), [
     ({"iq_blur_px": 2.0}, "instrument", False),  # refocus
     ({"iq_background": 0.5}, "instrument", False),  # beam intensity halves
-    ({"length_px_median": 1.5, "width_px_median": 1.5}, "instrument", False),  # magnification x1.5
+    # magnification x1.5 as the simulator draws it: about 1 / 1.5^2 as many wires
+    ({"length_px_median": 1.5, "width_px_median": 1.5, "particle_count": 0.45}, "instrument", False),
+    ({"length_px_median": 0.6, "width_px_median": 0.65, "particle_count": 1.6}, "instrument", False),  # zoom out
+    # the wires grew longer and wider by one factor, as many as before: the sample
+    ({"length_px_median": 1.5, "width_px_median": 1.5, "particle_count": 1.0}, "sample", False),
+    # few wires a frame: the median length and width both jump by chance as the wires widen, as many as before
+    ({"length_px_median": 1.3, "width_px_median": 1.4, "particle_count": 1.03}, "sample", False),
     ({"width_px_median": 1.6}, "sample", False),  # the wires widen: the sample
     ({"length_px_median": 1.5}, "sample", False),
     ({"width_px_median": 1.6, "reliability": 0.2}, "sample", True),  # the model stopped seeing the wires
@@ -119,6 +126,16 @@ def test_change_points_attributed(change: dict[str, float], attribution: str, su
     _history(monitor, 80, 50, change)
     judged = monitor.judge(_cp(50, 58))
     assert (judged.attribution, judged.suspect) == (attribution, suspect)
+
+
+def test_magnification_test_without_coverage_in_the_history_compares_length_and_width_alone() -> None:
+    monitor = QualityMonitor()
+    rng = np.random.default_rng(1)
+    for f in range(80):
+        k = 1.5 if f >= 50 else 1.0
+        monitor.remember(f, {"length_px_median": 80.0 * k + rng.normal(0, 2), "width_px_median": 8.0 * k,
+                             "reliability": 0.8})
+    assert monitor.judge(_cp(50, 58)).attribution == "instrument"
 
 
 def test_attribution_needs_history_and_resets() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -65,3 +66,21 @@ def test_three_gap_sum_matches_sorting_the_points() -> None:
         gaps = np.diff(np.append(points, points[0] + 1.0))
         expected.append(0.5 * float((gaps * gaps).sum()))
     np.testing.assert_allclose(_mean_smallest_offset(steps, counts), expected, atol=1e-9)
+
+
+def test_a_crossing_wires_stub_does_not_widen_the_wire() -> None:
+    # A model's mask of one wire often holds a piece of the wire crossing it. The rectangle around that
+    # mask spans the stub (its short side reads ~2x the wire); the width (area / length) grows only by
+    # the stub's pixels over the wire's length.
+    rng = np.random.default_rng(4)
+    centres = 60.0 + rng.uniform(-0.5, 0.5, (8, 2))
+    for angle in (0.0, 23.0, 45.0, 110.0):
+        wire = rectangle_masks(100.0, 6.0, [angle], centres, 120)
+        crossing = rectangle_masks(20.0, 6.0, [angle + 90.0], centres, 120)  # 7 px beyond each edge
+        cols = particle_descriptors(wire | crossing).columns
+        sides = [min(cv2.minAreaRect(np.column_stack(np.nonzero(m)[::-1]).astype(np.float32))[1])
+                 for m in wire | crossing]
+        assert min(sides) >= 12.0, (angle, sides)  # the rectangle spans the stub: 2-3x the wire
+        # 2 x 7 x 6 extra pixels over 100 px of length: +0.84 px.
+        np.testing.assert_allclose(cols["width_px"], 6.0 + 84.0 / 100.0, atol=0.5, err_msg=str(angle))
+        np.testing.assert_allclose(cols["length_px"], 100.0, atol=1.5, err_msg=str(angle))  # the stub tilts the hull

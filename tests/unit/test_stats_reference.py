@@ -39,9 +39,10 @@ def reference_descriptors(masks: np.ndarray, image: np.ndarray | None,
         mu20, mu02, mu11 = (dx * dx).sum(), (dy * dy).sum(), (dx * dy).sum()
         orientation = math.degrees(0.5 * math.atan2(-2.0 * mu11, mu20 - mu02)) % 180.0
         (_, _), (side_a, side_b), _ = cv2.minAreaRect(np.column_stack((xs, ys)).astype(np.float32))
-        add_long, add_short = descriptors_module.sampling_allowance(
+        add_long, _ = descriptors_module.sampling_allowance(
             np.array([orientation]), np.array([max(side_a, side_b)]), np.array([min(side_a, side_b)]))
-        length, width = max(side_a, side_b) + add_long[0], min(side_a, side_b) + add_short[0]
+        length = max(side_a, side_b) + add_long[0]
+        width = area / length  # mean thickness (descriptors' docstring)
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         od = float(image[ys, xs].astype(np.float64).sum()) if image is not None else math.nan
         values = {

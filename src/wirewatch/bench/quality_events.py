@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         run = run_scenario(name, frames=args.frames, backend=args.backend)
         out = run.summary()
         out["seconds"] = round(time.perf_counter() - t, 1)
-        out["changepoints"] = [{"frame": cp.frame, "statistics": list(cp.statistics), "attribution": cp.attribution,
+        out["changepoints"] = [{"frame": cp.frame, "detected_at": cp.detected_at, "statistics": list(cp.statistics), "attribution": cp.attribution,
                                 "suspect": cp.suspect} for cp in run.changepoints]
         print(json.dumps(out), flush=True)
         kept[name] = run.values

@@ -10,13 +10,20 @@ bottom-left to the top-right of the screen is 45 deg; one from top-left to botto
 It is the principal axis of the mask's second moments (for a rectangle: its long side), which is
 steadier on rasterised masks than the rotated rectangle's edge direction.
 
-Length and width are the long and short sides of the minimum-area rotated rectangle around the
-mask's pixel centres (OpenCV ``minAreaRect``) plus what pixel-centre sampling hides beyond the
-outermost centres (``sampling_allowance``): a whole pixel for an axis-aligned side, so an
-axis-aligned L x W block of pixels measures exactly L x W, but less for a rotated one, whose
-centres come closer to the true edge (0.71 px at 45 degrees, near 0 across a long edge at a
-generic angle). The former constant "+1 pixel" read rotated rectangles up to 1 px too long and
-too wide. The aspect ratio is length / width (the paper's long/short side).
+Length is the long side of the minimum-area rotated rectangle around the mask's pixel centres
+(OpenCV ``minAreaRect``) plus what pixel-centre sampling hides beyond the outermost centres
+(``sampling_allowance``): a whole pixel for an axis-aligned side, so an axis-aligned L x W block of
+pixels measures exactly L x W, but less for a rotated one, whose centres come closer to the true
+edge (0.71 px at 45 degrees, near 0 across a long edge at a generic angle). The former constant
+"+1 pixel" read rotated rectangles up to 1 px too long and too wide.
+
+Width is the area over that length: the mean thickness of a body as long as the mask. On a straight
+rod it is the rectangle's short side (a rasterised rectangle's pixel count is unbiased for its
+area), but a mask that is not one straight rod - a stub of a crossing wire leaked into it, two
+crossing wires merged, a curved wire - widens the rectangle to the whole shape's spread, while
+the area grows only by the extra pixels (issue 37: on the ptychography preset the rectangle's
+short side read the model's masks 2.1 px wide of the truth, area / length 0.1 px; docs/stats.md).
+The aspect ratio is length / width (the paper's long/short side, on straight rods).
 """
 
 from __future__ import annotations
@@ -271,8 +278,11 @@ def particle_descriptors(masks: np.ndarray, image: np.ndarray | None = None,
     row_x0 = np.take(x0, row_owner)
     long_span, short_span = _rotated_rectangle_sides(left_x - row_x0, right_x - row_x0,
                                                      row_y - np.take(y0, row_owner), row_owner, row_starts)
-    add_long, add_short = sampling_allowance(orientation, long_span, short_span)
-    length, width = long_span + add_long, short_span + add_short
+    add_long, _ = sampling_allowance(orientation, long_span, short_span)
+    length = long_span + add_long
+    # Mean thickness (module docstring): the rectangle's short side on a straight rod, but not widened to
+    # a whole X or L by a crossing wire's piece in the mask. length > 0: every side gets an allowance.
+    width = area / length
 
     if image is not None:
         od_integrated = _image_sums(image, band)
