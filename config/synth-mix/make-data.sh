@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 37 part 3: the broad training mix of docs/model.md ("The first candidates under the panel rule"),
-# seeds 5101-5109 (the panel draws from 3700 + set). About a minute on 2 cores. Usage:
+# seeds 5101-5112 (the panel draws from 3700 + set). A few minutes on 2 cores. Usage:
 #   bash config/synth-mix/make-data.sh [OUT_DIR]      (default ~/wirewatch-runs/mix/data)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +17,9 @@ $W synth --preset ptychography --config $C/brightfield.yaml --out "$D/brightfiel
 $W synth --preset ptychography --config $C/noisy.yaml --out "$D/noisy" --count 200 --seed 5107 --workers 2
 $W synth --preset ptychography --config $C/uneven.yaml --out "$D/uneven" --count 200 --seed 5108 --workers 2
 $W synth --preset ptychography --config $C/agglom.yaml --out "$D/agglom" --count 150 --seed 5109 --workers 2
+# dense, aligned wires (mix legs 4-5)
+$W synth --preset ptychography --config $C/aligned1.yaml --out "$D/aligned1" --count 250 --seed 5111 --workers 2
+$W synth --preset ptychography --config $C/aligned2.yaml --out "$D/aligned2" --count 200 --seed 5112 --workers 2
 # mix leg 1 (docs/model.md):
 #   wirewatch train --config config/train-mix-cpu.yaml --data $D/ptycho --extra-data $D/realistic:0.12 \
 #     --extra-data $D/stxm:0.10 --extra-data $D/sem:0.14 --extra-data $D/absorption:0.10 \

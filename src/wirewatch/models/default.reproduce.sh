@@ -236,3 +236,26 @@ with open(f"{models}/default.refiner-metrics.csv", "w", newline="") as f:
 PY
 # Paired scoring as in step 26 (mask_refine=none vs default; eval-r35), and the card's refined rows again:
 card_rows eval-r35c eval-r34c card-notes-r35.md
+
+# --- Issue 37: the shipped default since 2026-12-07 is mix leg 5 with refiner 4 (MODEL_CARD.md, lead table). ---
+# Five legs on 2 CPU cores from the model above (about 5 h in all), each from the previous leg's weights; the
+# recipes are the packaged default.mix1-4-train-config.yaml and default.train-config.yaml (leg 5), whose `data`,
+# `extra_data`, `init` and `out` paths point at $RUNS/mix (edit them for another $RUNS).
+bash config/synth-mix/make-data.sh "$RUNS/mix/data"
+cp src/wirewatch/models/default.onnx "$RUNS/leg23-shipped.onnx"   # before this script overwrites it
+for n in 1 2 3 4; do
+    wirewatch train --config src/wirewatch/models/default.mix$n-train-config.yaml --out "$RUNS/mix/run$n" --no-progress
+done
+# (leg 1's config names the previous default.onnx as init: use $RUNS/leg23-shipped.onnx)
+wirewatch train --config src/wirewatch/models/default.train-config.yaml --out "$RUNS/mix/run5" --no-progress
+wirewatch export --checkpoint "$RUNS/mix/run5/final.pt" --out "$RUNS/mix/cand5.onnx"
+wirewatch export --checkpoint "$RUNS/mix/run4/final.pt" --out "$RUNS/mix/cand4.onnx"
+# refiner 4: on leg 4's masks, from refiner 3's weights (shipped-init.pt: refiner 3's ONNX weights read back)
+python -m wirewatch.train.refiner --model "$RUNS/mix/cand4.onnx" --data "$RUNS/mix/data/ptycho" --images 250 \
+    --extra-data "$RUNS/mix/data/aligned1:60" --extra-data "$RUNS/mix/data/agglom:50" \
+    --extra-data "$RUNS/mix/data/uneven:40" --channels 24 --init "$RUNS/mix/refiner3/shipped-init.pt" \
+    --peak-lr 2e-4 --time-budget 600 --out "$RUNS/mix/refiner4/run"
+cp "$RUNS/mix/cand5.onnx" src/wirewatch/models/default.onnx
+cp "$RUNS/mix/refiner4/run/refiner.onnx" src/wirewatch/models/default.refiner.onnx
+# then re-stamp the refiner for default.onnx (its metadata's trained_for_model_sha256; MODEL_CARD.md "Training")
+# and score the panel as in MODEL_CARD.md's lead table.
