@@ -482,10 +482,11 @@ class RaySegmenter:
                 self.replica_frames[pid] += 1
             with contextlib.suppress(TypeError, ValueError, KeyError):
                 self.overheads_s.append(rtt - float(packed["wait_s"]) - float(packed["infer_s"]))
-                self.phases_s.append((float(packed["entered_at"]) - sent_wall, float(packed["pack_s"]),
-                                      got_wall - float(packed["left_at"]), t2 - t1))
                 self.last_infer_cpu_s = float(packed["infer_cpu_s"])
                 self.busy_s += float(packed["infer_s"])
+                # last: a replica of an older wirewatch (a shared cluster's) sends no timestamps
+                self.phases_s.append((float(packed["entered_at"]) - sent_wall, float(packed["pack_s"]),
+                                      got_wall - float(packed["left_at"]), t2 - t1))
         return det
 
     def close(self) -> None:
