@@ -138,6 +138,20 @@ def test_magnification_test_without_coverage_in_the_history_compares_length_and_
     assert monitor.judge(_cp(50, 58)).attribution == "instrument"
 
 
+def test_one_frame_after_the_split_attributes_nothing_to_the_instrument() -> None:
+    """A change point reported on the first frame after a jump: that one frame's ~20 wires can read 1.3x longer,
+    wider and fewer by chance (the demo's frame 227 as its wires align), or its edge blur +30 %."""
+    zoom = {"length_px_median": 1.5, "width_px_median": 1.5, "particle_count": 0.45}
+    monitor = QualityMonitor()
+    # only the newest frame, 58, jumps, as the demo's 227 did (1.3x longer and wider, fewer, blur +30 %)
+    _history(monitor, 59, 58, {"length_px_median": 1.3, "width_px_median": 1.3, "particle_count": 0.8,
+                               "iq_blur_px": 1.3})
+    assert monitor.judge(_cp(55, 58)).attribution == "sample"
+    monitor = QualityMonitor()
+    _history(monitor, 61, 58, zoom)  # three frames of a zoom: the instrument
+    assert monitor.judge(_cp(58, 60)).attribution == "instrument"
+
+
 def test_attribution_needs_history_and_resets() -> None:
     monitor = QualityMonitor()
     _history(monitor, 80, 50, {"iq_blur_px": 2.0})
