@@ -176,6 +176,22 @@ def test_stream_window_keeps_one_factor() -> None:
     assert len(set(factors[4:])) == 1 and factors[-1] < 0.7
 
 
+def test_independent_frames_get_their_own_factor() -> None:
+    """With a window of one frame (evaluate, segment, an upload) the hold does not apply: a frame's resize does
+    not depend on the frame segmented before it (here a 1x frame, then one whose width (raw factor 1.53) the
+    stream's hysteresis would have kept at 1)."""
+    thin = _frame(seed=38200, factor=0.605)
+    alone = FitSegmenter(load_segmenter("watershed"), max_side=1024, scale="auto").factor_for(thin)
+    after = FitSegmenter(load_segmenter("watershed"), max_side=1024, scale="auto")
+    assert after.factor_for(_frame(seed=38201)) == 1.0
+    assert alone > 1.0 and after.factor_for(thin) == alone
+    # on a stream (window 2, full) the same frames keep the factor in use
+    stream = FitSegmenter(load_segmenter("watershed"), max_side=1024, scale="auto", scale_window=2)
+    stream.factor_for(_frame(seed=38201))
+    stream.factor_for(_frame(seed=38202))
+    assert stream.factor_for(thin) == 1.0
+
+
 def test_multi_scale_passes_on_mixed_widths_and_their_merge() -> None:
     from wirewatch.segment.fit import merge_passes
     from wirewatch.segment.scale import WidthEstimate, multi_factors

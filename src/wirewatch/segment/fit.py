@@ -78,6 +78,7 @@ class FitSegmenter:
             raise InputError(f"scale_window must be at least 1 frame, got {scale_window}")
         # scale auto on a stream: the median of the last scale_window frames' widths sets the factor, so that
         # one frame with few wires does not change the resize of a steady series
+        self.scale_window = scale_window
         self._widths = RunningWidth(scale_window)
         self._held: float | None = None  # the factor scale auto applied last (held_factor's hysteresis)
         self._lock = threading.Lock()
@@ -125,8 +126,11 @@ class FitSegmenter:
             with self._lock:  # several frames may be in flight at once (segmenters with max_in_flight > 1)
                 typical = self._widths.add(width)
                 # hysteresis: a steady series keeps its factor even when its typical width sits at a bin's edge
-                # (once the window is full: the first frames' factor rests on too few widths to hold)
-                factor = held_factor(typical, self._held if self._widths.full else None)
+                # (once the window is full: the first frames' factor rests on too few widths to hold). Only on a
+                # stream (scale_window > 1): with a window of one frame the frames are independent (evaluate,
+                # segment, an upload), and one frame's factor must not depend on the frame before it
+                held = self._held if self._widths.full and self.scale_window > 1 else None
+                factor = held_factor(typical, held)
                 self._held = factor if math.isfinite(typical) else self._held
         else:
             factor = float(self.scale)
