@@ -206,13 +206,9 @@ class QualityMonitor:
         return self._magnified(before, after)
 
     def _magnified(self, before: list[dict[str, float]], after: list[dict[str, float]]) -> bool:
-        ratios = []
-        for name in (_LENGTH, _WIDTH):
-            b, a = _values(before, name), _values(after, name)
-            if b.size < 3 or a.size < 1 or not float(np.median(b)) > 0:
-                return False
-            ratios.append(float(np.median(a)) / float(np.median(b)))
-        length, width = ratios
+        length, width = _median_ratio(before, after, _LENGTH), _median_ratio(before, after, _WIDTH)
+        if length is None or width is None:
+            return False
         c = self.config
         both_moved = abs(math.log(length)) > math.log1p(c.min_step) and abs(math.log(width)) > math.log1p(c.min_step)
         if not (both_moved and abs(math.log(length / width)) < math.log1p(c.magnification_tolerance)):
@@ -220,11 +216,20 @@ class QualityMonitor:
         # Fewer wires after a zoom in, more after a zoom out: a few-particle frame's median length and width
         # can both jump by chance when the wires widen (the demo's width x1.6 under the watershed, 7 wires
         # a frame), but their number stays. Without counts in the history the test is as before.
-        b, a = _values(before, _COUNT), _values(after, _COUNT)
-        if b.size < 3 or a.size < 1 or not float(np.median(b)) > 0:
+        count = _median_ratio(before, after, _COUNT, floor=0.5)
+        if count is None:
             return True
-        count = max(float(np.median(a)), 0.5) / float(np.median(b))
         return -math.log(count) * math.copysign(1.0, math.log(length)) >= c.count_share * abs(math.log(length))
+
+
+def _median_ratio(before: list[dict[str, float]], after: list[dict[str, float]], name: str,
+                  floor: float = 0.0) -> float | None:
+    """median after / median before of ``name`` (the median after raised to ``floor``: a count may fall to 0);
+    None with fewer than 3 frames before, none after, or a median before that is not positive."""
+    b, a = _values(before, name), _values(after, name)
+    if b.size < 3 or a.size < 1 or not float(np.median(b)) > 0:
+        return None
+    return max(float(np.median(a)), floor) / float(np.median(b))
 
 
 def _values(rows: list[dict[str, float]], name: str) -> np.ndarray:
